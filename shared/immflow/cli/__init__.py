@@ -1,0 +1,16 @@
+"""The ``immflow`` command."""
+
+from __future__ import annotations
+
+import click
+
+from immflow import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="immflow")
+def main() -> None:
+    """Upload-triggered media pipelines on Alibaba Cloud IMM, and a local cloud to run them offline."""
+
+
+# Each command lives in its own module and registers itself here.
