@@ -1,0 +1,719 @@
+"""The parameters of IMM's asynchronous Create*Task actions, as typed models, and their RPC wire form.
+
+Field names are exactly the wire names of imm-api.md Appendix B (generated from the official SDK
+``alibabacloud_imm20200930`` 5.0.3); nothing else is accepted (``extra="forbid"``), so a misspelt or
+invented parameter fails with its name. The same models serve both sides: immflow builds requests with
+them, and the local IMM validates incoming requests with `TaskRequest.from_wire`.
+
+Wire form (imm-api.md §6.2, checked against the SDK itself in the tests): every parameter is one
+string; objects and arrays are compact JSON (keys in the SDK's order, which is ASCII order of the wire
+names; ``ensure_ascii`` off); top-level booleans are rendered by Python's ``str`` (``True``), as the
+Python SDK does. Inside JSON, the SDK writes every unset list of objects as ``[]``; ``to_wire`` does
+the same, and parsing treats ``[]`` as unset.
+
+The SDK itself is not imported here: FC handlers import this module and cold start matters.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
+
+from immflow.errors import PayloadError
+from immflow.parsing import load_json, parse_model
+
+USER_DATA_MAX_BYTES = 2048  # imm-api.md §8
+
+ItemT = TypeVar("ItemT")
+RequestT = TypeVar("RequestT", bound="TaskRequest")
+
+
+def _empty_list_is_unset(value: object) -> object:
+    # The SDK sends [] for every list the caller did not set, so [] cannot mean anything else.
+    return None if value == [] else value
+
+
+OptionalList = Annotated[Union[list[ItemT], None], BeforeValidator(_empty_list_is_unset)]  # noqa: UP007
+"""A list parameter that may be left out; ``[]`` reads as left out."""
+
+TagMap = dict[str, JsonValue]
+"""Tags: free-form: the Python SDK does not force values to strings (``{"k1":"v1","n":2}``)."""
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Structs shared by every action (imm-api.md §1.1, §3.2). A struct's class name ends in "Spec" where the
+# field holding it has the struct's own name: pydantic would resolve the annotation to the field instead.
+
+
+class CredentialChainLink(_Wire):
+    AssumeRoleFor: str | None = None
+    Role: str | None = None
+    RoleType: str | None = None
+
+
+class CredentialConfigSpec(_Wire):
+    Chain: OptionalList[CredentialChainLink] = None
+    Policy: str | None = None
+    ServiceRole: str | None = None
+
+
+class MnsSpec(_Wire):
+    TopicName: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_endpoint(cls, data: Any) -> Any:
+        # Older IMM docs show MNS.Endpoint; the current API has no such member. Accepted, ignored.
+        if isinstance(data, dict) and "Endpoint" in data:
+            return {name: value for name, value in data.items() if name != "Endpoint"}
+        return data
+
+
+class RocketMqSpec(_Wire):
+    InstanceId: str | None = None
+    TopicName: str | None = None
+
+
+class NotificationSpec(_Wire):
+    ExtendedMessageURI: str | None = None
+    """Not a channel: the OSS object where IMM writes a large result (archive listings)."""
+    MNS: MnsSpec | None = None
+    RocketMQ: RocketMqSpec | None = None
+
+
+class TrimPolicySpec(_Wire):
+    DisableDeleteEmptyCell: bool | None = None
+    DisableDeleteRepeatedStyle: bool | None = None
+    DisableDeleteUnusedPicture: bool | None = None
+    DisableDeleteUnusedShape: bool | None = None
+
+
+class TaskRequest(_Wire):
+    """What every Create*Task request has; subclasses add the action's own parameters."""
+
+    TASK_TYPE: ClassVar[str]
+    """The TaskType of GetTask/ListTasks and of the notification's ``type``."""
+    ACTION: ClassVar[str]
+    """The RPC action (the SDK method is its snake_case form)."""
+
+    CredentialConfig: CredentialConfigSpec | None = None
+    Notification: NotificationSpec | None = None
+    ProjectName: str = Field(min_length=1)
+    UserData: str | None = None
+
+    @field_validator("UserData")
+    @classmethod
+    def _user_data_fits(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode("utf-8")) > USER_DATA_MAX_BYTES:
+            raise ValueError(
+                f"UserData is {len(value.encode('utf-8'))} bytes; IMM accepts at most {USER_DATA_MAX_BYTES}"
+            )
+        return value
+
+    @classmethod
+    def accepts_tags(cls) -> bool:
+        """FileCompression, FileUncompression and ArchiveFileInspection take no ``Tags`` (imm-api.md §3.1)."""
+        return "Tags" in cls.model_fields
+
+    @classmethod
+    def json_parameters(cls) -> frozenset[str]:
+        """The parameters sent as one JSON string each (imm-api.md Appendix A)."""
+        return frozenset(name for name, field in cls.model_fields.items() if not _is_scalar(field.annotation))
+
+    def source_uris(self) -> list[str]:
+        """Every OSS object the task reads, in request order."""
+        return _present(self._named_sources())
+
+    def target_uris(self) -> list[str]:
+        """Every output the request names, as written: TargetURI templates unexpanded, prefixes as
+        prefixes, plus ``Notification.ExtendedMessageURI`` (IMM writes that file too)."""
+        extended = self.Notification.ExtendedMessageURI if self.Notification is not None else None
+        return _present([*self._named_targets(), extended])
+
+    def _named_sources(self) -> Iterable[str | None]:
+        raise NotImplementedError
+
+    def _named_targets(self) -> Iterable[str | None]:
+        raise NotImplementedError
+
+    def to_wire(self) -> dict[str, str]:
+        """The RPC parameters exactly as the Python SDK sends them (query, and for OfficeConversion's
+        ``Sources`` the form body: the split is the transport's business)."""
+        params: dict[str, str] = {}
+        for name in sorted(type(self).model_fields):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                params[name] = value
+            elif isinstance(value, (bool, int, float)):
+                params[name] = str(value)
+            else:
+                params[name] = json.dumps(_json_ready(value), ensure_ascii=False, separators=(",", ":"))
+        return params
+
+    @classmethod
+    def from_wire(cls: type[RequestT], params: Mapping[str, str]) -> RequestT:
+        """Parse RPC parameters (query and form body merged). Raises `PayloadError` naming the parameter
+        and, inside JSON parameters, the member (``Targets.0.Video.TranscodeVideo.Codec``).
+
+        Top-level booleans are read case-insensitively (``True`` from Python, ``true`` from other SDKs);
+        JSON members must have their JSON type (no ``"3"`` for a number); ``[]`` reads as unset.
+        """
+        kind = f"{cls.ACTION} request"
+        data: dict[str, Any] = {}
+        for name, text in params.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                accepted = ", ".join(sorted(cls.model_fields))
+                raise PayloadError(kind, name, f"unknown parameter; {cls.ACTION} accepts {accepted}")
+            value = _from_wire_text(field.annotation, text, kind, name)
+            if value != []:
+                data[name] = value
+        return parse_model(cls, data, kind, strict=True)
+
+
+def _present(uris: Iterable[str | None]) -> list[str]:
+    return list(dict.fromkeys(uri for uri in uris if uri))
+
+
+def _non_none_args(annotation: Any) -> list[Any]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [arg for arg in get_args(annotation) if arg is not type(None)]
+    return [annotation]
+
+
+def _is_scalar(annotation: Any) -> bool:
+    return all(arg in (str, bool, int, float) for arg in _non_none_args(annotation))
+
+
+def _is_list_of_objects(annotation: Any) -> bool:
+    for arg in _non_none_args(annotation):
+        if get_origin(arg) is list:
+            (item,) = get_args(arg)
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                return True
+    return False
+
+
+def _json_ready(value: object) -> object:
+    if isinstance(value, BaseModel):
+        result: dict[str, object] = {}
+        for name, field in sorted(type(value).model_fields.items()):
+            member = getattr(value, name)
+            if member is not None:
+                result[name] = _json_ready(member)
+            elif _is_list_of_objects(field.annotation):
+                result[name] = []
+        return result
+    if isinstance(value, list):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _from_wire_text(annotation: Any, text: str, kind: str, name: str) -> object:
+    (base,) = _non_none_args(annotation)
+    if base is str:
+        return text
+    if base is bool:
+        if text.lower() not in ("true", "false"):
+            raise PayloadError(kind, name, f"expected true or false, got {text!r}")
+        return text.lower() == "true"
+    if base in (int, float):
+        try:
+            return base(text)
+        except ValueError:
+            expected = "an integer" if base is int else "a number"
+            raise PayloadError(kind, name, f"expected {expected}, got {text!r}") from None
+    return load_json(text, kind, field=name)
+
+
+# CreateMediaConvertTask (imm-api.md §3.4, Appendix B)
+
+
+class MediaConvertSubtitle(_Wire):
+    Language: str | None = None
+    TimeOffset: float | None = None
+    URI: str | None = None
+
+
+class MediaConvertSource(_Wire):
+    AlignMode: str | None = None
+    Attached: bool | None = None
+    DisableAudio: bool | None = None
+    DisableVideo: bool | None = None
+    Duration: float | None = None
+    StartTime: float | None = None
+    Subtitles: OptionalList[MediaConvertSubtitle] = None
+    URI: str = Field(min_length=1)
+
+
+class TranscodeAudioSpec(_Wire):
+    Bitrate: int | None = None
+    BitrateOption: str | None = None
+    BitsPerSample: int | None = None
+    Channel: int | None = None
+    Codec: str | None = None
+    Quality: int | None = None
+    SampleRate: int | None = None
+    SampleRateOption: str | None = None
+
+
+class FilterAudioSpec(_Wire):
+    Mixing: bool | None = None
+
+
+class TargetAudio(_Wire):
+    DisableAudio: bool | None = None
+    FilterAudio: FilterAudioSpec | None = None
+    Stream: OptionalList[int] = None
+    TranscodeAudio: TranscodeAudioSpec | None = None
+
+
+class TranscodeVideoSpec(_Wire):
+    AdaptiveResolutionDirection: bool | None = None
+    BFrames: int | None = None
+    Bitrate: int | None = None
+    BitrateOption: str | None = None
+    BufferSize: int | None = None
+    CRF: float | None = None
+    Codec: str | None = None
+    FrameRate: float | None = None
+    FrameRateOption: str | None = None
+    GOPSize: int | None = None
+    MaxBitrate: int | None = None
+    PixelFormat: str | None = None
+    Refs: int | None = None
+    Resolution: str | None = None
+    ResolutionOption: str | None = None
+    Rotation: int | None = None
+    ScaleType: str | None = None
+    VideoSlim: int | None = None
+
+
+class Delogo(_Wire):
+    Duration: float | None = None
+    Dx: float | None = None
+    Dy: float | None = None
+    Height: float | None = None
+    ReferPos: str | None = None
+    StartTime: float | None = None
+    Width: float | None = None
+
+
+class Blur(_Wire):
+    """Face or licence-plate desensitization."""
+
+    BlurRadius: int | None = None
+    Confidence: float | None = None
+    MinSize: int | None = None
+    ScaleRatio: float | None = None
+    Transparency: float | None = None
+
+
+class DesensitizationSpec(_Wire):
+    Face: Blur | None = None
+    LicensePlate: Blur | None = None
+
+
+class Watermark(_Wire):
+    BorderColor: str | None = None
+    BorderWidth: int | None = None
+    Content: str | None = None
+    Duration: float | None = None
+    Dx: float | None = None
+    Dy: float | None = None
+    FontApha: float | None = None  # sic: the API's spelling
+    FontColor: str | None = None
+    FontName: str | None = None
+    FontSize: int | None = None
+    Height: float | None = None
+    ReferPos: str | None = None
+    StartTime: float | None = None
+    Type: str | None = None
+    URI: str | None = None
+    Width: float | None = None
+
+
+class FilterVideoSpec(_Wire):
+    Delogos: OptionalList[Delogo] = None
+    Desensitization: DesensitizationSpec | None = None
+    Speed: float | None = None
+    Watermarks: OptionalList[Watermark] = None
+
+
+class TargetVideo(_Wire):
+    DisableVideo: bool | None = None
+    FilterVideo: FilterVideoSpec | None = None
+    Stream: OptionalList[int] = None
+    TranscodeVideo: TranscodeVideoSpec | None = None
+
+
+class ExtractSubtitleSpec(_Wire):
+    Format: str | None = None
+    URI: str | None = None
+    """A prefix: outputs are ``<URI>_<stream index>.<ext>``."""
+
+
+class TargetSubtitle(_Wire):
+    DisableSubtitle: bool | None = None
+    ExtractSubtitle: ExtractSubtitleSpec | None = None
+    Stream: OptionalList[int] = None
+
+
+class Animation(_Wire):
+    Format: str
+    FrameRate: float | None = None
+    Height: float | None = None
+    Interval: float | None = None
+    Number: int | None = None
+    ScaleType: str | None = None
+    StartTime: float | None = None
+    URI: str = Field(min_length=1)
+    Width: float | None = None
+
+
+class Snapshot(_Wire):
+    Format: str
+    Height: float | None = None
+    Interval: float | None = None
+    Mode: str | None = None
+    Number: int | None = None
+    ScaleType: str | None = None
+    StartTime: float | None = None
+    Threshold: int | None = None
+    URI: str = Field(min_length=1)
+    Width: float | None = None
+
+
+class Sprite(_Wire):
+    Format: str
+    Interval: float | None = None
+    Margin: int | None = None
+    Mode: str | None = None
+    Number: int | None = None
+    Pad: int | None = None
+    ScaleHeight: float | None = None
+    ScaleType: str | None = None
+    ScaleWidth: float | None = None
+    StartTime: float | None = None
+    Threshold: int | None = None
+    TileHeight: int | None = None
+    TileWidth: int | None = None
+    URI: str = Field(min_length=1)
+
+
+class TargetImage(_Wire):
+    Animations: OptionalList[Animation] = None
+    Snapshots: OptionalList[Snapshot] = None
+    Sprites: OptionalList[Sprite] = None
+
+
+class SegmentSpec(_Wire):
+    Duration: float | None = None
+    Format: str | None = None
+    StartNumber: int | None = None
+
+
+class StreamSelection(_Wire):
+    Stream: OptionalList[int] = None
+
+
+class MediaConvertTarget(_Wire):
+    AttachedPicture: StreamSelection | None = None
+    Audio: TargetAudio | None = None
+    Container: str | None = None
+    Data: StreamSelection | None = None
+    Image: TargetImage | None = None
+    Segment: SegmentSpec | None = None
+    Speed: float | None = None
+    StripMetadata: bool | None = None
+    Subtitle: TargetSubtitle | None = None
+    URI: str | None = None
+    Video: TargetVideo | None = None
+
+    @model_validator(mode="after")
+    def _container_with_uri(self) -> MediaConvertTarget:
+        # imm-api.md §3.4: both or neither (neither = only subtitles, frames, sprites or animations).
+        if (self.Container is None) != (self.URI is None):
+            given, missing = ("Container", "URI") if self.URI is None else ("URI", "Container")
+            raise ValueError(
+                f"{given} is set but {missing} is not; give both, or neither for image-only targets"
+            )
+        return self
+
+    def output_uris(self) -> list[str | None]:
+        uris = [self.URI]
+        if self.Subtitle is not None and self.Subtitle.ExtractSubtitle is not None:
+            uris.append(self.Subtitle.ExtractSubtitle.URI)
+        if self.Image is not None:
+            for images in (self.Image.Snapshots, self.Image.Sprites, self.Image.Animations):
+                uris.extend(image.URI for image in images or ())
+        return uris
+
+
+class TargetGroupTarget(_Wire):
+    Audio: TargetAudio | None = None
+    Container: str | None = None
+    Segment: SegmentSpec | None = None
+    Speed: float | None = None
+    StripMetadata: bool | None = None
+    Subtitle: TargetSubtitle | None = None
+    URI: str | None = None
+    Video: TargetVideo | None = None
+
+
+class TargetGroup(_Wire):
+    Targets: OptionalList[TargetGroupTarget] = None
+    URI: str | None = None
+    """The master playlist (``.m3u8``)."""
+
+
+class MediaConvertRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "MediaConvert"
+    ACTION: ClassVar[str] = "CreateMediaConvertTask"
+
+    AlignmentIndex: int | None = None
+    Sources: list[MediaConvertSource] = Field(min_length=1)
+    Tags: TagMap | None = None
+    TargetGroups: OptionalList[TargetGroup] = None
+    Targets: OptionalList[MediaConvertTarget] = None
+
+    def _named_sources(self) -> Iterable[str | None]:
+        for source in self.Sources:
+            yield source.URI
+            yield from (subtitle.URI for subtitle in source.Subtitles or ())
+        for target in self.Targets or ():
+            yield from _watermark_files(target.Video)
+        for group in self.TargetGroups or ():
+            for member in group.Targets or ():
+                yield from _watermark_files(member.Video)
+
+    def _named_targets(self) -> Iterable[str | None]:
+        for target in self.Targets or ():
+            yield from target.output_uris()
+        for group in self.TargetGroups or ():
+            yield group.URI
+            for member in group.Targets or ():
+                yield member.URI
+                if member.Subtitle is not None and member.Subtitle.ExtractSubtitle is not None:
+                    yield member.Subtitle.ExtractSubtitle.URI
+
+
+def _watermark_files(video: TargetVideo | None) -> Iterable[str | None]:
+    if video is None or video.FilterVideo is None:
+        return ()
+    return (mark.URI for mark in video.FilterVideo.Watermarks or ())
+
+
+# CreateOfficeConversionTask (imm-api.md §3.5)
+
+
+class RotatedSource(_Wire):
+    """An image source of OfficeConversion (images to PDF), ImageSplicing and ImageToPDF."""
+
+    Rotate: int | None = None
+    URI: str = Field(min_length=1)
+
+
+class OfficeConversionRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "OfficeConversion"
+    ACTION: ClassVar[str] = "CreateOfficeConversionTask"
+
+    EndPage: int | None = None
+    FirstPage: bool | None = None
+    FitToHeight: bool | None = None
+    FitToWidth: bool | None = None
+    HoldLineFeed: bool | None = None
+    ImageDPI: int | None = None
+    LongPicture: bool | None = None
+    LongText: bool | None = None
+    MaxSheetColumn: int | None = None
+    MaxSheetRow: int | None = None
+    Pages: str | None = None
+    PaperHorizontal: bool | None = None
+    PaperSize: str | None = None
+    Password: str | None = None
+    Quality: int | None = None
+    ScalePercentage: int | None = None
+    SheetCount: int | None = None
+    SheetIndex: int | None = None
+    ShowComments: bool | None = None
+    SourceType: str | None = None
+    SourceURI: str | None = None
+    Sources: OptionalList[RotatedSource] = None
+    """Sent in the form body, not the query (imm-api.md §6.2)."""
+    StartPage: int | None = None
+    Tags: TagMap | None = None
+    TargetType: str = Field(min_length=1)
+    TargetURI: str | None = None
+    """A template (``{index}``, ``{autoext}``... see imm-api.md §2)."""
+    TargetURIPrefix: str | None = None
+    TrimPolicy: TrimPolicySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source_one_target(self) -> OfficeConversionRequest:
+        if self.SourceURI is None and self.Sources is None:
+            raise ValueError("give SourceURI (the document to convert) or Sources (images)")
+        if (self.TargetURI is None) == (self.TargetURIPrefix is None):
+            raise ValueError("give exactly one of TargetURI (a template) and TargetURIPrefix")
+        return self
+
+    def _named_sources(self) -> Iterable[str | None]:
+        return [self.SourceURI, *(source.URI for source in self.Sources or ())]
+
+    def _named_targets(self) -> Iterable[str | None]:
+        return [self.TargetURI, self.TargetURIPrefix]
+
+
+# CreateFileCompressionTask (imm-api.md §3.6)
+
+
+class CompressionSource(_Wire):
+    Alias: str | None = None
+    """The path inside the archive; starts with ``/``."""
+    Mode: str | None = None
+    """``prefix`` (default: URI names a directory) or ``fullname``."""
+    URI: str | None = None
+
+
+class FileCompressionRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "FileCompression"
+    ACTION: ClassVar[str] = "CreateFileCompressionTask"
+
+    CompressedFormat: str | None = None
+    SourceManifestURI: str | None = None
+    Sources: OptionalList[CompressionSource] = None
+    TargetURI: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source_list(self) -> FileCompressionRequest:
+        if (self.Sources is None) == (self.SourceManifestURI is None):
+            raise ValueError("give exactly one of Sources and SourceManifestURI")
+        return self
+
+    def _named_sources(self) -> Iterable[str | None]:
+        return [self.SourceManifestURI, *(source.URI for source in self.Sources or ())]
+
+    def _named_targets(self) -> Iterable[str | None]:
+        return [self.TargetURI]
+
+
+# CreateFileUncompressionTask and CreateArchiveFileInspectionTask (imm-api.md §3.7, §3.8)
+
+
+class FileUncompressionRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "FileUncompression"
+    ACTION: ClassVar[str] = "CreateFileUncompressionTask"
+
+    Password: str | None = None
+    SelectedFiles: OptionalList[str] = None
+    SourceURI: str = Field(min_length=1)
+    TargetURI: str | None = None
+
+    def _named_sources(self) -> Iterable[str | None]:
+        return [self.SourceURI]
+
+    def _named_targets(self) -> Iterable[str | None]:
+        return [self.TargetURI]
+
+
+class ArchiveFileInspectionRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "ArchiveFileInspection"
+    ACTION: ClassVar[str] = "CreateArchiveFileInspectionTask"
+
+    Password: str | None = None
+    SourceURI: str | None = None
+
+    def _named_sources(self) -> Iterable[str | None]:
+        return [self.SourceURI]
+
+    def _named_targets(self) -> Iterable[str | None]:
+        return []
+
+
+# CreateImageSplicingTask and CreateImageToPDFTask (imm-api.md §3.9, §3.10)
+
+
+class ImageSplicingRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "ImageSplicing"
+    ACTION: ClassVar[str] = "CreateImageSplicingTask"
+
+    Align: int | None = None
+    BackgroundColor: str | None = None
+    Direction: str | None = None
+    ImageFormat: str | None = None
+    Margin: int | None = None
+    Padding: int | None = None
+    Quality: int | None = None
+    ScaleType: str | None = None
+    Sources: list[RotatedSource] = Field(min_length=1)
+    Tags: TagMap | None = None
+    TargetURI: str = Field(min_length=1)
+
+    def _named_sources(self) -> Iterable[str | None]:
+        return [source.URI for source in self.Sources]
+
+    def _named_targets(self) -> Iterable[str | None]:
+        return [self.TargetURI]
+
+
+class ImageToPdfRequest(TaskRequest):
+    TASK_TYPE: ClassVar[str] = "ImageToPDF"
+    ACTION: ClassVar[str] = "CreateImageToPDFTask"
+
+    Sources: list[RotatedSource] = Field(min_length=1)
+    """The pages, in order."""
+    Tags: TagMap | None = None
+    TargetURI: str = Field(min_length=1)
+
+    def _named_sources(self) -> Iterable[str | None]:
+        return [source.URI for source in self.Sources]
+
+    def _named_targets(self) -> Iterable[str | None]:
+        return [self.TargetURI]
+
+
+TASK_TYPES: dict[str, type[TaskRequest]] = {
+    request.TASK_TYPE: request
+    for request in (
+        MediaConvertRequest,
+        OfficeConversionRequest,
+        FileCompressionRequest,
+        FileUncompressionRequest,
+        ArchiveFileInspectionRequest,
+        ImageSplicingRequest,
+        ImageToPdfRequest,
+    )
+}
+"""The task types immflow starts, keyed by TaskType."""
+
+TASK_REQUESTS_BY_ACTION: dict[str, type[TaskRequest]] = {
+    request.ACTION: request for request in TASK_TYPES.values()
+}
+
+
+def task_request_class(task_type: str) -> type[TaskRequest]:
+    """The request model of `task_type`; `PayloadError` naming the known types if there is none."""
+    try:
+        return TASK_TYPES[task_type]
+    except KeyError:
+        known = ", ".join(TASK_TYPES)
+        raise PayloadError(
+            "IMM task request", "TaskType", f"unknown task type {task_type!r}; known: {known}"
+        ) from None
