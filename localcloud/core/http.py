@@ -80,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass  # one line per request is logged in _dispatch instead
 
     def _read_body(self) -> bytes:
@@ -120,8 +120,14 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(500, {"Content-Type": "text/plain"}, b"internal error in the local cloud")
         body = response.body
         length = len(body) if isinstance(body, bytes) else response.length
-        self.send_response(response.status)
+        # send_response would add its own Server and Date even when the service sets them
+        # (OSS answers "Server: AliyunOSS"), giving duplicate headers.
+        self.send_response_only(response.status)
         sent = {k.lower() for k in response.headers}
+        if "server" not in sent:
+            self.send_header("Server", self.version_string())
+        if "date" not in sent:
+            self.send_header("Date", self.date_time_string())
         for name, value in response.headers.items():
             self.send_header(name, value)
         if "content-length" not in sent and length is not None:
