@@ -17,14 +17,14 @@ Syntax (imm-api.md §2): ``{name}`` placeholders, ``{tags.KEY}`` for a value of 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from immflow.errors import ImmflowError
-from immflow.ossuri import OssUri
+from immflow.ossuri import SCHEME, OssUri, check_bucket_name
 
 SOURCE_VARIABLES = frozenset({"bucket", "key", "dirname", "barename", "basename", "ext"})
 UPLOAD_TIME_VARIABLES = frozenset({"year", "mon", "day", "hour", "min", "sec"})
@@ -78,18 +78,23 @@ class Template:
 
     def check(self, task_type: str | None, tags: Mapping[str, Any] | None = None) -> None:
         """Refuse variables ``task_type`` does not provide, and (when ``tags`` is given) tags it does not set."""
+        problems = self.problems(task_type, tags)
+        if problems:
+            raise problems[0]
+
+    def problems(self, task_type: str | None, tags: Mapping[str, Any] | None = None) -> list[TemplateError]:
+        """Every reason `check` would refuse the template, in the order the variables are written."""
         allowed = allowed_variables(task_type)
-        for name in self.builtin_variables:
-            if name not in allowed:
-                raise TemplateError(self.text, _unknown_variable_problem(name, task_type), name)
-        if tags is not None:
-            for key in sorted(self.tag_keys):
-                if key not in tags:
-                    raise TemplateError(
-                        self.text,
-                        f"{{tags.{key}}} uses tag {key!r}, which the task does not set",
-                        f"tags.{key}",
-                    )
+        found: list[TemplateError] = []
+        for name in dict.fromkeys(self.variables):
+            if name.startswith(TAGS_PREFIX):
+                key = name[len(TAGS_PREFIX) :]
+                if tags is not None and key not in tags:
+                    problem = f"{{tags.{key}}} uses tag {key!r}, which the task does not set"
+                    found.append(TemplateError(self.text, problem, name))
+            elif name not in allowed:
+                found.append(TemplateError(self.text, _unknown_variable_problem(name, task_type), name))
+        return found
 
     def expand(self, values: Mapping[str, str], tags: Mapping[str, Any] | None = None) -> str:
         out: list[str] = []
@@ -207,3 +212,202 @@ def expand(
     if task_values:
         values.update(task_values)
     return parsed.expand(values, tags)
+
+
+# Output patterns: which objects a task wrote, found by listing OSS (IMM does not list every output it
+# writes, imm-facts-2.md §1-§2), and which objects are some task's output (the loop guard).
+
+#: What IMM may put where a task-specific variable stands (imm-api.md §2.3): ``index`` is ``6_12`` for
+#: spreadsheet images; ``sheetname`` is a worksheet name, which Excel forbids to contain ``/``.
+TASK_VARIABLE_PATTERNS: Mapping[str, str] = {
+    "index": r"[0-9]+(?:_[0-9]+)?",
+    "streamindex": r"[0-9]+",
+    "resolution": r"[0-9]*x[0-9]*",
+    "autoext": r"[A-Za-z0-9]+",
+    "sheetname": r"[^/]+",
+}
+#: What any source can put where a public variable stands (see `OssUri` for the parts of a key).
+PUBLIC_VARIABLE_PATTERNS: Mapping[str, str] = {
+    "bucket": r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
+    "key": r".+",
+    "dirname": r".*",
+    "basename": r"[^/]+",
+    "barename": r"[^/]+",
+    "ext": r"[^/.]*",
+    **{name: r"[0-9]{4}" if name.endswith("year") else r"[0-9]{2}" for name in UPLOAD_TIME_VARIABLES},
+    **{name: r"[0-9]{4}" if name.endswith("year") else r"[0-9]{2}" for name in TASK_TIME_VARIABLES},
+}
+#: Variables whose value may contain a dot, so that a file name ending with one may or may not have
+#: an extension (``ext`` never holds a dot; a tag value unknown to the pattern may).
+_MAY_HOLD_A_DOT = frozenset({"key", "dirname", "basename", "barename", "sheetname"})
+
+OutputLayout = Literal["file", "folder", "media", "image", "subtitle"]
+
+
+@dataclass(frozen=True)
+class OutputShape:
+    """How IMM names the outputs of one target field (imm-api.md §2.4, imm-facts-2.md §2).
+
+    * ``file``: exactly the expanded template (TargetURI of OfficeConversion, ImageSplicing, ...).
+    * ``folder``: every object under it (TargetURIPrefix, FileUncompression's TargetURI); the
+      template must end with ``/``.
+    * ``media``: MediaConvert ``Targets[].URI``: without an extension IMM appends ``.<container>``,
+      and for ``Segment.Format`` hls (dash) writes ``<URI>.m3u8`` (``.mpd``) plus segment files
+      whose names start with ``<URI>``; with an extension, exactly that name.
+    * ``image``: a Snapshots/Sprites/Animations ``URI``: without an extension IMM appends a sequence
+      suffix and ``.<format>`` (``_0_1.jpg``; the suffix's form is LIKELY, imm-facts-2.md §2, so any
+      suffix is accepted).
+    * ``subtitle``: ``ExtractSubtitle.URI`` is a prefix; outputs are ``<URI>_<index>.<ext>``.
+    """
+
+    layout: OutputLayout = "file"
+    container: str | None = None
+    segment_format: str | None = None
+    image_format: str | None = None
+
+
+FILE = OutputShape()
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Literal text, or (``wildcard``) a regex standing for a value the pattern does not know."""
+
+    text: str
+    wildcard: bool = False
+    may_hold_dot: bool = False
+
+    @property
+    def regex(self) -> str:
+        return self.text if self.wildcard else re.escape(self.text)
+
+
+def output_pattern(
+    template: str,
+    *,
+    source: OssUri,
+    upload_time: datetime,
+    task_time: datetime,
+    tags: Mapping[str, Any] | None = None,
+    task_type: str | None = None,
+    shape: OutputShape = FILE,
+) -> tuple[OssUri, re.Pattern[str]]:
+    """The outputs one target template of a task for ``source`` can produce.
+
+    Returns ``(list_prefix, key_pattern)``: list the objects of ``list_prefix.bucket`` whose key
+    starts with ``list_prefix.key`` and keep those ``key_pattern`` matches (it is anchored at both
+    ends, so ``match`` and ``fullmatch`` agree). Public and ``{tags.*}`` variables are expanded;
+    task-specific variables (``index``, ``autoext``...) become wildcards; the list prefix is the
+    static text before the first wildcard. Raises `TemplateError` for a variable the task type does
+    not provide, a tag missing from ``tags``, or a template that cannot name an object in a bucket.
+    """
+    parsed = parse(template)
+    parsed.check(task_type, tags if tags is not None else {})
+    values = public_values(source, upload_time=upload_time, task_time=task_time)
+
+    def resolve(name: str) -> _Piece:
+        if name.startswith(TAGS_PREFIX):
+            key = name[len(TAGS_PREFIX) :]
+            return _Piece(_tag_text(template, key, (tags or {})[key]))
+        if name in values:
+            return _Piece(values[name])
+        return _Piece(TASK_VARIABLE_PATTERNS[name], wildcard=True, may_hold_dot=name in _MAY_HOLD_A_DOT)
+
+    pieces = _with_tail(template, _pieces(parsed, resolve), shape)
+    static = "" if pieces[0].wildcard else pieces[0].text
+    if not static.startswith(SCHEME):
+        raise TemplateError(template, f"it does not expand to an {SCHEME}<bucket>/<key> URI")
+    bucket, slash, key_prefix = static[len(SCHEME) :].partition("/")
+    if not slash:
+        raise TemplateError(template, "the bucket must not depend on a task-specific variable")
+    problem = check_bucket_name(bucket)
+    if problem is not None:
+        raise TemplateError(template, problem)
+    rest = "".join(piece.regex for piece in pieces[1:])
+    return OssUri(bucket, key_prefix), re.compile(rf"\A{re.escape(key_prefix)}{rest}\Z", re.DOTALL)
+
+
+def wildcard_pattern(
+    template: str,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    task_type: str | None = None,
+    shape: OutputShape = FILE,
+) -> re.Pattern[str]:
+    """A pattern for the whole URI (``oss://bucket/key``) of every output ``template`` can name, for any source.
+
+    Every variable is a wildcard, except the ``{tags.*}`` given in ``tags`` (a task's tags are known
+    from the pipeline). The runtime loop guard uses it: an upload that matches is some task's output.
+    """
+    parsed = parse(template)
+    parsed.check(task_type)
+
+    def resolve(name: str) -> _Piece:
+        if name.startswith(TAGS_PREFIX):
+            key = name[len(TAGS_PREFIX) :]
+            if tags is not None and key in tags:
+                return _Piece(_tag_text(template, key, tags[key]))
+            return _Piece(r".*", wildcard=True, may_hold_dot=True)
+        regex = PUBLIC_VARIABLE_PATTERNS.get(name) or TASK_VARIABLE_PATTERNS[name]
+        return _Piece(regex, wildcard=True, may_hold_dot=name in _MAY_HOLD_A_DOT)
+
+    pieces = _with_tail(template, _pieces(parsed, resolve), shape)
+    return re.compile(rf"\A{''.join(piece.regex for piece in pieces)}\Z", re.DOTALL)
+
+
+def _pieces(parsed: Template, resolve: Callable[[str], _Piece]) -> list[_Piece]:
+    """The template as literal text and wildcards, adjacent texts merged."""
+    pieces: list[_Piece] = []
+    for index, part in enumerate(parsed.parts):
+        piece = _Piece(part) if index % 2 == 0 else resolve(part)
+        if pieces and not piece.wildcard and not pieces[-1].wildcard:
+            pieces[-1] = _Piece(pieces[-1].text + piece.text)
+        elif piece.wildcard or piece.text:
+            pieces.append(piece)
+    return pieces or [_Piece("")]
+
+
+def _with_tail(template: str, pieces: list[_Piece], shape: OutputShape) -> list[_Piece]:
+    """``pieces`` plus what IMM adds to the name for ``shape`` (see `OutputShape`)."""
+    if shape.layout == "file":
+        return pieces
+    if shape.layout == "folder":
+        if pieces[-1].wildcard or not pieces[-1].text.endswith("/"):
+            raise TemplateError(template, "a folder target must end with '/'")
+        return [*pieces, _Piece(r".+", wildcard=True)]
+    if shape.layout == "subtitle":
+        return [*pieces, _Piece(r"_[0-9]+\.[A-Za-z0-9]+", wildcard=True)]
+    if shape.layout == "media":
+        if shape.segment_format in ("hls", "dash"):
+            playlist = "m3u8" if shape.segment_format == "hls" else "mpd"
+            tail = rf"(?:\.{playlist}|[^/]*\.[A-Za-z0-9]+)"
+        else:
+            tail = r"\." + (re.escape(shape.container) if shape.container else "[A-Za-z0-9]+")
+    else:
+        tail = r"[^/]*\." + (re.escape(shape.image_format) if shape.image_format else "[A-Za-z0-9]+")
+    has_extension = _has_extension(pieces)
+    if has_extension is True:
+        return pieces
+    return [*pieces, _Piece(tail if has_extension is False else f"(?:{tail})?", wildcard=True)]
+
+
+def _has_extension(pieces: list[_Piece]) -> bool | None:
+    """Whether the file name (the last path segment) has an extension; ``None`` when a wildcard decides.
+
+    As `OssUri.ext` reads it: a dot that is not the name's first character, with something after it.
+    """
+    name: list[_Piece] = []
+    for piece in reversed(pieces):
+        if not piece.wildcard and "/" in piece.text:
+            name.insert(0, _Piece(piece.text.rsplit("/", 1)[1]))
+            break
+        name.insert(0, piece)
+    before_dot = False
+    for position, piece in enumerate(name):
+        if not piece.wildcard:
+            dot = piece.text.rfind(".")
+            followed = dot < len(piece.text) - 1 or position < len(name) - 1
+            if dot >= 0 and (dot > 0 or before_dot) and followed:
+                return True
+        before_dot = before_dot or bool(piece.text)
+    return None if any(piece.wildcard and piece.may_hold_dot for piece in name) else False
