@@ -14,3 +14,4 @@ def main() -> None:
 
 
 # Each command lives in its own module and registers itself here.
+from immflow.cli import validate as _validate  # noqa: E402,F401
