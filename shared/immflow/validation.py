@@ -33,6 +33,7 @@ from immflow.ossuri import SCHEME, OssUri, check_bucket_name
 from immflow.pipeline import (
     MAX_TRIGGERS_PER_BUCKET,
     FollowUp,
+    Match,
     Pipeline,
     Rule,
     TaskSpec,
@@ -67,6 +68,7 @@ _EXAMPLE_BUCKET = "example-bucket"
 #: The events IMM's writes cause: a PutObject, or a multipart upload for a large output.
 _OUTPUT_EVENTS = ("ObjectCreated:PutObject", "ObjectCreated:CompleteMultipartUpload")
 _MAX_EXAMPLES_PER_TASK = 400
+_USUAL_UPLOAD_EVENT = "ObjectCreated:PutObject"
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,7 @@ class _Checker:
             for entry in entries:
                 self._task(entry)
         self._loops(rules)
+        self._overlapping_rules(rules)
         self._trigger_count(rules)
 
     # Schema
@@ -609,6 +612,32 @@ class _Checker:
                         )
         return outputs
 
+    def _overlapping_rules(self, rules: list[tuple[int, Rule]]) -> None:
+        """Report pairs of rules that one upload and one event would both start.
+
+        `Pipeline.trigger_filters` could still deploy such a pair (one merged trigger), but the
+        overlap is almost always a mistake: each such upload pays for both rules' tasks.
+        """
+        for position, (first_index, first) in enumerate(rules):
+            for second_index, second in rules[position + 1 :]:
+                overlap = _overlap(first.match, second.match)
+                if overlap is None:
+                    continue
+                key, event = overlap
+                bucket = first.match.bucket or second.match.bucket
+                where = f"oss://{bucket}/{key}" if bucket else key
+                self.add(
+                    "error",
+                    ("rules", second_index, "match"),
+                    f"rules {first.name!r} (rules[{first_index}]) and {second.name!r} both take the upload "
+                    f"{where} on oss:{event}: every such upload would run the tasks of both rules, and with "
+                    'one OSS trigger per rule OSS would refuse the pair ("Cannot specify overlapping prefix '
+                    'and suffix with same event type."). content_types, min_size and max_size do not keep '
+                    "them apart: OSS triggers cannot filter on them",
+                    "make the prefixes or the suffixes of the two rules disjoint (e.g. uploads/videos/ and "
+                    "uploads/images/), or merge them into one rule with several tasks",
+                )
+
     def _trigger_count(self, rules: list[tuple[int, Rule]]) -> None:
         pipeline = Pipeline.model_construct(version=1, max_depth=3, rules=[rule for _, rule in rules])
         if not rules:
@@ -815,6 +844,38 @@ def _takes_as_upload(rule: Rule, output: OssUri) -> bool:
     return any(
         rule.match.accepts(output.bucket, output.key, event, None, content_type) for event in _OUTPUT_EVENTS
     )
+
+
+def _overlap(first: Match, second: Match) -> tuple[str, str] | None:
+    """(a key, an event) that both matches take in the same bucket, or None when none exists.
+
+    Bucket, key and event only, as an OSS trigger sees an upload; suffixes compare case-insensitively.
+    """
+    if first.bucket and second.bucket and first.bucket != second.bucket:
+        return None
+    events = first.trigger_events() & second.trigger_events()
+    if not events:
+        return None
+    shorter, prefix = sorted((first.prefix, second.prefix), key=len)
+    if not prefix.startswith(shorter):
+        return None
+    suffix = _common_suffix(first.suffixes, second.suffixes)
+    if suffix is None:
+        return None
+    event = _USUAL_UPLOAD_EVENT if _USUAL_UPLOAD_EVENT in events else min(events)
+    return f"{prefix}example{suffix}", event
+
+
+def _common_suffix(first: list[str], second: list[str]) -> str | None:
+    """A suffix that a key accepted by both suffix lists can end with (an empty list accepts every key)."""
+    if not first or not second:
+        return (first or second or [".dat"])[0].lower()
+    for one in first:
+        for other in second:
+            longer, shorter = sorted((one.lower(), other.lower()), key=len, reverse=True)
+            if longer.endswith(shorter):
+                return longer
+    return None
 
 
 def _prefixes(filters: list[TriggerFilter]) -> str:

@@ -252,13 +252,30 @@ def test_too_many_triggers_for_one_bucket() -> None:
     assert "fix:" in message
 
 
-def test_overlapping_rules_are_valid_because_they_share_a_trigger() -> None:
+def test_rules_that_take_the_same_upload_and_event() -> None:
+    message = _assert_error(
+        "overlapping-rules.yaml",
+        10,
+        "videos",
+        "rules[1].match",
+        "rules 'all-media' (rules[0]) and 'videos' both take the upload uploads/videos/example.mp4",
+        "on oss:ObjectCreated:PutObject",
+        "would run the tasks of both rules",
+        "Cannot specify overlapping prefix and suffix with same event type.",
+        "content_types, min_size and max_size do not keep them apart",
+        "fix: make the prefixes or the suffixes of the two rules disjoint",
+        "or merge them into one rule with several tasks",
+    )
+    assert message.count("error:") == 1
+
+
+def test_nested_prefixes_with_disjoint_suffixes_are_valid_and_share_a_trigger() -> None:
     report = validate_text(
         """
 version: 1
 rules:
-  - name: all-media
-    match: {prefix: uploads/, suffixes: [.mp4]}
+  - name: all-images
+    match: {prefix: uploads/, suffixes: [.jpg]}
     tasks: [{name: pdf, type: ImageToPDF, params: {TargetURI: "oss://{bucket}/out/{key}.pdf"}}]
   - name: videos
     match: {prefix: uploads/videos/, suffixes: [.mp4, .mov]}
@@ -268,6 +285,60 @@ rules:
     assert report.problems == []
     assert report.pipeline is not None
     assert [f.prefix for f in report.pipeline.trigger_filters()] == ["uploads/"]
+
+
+_PDF_TASK = '[{name: pdf, type: ImageToPDF, params: {TargetURI: "oss://{bucket}/out/{key}.pdf"}}]'
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "example"),
+    [
+        ("{prefix: in/}", "{prefix: in/a/}", "in/a/example.dat on oss:ObjectCreated:PutObject"),
+        (
+            "{prefix: in/, suffixes: [.gz], events: ['oss:ObjectCreated:*']}",
+            "{prefix: in/, suffixes: [.TAR.GZ], events: [ObjectCreated:Complete*]}",
+            "in/example.tar.gz on oss:ObjectCreated:CompleteMultipartUpload",
+        ),
+        (
+            "{bucket: media-in, prefix: in/, suffixes: [.mp4]}",
+            "{prefix: in, events: ['*']}",
+            "oss://media-in/in/example.mp4 on oss:ObjectCreated:PutObject",
+        ),
+        ("{prefix: in/, suffixes: [.mp4]}", "{prefix: in/, suffixes: [.MP4]}", "in/example.mp4"),
+    ],
+)
+def test_overlap_cases(first: str, second: str, example: str) -> None:
+    report = validate_text(
+        f"""version: 1
+rules:
+  - {{name: a, match: {first}, tasks: {_PDF_TASK}}}
+  - {{name: b, match: {second}, tasks: {_PDF_TASK.replace("out/", "out2/")}}}
+"""
+    )
+    (error,) = report.errors
+    assert (error.field, error.line, error.rule) == ("rules[1].match", 4, "b")
+    assert example in error.message
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("{prefix: in/a/}", "{prefix: in/b/}"),
+        ("{prefix: in/, suffixes: [.mp4]}", "{prefix: in/, suffixes: [.mov, .mp3]}"),
+        ("{bucket: media-a, prefix: in/}", "{bucket: media-b, prefix: in/}"),
+        ("{prefix: in/}", "{prefix: in/, events: ['ObjectRemoved:*']}"),
+        ("{prefix: in/, events: [ObjectCreated:PutObject]}", "{prefix: in/, events: [ObjectCreated:Copy*]}"),
+    ],
+)
+def test_rules_that_cannot_take_the_same_upload_and_event(first: str, second: str) -> None:
+    report = validate_text(
+        f"""version: 1
+rules:
+  - {{name: a, match: {first}, tasks: {_PDF_TASK}}}
+  - {{name: b, match: {second}, tasks: {_PDF_TASK.replace("out/", "out2/")}}}
+"""
+    )
+    assert report.problems == [], report.format()
 
 
 def test_output_template_without_a_per_source_variable() -> None:

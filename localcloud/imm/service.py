@@ -1,0 +1,587 @@
+"""The local IMM (API 2020-09-30): projects, asynchronous tasks that really process media, GetTask
+and ListTasks, over the RPC wire protocol of the official ``alibabacloud-imm20200930`` SDK.
+
+One method per action, named like the action. Actions and task types not listed in
+:data:`TASK_ACTIONS` / ``_ACTIONS`` answer ``NotImplemented`` (HTTP 501) saying so; nothing
+answers an empty success. Differences from the cloud are stated where they happen:
+
+* ``ResourceNotFound`` is HTTP 400 (the documented table; imm-facts-2.md §5); GetTask answers it
+  alike for unknown and expired task ids.
+* Throttling: over ``ProjectQueriesPerSecond`` calls of one project within one second answer
+  HTTP 400 ``Throttling.User`` with ``x-acs-retry-after`` (imm-facts-2.md §6), so the SDK raises
+  ``ThrottlingException``.
+* ``EngineConcurrency`` and ``ProjectQueriesPerSecond`` of new projects are the service's
+  ``engine_concurrency`` and ``project_qps`` (the cloud's default is 100 for both; a laptop runs
+  two ffmpeg at a time well). The dataset quotas are stored and echoed, not enforced: there are no
+  datasets locally.
+* A source that does not exist, or that the project's ``ServiceRole`` may not read
+  (:mod:`localcloud.imm.policy`), is found when the task runs: it ends ``Failed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from immflow import templates
+from immflow.errors import PayloadError
+from immflow.ossuri import OssUri, OssUriError
+from immflow.tasks import TASK_REQUESTS_BY_ACTION, TaskRequest
+
+from localcloud.core.account import Account
+from localcloud.core.http import Request, Response
+from localcloud.imm import auth, images, media, office, wire
+from localcloud.imm.engine import Engine
+from localcloud.imm.errors import (
+    ImmError,
+    invalid_argument,
+    not_available,
+    resource_already_exists,
+    resource_not_found,
+    throttled,
+)
+from localcloud.imm.policy import DEFAULT_ROLE, Policy
+from localcloud.imm.store import Store, TaskRow
+
+log = logging.getLogger("localcloud.imm")
+
+#: Every asynchronous action of the SDK (imm-api.md §3.1); only those in TASK_REQUESTS_BY_ACTION run.
+SDK_TASK_ACTIONS = frozenset(
+    {
+        "CreateMediaConvertTask",
+        "CreateOfficeConversionTask",
+        "CreateFileCompressionTask",
+        "CreateFileUncompressionTask",
+        "CreateArchiveFileInspectionTask",
+        "CreateImageSplicingTask",
+        "CreateImageToPDFTask",
+        "CreateImageModerationTask",
+        "CreateVideoModerationTask",
+        "CreateVideoLabelClassificationTask",
+        "CreateDecodeBlindWatermarkTask",
+        "CreateCompressPointCloudTask",
+        "CreateFigureClusteringTask",
+        "CreateFigureClustersMergingTask",
+        "CreateFacesSearchingTask",
+        "CreateLocationDateClusteringTask",
+        "CreateSimilarImageClusteringTask",
+        "CreateHighlightTask",
+    }
+)
+#: Local feature checks per task type, run at create time after the request model has parsed.
+_LOCAL_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
+    "MediaConvert": media.check_supported,
+    "OfficeConversion": office.check_supported,
+    "ImageSplicing": images.check_splicing,
+}
+#: Target fields that name a folder rather than an object.
+_PREFIX_TARGETS = {("OfficeConversion", "TargetURIPrefix"), ("FileUncompression", "TargetURI")}
+
+PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+MAX_PROJECTS = 100
+_PROJECT_DEFAULTS = {
+    "ProjectMaxDatasetCount": 1_000_000_000,
+    "DatasetMaxBindCount": 10,
+    "DatasetMaxFileCount": 100_000_000,
+    "DatasetMaxEntityCount": 10_000_000_000,
+    "DatasetMaxRelationCount": 100_000_000_000,
+    "DatasetMaxTotalFileSize": 90_000_000_000_000_000,
+}
+_SORT_KEYS = {"taskid": "TaskId", "starttime": "StartTime", "endtime": "EndTime"}
+TASK_STATUSES = ("Running", "Succeeded", "Failed")
+# The sample values with which a TargetURI template is checked to be an OSS URI at create time.
+_SAMPLE_VALUES = {
+    "bucket": "sample-bucket",
+    "key": "dir/name.ext",
+    "dirname": "dir",
+    "barename": "name",
+    "basename": "name.ext",
+    "ext": "ext",
+    "streamindex": "0",
+    "index": "1",
+    "resolution": "640x360",
+    "autoext": "ext",
+    "sheetname": "sheet1",
+    **{name: "01" for name in templates.UPLOAD_TIME_VARIABLES | templates.TASK_TIME_VARIABLES},
+}
+
+
+class ImmService:
+    """``clock`` (epoch seconds) is what task times and retention are measured with; tests inject one
+    to expire tasks. ``project_qps`` and ``engine_concurrency`` become new projects'
+    ``ProjectQueriesPerSecond`` and ``EngineConcurrency``; ``engine_concurrency`` is also the number
+    of tasks run at once. ``office_timeout`` / ``media_timeout`` (seconds) bound one LibreOffice
+    conversion / one ffmpeg run; past them the process is killed and the task fails."""
+
+    name = "imm"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        account: Account,
+        *,
+        oss_endpoint: str,
+        mns_endpoint: str,
+        clock: Callable[[], float] = time.time,
+        retention: timedelta = timedelta(days=7),
+        engine_concurrency: int = 2,
+        project_qps: int = 100,
+        office_timeout: float = 120.0,
+        media_timeout: float = 3600.0,
+    ) -> None:
+        self.account = account
+        self._clock = clock
+        self._retention = retention.total_seconds()
+        self._engine_concurrency = engine_concurrency
+        self._project_qps = project_qps
+        root = state_dir / "imm"
+        self._store = Store(root / "imm.sqlite3")
+        self.policy = Policy(root / "policy.json")
+        self._calls: dict[str, tuple[int, int]] = {}
+        self._calls_lock = threading.Lock()
+        self._engine = Engine(
+            store=self._store,
+            account=account,
+            policy=self.policy,
+            work_root=root / "work",
+            oss_endpoint=oss_endpoint,
+            mns_endpoint=mns_endpoint,
+            engine_limits=self._engine_limits,
+            concurrency=engine_concurrency,
+            clock=clock,
+            office_timeout=office_timeout,
+            media_timeout=media_timeout,
+            retention=self._retention,
+        )
+        self._actions: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
+            "CreateProject": self.CreateProject,
+            "GetProject": self.GetProject,
+            "ListProjects": self.ListProjects,
+            "UpdateProject": self.UpdateProject,
+            "DeleteProject": self.DeleteProject,
+            "GetTask": self.GetTask,
+            "ListTasks": self.ListTasks,
+        }
+
+    def close(self) -> None:
+        self._engine.close()
+        self._store.close()
+
+    # transport ----------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        request_id = wire.new_request_id()
+        host = request.headers.get("host", "imm.local")
+        try:
+            query = request.query()
+            form = wire.form_params(request)
+            auth.check(request, query, form, self.account)
+            action = wire.action_of(request, query)
+            params = {k: v for k, v in {**form, **query}.items() if k not in wire.V1_SIGNATURE_PARAMETERS}
+            self._throttle(params.get("ProjectName", ""))
+            if action in TASK_REQUESTS_BY_ACTION:
+                body = self._create_task(TASK_REQUESTS_BY_ACTION[action], params, request_id)
+            elif action in self._actions:
+                body = self._actions[action](params)
+            elif action in SDK_TASK_ACTIONS:
+                raise not_available(
+                    action, "Only media conversion, office conversion, archive and image tasks run locally."
+                )
+            elif not action:
+                raise invalid_argument("No action: send the x-acs-action header or the Action parameter.")
+            else:
+                raise not_available(action)
+        except ImmError as error:
+            return wire.error_response(error, request_id, host)
+        return wire.json_response({"RequestId": request_id, **body}, request_id)
+
+    def _throttle(self, project: str) -> None:
+        if not project:
+            return
+        data = self._store.get_project(project)
+        if data is None:
+            return
+        second = int(time.monotonic())
+        with self._calls_lock:
+            window, count = self._calls.get(project, (second, 0))
+            count = count + 1 if window == second else 1
+            self._calls[project] = (second, count)
+        if count > int(data["ProjectQueriesPerSecond"]):
+            raise throttled()
+
+    def _engine_limits(self) -> dict[str, int]:
+        limits = {}
+        for data in self._store.list_projects("", "", 10_000):
+            limits[data["ProjectName"]] = int(data["EngineConcurrency"])
+        return limits
+
+    def _project(self, params: Mapping[str, str]) -> dict[str, Any]:
+        name = wire.text(params, "ProjectName", required=True)
+        data = self._store.get_project(name)
+        if data is None:
+            raise resource_not_found("project")
+        return data
+
+    # projects -----------------------------------------------------------------------------------
+
+    def _project_fields(self, params: Mapping[str, str], data: dict[str, Any]) -> dict[str, Any]:
+        description = params.get("Description")
+        if description is not None:
+            if len(description) > 256:
+                raise invalid_argument("The parameter Description must be at most 256 characters.")
+            data["Description"] = description
+        for name in ("ServiceRole", "TemplateId"):
+            if params.get(name):
+                data[name] = params[name]
+        for name, default in _PROJECT_DEFAULTS.items():
+            if params.get(name):
+                data[name] = wire.integer(params, name, default, 1, 10**18)
+        if params.get("Tag"):
+            tags = wire.decode_params({"Tag": params["Tag"]}).get("Tag", [])
+            if not isinstance(tags, list) or not all(isinstance(t, dict) and "Key" in t for t in tags):
+                raise invalid_argument(
+                    'The parameter Tag must be a JSON array of {"Key": ..., "Value": ...}.'
+                )
+            data["Tags"] = [{"TagKey": str(t["Key"]), "TagValue": str(t.get("Value", ""))} for t in tags]
+        data["UpdateTime"] = wire.rfc3339(self._clock())
+        return data
+
+    def CreateProject(self, params: dict[str, str]) -> dict[str, Any]:
+        name = wire.text(params, "ProjectName", required=True)
+        if not PROJECT_NAME.match(name):
+            raise invalid_argument(
+                f"The parameter ProjectName {name!r} must be 1 to 128 letters, digits, '-' or '_', starting "
+                "with a letter or '_'."
+            )
+        if len(self._store.list_projects("", "", MAX_PROJECTS + 1)) >= MAX_PROJECTS:
+            raise ImmError(
+                400, "LimitExceededError", f"resource count exceeds the limit ({MAX_PROJECTS} projects)."
+            )
+        now = self._clock()
+        data: dict[str, Any] = {
+            "ProjectName": name,
+            "ServiceRole": DEFAULT_ROLE,
+            "TemplateId": "",
+            "Description": "",
+            "CreateTime": wire.rfc3339(now),
+            "ProjectQueriesPerSecond": self._project_qps,
+            "EngineConcurrency": self._engine_concurrency,
+            **_PROJECT_DEFAULTS,
+            "DatasetCount": 0,
+            "FileCount": 0,
+            "TotalFileSize": 0,
+            "Tags": [],
+        }
+        data = self._project_fields(params, data)
+        if not self._store.insert_project(name, data, now):
+            raise resource_already_exists("project")
+        return {"Project": data}
+
+    def GetProject(self, params: dict[str, str]) -> dict[str, Any]:
+        wire.boolean(params, "WithStatistics")
+        return {"Project": self._project(params)}
+
+    def UpdateProject(self, params: dict[str, str]) -> dict[str, Any]:
+        data = self._project_fields(params, self._project(params))
+        self._store.update_project(data["ProjectName"], data)
+        return {"Project": data}
+
+    def DeleteProject(self, params: dict[str, str]) -> dict[str, Any]:
+        name = wire.text(params, "ProjectName", required=True)
+        if not self._store.delete_project(name):
+            raise resource_not_found("project")
+        return {}
+
+    def ListProjects(self, params: dict[str, str]) -> dict[str, Any]:
+        """``Tag`` filters projects that have every given ``{Key, Value}``."""
+        limit = wire.integer(params, "MaxResults", 100, 0, 200) or 100
+        prefix = params.get("Prefix", "")
+        after = _decode_token(params.get("NextToken", ""), "project")
+        wanted = wire.decode_params({"Tag": params["Tag"]}).get("Tag", []) if params.get("Tag") else []
+        matches: list[dict[str, Any]] = []
+        cursor = after
+        while len(matches) <= limit:
+            batch = self._store.list_projects(prefix, cursor, 200)
+            if not batch:
+                break
+            for data in batch:
+                have = {(t["TagKey"], t["TagValue"]) for t in data.get("Tags", [])}
+                if all((str(t.get("Key")), str(t.get("Value", ""))) in have for t in wanted):
+                    matches.append(data)
+            cursor = batch[-1]["ProjectName"]
+        body: dict[str, Any] = {"Projects": matches[:limit]}
+        if len(matches) > limit:
+            body["NextToken"] = _encode_token("project", matches[limit - 1]["ProjectName"])
+        return body
+
+    # tasks --------------------------------------------------------------------------------------
+
+    def _create_task(
+        self, request_class: type[TaskRequest], params: dict[str, str], request_id: str
+    ) -> dict[str, Any]:
+        """Validate everything that can be checked without reading OSS, then queue the task."""
+        try:
+            model = request_class.from_wire(params)
+        except PayloadError as exc:
+            raise invalid_argument(
+                f"The parameter {exc.field or 'request'} is not valid: {exc.problem}."
+            ) from None
+        project = self._project(params)
+        task_type = request_class.TASK_TYPE
+        request = model.model_dump(mode="json", exclude_none=True)
+        notification = request.get("Notification") or {}
+        if notification.get("RocketMQ"):
+            raise invalid_argument("RocketMQ notification is not available locally; use Notification.MNS.")
+        tags = request.get("Tags")
+        self._check_uris(task_type, request, tags)
+        check = _LOCAL_CHECKS.get(task_type)
+        if check is not None:
+            check(request)
+        task_id = f"{task_type}-{uuid.uuid4()}"
+        event_id = wire.new_event_id()
+        self._store.insert_task(
+            task_id=task_id,
+            project=project["ProjectName"],
+            task_type=task_type,
+            role=project["ServiceRole"],
+            tags=tags,
+            user_data=request.get("UserData"),
+            request=request,
+            request_id=request_id,
+            event_id=event_id,
+            start_time=self._clock(),
+        )
+        self._engine.wake()
+        return {"TaskId": task_id, "EventId": event_id}
+
+    def _check_uris(self, task_type: str, request: Mapping[str, Any], tags: Mapping[str, Any] | None) -> None:
+        for field, uri in _source_fields(task_type, request):
+            prefix = task_type == "FileCompression" and field.endswith(".URI")
+            try:
+                OssUri.parse(uri, field=field, allow_prefix=prefix)
+            except OssUriError as exc:
+                raise invalid_argument(str(exc)) from None
+        for field, template in _target_fields(task_type, request):
+            try:
+                parsed = templates.parse(template)
+                parsed.check(
+                    task_type if task_type in templates.TASK_SPECIFIC_VARIABLES else None, tags or {}
+                )
+                sample = parsed.expand(_SAMPLE_VALUES, tags or {})
+                OssUri.parse(sample, field=field, allow_prefix=(task_type, field) in _PREFIX_TARGETS)
+            except templates.TemplateError as exc:
+                raise invalid_argument(f"{field}: {exc}") from None
+            except OssUriError as exc:
+                raise invalid_argument(
+                    f"{field}: {template!r} does not make an OSS URI: {exc.problem}."
+                ) from None
+
+    def _task_info(self, task: TaskRow, with_definition: bool) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "ProjectName": task.project,
+            "TaskType": task.task_type,
+            "TaskId": task.task_id,
+            "Status": task.status,
+            "Progress": task.progress,
+            "Code": task.code,
+            "Message": task.message,
+            "StartTime": wire.rfc3339(task.start_time),
+            "EventId": task.event_id,
+        }
+        if task.end_time is not None:
+            info["EndTime"] = wire.rfc3339(task.end_time)
+        if task.tags is not None:
+            info["Tags"] = task.tags
+        if task.user_data is not None:
+            info["UserData"] = task.user_data
+        if with_definition:
+            info["TaskRequestDefinition"] = json.dumps(task.request, ensure_ascii=False)
+        return info
+
+    def _live(self, task: TaskRow | None) -> TaskRow | None:
+        if task is None or task.start_time < self._clock() - self._retention:
+            return None
+        return task
+
+    def GetTask(self, params: dict[str, str]) -> dict[str, Any]:
+        """``RequestDefinition`` is honoured for every task type (the cloud lists the types it honours)."""
+        project = self._project(params)
+        task_type = wire.text(params, "TaskType", required=True)
+        task_id = wire.text(params, "TaskId", required=True)
+        task = self._live(self._store.get_task(project["ProjectName"], task_id))
+        if task is None or task.task_type != task_type:
+            raise resource_not_found("task")
+        return self._task_info(task, wire.boolean(params, "RequestDefinition"))
+
+    def ListTasks(self, params: dict[str, str]) -> dict[str, Any]:
+        """Filters as imm-facts-2.md §4: ``TagSelector`` ``k=v`` (several joined by ``,`` must all
+        match, our extension); time ranges are inclusive and either side may be left out."""
+        project = self._project(params)
+        decoded = wire.decode_params(
+            {k: v for k, v in params.items() if k in ("TaskTypes", "StartTimeRange", "EndTimeRange")}
+        )
+        limit = wire.integer(params, "MaxResults", 100, 1, 100)
+        sort_text = params.get("Sort") or "TaskId"
+        sort = _SORT_KEYS.get(sort_text.lower())
+        if sort is None:
+            raise invalid_argument(
+                f"The parameter Sort must be TaskId, StartTime or EndTime, not {sort_text!r}."
+            )
+        order = (params.get("Order") or "asc").lower()
+        if order not in ("asc", "desc"):
+            raise invalid_argument(f"The parameter Order must be asc or desc, not {params['Order']!r}.")
+        status = params.get("Status") or ""
+        if status and status not in TASK_STATUSES:
+            raise invalid_argument(
+                f"The parameter Status must be one of {', '.join(TASK_STATUSES)}, not {status!r}."
+            )
+        task_types = decoded.get("TaskTypes") or []
+        if not isinstance(task_types, list):
+            raise invalid_argument('The parameter TaskTypes must be a JSON array such as ["MediaConvert"].')
+        selector = _tag_selector(params.get("TagSelector") or "")
+        ranges = {name: _time_range(decoded.get(name), name) for name in ("StartTimeRange", "EndTimeRange")}
+        rows = [
+            task
+            for task in self._store.project_tasks(project["ProjectName"], self._clock() - self._retention)
+            if (not task_types or task.task_type in task_types)
+            and (not status or task.status == status)
+            and all(_tag_matches(task.tags, k, v) for k, v in selector)
+            and _in_range(task.start_time, ranges["StartTimeRange"])
+            and _in_range(task.end_time, ranges["EndTimeRange"])
+        ]
+        descending = order == "desc"
+
+        def key(task: TaskRow) -> tuple[float, str]:
+            if sort == "TaskId":
+                return (0.0, task.task_id)
+            value = task.start_time if sort == "StartTime" else task.end_time
+            # Running tasks have no EndTime: they sort after every finished one in ascending order.
+            return (float("inf") if value is None else value, task.task_id)
+
+        rows.sort(key=key, reverse=descending)
+        token = params.get("NextToken") or ""
+        if token:
+            cursor = _decode_cursor(token, sort, order)
+            rows = [t for t in rows if (key(t) < cursor if descending else key(t) > cursor)]
+        page = rows[:limit]
+        with_definition = wire.boolean(params, "RequestDefinition")
+        body: dict[str, Any] = {
+            "ProjectName": project["ProjectName"],
+            "MaxResults": str(limit),
+            "Tasks": [self._task_info(task, with_definition) for task in page],
+        }
+        if len(rows) > limit:
+            body["NextToken"] = _encode_cursor(sort, order, key(page[-1]))
+        return body
+
+
+def _tag_matches(tags: Mapping[str, Any] | None, key: str, value: str) -> bool:
+    if not tags or key not in tags:
+        return False
+    have = tags[key]
+    return (have if isinstance(have, str) else json.dumps(have)) == value
+
+
+def _source_fields(task_type: str, request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    fields = [("SourceURI", request["SourceURI"])] if request.get("SourceURI") else []
+    if request.get("SourceManifestURI"):
+        fields.append(("SourceManifestURI", request["SourceManifestURI"]))
+    for index, source in enumerate(request.get("Sources") or []):
+        if source.get("URI"):
+            fields.append((f"Sources[{index}].URI", source["URI"]))
+    return fields
+
+
+def _target_fields(task_type: str, request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    fields = [(name, request[name]) for name in ("TargetURI", "TargetURIPrefix") if request.get(name)]
+    extended = (request.get("Notification") or {}).get("ExtendedMessageURI")
+    if extended:
+        fields.append(("Notification.ExtendedMessageURI", extended))
+    for index, target in enumerate(request.get("Targets") or []):
+        if target.get("URI"):
+            fields.append((f"Targets[{index}].URI", target["URI"]))
+        for kind in ("Snapshots", "Sprites", "Animations"):
+            for number, image in enumerate((target.get("Image") or {}).get(kind) or []):
+                fields.append((f"Targets[{index}].Image.{kind}[{number}].URI", image["URI"]))
+    return fields
+
+
+def _tag_selector(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, equals, value = part.partition("=")
+        if not equals or not key.strip():
+            raise invalid_argument(
+                f"The parameter TagSelector must be key=value (e.g. test=val1), not {text!r}."
+            )
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _time_range(value: Any, name: str) -> tuple[float | None, float | None]:
+    if value is None:
+        return (None, None)
+    if not isinstance(value, dict):
+        raise invalid_argument(f'The parameter {name} must be a JSON object {{"Start": ..., "End": ...}}.')
+    start, end = value.get("Start"), value.get("End")
+    return (
+        wire.parse_time(str(start), f"{name}.Start") if start else None,
+        wire.parse_time(str(end), f"{name}.End") if end else None,
+    )
+
+
+def _in_range(moment: float | None, bounds: tuple[float | None, float | None]) -> bool:
+    start, end = bounds
+    if start is None and end is None:
+        return True
+    if moment is None:
+        return False
+    # Stored times keep microseconds, while a range given in milliseconds must include its own edge.
+    return (start is None or moment >= start - 0.0005) and (end is None or moment <= end + 0.0005)
+
+
+def _encode_token(kind: str, value: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([kind, value]).encode()).decode()
+
+
+def _decode_token(token: str, kind: str) -> str:
+    if not token:
+        return ""
+    try:
+        found_kind, value = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, binascii.Error, TypeError):
+        found_kind, value = None, None
+    if found_kind != kind or not isinstance(value, str):
+        raise invalid_argument(
+            "The parameter NextToken is not valid: pass the NextToken of the previous answer."
+        )
+    return value
+
+
+def _encode_cursor(sort: str, order: str, key: tuple[float, str]) -> str:
+    return _encode_token(
+        "task", json.dumps([sort, order, key[0] if key[0] != float("inf") else None, key[1]])
+    )
+
+
+def _decode_cursor(token: str, sort: str, order: str) -> tuple[float, str]:
+    try:
+        token_sort, token_order, value, task_id = json.loads(_decode_token(token, "task"))
+    except (ValueError, TypeError):
+        token_sort = None
+    if token_sort != sort or token_order != order:
+        raise invalid_argument(
+            "The parameter NextToken is not valid for this Sort and Order: pass the NextToken of the previous "
+            "answer with the same parameters."
+        )
+    return (float("inf") if value is None else float(value), str(task_id))

@@ -1,0 +1,182 @@
+"""FileCompression, FileUncompression, ArchiveFileInspection, ImageSplicing and ImageToPDF for real."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+import zipfile
+
+from alibabacloud_imm20200930 import models
+from imm_support import PROJECT, Cloud, Inbox
+from immflow.events.imm import ImmTaskResult
+from PIL import Image
+from pypdf import PdfReader
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _keys(cloud: Cloud, prefix: str) -> list[str]:
+    return sorted(o.key for o in cloud.bucket.list_objects(prefix, max_keys=1000).object_list)
+
+
+def _wait(inbox: Inbox, task_id: str) -> ImmTaskResult:
+    return inbox.wait(task_id).content
+
+
+def test_compression_rules_and_aliases(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+    for key in ("zip-src/docs/a.txt", "zip-src/docs/sub/b.txt", "zip-src/one.jpg"):
+        cloud.bucket.put_object(key, key.encode())
+    Rule = models.CreateFileCompressionTaskRequestSources
+    request = models.CreateFileCompressionTaskRequest(
+        project_name=PROJECT,
+        sources=[
+            Rule(uri=cloud.uri("zip-src/docs/")),
+            Rule(uri=cloud.uri("zip-src/docs/"), alias="/copy/"),
+            Rule(uri=cloud.uri("zip-src/one.jpg"), mode="fullname", alias="/renamed.jpg"),
+            Rule(uri=cloud.uri("zip-src/docs/sub/b.txt"), mode="fullname", alias="/"),
+        ],
+        target_uri="oss://{bucket}/zips/bundle.zip",
+        notification=notify,
+    )
+    result = _wait(inbox, imm.create_file_compression_task(request).body.task_id)
+    assert result.Status == "Succeeded", result.Message
+    assert result.TargetURI == cloud.uri("zips/bundle.zip")
+    with zipfile.ZipFile(io.BytesIO(cloud.bucket.get_object("zips/bundle.zip").read())) as archive:
+        assert sorted(archive.namelist()) == sorted(
+            [
+                "zip-src/docs/a.txt",
+                "zip-src/docs/sub/b.txt",
+                "copy/a.txt",
+                "copy/sub/b.txt",
+                "renamed.jpg",
+                "b.txt",
+            ]
+        )
+        assert archive.read("renamed.jpg") == b"zip-src/one.jpg"
+
+    cloud.bucket.put_object(
+        "zip-src/manifest.json",
+        json.dumps([{"URI": cloud.uri("zip-src/one.jpg"), "Mode": "fullname"}]).encode(),
+    )
+    from_manifest = models.CreateFileCompressionTaskRequest(
+        project_name=PROJECT,
+        source_manifest_uri=cloud.uri("zip-src/manifest.json"),
+        target_uri=cloud.uri("zips/manifest.zip"),
+        notification=notify,
+    )
+    assert _wait(inbox, imm.create_file_compression_task(from_manifest).body.task_id).Status == "Succeeded"
+    with zipfile.ZipFile(io.BytesIO(cloud.bucket.get_object("zips/manifest.zip").read())) as archive:
+        assert archive.namelist() == ["zip-src/one.jpg"]
+
+
+def test_uncompression_of_zip_tar_and_gz(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+    cloud.bucket.put_object(
+        "arc/set.zip", _zip({"a/1.txt": b"1", "a/2.txt": b"2", "b/3.txt": b"3", "../evil.txt": b"x"})
+    )
+    request = models.CreateFileUncompressionTaskRequest(
+        project_name=PROJECT,
+        source_uri=cloud.uri("arc/set.zip"),
+        target_uri=cloud.uri("unzipped/set"),
+        selected_files=["a/", "../evil.txt"],
+        notification=notify,
+    )
+    result = _wait(inbox, imm.create_file_uncompression_task(request).body.task_id)
+    assert result.Status == "Succeeded", result.Message
+    assert _keys(cloud, "unzipped/set/") == ["unzipped/set/a/1.txt", "unzipped/set/a/2.txt"]
+    assert _keys(cloud, "unzipped/evil") == [] and _keys(cloud, "evil") == []
+
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w:gz") as archive:
+        info = tarfile.TarInfo("docs/readme.md")
+        info.size = 5
+        archive.addfile(info, io.BytesIO(b"hello"))
+    cloud.bucket.put_object("arc/docs.tar.gz", tar_bytes.getvalue())
+    default_folder = models.CreateFileUncompressionTaskRequest(
+        project_name=PROJECT, source_uri=cloud.uri("arc/docs.tar.gz"), notification=notify
+    )
+    assert _wait(inbox, imm.create_file_uncompression_task(default_folder).body.task_id).Status == "Succeeded"
+    assert cloud.bucket.get_object("arc/docs.tar/docs/readme.md").read() == b"hello"
+
+    cloud.bucket.put_object("arc/log.txt.gz", gzip.compress(b"line\n" * 10))
+    single = models.CreateFileUncompressionTaskRequest(
+        project_name=PROJECT,
+        source_uri=cloud.uri("arc/log.txt.gz"),
+        target_uri=cloud.uri("gunzipped/"),
+        notification=notify,
+    )
+    assert _wait(inbox, imm.create_file_uncompression_task(single).body.task_id).Status == "Succeeded"
+    assert cloud.bucket.get_object("gunzipped/log.txt").read() == b"line\n" * 10
+
+    cloud.bucket.put_object("arc/not-an-archive.zip", b"plain text")
+    bad = models.CreateFileUncompressionTaskRequest(
+        project_name=PROJECT, source_uri=cloud.uri("arc/not-an-archive.zip"), notification=notify
+    )
+    failed = _wait(inbox, imm.create_file_uncompression_task(bad).body.task_id)
+    assert (failed.Status, failed.Code) == ("Failed", "InvalidArgument") and "rar and 7z" in failed.Message
+
+
+def test_archive_inspection_lists_entries(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    cloud.bucket.put_object("arc/inspect.zip", _zip({"x/1.bin": b"12345", "y.txt": b"ab"}))
+    notification = models.Notification(
+        mns=models.MNS(topic_name="imm-done"), extended_message_uri=cloud.uri("arc/inspect.json")
+    )
+    request = models.CreateArchiveFileInspectionTaskRequest(
+        project_name=PROJECT, source_uri=cloud.uri("arc/inspect.zip"), notification=notification
+    )
+    result = _wait(inbox, imm.create_archive_file_inspection_task(request).body.task_id)
+    assert result.Status == "Succeeded", result.Message
+    content = result.model_dump()
+    assert content["FileCount"] == 2 and content["TotalSize"] == 7
+    assert [(f["Path"], f["Size"]) for f in content["Files"]] == [("x/1.bin", 5), ("y.txt", 2)]
+    extended = json.loads(cloud.bucket.get_object("arc/inspect.json").read())
+    assert extended["Files"] == content["Files"]
+
+
+def _png(size: tuple[int, int], color: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_image_splicing_and_image_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+    cloud.bucket.put_object("pics/a.png", _png((100, 50), "red"))
+    cloud.bucket.put_object("pics/b.png", _png((40, 40), "blue"))
+    Source = models.CreateImageSplicingTaskRequestSources
+    request = models.CreateImageSplicingTaskRequest(
+        project_name=PROJECT,
+        sources=[Source(uri=cloud.uri("pics/a.png")), Source(uri=cloud.uri("pics/b.png"), rotate=90)],
+        target_uri="oss://{bucket}/spliced/{barename}.png",
+        direction="horizontal",
+        align=50,
+        padding=4,
+        margin=3,
+        image_format="png",
+        background_color="#00FF00",
+        notification=notify,
+    )
+    result = _wait(inbox, imm.create_image_splicing_task(request).body.task_id)
+    assert result.Status == "Succeeded", result.Message
+    spliced = Image.open(io.BytesIO(cloud.bucket.get_object("spliced/a.png").read()))
+    assert spliced.size == (100 + 4 + 50 + 2 * 3, 50 + 2 * 3)
+    assert spliced.convert("RGB").getpixel((1, 1)) == (0, 255, 0)
+    assert spliced.convert("RGB").getpixel((110, 20)) == (0, 0, 255)
+
+    PdfSource = models.CreateImageToPDFTaskRequestSources
+    pdf_request = models.CreateImageToPDFTaskRequest(
+        project_name=PROJECT,
+        sources=[PdfSource(uri=cloud.uri("pics/a.png"), rotate=90), PdfSource(uri=cloud.uri("pics/b.png"))],
+        target_uri=cloud.uri("pdfs/pics.pdf"),
+        notification=notify,
+    )
+    assert _wait(inbox, imm.create_image_to_pdftask(pdf_request).body.task_id).Status == "Succeeded"
+    pages = PdfReader(io.BytesIO(cloud.bucket.get_object("pdfs/pics.pdf").read())).pages
+    assert len(pages) == 2
+    assert (round(float(pages[0].mediabox.width)), round(float(pages[0].mediabox.height))) == (50, 100)
