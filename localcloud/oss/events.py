@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from immflow.pipeline import TRIGGER_EVENT_NAMES
 
 from localcloud.core.account import Account
 from localcloud.oss.errors import OssError
@@ -45,22 +46,8 @@ from localcloud.oss.store import Store
 
 log = logging.getLogger("localcloud.oss.events")
 
-#: Event names an OSS trigger can subscribe to (fc3 schema and FC Go SDK constants, §4).
-EVENT_NAMES = (
-    "ObjectCreated:PutObject",
-    "ObjectCreated:PostObject",
-    "ObjectCreated:CompleteMultipartUpload",
-    "ObjectCreated:AppendObject",
-    "ObjectCreated:CopyObject",
-    "ObjectCreated:PutSymlink",
-    "ObjectCreated:InitiateMultipartUpload",
-    "ObjectCreated:UploadPart",
-    "ObjectCreated:UploadPartCopy",
-    "ObjectRemoved:DeleteObject",
-    "ObjectRemoved:DeleteObjects",
-    "ObjectRemoved:AbortMultipartUpload",
-    "ObjectModified:UpdateObjectMeta",
-)
+#: Event names an OSS trigger can subscribe to: the trigger-configurable ones of the OSS event model.
+EVENT_NAMES = TRIGGER_EVENT_NAMES
 
 #: The cloud allows at most this many native OSS triggers on one bucket.
 MAX_TRIGGERS_PER_BUCKET = 10
