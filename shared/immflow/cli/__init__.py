@@ -14,4 +14,11 @@ def main() -> None:
 
 
 # Each command lives in its own module and registers itself here.
+from immflow.cli import backfill as _backfill  # noqa: E402,F401
+from immflow.cli import demo as _demo  # noqa: E402,F401
+from immflow.cli import events as _events  # noqa: E402,F401
+from immflow.cli import invoke as _invoke  # noqa: E402,F401
+from immflow.cli import local as _local  # noqa: E402,F401
+from immflow.cli import package as _package  # noqa: E402,F401
+from immflow.cli import tasks as _tasks  # noqa: E402,F401
 from immflow.cli import validate as _validate  # noqa: E402,F401

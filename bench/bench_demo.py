@@ -1,0 +1,254 @@
+"""The demo's cost over the bare media work, and how fast a task's end reaches on_task_done.
+
+1. **Overhead.** The whole ``immflow demo --json`` (start the local cloud from an empty state
+   folder, package and deploy, make and upload the samples, follow every run to its manifest,
+   check every output) against the same media work done directly, one command after another:
+   ffmpeg (transcode to 720p H.264/AAC, three posters, a 4x4 sprite sheet), ``soffice
+   --convert-to pdf`` for the two documents, ``pdftoppm`` for their first five pages, Pillow for
+   the image previews, PDFs and contact sheet, and unzip. Ratio = demo wall time / direct time.
+2. **Notification latency**, per IMM task: from the task's ``EndTime`` (IMM's own clock, ms) to
+   the start of the on_task_done invocation that IMM's MNS notification triggered (the local FC
+   records when each invocation starts), against polling ``GetTask`` every second from the same
+   moment the task appears in the ledger (a poller thread runs during the demo); p50 and p95.
+
+Run: ``python bench/bench_demo.py [--port-base N]`` (default: free ports). Prints a table and
+one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+import requests
+from immflow.demo.media import make_samples
+from immflow.ledger import Ledger, TaskQuery, default_cli_ledger_url
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
+FINAL = ("Succeeded", "Failed")
+
+
+def _free_port_base() -> int:
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        taken = []
+        try:
+            for offset in range(4):
+                s = socket.socket()
+                taken.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in taken:
+                s.close()
+
+
+def _run(command: list[str]) -> None:
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+
+
+def direct_media_work(folder: Path) -> float:
+    """The demo pipeline's media work with the tools alone; returns seconds."""
+    samples = {s.name: s.path for s in make_samples(folder / "in")}
+    out = folder / "out"
+    out.mkdir()
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    soffice = shutil.which("soffice") or "soffice"
+    started = time.perf_counter()
+    web = out / "web.mp4"
+    _run([ffmpeg, "-y", "-loglevel", "error", "-i", str(samples["clip.mp4"]), "-vf", "scale=1280:720",
+          "-c:v", "libx264", "-crf", "26", "-c:a", "aac", "-b:a", "128k", str(web)])  # fmt: skip
+    for index, second in enumerate((1, 2, 3), start=1):
+        _run([ffmpeg, "-y", "-loglevel", "error", "-ss", str(second), "-i", str(web), "-frames:v", "1",
+              "-vf", "scale=640:-2", str(out / f"poster-{index}.jpg")])  # fmt: skip
+    _run([ffmpeg, "-y", "-loglevel", "error", "-i", str(web), "-vf", "fps=1,scale=160:90,tile=4x4",
+          "-frames:v", "1", str(out / "sprites-1.jpg")])  # fmt: skip
+    profile = folder / "lo-profile"
+    for name in ("report.docx", "slides.pptx"):
+        _run([soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--convert-to", "pdf",
+              "--outdir", str(out), str(samples[name])])  # fmt: skip
+        pdf = out / (Path(name).stem + ".pdf")
+        _run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "96",
+                "-f",
+                "1",
+                "-l",
+                "5",
+                str(pdf),
+                str(out / f"{Path(name).stem}-page"),
+            ]
+        )
+    for name in ("sunrise.jpg", "sea.png"):
+        with Image.open(samples[name]) as image:
+            rgb = image.convert("RGB")
+            rgb.resize((640, round(rgb.height * 640 / rgb.width))).save(
+                out / f"{name}-preview.jpg", quality=85
+            )
+            rgb.save(out / f"{name}.pdf")
+    extracted = out / "holiday"
+    with zipfile.ZipFile(samples["holiday.zip"]) as archive:
+        archive.extractall(extracted)
+    strips = []
+    for path in sorted(extracted.iterdir()):
+        with Image.open(path) as image:
+            strips.append(image.convert("RGB").resize((round(image.width * 240 / image.height), 240)))
+    sheet = Image.new("RGB", (sum(s.width for s in strips) + 4 * (len(strips) + 1), 248), "white")
+    x = 4
+    for strip in strips:
+        sheet.paste(strip, (x, 4))
+        x += strip.width + 4
+    sheet.save(out / "contact-sheet.jpg")
+    return time.perf_counter() - started
+
+
+class GetTaskPoller(threading.Thread):
+    """Polls GetTask every second for every task the ledger shows, noting when each is first seen final."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__(daemon=True)
+        self.state_dir = state_dir
+        self.seen_final: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from alibabacloud_imm20200930 import models
+        from alibabacloud_imm20200930.client import Client
+        from alibabacloud_tea_openapi.models import Config
+
+        endpoints_file = self.state_dir / "endpoints.json"
+        ledger_file = self.state_dir / "ledger.sqlite3"
+        while not (endpoints_file.exists() and ledger_file.exists()) and not self.stop.is_set():
+            time.sleep(0.1)
+        endpoints = json.loads(endpoints_file.read_text())
+        client = Client(Config(access_key_id=endpoints["access_key_id"], access_key_secret=endpoints["access_key_secret"],
+                               endpoint=endpoints["imm"], protocol="http", region_id=endpoints["region"]))  # fmt: skip
+        ledger = Ledger(default_cli_ledger_url(self.state_dir))
+        while not self.stop.is_set():
+            tick = time.monotonic()
+            try:
+                tasks = ledger.list_tasks(TaskQuery())
+            except Exception:  # the schema may not exist yet
+                tasks = []
+            for task in tasks:
+                if not task.task_id or task.task_id in self.seen_final:
+                    continue
+                project = task.request.get("ProjectName", "immflow")
+                response = client.get_task(
+                    models.GetTaskRequest(
+                        project_name=project, task_type=task.task_type, task_id=task.task_id
+                    )
+                )
+                if response.body.status in FINAL:
+                    self.seen_final[task.task_id] = time.time()
+            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"n": len(ordered), "p50": round(statistics.median(ordered), 3), "p95": round(p95, 3)}
+
+
+def notification_latencies(state_dir: Path) -> tuple[list[float], dict[str, float]]:
+    """Seconds from each task's EndTime to its on_task_done start, and the EndTimes by TaskId."""
+    endpoints = json.loads((state_dir / "endpoints.json").read_text())
+    ledger = Ledger(default_cli_ledger_url(state_dir))
+    ended = {
+        t.task_id: t.ended_at.timestamp() for t in ledger.list_tasks(TaskQuery()) if t.task_id and t.ended_at
+    }
+    listed = requests.get(
+        endpoints["fc"] + "/_localcloud/invocations?payload=1&limit=10000", timeout=30
+    ).json()
+    latencies = []
+    for invocation in listed["invocations"]:
+        if not invocation["source"].startswith("mns_topic:") or invocation["started"] is None:
+            continue
+        envelope = json.loads(json.loads(invocation["payload"])["Message"])
+        task_id = json.loads(envelope["content"])["TaskId"]
+        if task_id in ended:
+            latencies.append(invocation["started"] - ended[task_id])
+    return latencies, ended
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port-base", type=int, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as scratch:
+        folder = Path(scratch)
+        direct = direct_media_work(folder / "direct")
+        state_dir = folder / "state"
+        poller = GetTaskPoller(state_dir)
+        poller.start()
+        port_base = args.port_base or _free_port_base()
+        started = time.perf_counter()
+        result = subprocess.run(
+            [*CLI, "demo", "--json", "--state-dir", str(state_dir), "--port-base", str(port_base), "--project", str(REPO)],
+            capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        demo_wall = time.perf_counter() - started
+        time.sleep(1.5)  # let the poller see the last tasks end
+        poller.stop.set()
+        try:
+            if result.returncode != 0:
+                raise SystemExit(f"the demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            report = json.loads(result.stdout)
+            notified, ended = notification_latencies(state_dir)
+        finally:
+            subprocess.run(
+                [*CLI, "local", "down", "--state-dir", str(state_dir)], capture_output=True, timeout=60
+            )
+        polled = [poller.seen_final[t] - end for t, end in ended.items() if t in poller.seen_final]
+        figures: dict[str, Any] = {
+            "demo_wall_seconds": round(demo_wall, 2),
+            "demo_follow_seconds": report["elapsed_seconds"],
+            "direct_media_seconds": round(direct, 2),
+            "overhead_ratio": round(demo_wall / direct, 2),
+            "follow_ratio": round(report["elapsed_seconds"] / direct, 2),
+            "tasks": sum(len(u["tasks"]) for u in report["uploads"]),
+            "notification_latency": _percentiles(notified),
+            "getpoll_1s_latency": _percentiles(polled),
+            "measured_at": datetime.now().isoformat(timespec="seconds"),
+        }
+    n, p = figures["notification_latency"], figures["getpoll_1s_latency"]
+    print(
+        f"demo wall time          {figures['demo_wall_seconds']:8.2f} s  (uploads to last manifest: {figures['demo_follow_seconds']} s)"
+    )
+    print(
+        f"direct media work       {figures['direct_media_seconds']:8.2f} s  (same ffmpeg/soffice/pdftoppm/Pillow work, sequential)"
+    )
+    print(
+        f"overhead ratio          {figures['overhead_ratio']:8.2f} x  (follow-only ratio {figures['follow_ratio']} x)"
+    )
+    print(f"task end -> on_task_done start: p50 {n.get('p50')} s, p95 {n.get('p95')} s over {n['n']} tasks")
+    print(f"task end -> GetTask poll (1 s): p50 {p.get('p50')} s, p95 {p.get('p95')} s over {p['n']} tasks")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

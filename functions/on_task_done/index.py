@@ -1,0 +1,22 @@
+"""FC handler behind the MNS topic trigger: record an IMM task's result and start its follow-ups.
+
+Accepts both trigger formats (``notifyContentFormat`` JSON, which s.yaml uses, and STREAM).
+Raises on failure so FC retries; a notification delivered again changes nothing.
+"""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from immflow.events.imm import parse_imm_notification
+from immflow.events.mns import parse_mns_trigger_event
+from immflow.flow.results import on_task_done
+from immflow.flow.runtime import begin
+
+CODE_DIR = Path(__file__).resolve().parent
+
+
+def handler(event: bytes, context: object) -> str:
+    notification = parse_imm_notification(parse_mns_trigger_event(event).body)
+    summary = on_task_done(begin(context, CODE_DIR), notification)
+    return json.dumps(asdict(summary))

@@ -1,0 +1,207 @@
+"""Function instances: one worker process each, started on demand and reused while warm.
+
+As on FC with the default instance concurrency of 1, an instance runs one request at a time;
+a function gets up to ``max_instances`` of them and further requests wait for one to free up.
+The initializer runs once per instance, before its first invocation. A request that overruns
+its timeout kills the instance (FC does the same: the next request starts a fresh one).
+
+Not enforced locally: ``memorySize`` (a Python process's address space is no measure of FC's
+memory accounting), the 4 KB limit on environment variables, and idle reclaiming: warm
+instances are kept until the function is redeployed or the service closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from localcloud.fc.protocol import read_frame, write_frame
+
+#: The FC runtime reports an initializer failure with this error type (UNCONFIRMED: FC's own
+#: text is not documented; the header value is what fc2 needs to raise).
+INIT_ERROR_TYPE = "UnhandledInvocationError"
+
+
+@dataclass
+class Outcome:
+    """The result of one invocation, as the invoke API will report it."""
+
+    ok: bool
+    body: bytes = b""
+    error: dict[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @classmethod
+    def failure(cls, message: str, error_type: str, duration: float = 0.0) -> Outcome:
+        return cls(
+            False,
+            error={"errorMessage": message, "errorType": error_type, "stackTrace": []},
+            duration=duration,
+        )
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a worker process needs: its code folder, environment and the per-request metadata."""
+
+    function: str
+    version: str
+    code_path: Path
+    env: dict[str, str]
+    meta: dict[str, Any]
+    initializer_timeout: int
+    log_path: Path
+
+
+class Instance:
+    def __init__(self, launch: Launch) -> None:
+        self.launch = launch
+        self.instance_id = uuid.uuid4().hex
+        self.initialized = not launch.meta.get("initializer")
+        requests_read, self._requests = os.pipe()
+        self._replies, replies_write = os.pipe()
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log: BinaryIO = open(launch.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        env = {**launch.env, "FC_INSTANCE_ID": self.instance_id}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "localcloud.fc.worker", str(requests_read), str(replies_write)],
+            cwd=launch.code_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(requests_read, replies_write),
+            start_new_session=True,
+        )
+        os.close(requests_read)
+        os.close(replies_write)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _exchange(self, op: str, request_id: str, payload: bytes, timeout: float) -> Outcome:
+        started = time.monotonic()
+        try:
+            write_frame(
+                self._requests, {"op": op, "request_id": request_id, "meta": self.launch.meta}, payload
+            )
+            ready, _, _ = select.select([self._replies], [], [], timeout)
+            if not ready:
+                self.kill()
+                what = "initializer" if op == "init" else "function"
+                return Outcome.failure(
+                    f"{what} timed out after {timeout:g} seconds (instance {self.instance_id} was stopped)",
+                    "FunctionTimeoutError",
+                    time.monotonic() - started,
+                )
+            header, body = read_frame(self._replies)
+        except (EOFError, BrokenPipeError, OSError):
+            self.kill()
+            return Outcome.failure(
+                f"the function's process exited unexpectedly (exit code {self.process.poll()}); "
+                f"see its log {self.launch.log_path}",
+                "UnhandledInvocationError",
+                time.monotonic() - started,
+            )
+        duration = time.monotonic() - started
+        if header.get("ok"):
+            return Outcome(True, body, duration=duration)
+        return Outcome(False, error=header["error"], duration=duration)
+
+    def invoke(self, request_id: str, payload: bytes, timeout: float) -> Outcome:
+        if not self.initialized:
+            outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
+            if not outcome.ok:
+                self.kill()  # FC retries the initializer on a fresh instance
+                outcome.error["errorMessage"] = "initializer failed: " + str(
+                    outcome.error.get("errorMessage", "")
+                )
+                return outcome
+            self.initialized = True
+        return self._exchange("invoke", request_id, payload, timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for fd in (self._requests, self._replies):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._requests = self._replies = -1
+        self._log.close()
+
+
+class Pool:
+    """The warm instances of every function, keyed by function name."""
+
+    def __init__(self, max_instances: int) -> None:
+        self.max_instances = max_instances
+        self._lock = threading.Condition()
+        self._idle: dict[str, list[Instance]] = {}
+        self._busy: dict[str, int] = {}
+        self._closed = False
+
+    def invoke(self, launch: Launch, request_id: str, payload: bytes, timeout: float) -> Outcome:
+        instance = self._acquire(launch)
+        try:
+            return instance.invoke(request_id, payload, timeout)
+        finally:
+            self._release(instance)
+
+    def _acquire(self, launch: Launch) -> Instance:
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the local FC is shutting down")
+                idle = self._idle.setdefault(launch.function, [])
+                while idle:
+                    instance = idle.pop()
+                    if instance.alive and instance.launch.version == launch.version:
+                        self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
+                        return instance
+                    instance.kill()
+                if self._busy.get(launch.function, 0) < self.max_instances:
+                    self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
+                    break
+                self._lock.wait()
+        try:
+            return Instance(launch)
+        except BaseException:
+            with self._lock:
+                self._busy[launch.function] -= 1
+                self._lock.notify_all()
+            raise
+
+    def _release(self, instance: Instance) -> None:
+        with self._lock:
+            self._busy[instance.launch.function] -= 1
+            if instance.alive and not self._closed:
+                self._idle.setdefault(instance.launch.function, []).append(instance)
+            else:
+                instance.kill()
+            self._lock.notify_all()
+
+    def retire(self, function: str) -> None:
+        """Stop the idle instances of a function (after a redeploy; busy ones stop on release)."""
+        with self._lock:
+            for instance in self._idle.pop(function, []):
+                instance.kill()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for instances in self._idle.values():
+                for instance in instances:
+                    instance.kill()
+            self._idle.clear()
+            self._lock.notify_all()

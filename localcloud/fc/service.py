@@ -1,0 +1,519 @@
+"""The local Function Compute: deploy an fc3 ``s.yaml``, invoke through the FC 2.0 API, run triggers.
+
+Invoke API (fc-mns-oss.md §9), so ``fc2.Client(endpoint=..., accessKeyID=...,
+accessKeySecret=...).invoke_function(service, function, payload, headers)`` works unchanged:
+``POST /2016-08-15/services/{service}[.{qualifier}]/functions/{function}/invocations``, signed
+with the ``FC`` HMAC-SHA256 scheme (:mod:`localcloud.fc.auth`). fc3 functions have no service,
+so **any service name and qualifier are accepted** and the function is looked up by name alone.
+
+- Sync (no ``x-fc-invocation-type`` or ``Sync``): 200 with the handler's return value; a
+  function error is 200 with ``X-Fc-Error-Type: UnhandledInvocationError`` and
+  ``{"errorMessage", "errorType", "stackTrace"}``; a timeout kills the instance and reports
+  ``errorType`` ``FunctionTimeoutError`` the same way (FC's exact timeout text is UNCONFIRMED).
+- Async: 202 with an empty body once the invocation is committed to SQLite (it survives
+  kill -9). It then runs with FC's async policy: up to ``maxAsyncRetryAttempts`` retries
+  (default 3) of a function error, waiting ``async_retry_delay * 2**(n-1)`` seconds (FC's own
+  intervals are not documented; the local default of 1 s keeps development fast), dropped once
+  older than ``maxAsyncEventAgeInSeconds``, and routed to ``destinationConfig.onSuccess`` /
+  ``onFailure`` (:mod:`localcloud.fc.destinations`).
+- Every response carries ``X-Fc-Request-Id``; API errors are JSON ``{"ErrorCode",
+  "ErrorMessage"}``. Payload limits: 32 MB sync, 128 KB async (FC's documented limits).
+  ``x-fc-log-type: Tail`` is accepted but no log is returned (each function's output goes to
+  ``<state>/fc/logs/<function>.log``).
+
+Local-only admin endpoints (no signature; the server listens on 127.0.0.1; ``_localcloud`` is no
+valid service path):
+
+- ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
+  like :meth:`FcService.deploy`; answers ``{"functions": [...]}``, or 400 JSON naming the field.
+- ``GET /_localcloud/functions``: the deployed functions.
+- ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
+  ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
+  event when ``payload=1``) for waiting on quiescence and measuring trigger latency.
+- ``POST /_localcloud/mns/<function>/<trigger>``: the MNS topic trigger's push endpoint.
+
+Function environment (fc-mns-oss.md §3.3, as ``s local invoke`` sets it): ``FC_FUNC_CODE_PATH``,
+``FC_FUNCTION_NAME``, ``FC_FUNCTION_HANDLER``, ``FC_FUNCTION_MEMORY_SIZE``, ``FC_REGION``,
+``FC_ACCOUNT_ID``, ``FC_INSTANCE_ID``, ``FC_RUNTIME``, ``FC_TIMEOUT``, ``FC_CUSTOM_LISTEN_PORT``,
+``FC_INITIALIZER_HANDLER``/``FC_INITIALIZATION_TIMEOUT`` with an initializer,
+``ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET`` (the local account's keys; ``SECURITY_TOKEN`` is empty:
+the local cloud has no STS), then the s.yaml ``environmentVariables``, then ``env_overrides``
+(the launcher's local endpoints), which **win over the s.yaml values**. ``PATH``, ``HOME``,
+``LANG``, ``TMPDIR`` and ``PYTHONPATH`` are passed through from the local cloud's environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from localcloud.core.account import Account
+from localcloud.core.http import Request, Response
+from localcloud.fc import auth, destinations, syaml, triggers
+from localcloud.fc.errors import (
+    FcApiError,
+    entity_too_large,
+    function_not_found,
+    invalid_argument,
+    path_not_supported,
+)
+from localcloud.fc.instances import Launch, Outcome, Pool
+from localcloud.fc.schedule import Schedule
+from localcloud.fc.store import STATES, Deployed, Invocation, Store
+
+log = logging.getLogger("localcloud.fc")
+
+_INVOKE_PATH = re.compile(r"^/2016-08-15/services/([^/]+)/functions/([^/]+)/invocations/?$")
+_PUSH_PATH = re.compile(r"^/_localcloud/mns/([^/]+)/([^/]+)$")
+SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
+ASYNC_PAYLOAD_LIMIT = 128 * 1024
+_PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache")
+
+
+def _json(status: int, data: Any, request_id: str = "") -> Response:
+    headers = {"Content-Type": "application/json"}
+    if request_id:
+        headers["X-Fc-Request-Id"] = request_id
+    return Response(status, headers, json.dumps(data).encode())
+
+
+def _tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+class FcService:
+    """The local FC. Call :meth:`start` with the URL it is served at before it takes requests.
+
+    ``env_overrides`` are set in every function's environment over its s.yaml values (the
+    launcher passes the local endpoints and ledger URL). ``max_instances`` bounds each
+    function's concurrent instances, ``async_workers`` the async invocations run at once.
+    """
+
+    name = "fc"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        account: Account,
+        *,
+        oss_endpoint: str = "",
+        mns_endpoint: str = "",
+        env_overrides: dict[str, str] | None = None,
+        max_instances: int = 4,
+        async_workers: int = 4,
+        async_retry_delay: float = 1.0,
+    ) -> None:
+        self.account = account
+        self.root = state_dir / "fc"
+        self.oss_endpoint = oss_endpoint.rstrip("/")
+        self.mns_endpoint = mns_endpoint.rstrip("/")
+        self.env_overrides = dict(env_overrides or {})
+        self.async_retry_delay = async_retry_delay
+        self.url = ""
+        self._store = Store(self.root / "fc.sqlite3")
+        self._pool = Pool(max_instances)
+        self._functions = self._store.functions()
+        self._functions_lock = threading.Lock()
+        self._stopping = False
+        self._async_workers = async_workers
+        self._dispatchers: list[threading.Thread] = []
+        self._timers: triggers.Timers | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, url: str) -> None:
+        """Serve at ``url``: run queued async invocations, re-apply triggers, start the timers.
+
+        Triggers are re-applied because the FC URL they point at may have changed since they
+        were deployed (another port); failures are logged, not fatal, so one bad trigger does not
+        keep the local cloud from starting.
+        """
+        self.url = url.rstrip("/")
+        self._timers = triggers.Timers(self._fire_timer)
+        for deployed in self._functions.values():
+            try:
+                self._apply_triggers(deployed.spec)
+            except Exception as error:
+                log.error("could not re-apply the triggers of function %s: %s", deployed.spec.name, error)
+        for index in range(self._async_workers):
+            thread = threading.Thread(target=self._dispatch, name=f"localcloud-fc-async-{index}", daemon=True)
+            thread.start()
+            self._dispatchers.append(thread)
+
+    def close(self) -> None:
+        with self._store.lock:
+            self._stopping = True
+            self._store.lock.notify_all()
+        if self._timers:
+            self._timers.close()
+        self._pool.close()
+        for thread in self._dispatchers:
+            thread.join(timeout=10)
+        self._store.close()
+
+    # --- deploy --------------------------------------------------------------------------------
+
+    def deploy(self, s_yaml: Path, environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Register every fc3 function of ``s_yaml``, build its code, apply its triggers.
+
+        Raises :class:`localcloud.fc.syaml.SYamlError` (the file is wrong),
+        :class:`localcloud.fc.triggers.TriggerError` (OSS or MNS refused a trigger: e.g. the
+        bucket or topic does not exist yet) or :class:`destinations.DestinationError`.
+        """
+        specs = syaml.load(s_yaml, self.account, environ)
+        for spec in specs:
+            for arn in (spec.async_config.on_success, spec.async_config.on_failure):
+                if arn:
+                    destinations.check_arn(arn)
+            for trigger in spec.triggers:
+                if trigger.type == "timer":
+                    Schedule.parse(trigger.config["cronExpression"])
+        summaries = []
+        for spec in specs:
+            deployed = self._build(spec, Path(s_yaml).resolve().parent)
+            with self._functions_lock:
+                self._store.put_function(deployed)
+                self._functions[spec.name] = deployed
+            self._pool.retire(spec.name)
+            self._apply_triggers(spec)
+            summaries.append(self._describe(deployed))
+        return summaries
+
+    def _build(self, spec: syaml.FunctionSpec, project_dir: Path) -> Deployed:
+        """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy.
+
+        A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
+        ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
+        ``sys.path`` after the code folder. Third-party packages come from the local cloud's own
+        environment in both cases.
+        """
+        source = Path(spec.code_dir)
+        version = _tree_digest(source)
+        target = self.root / "code" / spec.name / version
+        if not target.exists():
+            staging = target.with_name(f".{version}.{os.getpid()}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(source, staging, ignore=_COPY_IGNORE)
+            os.replace(staging, target)
+        shared = project_dir / "shared"
+        bundled = (target / "immflow").is_dir()
+        extra = (str(shared),) if (shared / "immflow").is_dir() and not bundled else ()
+        config_digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:8]
+        return Deployed(spec, target, extra, f"{version}-{config_digest}")
+
+    def _apply_triggers(self, spec: syaml.FunctionSpec) -> None:
+        if not self.url:
+            return  # not serving yet: start() applies them
+        oss = [t for t in spec.triggers if t.type == "oss"]
+        mns = [t for t in spec.triggers if t.type == "mns_topic"]
+        if oss or self.oss_endpoint:
+            if oss and not self.oss_endpoint:
+                raise triggers.TriggerError(
+                    f"function {spec.name!r} has an OSS trigger but no local OSS is configured"
+                )
+            if self.oss_endpoint:
+                triggers.remove_stale_oss(self.oss_endpoint, spec)
+            for trigger in oss:
+                triggers.apply_oss(self.oss_endpoint, self.url, spec, trigger)
+        if mns and not self.mns_endpoint:
+            raise triggers.TriggerError(
+                f"function {spec.name!r} has an MNS topic trigger but no local MNS is configured"
+            )
+        for trigger in mns:
+            triggers.apply_mns(self.mns_endpoint, self.account, self.url, spec, trigger)
+        if self._timers:
+            self._timers.replace(spec.name, [t for t in spec.triggers if t.type == "timer"])
+
+    def _describe(self, deployed: Deployed) -> dict[str, Any]:
+        spec = deployed.spec
+        return {
+            "name": spec.name,
+            "runtime": spec.runtime,
+            "handler": spec.handler,
+            "timeout": spec.timeout,
+            "memory_size": spec.memory_size,
+            "code_path": str(deployed.code_path),
+            "version": deployed.version,
+            "triggers": [{"name": t.name, "type": t.type} for t in spec.triggers],
+        }
+
+    # --- running functions ---------------------------------------------------------------------
+
+    def _launch(self, deployed: Deployed) -> Launch:
+        spec = deployed.spec
+        env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+        env.update(spec.environment)
+        env.update(
+            {
+                "FC_FUNC_CODE_PATH": str(deployed.code_path),
+                "FC_FUNCTION_NAME": spec.name,
+                "FC_FUNCTION_HANDLER": spec.handler,
+                "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "FC_REGION": spec.region,
+                "FC_ACCOUNT_ID": self.account.account_id,
+                "FC_RUNTIME": spec.runtime,
+                "FC_TIMEOUT": str(spec.timeout),
+                "FC_CUSTOM_LISTEN_PORT": "9000",
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": self.account.access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.account.access_key_secret,
+                "ALIBABA_CLOUD_SECURITY_TOKEN": "",
+            }
+        )
+        if spec.initializer:
+            env["FC_INITIALIZER_HANDLER"] = spec.initializer
+            env["FC_INITIALIZATION_TIMEOUT"] = str(spec.initializer_timeout)
+        env.update(self.env_overrides)
+        meta = {
+            "function": spec.name,
+            "handler": spec.handler,
+            "initializer": spec.initializer,
+            "memory": spec.memory_size,
+            "timeout": spec.timeout,
+            "runtime": spec.runtime,
+            "region": spec.region,
+            "account_id": self.account.account_id,
+            "extra_paths": list(deployed.extra_paths),
+        }
+        return Launch(
+            function=spec.name,
+            version=deployed.version,
+            code_path=deployed.code_path,
+            env=env,
+            meta=meta,
+            initializer_timeout=spec.initializer_timeout,
+            log_path=self.root / "logs" / f"{spec.name}.log",
+        )
+
+    def _run(self, deployed: Deployed, request_id: str, payload: bytes) -> Outcome:
+        try:
+            return self._pool.invoke(self._launch(deployed), request_id, payload, deployed.spec.timeout)
+        except Exception as error:  # could not start an instance at all
+            log.exception("function %s: no instance could run request %s", deployed.spec.name, request_id)
+            return Outcome.failure(
+                f"the local FC could not start an instance: {error}", "InternalServerError"
+            )
+
+    def _deployed(self, function: str) -> Deployed:
+        with self._functions_lock:
+            deployed = self._functions.get(function)
+        if deployed is None:
+            raise function_not_found(function)
+        return deployed
+
+    def enqueue(self, function: str, payload: bytes, source: str) -> str:
+        """Accept an async invocation durably; returns its request id."""
+        self._deployed(function)
+        if len(payload) > ASYNC_PAYLOAD_LIMIT:
+            raise entity_too_large(ASYNC_PAYLOAD_LIMIT)
+        request_id = str(uuid.uuid4())
+        self._store.add(request_id, function, "async", source, payload, "queued")
+        return request_id
+
+    def _fire_timer(self, function: str, trigger: syaml.TriggerSpec, fired_at: float) -> None:
+        self.enqueue(function, triggers.timer_event(trigger, fired_at), f"timer:{trigger.name}")
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._store.lock:
+                if self._stopping:
+                    return
+                invocation = self._store.claim_due()
+                if invocation is None:
+                    wait = self._store.next_due_in()
+                    self._store.lock.wait(1.0 if wait is None else min(wait, 1.0))
+                    continue
+            try:
+                self._run_async(invocation)
+            except Exception:
+                log.exception("async invocation %s: bookkeeping failed; it runs again", invocation.request_id)
+                self._store.retry_later(
+                    invocation.request_id, self.async_retry_delay, "InternalServerError", ""
+                )
+
+    def _run_async(self, invocation: Invocation) -> None:
+        try:
+            deployed = self._deployed(invocation.function)
+        except FcApiError as error:
+            self._store.finish(invocation.request_id, "failed", error.code, error.message)
+            return
+        config = deployed.spec.async_config
+        if time.time() - invocation.created > config.max_event_age_seconds:
+            message = f"dropped: older than maxAsyncEventAgeInSeconds={config.max_event_age_seconds}"
+            self._store.finish(invocation.request_id, "failed", "EventAgeExceeded", message)
+            self._route(deployed, invocation, config.on_failure, "EventAgeExceeded", Outcome(False))
+            return
+        outcome = self._run(deployed, invocation.request_id, invocation.payload)
+        if outcome.ok:
+            self._store.finish(invocation.request_id, "succeeded")
+            self._route(deployed, invocation, config.on_success, "", outcome)
+            return
+        error_type = str(outcome.error.get("errorType", "UnhandledInvocationError"))
+        message = str(outcome.error.get("errorMessage", ""))
+        log.warning(
+            "async invocation %s of %s failed (attempt %d): %s: %s",
+            invocation.request_id,
+            invocation.function,
+            invocation.attempts,
+            error_type,
+            message,
+        )
+        if invocation.attempts <= config.max_retry_attempts:
+            delay = self.async_retry_delay * 2 ** (invocation.attempts - 1)
+            self._store.retry_later(invocation.request_id, delay, error_type, message)
+            return
+        self._store.finish(invocation.request_id, "failed", error_type, message)
+        condition = (
+            "FunctionTimeoutError" if error_type == "FunctionTimeoutError" else "UnhandledInvocationError"
+        )
+        self._route(deployed, invocation, config.on_failure, condition, outcome)
+
+    def _route(
+        self, deployed: Deployed, invocation: Invocation, arn: str, condition: str, outcome: Outcome
+    ) -> None:
+        if not arn:
+            return
+        spec = deployed.spec
+        body = destinations.record(
+            request_id=invocation.request_id,
+            function_arn=f"acs:fc:{spec.region}:{self.account.account_id}:functions/{spec.name}",
+            condition=condition,
+            attempts=invocation.attempts,
+            payload=invocation.payload,
+            status_code=200,
+            response=outcome.body if outcome.ok else json.dumps(outcome.error).encode(),
+        )
+        try:
+            destinations.deliver(
+                arn,
+                body,
+                account=self.account,
+                mns_endpoint=self.mns_endpoint,
+                invoke_async=lambda fn, data: self.enqueue(fn, data, f"destination:{spec.name}"),
+            )
+        except Exception as error:
+            log.error("destination %s of %s: %s", arn, invocation.request_id, error)
+            self._store.set_destination_error(invocation.request_id, f"{arn}: {error}")
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            if request.raw_path.startswith("/_localcloud/"):
+                return self._admin(request, request_id)
+            match = _INVOKE_PATH.match(request.path)
+            if request.method != "POST" or not match:
+                raise path_not_supported(request.method, request.path)
+            auth.check(request, self.account)
+            function = unquote(match.group(2))
+            return self._invoke(request, function, request_id)
+        except FcApiError as error:
+            return error.response(request_id)
+
+    def _invoke(self, request: Request, function: str, request_id: str) -> Response:
+        deployed = self._deployed(function)
+        mode = request.headers.get("x-fc-invocation-type", "Sync")
+        if mode.lower() == "async":
+            if len(request.body) > ASYNC_PAYLOAD_LIMIT:
+                raise entity_too_large(ASYNC_PAYLOAD_LIMIT)
+            self._store.add(request_id, function, "async", "api", request.body, "queued")
+            return Response(202, {"X-Fc-Request-Id": request_id}, b"")
+        if mode.lower() != "sync":
+            raise invalid_argument(f"x-fc-invocation-type must be Sync or Async, got {mode!r}")
+        if len(request.body) > SYNC_PAYLOAD_LIMIT:
+            raise entity_too_large(SYNC_PAYLOAD_LIMIT)
+        self._store.add(request_id, function, "sync", "api", request.body, "running")
+        outcome = self._run(deployed, request_id, request.body)
+        headers = {
+            "X-Fc-Request-Id": request_id,
+            "X-Fc-Invocation-Duration": str(int(outcome.duration * 1000)),
+        }
+        if outcome.ok:
+            self._store.finish(request_id, "succeeded")
+            return Response(200, {**headers, "Content-Type": "application/octet-stream"}, outcome.body)
+        self._store.finish(
+            request_id,
+            "failed",
+            str(outcome.error.get("errorType", "")),
+            str(outcome.error.get("errorMessage", "")),
+        )
+        headers.update({"X-Fc-Error-Type": "UnhandledInvocationError", "Content-Type": "application/json"})
+        return Response(200, headers, json.dumps(outcome.error).encode())
+
+    def _admin(self, request: Request, request_id: str) -> Response:
+        path = request.path
+        push = _PUSH_PATH.match(path)
+        if push and request.method == "POST":
+            return self._mns_push(push.group(1), push.group(2), request.body, request_id)
+        if path == "/_localcloud/deploy" and request.method == "POST":
+            try:
+                body = json.loads(request.body or b"{}")
+                summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
+            except (ValueError, KeyError, TypeError, triggers.TriggerError) as error:
+                raise invalid_argument(f"deploy failed: {error}") from error
+            return _json(200, {"functions": summaries}, request_id)
+        if path == "/_localcloud/functions" and request.method == "GET":
+            with self._functions_lock:
+                described = [self._describe(d) for d in self._functions.values()]
+            return _json(200, {"functions": described}, request_id)
+        if path == "/_localcloud/invocations" and request.method == "GET":
+            query = request.query()
+            state = query.get("state") or None
+            if state and state not in STATES:
+                raise invalid_argument(f"state must be one of {', '.join(STATES)}")
+            limit = int(query.get("limit") or 1000) if (query.get("limit") or "1").isdigit() else 1000
+            listed = self._store.list(state, query.get("function") or None, limit)
+            with_payload = query.get("payload") == "1"
+            return _json(
+                200,
+                {"counts": self._store.counts(), "invocations": [i.summary(with_payload) for i in listed]},
+                request_id,
+            )
+        raise path_not_supported(request.method, path)
+
+    def _mns_push(self, function: str, trigger_name: str, body: bytes, request_id: str) -> Response:
+        deployed = self._deployed(function)
+        trigger = next(
+            (t for t in deployed.spec.triggers if t.type == "mns_topic" and t.name == trigger_name), None
+        )
+        if trigger is None:
+            raise FcApiError(
+                404, "TriggerNotFound", f"function {function!r} has no MNS topic trigger {trigger_name!r}"
+            )
+        try:
+            event = triggers.mns_event(body, trigger.config.get("notifyContentFormat", "STREAM"))
+        except ValueError as error:
+            raise invalid_argument(f"MNS push to trigger {trigger_name!r}: {error}") from error
+        self.enqueue(function, event, f"mns_topic:{trigger_name}")
+        return Response(204, {"X-Fc-Request-Id": request_id}, b"")
+
+    # --- for tests and tools in the same process -----------------------------------------------
+
+    def invocations(self, state: str | None = None, function: str | None = None) -> list[dict[str, Any]]:
+        return [i.summary() for i in self._store.list(state, function)]
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no async invocation is queued or running; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = self._store.counts()
+            if counts["queued"] == 0 and counts["running"] == 0:
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,234 @@
+"""Run the whole local cloud: OSS, MNS, IMM and FC on 127.0.0.1, ports ``base+0..3``.
+
+``python -m localcloud.launcher --state-dir DIR [--port-base N]`` (what ``immflow local up``
+runs) starts the four servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
+``DIR/localcloud.pid``, and stops cleanly on SIGTERM or SIGINT. ``LocalCloud.start(state_dir)``
+is the in-process form for tests (free ports when ``port_base`` is None).
+
+One local cloud per state folder: an exclusive lock on ``DIR/localcloud.lock`` is held while it
+runs, so a second launcher on the same folder fails at once instead of corrupting state.
+
+The functions run by the local FC get the local endpoints over their s.yaml values:
+``IMMFLOW_OSS_ENDPOINT``, ``IMMFLOW_IMM_ENDPOINT`` and ``IMMFLOW_LEDGER_URL`` (=
+``sqlite:///DIR/ledger.sqlite3``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from localcloud.core.account import Account
+from localcloud.core.durable import atomic_write_bytes
+from localcloud.core.http import Service, ServiceServer
+
+DEFAULT_PORT_BASE = 9410
+SERVICES = ("oss", "mns", "imm", "fc")
+ENDPOINTS_FILE = "endpoints.json"
+PID_FILE = "localcloud.pid"
+LOCK_FILE = "localcloud.lock"
+LOG_FILE = "localcloud.log"
+
+log = logging.getLogger("localcloud.launcher")
+
+
+class LaunchError(RuntimeError):
+    """The local cloud cannot start; the message says why and what to do."""
+
+
+def ledger_url(state_dir: Path) -> str:
+    return f"sqlite:///{state_dir.resolve() / 'ledger.sqlite3'}"
+
+
+def _lock(state_dir: Path) -> TextIO:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the cloud's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        raise LaunchError(
+            f"a local cloud is already running on {state_dir} (see {state_dir / PID_FILE}); "
+            f"stop it with `immflow local down --state-dir {state_dir}` or use another --state-dir"
+        ) from error
+    return handle
+
+
+def _serve(service: Service, name: str, host: str, port: int) -> ServiceServer:
+    try:
+        return ServiceServer(service, host, port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise LaunchError(
+                f"port {port} ({name}) is already in use on {host}: another local cloud or program holds it; "
+                "stop it or pick other ports with --port-base N"
+            ) from error
+        raise
+
+
+class LocalCloud:
+    """The four local services, each on its own server thread, sharing one account and state folder."""
+
+    def __init__(self, state_dir: Path, account: Account, lock: TextIO) -> None:
+        self.state_dir = state_dir
+        self.account = account
+        self._lock = lock
+        self.services: dict[str, Any] = {}
+        self.servers: dict[str, ServiceServer] = {}
+
+    @classmethod
+    def start(
+        cls,
+        state_dir: Path,
+        port_base: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        fc_options: dict[str, Any] | None = None,
+        mns_time_scale: float = 1.0,
+    ) -> LocalCloud:
+        """Start OSS, MNS, IMM, FC in that order (each later one needs the earlier URLs).
+
+        ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
+        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests).
+        """
+        from localcloud.fc import FcService
+        from localcloud.imm import ImmService
+        from localcloud.mns import MnsService
+        from localcloud.oss import OssService
+
+        state_dir = state_dir.resolve()
+        cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
+        account = cloud.account
+
+        def port(index: int) -> int:
+            return 0 if port_base is None else port_base + index
+
+        try:
+            oss = cloud._add("oss", OssService(state_dir, account), host, port(0))
+            mns = cloud._add("mns", MnsService(state_dir, account, mns_time_scale), host, port(1))
+            imm = cloud._add(
+                "imm",
+                ImmService(state_dir, account, oss_endpoint=oss.url, mns_endpoint=mns.url),
+                host,
+                port(2),
+            )
+            overrides = {
+                "IMMFLOW_OSS_ENDPOINT": oss.url,
+                "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
+                "IMMFLOW_LEDGER_URL": ledger_url(state_dir),
+            }
+            fc_service = FcService(
+                state_dir,
+                account,
+                oss_endpoint=oss.url,
+                mns_endpoint=mns.url,
+                env_overrides=overrides,
+                **(fc_options or {}),
+            )
+            fc = cloud._add("fc", fc_service, host, port(3))
+            fc_service.start(fc.url)
+        except BaseException:
+            cloud.stop()
+            raise
+        atomic_write_bytes(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
+        return cloud
+
+    def _add(self, name: str, service: Any, host: str, port: int) -> ServiceServer:
+        self.services[name] = service
+        try:
+            server = _serve(service, name, host, port)
+        except BaseException:
+            service.close()
+            del self.services[name]
+            raise
+        self.servers[name] = server.start()
+        return server
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """``endpoints.json``: URLs for oss, mns, fc; ``host:port`` for imm (what the IMM SDK takes)."""
+        imm = self.servers["imm"]
+        return {
+            "oss": self.servers["oss"].url,
+            "mns": self.servers["mns"].url,
+            "imm": f"{imm.host}:{imm.port}",
+            "fc": self.servers["fc"].url,
+            "region": self.account.region,
+            "account_id": self.account.account_id,
+            "access_key_id": self.account.access_key_id,
+            "access_key_secret": self.account.access_key_secret,
+        }
+
+    @property
+    def fc(self) -> Any:
+        return self.services["fc"]
+
+    def stop(self) -> None:
+        """Stop in reverse order: FC first, so no function is mid-call when OSS or IMM goes away."""
+        for name in reversed(SERVICES):
+            server = self.servers.pop(name, None)
+            if server is not None:
+                server.stop()
+            service = self.services.pop(name, None)
+            if service is not None:
+                try:
+                    service.close()
+                except Exception:
+                    log.exception("%s did not close cleanly", name)
+        self._lock.close()
+
+    def __enter__(self) -> LocalCloud:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run(state_dir: Path, port_base: int, on_ready: Callable[[dict[str, str]], None] | None = None) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; ``on_ready`` gets the endpoints once serving."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    cloud = LocalCloud.start(state_dir, port_base)
+    pid_file = cloud.state_dir / PID_FILE
+    atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
+    log.info("local cloud running: %s", {k: v for k, v in cloud.endpoints.items() if "secret" not in k})
+    if on_ready is not None:
+        on_ready(cloud.endpoints)
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping the local cloud")
+        cloud.stop()
+        if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcloud.launcher", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--state-dir", type=Path, default=Path(".immflow"))
+    parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return run(args.state_dir, args.port_base, lambda endpoints: print(json.dumps(endpoints), flush=True))
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""``immflow local up|down|status|deploy``: run the local cloud and deploy an s.yaml onto it.
+
+The state folder (default ``.immflow`` in the current folder) holds everything the local cloud
+keeps: ``account.json`` (the key pair), ``endpoints.json`` (DESIGN.md's shape, for clients),
+``localcloud.pid``, ``localcloud.log`` (detached runs) and each service's data. It survives a
+restart. Whether a local cloud runs on a folder is told by the lock its launcher holds on
+``localcloud.lock``, so a stale pid file never fools ``status`` or ``up``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from immflow.cli import main
+
+DEFAULT_STATE_DIR = Path(".immflow")
+DEFAULT_PORT_BASE = 9410
+SERVICE_NAMES = ("oss", "mns", "imm", "fc")
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+_ENDPOINT_KEYS = (*SERVICE_NAMES, "region", "account_id", "access_key_id", "access_key_secret")
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Folder with the local cloud's state and endpoints.json.",
+)
+
+
+def read_endpoints(state_dir: Path) -> dict[str, str]:
+    """``state_dir/endpoints.json``, checked; a ClickException tells how to start the cloud."""
+    path = state_dir / "endpoints.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"no local cloud in {state_dir} ({path} is missing): start one with "
+            f"`immflow local up --detach --state-dir {state_dir}`"
+        ) from None
+    except ValueError as error:
+        raise click.ClickException(f"{path} is not valid JSON: {error}") from None
+    missing = [key for key in _ENDPOINT_KEYS if not isinstance(data.get(key), str)]
+    if missing:
+        raise click.ClickException(f"{path} lacks {', '.join(missing)}; restart with `immflow local up`")
+    return {key: str(data[key]) for key in _ENDPOINT_KEYS}
+
+
+def is_running(state_dir: Path) -> bool:
+    """True while a launcher holds the state folder's lock."""
+    path = state_dir / "localcloud.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/").rpartition(":")
+    return host, int(port)
+
+
+def answers(endpoint: str, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(_host_port(endpoint), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, str]:
+    """Start the launcher in the background and wait until every port answers."""
+    if is_running(state_dir):
+        raise click.ClickException(
+            f"a local cloud is already running on {state_dir}; `immflow local status --state-dir {state_dir}` "
+            f"shows it and `immflow local down --state-dir {state_dir}` stops it"
+        )
+    taken = [
+        f"{port_base + i} ({name})" for i, name in enumerate(SERVICE_NAMES) if not _port_free(port_base + i)
+    ]
+    if taken:
+        raise click.ClickException(
+            f"port {', '.join(taken)} already in use on 127.0.0.1; stop what holds it or use --port-base N"
+        )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "localcloud.log"
+    endpoints_path = state_dir / "endpoints.json"
+    started_at = time.time()
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "localcloud.launcher",
+                "--state-dir",
+                str(state_dir),
+                "--port-base",
+                str(port_base),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise click.ClickException(
+                f"the local cloud exited with status {process.returncode} while starting; "
+                f"the end of {log_path}:\n{_log_tail(log_path)}"
+            )
+        if endpoints_path.exists() and endpoints_path.stat().st_mtime >= started_at - 1:
+            endpoints = read_endpoints(state_dir)
+            if all(answers(endpoints[name]) for name in SERVICE_NAMES):
+                return endpoints
+        time.sleep(0.1)
+    process.terminate()
+    raise click.ClickException(f"the local cloud did not answer within {timeout:.0f} s; see {log_path}")
+
+
+def stop(state_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
+    """SIGTERM the launcher and wait for it; SIGKILL after ``timeout``. Returns the pid, or None."""
+    if not is_running(state_dir):
+        return None
+    pid_file = state_dir / "localcloud.pid"
+    deadline = time.monotonic() + 5
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the launcher writes it just after taking the lock
+    pid = int(pid_file.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while is_running(state_dir):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            break
+        time.sleep(0.1)
+    return pid
+
+
+def fc_admin(endpoints: dict[str, str], method: str, path: str, **kwargs: Any) -> Any:
+    """Call a ``/_localcloud`` endpoint of the local FC; FC's JSON error becomes a ClickException."""
+    response = requests.request(method, endpoints["fc"] + path, timeout=kwargs.pop("timeout", 120), **kwargs)
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("ErrorMessage", response.text)
+        except ValueError:
+            message = response.text
+        raise click.ClickException(f"local FC: {message}")
+    return response.json()
+
+
+def is_immflow_project(folder: Path) -> bool:
+    return (
+        (folder / "functions").is_dir()
+        and (folder / "shared" / "immflow").is_dir()
+        and (folder / "pipeline.yaml").exists()
+    )
+
+
+def deploy_environ(s_yaml: Path, state_dir: Path) -> dict[str, str]:
+    """The environment an s.yaml is deployed with on the local FC (``${env(...)}`` resolves in it).
+
+    It is this shell's, as with ``s deploy``. For immflow's own s.yaml (its folder holds
+    functions/, shared/immflow and pipeline.yaml) the functions are first built with
+    `immflow.package.build` into ``state_dir/build/fc``: the same folders the cloud gets (handler,
+    immflow, pipeline.yaml) minus the third-party packages, which the local FC's instances take
+    from this environment instead of downloading them; ``IMMFLOW_CODE_DIR`` points the s.yaml at
+    them, unless it is already set in this shell.
+    """
+    environ = dict(os.environ)
+    project = s_yaml.resolve().parent
+    if is_immflow_project(project) and "IMMFLOW_CODE_DIR" not in environ:
+        from immflow.package import PackageError, build
+
+        out = (state_dir / "build" / "fc").resolve()
+        try:
+            build(project, out, dependencies=False)
+        except PackageError as error:
+            raise click.ClickException(str(error)) from None
+        environ["IMMFLOW_CODE_DIR"] = str(out)
+    return environ
+
+
+def deploy(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> list[dict[str, Any]]:
+    body = {"s_yaml": str(s_yaml.resolve()), "environ": environ}
+    result = fc_admin(endpoints, "POST", "/_localcloud/deploy", json=body)
+    functions: list[dict[str, Any]] = result["functions"]
+    return functions
+
+
+def _endpoints_table(endpoints: dict[str, str], title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    for key in _ENDPOINT_KEYS:
+        table.add_row(key, endpoints[key])
+    return table
+
+
+@main.group()
+def local() -> None:
+    """Run the local cloud (OSS, MNS, IMM, FC on 127.0.0.1) and deploy onto it."""
+
+
+@local.command()
+@state_dir_option
+@click.option("--detach", is_flag=True, help="Start in the background, wait until it answers, and exit.")
+@click.option(
+    "--port-base",
+    type=int,
+    default=DEFAULT_PORT_BASE,
+    show_default=True,
+    help="oss=N, mns=N+1, imm=N+2, fc=N+3",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
+def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
+    """Start the local cloud and print its endpoints (foreground until Ctrl-C, unless --detach)."""
+    if detach:
+        endpoints = start_detached(state_dir, port_base)
+        if as_json:
+            click.echo(json.dumps(endpoints))
+        else:
+            Console().print(
+                _endpoints_table(endpoints, f"local cloud running in the background ({state_dir})")
+            )
+            click.echo(f"Stop it with: immflow local down --state-dir {state_dir}")
+        return
+    from localcloud.launcher import LaunchError, run
+
+    def ready(endpoints: dict[str, str]) -> None:
+        if as_json:
+            click.echo(json.dumps(endpoints))
+        else:
+            Console().print(
+                _endpoints_table(endpoints, f"local cloud running ({state_dir}); Ctrl-C stops it")
+            )
+
+    try:
+        run(state_dir, port_base, on_ready=ready)
+    except LaunchError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@local.command()
+@state_dir_option
+def down(state_dir: Path) -> None:
+    """Stop the local cloud running on the state folder."""
+    pid = stop(state_dir)
+    if pid is None:
+        click.echo(f"no local cloud is running on {state_dir}")
+    else:
+        click.echo(f"stopped the local cloud (pid {pid}) on {state_dir}")
+
+
+@local.command()
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Say whether the local cloud runs, where, and what its FC is doing. Exits 1 when it is not running."""
+    running = is_running(state_dir)
+    report: dict[str, Any] = {"state_dir": str(state_dir.resolve()), "running": running}
+    if running:
+        endpoints = read_endpoints(state_dir)
+        report["pid"] = int((state_dir / "localcloud.pid").read_text().strip())
+        report["endpoints"] = {k: v for k, v in endpoints.items() if k != "access_key_secret"}
+        report["answering"] = {name: answers(endpoints[name]) for name in SERVICE_NAMES}
+        if report["answering"]["fc"]:
+            report["invocations"] = fc_admin(endpoints, "GET", "/_localcloud/invocations?limit=0")["counts"]
+            report["functions"] = [
+                f["name"] for f in fc_admin(endpoints, "GET", "/_localcloud/functions")["functions"]
+            ]
+    if as_json:
+        click.echo(json.dumps(report))
+    elif not running:
+        click.echo(f"no local cloud is running on {state_dir}; start one with `immflow local up --detach`")
+    else:
+        table = Table(title=f"local cloud on {state_dir} (pid {report['pid']})")
+        table.add_column("service")
+        table.add_column("endpoint")
+        table.add_column("answering")
+        for name in SERVICE_NAMES:
+            table.add_row(name, report["endpoints"][name], "yes" if report["answering"][name] else "NO")
+        console = Console()
+        console.print(table)
+        if "functions" in report:
+            console.print(f"functions: {', '.join(report['functions']) or '(none deployed)'}")
+            console.print("invocations: " + ", ".join(f"{k} {v}" for k, v in report["invocations"].items()))
+    if not running:
+        sys.exit(1)
+
+
+@local.command(name="deploy")
+@click.argument("s_yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="s.yaml")
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def deploy_command(s_yaml: Path, state_dir: Path, as_json: bool) -> None:
+    """Deploy the fc3 functions and triggers of S_YAML onto the running local FC (like `s deploy`)."""
+    functions = deploy(read_endpoints(state_dir), s_yaml, deploy_environ(s_yaml, state_dir))
+    if as_json:
+        click.echo(json.dumps({"functions": functions}))
+        return
+    table = Table(title=f"deployed {s_yaml}")
+    for column in ("function", "runtime", "handler", "triggers"):
+        table.add_column(column)
+    for function in functions:
+        triggers = ", ".join(f"{t['name']} ({t['type']})" for t in function["triggers"]) or "-"
+        table.add_row(function["name"], function["runtime"], function["handler"], triggers)
+    Console().print(table)

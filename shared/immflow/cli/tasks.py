@@ -1,0 +1,256 @@
+"""``immflow tasks list|show`` and ``immflow runs list|show``: read the ledger.
+
+The ledger is ``IMMFLOW_LEDGER_URL`` when set, else the local cloud's (``sqlite:///<state-dir>/ledger.sqlite3``,
+the URL the local FC gives the functions). Tables and trees for people; ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from immflow.cli import main
+from immflow.ledger import DEFAULT_STATE_DIR, Ledger, RunRecord, TaskQuery, TaskRecord, default_cli_ledger_url
+
+STATUS_STYLES = {
+    "Succeeded": "green",
+    "Failed": "red",
+    "Lost": "red",
+    "Running": "yellow",
+    "Creating": "yellow",
+    "Done": "green",
+}
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="The local cloud's folder, whose ledger is read when IMMFLOW_LEDGER_URL is not set.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _ledger(state_dir: Path) -> Ledger:
+    url = os.environ.get("IMMFLOW_LEDGER_URL") or default_cli_ledger_url(state_dir)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise click.ClickException(
+            f"no ledger at {url}: start the local cloud (immflow local up) or set IMMFLOW_LEDGER_URL"
+        )
+    return Ledger(url)
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def task_json(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "row": task.row_id,
+        "run_id": task.run_id,
+        "rule": task.rule,
+        "task": task.task_name,
+        "type": task.task_type,
+        "parent": task.parent_task_id,
+        "depth": task.depth,
+        "status": task.status,
+        "code": task.code,
+        "message": task.message,
+        "sources": task.sources,
+        "outputs": task.outputs,
+        "tags": task.tags,
+        "user_data": task.user_data,
+        "created_at": _time(task.created_at),
+        "started_at": _time(task.started_at),
+        "ended_at": _time(task.ended_at),
+    }
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "source": run.source_uri,
+        "etag": run.etag,
+        "status": run.status,
+        "manifest": run.manifest_uri,
+        "upload_time": _time(run.upload_time),
+        "created_at": _time(run.created_at),
+        "ended_at": _time(run.ended_at),
+    }
+
+
+def _status(text: str) -> str:
+    return f"[{STATUS_STYLES.get(text, 'white')}]{text}[/]"
+
+
+def _parse_tags(values: Iterable[str]) -> dict[str, str]:
+    tags = {}
+    for value in values:
+        key, sep, wanted = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--tag")
+        tags[key] = wanted
+    return tags
+
+
+@main.group()
+def tasks() -> None:
+    """The IMM tasks immflow started, from the ledger."""
+
+
+@tasks.command("list")
+@click.option(
+    "--tag",
+    "tag_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only tasks with this tag (repeatable: all must match).",
+)
+@click.option(
+    "--status",
+    type=click.Choice(["Creating", "Running", "Succeeded", "Failed", "Lost"]),
+    help="Only tasks in this state.",
+)
+@click.option("--run", "run_id", help="Only the tasks of this run.")
+@click.option("--limit", type=int, default=None, help="At most this many tasks.")
+@json_option
+@state_dir_option
+def list_tasks(
+    tag_values: tuple[str, ...],
+    status: str | None,
+    run_id: str | None,
+    limit: int | None,
+    as_json: bool,
+    state_dir: Path,
+) -> None:
+    """List tasks, oldest first."""
+    found = _ledger(state_dir).list_tasks(
+        TaskQuery(run_id=run_id, tags=_parse_tags(tag_values), status=status, limit=limit)
+    )
+    if as_json:
+        click.echo(json.dumps([task_json(task) for task in found], indent=2, ensure_ascii=False))
+        return
+    table = Table("task", "rule/task", "type", "status", "outputs", "created")
+    for task in found:
+        table.add_row(
+            task.task_id or f"#{task.row_id}",
+            f"{task.rule}/{task.task_name}",
+            task.task_type,
+            _status(task.status),
+            str(len(task.outputs)),
+            _time(task.created_at) or "",
+        )
+    Console().print(table)
+
+
+@tasks.command("show")
+@click.argument("task_id")
+@json_option
+@state_dir_option
+def show_task(task_id: str, as_json: bool, state_dir: Path) -> None:
+    """One task: its state, sources, outputs, tags and lineage (TASK_ID: IMM's TaskId, or #row for a task IMM refused)."""
+    task = _ledger(state_dir).find_task(task_id.removeprefix("#"))
+    if task is None:
+        raise click.ClickException(
+            f"no task {task_id} in the ledger; `immflow tasks list` shows the known ones"
+        )
+    data = task_json(task)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    table = Table(show_header=False)
+    for name, value in data.items():
+        text = (
+            _status(value)
+            if name == "status"
+            else (json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
+        )
+        table.add_row(name, text)
+    Console().print(table)
+
+
+@main.group()
+def runs() -> None:
+    """Runs: one per uploaded object version, with every task it started."""
+
+
+@runs.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@state_dir_option
+def list_runs(limit: int, as_json: bool, state_dir: Path) -> None:
+    """List runs, newest first."""
+    ledger = _ledger(state_dir)
+    found = ledger.list_runs(limit=limit)
+    if as_json:
+        click.echo(json.dumps([run_json(run) for run in found], indent=2, ensure_ascii=False))
+        return
+    table = Table("run", "source", "status", "tasks", "created")
+    for run in found:
+        table.add_row(
+            run.run_id,
+            run.source_uri,
+            _status(run.status),
+            str(len(ledger.tasks_of_run(run.run_id))),
+            _time(run.created_at) or "",
+        )
+    Console().print(table)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@json_option
+@state_dir_option
+def show_run(run_id: str, as_json: bool, state_dir: Path) -> None:
+    """A run as a tree: each task, then its follow-ups, with states and outputs."""
+    ledger = _ledger(state_dir)
+    run = ledger.get_run(run_id)
+    if run is None:
+        raise click.ClickException(f"no run {run_id} in the ledger; `immflow runs list` shows the known ones")
+    found = ledger.tasks_of_run(run_id)
+    children: dict[str | None, list[TaskRecord]] = {}
+    for task in found:
+        children.setdefault(task.parent_task_id, []).append(task)
+
+    def nested(task: TaskRecord) -> dict[str, Any]:
+        return {
+            **task_json(task),
+            "follow_ups": [nested(child) for child in children.get(task.task_id, []) if task.task_id],
+        }
+
+    if as_json:
+        click.echo(
+            json.dumps(
+                {**run_json(run), "tasks": [nested(task) for task in children.get(None, [])]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    tree = Tree(f"run {run.run_id}  {run.source_uri}  {_status(run.status)}")
+
+    def add(branch: Tree, task: TaskRecord) -> None:
+        label = f"{task.rule}/{task.task_name} ({task.task_type}) {_status(task.status)}  {task.task_id or f'#{task.row_id}'}"
+        if task.code:
+            label += f"  [red]{task.code}: {task.message}[/]"
+        node = branch.add(label)
+        for output in task.outputs:
+            node.add(f"[cyan]{output}[/]")
+        for child in children.get(task.task_id, []) if task.task_id else []:
+            add(node, child)
+
+    for task in children.get(None, []):
+        add(tree, task)
+    if run.manifest_uri:
+        tree.add(f"manifest: {run.manifest_uri}")
+    Console().print(tree)

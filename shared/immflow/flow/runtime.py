@@ -1,0 +1,90 @@
+"""What a handler works with: the settings, the pipeline, the ledger and the service adapters.
+
+Built once per FC instance (module-level cache; FC reuses the process between invocations) and handed
+the invocation's credentials each time. Nothing here imports an SDK: the adapters do that on first use.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from immflow.adapters.imm import ImmAdapter
+from immflow.adapters.oss import OssAdapter
+from immflow.fc import Credentials, Invocation, credentials_for
+from immflow.flow.retry import with_retries
+from immflow.ledger import Ledger, utcnow
+from immflow.logging import start_invocation
+from immflow.pipeline import Pipeline, load_pipeline
+from immflow.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pipeline: Pipeline
+    ledger: Ledger
+    imm: ImmAdapter
+    oss: OssAdapter
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = random.random
+
+    @classmethod
+    def from_settings(cls, settings: Settings, credentials: Credentials | None = None) -> Services:
+        return cls(
+            settings=settings,
+            pipeline=load_pipeline(settings.pipeline_path),
+            ledger=Ledger(settings.ledger_url),
+            imm=ImmAdapter(endpoint=settings.imm_endpoint, region=settings.region, credentials=credentials),
+            oss=OssAdapter(endpoint=settings.oss_endpoint, credentials=credentials),
+        )
+
+    def use_credentials(self, credentials: Credentials) -> None:
+        self.imm.use_credentials(credentials)
+        self.oss.use_credentials(credentials)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One invocation's view: the services and the time budget."""
+
+    services: Services
+    invocation: Invocation
+
+    def claim_expiry(self, now: datetime) -> datetime:
+        """Until when a claim taken now is held: this invocation cannot outlive its timeout."""
+        return now + timedelta(seconds=self.invocation.remaining_seconds() + 1.0)
+
+    def retry(self, operation: Callable[[], T]) -> T:
+        """`operation` with retries of retryable cloud errors, within this invocation's time budget."""
+        return with_retries(
+            operation,
+            remaining_seconds=self.invocation.remaining_seconds,
+            sleep=self.services.sleep,
+            jitter=self.services.jitter,
+        )
+
+
+_services: dict[Path | None, Services] = {}
+
+
+def begin(context: object, code_dir: Path | None = None) -> Call:
+    """Start an invocation: reset the log correlation ids, get this instance's services, refresh keys."""
+    invocation = Invocation.from_context(context)
+    start_invocation(invocation.request_id)
+    services = _services.get(code_dir)
+    if services is None:
+        services = _services[code_dir] = Services.from_settings(load_settings(code_dir))
+    services.use_credentials(credentials_for(context))
+    return Call(services, invocation)

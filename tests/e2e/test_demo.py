@@ -1,0 +1,182 @@
+"""The whole chain, as a new user runs it: ``immflow demo --json`` from an empty state folder, then one
+more upload with plain oss2. Every output is fetched from the local OSS and probed for real content."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+import oss2
+import pytest
+from immflow.flow.lineage import run_id_for
+from immflow.ledger import Ledger, default_cli_ledger_url
+from PIL import Image
+from pypdf import PdfReader
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
+DEMO_TIMEOUT_SECONDS = 900
+
+
+def _free_port_base() -> int:
+    """Four consecutive ports nothing listens on (the local cloud takes base+0..3)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 3 > 65535:
+            continue
+        sockets = []
+        try:
+            for offset in range(4):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + offset))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no four consecutive free ports")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state_dir = tmp_path_factory.mktemp("demo") / "state"
+    command = [*CLI, "demo", "--json", "--state-dir", str(state_dir), "--port-base", str(_free_port_base()),
+               "--project", str(REPO), "--timeout", "600"]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS)
+        assert result.returncode == 0, (
+            f"demo failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+        report = json.loads(result.stdout)
+        report["endpoints"] = json.loads((state_dir / "endpoints.json").read_text())
+        report["state_path"] = state_dir
+        yield report
+    finally:
+        subprocess.run(
+            [*CLI, "local", "down", "--state-dir", str(state_dir)], capture_output=True, timeout=60
+        )
+
+
+def _bucket(endpoints: dict[str, str], name: str) -> oss2.Bucket:
+    return oss2.Bucket(
+        oss2.Auth(endpoints["access_key_id"], endpoints["access_key_secret"]), endpoints["oss"], name
+    )
+
+
+def _fetch(endpoints: dict[str, str], uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("oss://").partition("/")
+    return bytes(_bucket(endpoints, bucket).get_object(key).read())
+
+
+def _probe_media(data: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "probe.mp4"
+    path.write_bytes(data)
+    result = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    )
+    return result.stderr  # ffmpeg without an output describes the input's streams and exits 1
+
+
+def _check_output(endpoints: dict[str, str], uri: str, source: str, tmp_path: Path) -> None:
+    data = _fetch(endpoints, uri)
+    assert data, uri
+    if uri.endswith(".mp4"):
+        streams = _probe_media(data, tmp_path)
+        video = re.search(r"Video: (\w+).*?, (\d+)x(\d+)", streams)
+        assert video and video.group(1) == "h264", streams
+        width, height = int(video.group(2)), int(video.group(3))
+        assert width <= 1280 and height <= 720 and abs(width / height - 16 / 9) < 0.05, (width, height)
+        assert "Audio: aac" in streams, streams
+    elif uri.endswith(".pdf"):
+        pages = len(PdfReader(io.BytesIO(data)).pages)
+        expected = {"report.docx": 3, "slides.pptx": 4}.get(source.rsplit("/", 1)[-1], 1)
+        assert pages == expected, (uri, pages)
+    elif uri.endswith((".jpg", ".jpeg", ".png")):
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            assert image.width > 0 and image.height > 0
+            if uri.endswith("preview.jpg"):
+                assert image.width == 640, (uri, image.size)
+
+
+def test_demo_outputs_exist_with_real_content(demo: dict[str, Any], tmp_path: Path) -> None:
+    assert demo["ok"] and demo["problems"] == []
+    sources = {u["source"].rsplit("/", 1)[-1] for u in demo["uploads"]}
+    assert {"clip.mp4", "report.docx", "slides.pptx", "sunrise.jpg", "sea.png", "holiday.zip"} <= sources
+    for upload in demo["uploads"]:
+        for task in upload["tasks"]:
+            assert task["status"] == "Succeeded", task
+            for output in task["outputs"]:
+                assert output["size"] > 0
+                _check_output(demo["endpoints"], output["uri"], upload["source"], tmp_path)
+
+
+def test_every_task_reached_its_final_state_once_and_follow_ups_ran(demo: dict[str, Any]) -> None:
+    ledger = Ledger(default_cli_ledger_url(demo["state_path"]))
+    for upload in demo["uploads"]:
+        tasks = ledger.tasks_of_run(upload["run_id"])
+        assert tasks and all(t.status == "Succeeded" for t in tasks)
+        ids = [t.task_id for t in tasks]
+        assert len(ids) == len(set(ids)), ids
+        steps = [(t.rule, t.task_name, t.parent_task_id, tuple(t.sources)) for t in tasks]
+        assert len(steps) == len(set(steps)), "a step was started twice"
+        if upload["rule"] in ("videos", "documents", "archives"):
+            assert any(t.depth == 2 and t.parent_task_id in ids for t in tasks), (
+                f"no follow-up for {upload['source']}"
+            )
+
+
+def test_every_run_wrote_its_manifest(demo: dict[str, Any]) -> None:
+    for upload in demo["uploads"]:
+        manifest = json.loads(_fetch(demo["endpoints"], upload["manifest"]["uri"]))
+        assert manifest["run"] == upload["run_id"] and manifest["succeeded"] is True
+        assert manifest["source"]["uri"] == upload["source"]
+        assert len(manifest["tasks"]) == len(upload["tasks"])
+
+
+def test_a_new_upload_with_plain_oss2_goes_through_the_pipeline(demo: dict[str, Any], tmp_path: Path) -> None:
+    endpoints = demo["endpoints"]
+    image = io.BytesIO()
+    Image.new("RGB", (1200, 900), (30, 120, 200)).save(image, format="JPEG")
+    upload = next(u for u in demo["uploads"] if u["rule"] == "images")
+    bucket_name, _, demo_key = upload["source"].removeprefix("oss://").partition("/")
+    key = demo_key.rsplit("/", 2)[0] + "/e2e-extra/photo.jpg"
+    result = _bucket(endpoints, bucket_name).put_object(
+        key, image.getvalue(), headers={"Content-Type": "image/jpeg"}
+    )
+    run_id = run_id_for(bucket_name, key, result.etag.strip('"').upper())
+
+    ledger = Ledger(default_cli_ledger_url(demo["state_path"]))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        run = ledger.get_run(run_id)
+        if run is not None and run.status == "Done" and run.manifest_uri:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(
+            f"run {run_id} for oss://{bucket_name}/{key} did not finish: {ledger.tasks_of_run(run_id)}"
+        )
+
+    tasks = ledger.tasks_of_run(run_id)
+    assert {t.task_name for t in tasks} == {t["task"] for t in upload["tasks"]}
+    for task in tasks:
+        assert task.status == "Succeeded" and task.outputs
+        for uri in task.outputs:
+            _check_output(endpoints, uri, key, tmp_path)
+    assert json.loads(_fetch(endpoints, run.manifest_uri))["succeeded"] is True

@@ -1,0 +1,66 @@
+"""A test function: records what FC handed it, and misbehaves on request.
+
+Every call writes ``$RECORD_DIR/<ns>-<request id>.json`` (retries keep the request id) with the event (as text), the context's
+fields and the FC environment, then acts on the event when it is a JSON object:
+``{"fail": "msg"}`` raises, ``{"sleep": s}`` sleeps, ``{"exit": n}`` kills the process,
+``{"once": "path"}`` blocks for a minute the first time (creating ``path``) and returns at once
+after that. It returns the record as JSON.
+"""
+
+import json
+import os
+import pathlib
+import time
+
+INITIALIZED = 0
+
+
+def initializer(context):
+    global INITIALIZED
+    INITIALIZED += 1
+
+
+def handler(event, context):
+    record = {
+        "event": event.decode("utf-8", "replace"),
+        "event_type": type(event).__name__,
+        "request_id": context.request_id,
+        "function": {
+            "name": context.function.name,
+            "handler": context.function.handler,
+            "memory": context.function.memory,
+            "timeout": context.function.timeout,
+        },
+        "region": context.region,
+        "account_id": context.account_id,
+        "has_credentials": hasattr(context, "credentials"),
+        "credentials_key": getattr(getattr(context, "credentials", None), "access_key_id", None),
+        "initialized": INITIALIZED,
+        "pid": os.getpid(),
+        "cwd": os.getcwd(),
+        "env": {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("FC_", "ALIBABA_CLOUD_", "PROBE_", "IMMFLOW_"))
+        },
+    }
+    folder = pathlib.Path(os.environ["RECORD_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{time.time_ns()}-{context.request_id}.json").write_text(json.dumps(record))
+    try:
+        command = json.loads(event)
+    except ValueError:
+        command = None
+    if isinstance(command, dict):
+        if "fail" in command:
+            raise RuntimeError(command["fail"])
+        if "sleep" in command:
+            time.sleep(command["sleep"])
+        if "exit" in command:
+            os._exit(command["exit"])
+        if "once" in command:
+            marker = pathlib.Path(command["once"])
+            if not marker.exists():
+                marker.write_text("started")
+                time.sleep(60)
+    return json.dumps(record)

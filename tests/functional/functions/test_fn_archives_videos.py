@@ -1,0 +1,73 @@
+"""Task types with other output layouts: a folder (FileUncompression), none (ArchiveFileInspection,
+which takes no Tags), and MediaConvert's media file plus numbered snapshots."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import Harness
+from test_fn_images import png
+
+from localcloud.imm.ffmpeg import ffmpeg_exe
+
+
+def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.png", png("red"))
+        archive.writestr("sub/b.txt", "hello")
+    key = harness.key("archives", "bundle.zip")
+    started = harness.on_upload(harness.put(key, buffer.getvalue()))["started"]
+    assert len(started) == 2
+    run_id = harness.ledger.get_task(started[0]).run_id  # type: ignore[union-attr]
+    harness.run_to_end(run_id)
+    tasks = {t.task_name: t for t in harness.ledger.tasks_of_run(run_id)}
+    folder = f"oss://fn-media/processed/uploads/archives/{harness.prefix}/bundle/"
+    assert tasks["unzip"].status == "Succeeded"
+    assert sorted(tasks["unzip"].outputs) == [f"{folder}a.png", f"{folder}sub/b.txt"]
+    assert tasks["inspect"].status == "Succeeded" and tasks["inspect"].outputs == []
+    # No Tags reach IMM for these types; the ledger keeps them, so they can still be searched.
+    assert "Tags" not in tasks["unzip"].request
+    assert not harness.get_task("FileUncompression", started[0]).tags
+    assert tasks["unzip"].tags["pipeline"] == "archives"
+
+
+@pytest.mark.media
+def test_a_video_gets_its_web_version_and_posters(harness: Harness, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10:duration=1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(clip),
+        ],
+        check=True,
+    )
+    key = harness.key("videos", "clip.mp4")
+    [task_id] = harness.on_upload(harness.put(key, clip.read_bytes()))["started"]
+    run_id = harness.ledger.get_task(task_id).run_id  # type: ignore[union-attr]
+    harness.run_to_end(run_id)
+    web = harness.ledger.get_task(task_id)
+    assert web is not None and web.status == "Succeeded"
+    # The request went out as templates (MediaConvert expands them itself) ...
+    assert web.request["Targets"][0]["URI"] == "oss://{bucket}/processed/{dirname}/{barename}/web"
+    # ... and the outputs were found by listing OSS with the templates' patterns.
+    folder = f"oss://fn-media/processed/uploads/videos/{harness.prefix}/clip"
+    assert sorted(web.outputs) == [f"{folder}/poster-1.jpg", f"{folder}/poster-2.jpg", f"{folder}/web.mp4"]

@@ -1,0 +1,68 @@
+"""reconcile: a notification that never came is replaced by GetTask; a task IMM does not know is Lost."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from conftest import Harness, wait_until
+from immflow.ledger import NewTask, claim_key, utcnow
+from test_fn_images import png
+
+
+def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:
+    key = harness.key("images", "quiet.png")
+    [task_id] = harness.on_upload(harness.put(key, png("purple")))["started"]
+    wait_until(lambda: harness.get_task("ImageSplicing", task_id).status != "Running", what="IMM task end")
+    time.sleep(1.1)  # IMMFLOW_RECONCILE_AFTER_SECONDS is 1 in these tests
+    summary = harness.reconcile()
+    assert task_id in summary["finished"]
+    task = harness.ledger.get_task(task_id)
+    assert task is not None and task.status == "Succeeded" and len(task.outputs) == 1
+    [follow_up] = harness.ledger.children_of([task_id])
+    assert follow_up.task_name == "pdf" and follow_up.status == "Running"
+    # The notification arrives after all: nothing changes, no second follow-up.
+    assert harness.on_task_done(harness.notification_for(task_id))["outcome"] == "duplicate"
+    assert len(harness.ledger.children_of([task_id])) == 1
+
+
+def test_a_task_imm_does_not_know_is_lost_and_its_run_completes(harness: Harness) -> None:
+    key = harness.key("images", "ghost.png")
+    [task_id] = harness.on_upload(harness.put(key, png("white")))["started"]
+    run_id = harness.ledger.get_task(task_id).run_id  # type: ignore[union-attr]
+    body = harness.notification_for(task_id)  # taken from the queue and never delivered
+    ghost = NewTask(
+        claim_key=claim_key("ghost", run_id),
+        run_id=run_id,
+        rule="images",
+        task_name="preview",
+        task_type="ImageSplicing",
+        action="CreateImageSplicingTask",
+        parent_task_id=None,
+        depth=1,
+        sources=[f"oss://fn-media/{key}"],
+        tags={},
+        user_data="",
+        request={},
+    )
+    now = utcnow()
+    harness.ledger.claim_task(ghost, now=now, expires_at=now + timedelta(minutes=1))
+    harness.ledger.mark_created(
+        ghost.claim_key, task_id="ImageSplicing-00000000-0000-4000-8000-000000000000", now=now
+    )
+    harness.on_task_done(body)
+    time.sleep(1.1)
+    summary = harness.reconcile()
+    assert summary["lost"] == ["ImageSplicing-00000000-0000-4000-8000-000000000000"]
+    lost = harness.ledger.get_task("ImageSplicing-00000000-0000-4000-8000-000000000000")
+    assert lost is not None and lost.status == "Lost" and "ResourceNotFound" in lost.message
+
+    # The follow-up of the real task finishes too; reconcile settles it (its notification was dropped).
+    def settled() -> bool:
+        time.sleep(0.5)
+        harness.reconcile()
+        return harness.ledger.run_is_complete(run_id)
+
+    wait_until(settled, what="run completion")
+    run = harness.ledger.get_run(run_id)
+    assert run is not None and run.status == "Done"

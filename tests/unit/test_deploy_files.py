@@ -1,0 +1,201 @@
+"""s.yaml, template.yml and ram/: their structure, the settings they set, and the triggers pipeline.yaml needs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from immflow.pipeline import load_pipeline
+from immflow.settings import ENVIRONMENT_VARIABLES, settings_from_env
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = (
+    json.loads(Path("/work/shared/reference/fc3-function-props.schema.json").read_text())
+    if Path("/work/shared/reference/fc3-function-props.schema.json").exists()
+    else None
+)
+FUNCTIONS = {
+    "on_upload": "immflow-on-upload",
+    "on_task_done": "immflow-on-task-done",
+    "reconcile": "immflow-reconcile",
+}
+ACCOUNT_ID = "1234567890123456"
+_EXPRESSION = re.compile(r"\$\{([^}]*)\}")
+
+
+def _resolve(value: Any, variables: dict[str, Any], environ: dict[str, str]) -> Any:
+    """Serverless Devs 3.x variables as `s` resolves them: ${vars.x}, ${env('X'[, 'default'])}, ${config('AccountID')}."""
+    if isinstance(value, dict):
+        return {key: _resolve(item, variables, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve(item, variables, environ) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def evaluate(expression: str) -> Any:
+        expression = expression.strip()
+        if expression.startswith("vars."):
+            return _resolve(variables[expression[5:]], variables, environ)
+        env = re.fullmatch(r"env\('([^']+)'(?:,\s*'([^']*)')?\)", expression)
+        if env:
+            return environ.get(env.group(1), env.group(2))
+        if expression == "config('AccountID')":
+            return ACCOUNT_ID
+        raise AssertionError(f"unexpected variable ${{{expression}}} in s.yaml")
+
+    whole = _EXPRESSION.fullmatch(value)
+    if whole:
+        return evaluate(whole.group(1))
+    return _EXPRESSION.sub(lambda match: str(evaluate(match.group(1))), value)
+
+
+def _s_yaml(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "s.yaml").read_text())
+    variables = document["vars"]
+    return {
+        name: {**body, "props": _resolve(body["props"], variables, environ or {})}
+        for name, body in document["resources"].items()
+    }
+
+
+def _template() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "template.yml").read_text())
+    return document
+
+
+def test_s_yaml_declares_the_three_functions() -> None:
+    document = yaml.safe_load((ROOT / "s.yaml").read_text())
+    assert str(document["edition"]) == "3.0.0"
+    resources = _s_yaml()
+    assert set(resources) == set(FUNCTIONS)
+    for folder, name in FUNCTIONS.items():
+        props = resources[folder]["props"]
+        assert resources[folder]["component"] == "fc3"
+        assert (props["functionName"], props["runtime"], props["handler"]) == (
+            name,
+            "python3.10",
+            "index.handler",
+        )
+        assert props["code"] == f"./build/fc/{folder}"
+        assert (ROOT / "functions" / folder / "index.py").exists()
+        assert props["role"] == f"acs:ram::{ACCOUNT_ID}:role/{name}"
+
+
+@pytest.mark.skipif(SCHEMA is None, reason="the fc3 schema reference file is not available on this machine")
+def test_every_fc3_props_validates_against_the_components_schema() -> None:
+    for name, resource in _s_yaml().items():
+        errors = sorted(jsonschema.Draft7Validator(SCHEMA).iter_errors(resource["props"]), key=str)
+        assert not errors, f"{name}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+
+def test_a_broken_props_is_refused_by_the_schema() -> None:
+    if SCHEMA is None:
+        pytest.skip("the fc3 schema reference file is not available on this machine")
+    # (Trigger configs are an anyOf in which one member requires nothing, so they cannot fail there.)
+    props = _s_yaml()["on_task_done"]["props"]
+    assert list(jsonschema.Draft7Validator(SCHEMA).iter_errors({**props, "runtime": "python3.13"}))
+    assert list(jsonschema.Draft7Validator(SCHEMA).iter_errors({**props, "memorySize": "512 MB"}))
+
+
+def test_every_setting_is_set_for_every_function_in_both_files(tmp_path: Path) -> None:
+    template_functions = {
+        res["Properties"]["FunctionName"]: res["Properties"]
+        for res in _template()["Resources"].values()
+        if res["Type"] == "ALIYUN::FC3::Function"
+    }
+    assert set(template_functions) == set(FUNCTIONS.values())
+    for folder, name in FUNCTIONS.items():
+        environment = _s_yaml()[folder]["props"]["environmentVariables"]
+        assert set(environment) == set(ENVIRONMENT_VARIABLES.values())
+        assert set(template_functions[name]["EnvironmentVariables"]) == set(ENVIRONMENT_VARIABLES.values())
+        settings = settings_from_env({k: str(v) for k, v in environment.items()}, code_dir=tmp_path)
+        assert settings.pipeline_path == tmp_path / "pipeline.yaml"
+        assert settings.imm_endpoint == "imm.cn-hangzhou.aliyuncs.com"
+        assert settings.manifest_uri == "oss://immflow-media/immflow/manifests/"
+
+
+def test_the_oss_triggers_are_the_pipelines_trigger_filters() -> None:
+    pipeline = load_pipeline(ROOT / "pipeline.yaml")
+    wanted = {
+        (f.bucket or "immflow-media", tuple(f.events), f.prefix, f.suffix) for f in pipeline.trigger_filters()
+    }
+    in_s_yaml = {
+        (
+            trigger["sourceArn"].rsplit(":", 1)[1],
+            tuple(trigger["triggerConfig"]["events"]),
+            trigger["triggerConfig"]["filter"]["key"]["prefix"],
+            trigger["triggerConfig"]["filter"]["key"]["suffix"],
+        )
+        for trigger in _s_yaml()["on_upload"]["props"]["triggers"]
+    }
+    assert in_s_yaml == wanted
+    in_template = {
+        (
+            "immflow-media",
+            tuple(res["Properties"]["TriggerConfig"]["events"]),
+            res["Properties"]["TriggerConfig"]["filter"]["key"]["prefix"],
+            res["Properties"]["TriggerConfig"]["filter"]["key"]["suffix"],
+        )
+        for res in _template()["Resources"].values()
+        if res["Type"] == "ALIYUN::FC3::Trigger" and res["Properties"]["TriggerType"] == "oss"
+    }
+    assert in_template == wanted
+
+
+def test_the_result_and_timer_triggers() -> None:
+    resources = _s_yaml()
+    [mns] = resources["on_task_done"]["props"]["triggers"]
+    assert mns["triggerType"] == "mns_topic"
+    assert mns["sourceArn"] == f"acs:mns:cn-hangzhou:{ACCOUNT_ID}:/topics/immflow-imm-results"
+    assert mns["triggerConfig"] == {
+        "notifyContentFormat": "JSON",
+        "notifyStrategy": "EXPONENTIAL_DECAY_RETRY",
+    }
+    [timer] = resources["reconcile"]["props"]["triggers"]
+    assert (timer["triggerType"], timer["triggerConfig"]["cronExpression"]) == ("timer", "0 */5 * * * *")
+    for folder in ("on_upload", "on_task_done"):
+        config = resources[folder]["props"]["asyncInvokeConfig"]
+        assert config["destinationConfig"]["onFailure"]["destination"] == (
+            f"acs:mns:cn-hangzhou:{ACCOUNT_ID}:/queues/immflow-failed-events/messages"
+        )
+    types = {res["Type"] for res in _template()["Resources"].values()}
+    assert {"ALIYUN::MNS::Topic", "ALIYUN::MNS::Queue", "ALIYUN::RAM::Role", "ALIYUN::FC3::Trigger"} <= types
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {action for statement in policy["Statement"] for action in statement["Action"]}
+
+
+def test_roles_are_least_privilege_and_template_yml_uses_the_same_policies() -> None:
+    policies = {path.name: json.loads(path.read_text()) for path in (ROOT / "ram").glob("*.json")}
+    upload, done, reconcile = (
+        policies[f"{n}-policy.json"] for n in ("on-upload", "on-task-done", "reconcile")
+    )
+    assert "imm:GetTask" not in _actions(upload) and "oss:PutObject" not in _actions(upload)
+    assert {"imm:GetTask", "oss:ListObjects", "oss:PutObject"} <= _actions(done)
+    assert "imm:GetTask" in _actions(reconcile)
+    assert {"oss:GetObject", "oss:PutObject", "mns:PublishMessage"} <= _actions(
+        policies["imm-service-role-policy.json"]
+    )
+    roles = {
+        res["Properties"]["RoleName"]: res["Properties"]["Policies"][0]["PolicyDocument"]
+        for res in _template()["Resources"].values()
+        if res["Type"] == "ALIYUN::RAM::Role"
+    }
+    assert _actions(roles["immflow-on-upload"]) == _actions(upload)
+    assert _actions(roles["immflow-on-task-done"]) == _actions(done)
+    assert _actions(roles["immflow-reconcile"]) == _actions(reconcile)
+
+
+def test_the_local_fc_reads_s_yaml() -> None:
+    pytest.importorskip("localcloud.fc.syaml")
+    from localcloud.core.account import Account
+    from localcloud.fc import syaml
+
+    specs = syaml.load(ROOT / "s.yaml", Account.new(), {"IMMFLOW_CODE_DIR": "./functions"})
+    assert {spec.name for spec in specs} == set(FUNCTIONS.values())

@@ -1,0 +1,484 @@
+"""The flow with fake IMM and OSS adapters: idempotency, retries, permanent errors, follow-ups, reconcile."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from immflow.adapters import ServiceError
+from immflow.adapters.imm import CreatedTask
+from immflow.adapters.oss import ObjectInfo
+from immflow.events.imm import ImmTaskResult, parse_imm_notification
+from immflow.events.oss import parse_oss_event
+from immflow.fc import Invocation
+from immflow.flow.lineage import Lineage, run_id_for
+from immflow.flow.reconcile import reconcile
+from immflow.flow.requests import INVALID_REQUEST
+from immflow.flow.results import NotYetRecordedError, handle_result, on_task_done
+from immflow.flow.runtime import Call, Services
+from immflow.flow.upload import on_upload
+from immflow.ledger import Ledger, NewTask
+from immflow.ossuri import OssUri
+from immflow.pipeline import Pipeline
+from immflow.settings import settings_from_env
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+PIPELINE = {
+    "version": 1,
+    "max_depth": 2,
+    "rules": [
+        {
+            "name": "images",
+            "match": {"prefix": "in/", "suffixes": [".png"]},
+            "tags": {"pipeline": "images"},
+            "tasks": [
+                {
+                    "name": "preview",
+                    "type": "ImageSplicing",
+                    "params": {"TargetURI": "oss://{bucket}/out/{barename}-{tags.pipeline}.jpg"},
+                },
+                {
+                    "name": "unzip",
+                    "type": "FileUncompression",
+                    "params": {"TargetURI": "oss://{bucket}/out/{barename}/"},
+                },
+            ],
+            "then": [
+                {
+                    "after": "preview",
+                    "on": "Succeeded",
+                    "tasks": [
+                        {
+                            "name": "pdf",
+                            "type": "ImageToPDF",
+                            "params": {"TargetURI": "oss://{bucket}/pdf/{barename}.pdf"},
+                        }
+                    ],
+                },
+                {
+                    "after": "pdf",
+                    "on": "Succeeded",
+                    "tasks": [
+                        {
+                            "name": "again",
+                            "type": "ImageToPDF",
+                            "params": {"TargetURI": "oss://{bucket}/pdf2/{barename}.pdf"},
+                        }
+                    ],
+                },
+            ],
+        },
+        {
+            "name": "videos",
+            "match": {"prefix": "videos/"},
+            "tasks": [
+                {
+                    "name": "web",
+                    "type": "MediaConvert",
+                    "params": {"Targets": [{"Container": "mp4", "URI": "oss://{bucket}/v/{barename}/web"}]},
+                }
+            ],
+        },
+    ],
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return (self.now - T0).total_seconds()
+
+
+@dataclass
+class FakeImm:
+    created: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    failures: list[ServiceError] = field(default_factory=list)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def use_credentials(self, credentials: object) -> None:
+        pass
+
+    def create_task(self, action: str, request: Mapping[str, Any]) -> CreatedTask:
+        if self.failures:
+            raise self.failures.pop(0)
+        task_id = f"{action.removeprefix('Create').removesuffix('Task')}-{len(self.created) + 1}"
+        self.created.append((action, dict(request)))
+        return CreatedTask(task_id, "REQ", "EVT")
+
+    def get_task(self, project: str, task_type: str, task_id: str) -> dict[str, Any]:
+        if task_id not in self.tasks:
+            raise ServiceError(
+                "IMM",
+                "GetTask",
+                "ResourceNotFound",
+                "The specified resource task is not found.",
+                status=400,
+                retryable=False,
+            )
+        return self.tasks[task_id]
+
+
+@dataclass
+class FakeOss:
+    objects: dict[str, bytes] = field(default_factory=dict)
+
+    def use_credentials(self, credentials: object) -> None:
+        pass
+
+    def list_objects(self, prefix: OssUri) -> list[ObjectInfo]:
+        return [
+            ObjectInfo(OssUri.parse(uri), len(data), "E")
+            for uri, data in sorted(self.objects.items())
+            if uri.startswith(str(prefix))
+        ]
+
+    def put_json(self, uri: OssUri, document: object) -> None:
+        self.objects[str(uri)] = json.dumps(document).encode()
+
+    def last_modified(self, uri: OssUri) -> datetime:
+        return T0
+
+
+@dataclass
+class World:
+    services: Services
+    imm: FakeImm
+    oss: FakeOss
+    ledger: Ledger
+    clock: Clock
+    sleeps: list[float]
+
+    @property
+    def call(self) -> Call:
+        """A new invocation (a full time budget) starting now."""
+        return Call(
+            self.services, Invocation("req-1", "fn", 60.0, self.clock.monotonic(), self.clock.monotonic)
+        )
+
+    def upload(
+        self, key: str, etag: str = "ETAG1", event_name: str = "ObjectCreated:PutObject"
+    ) -> dict[str, Any]:
+        event = json.loads((EVENTS / "oss" / "event-ObjectCreated-PutObject.json").read_text())
+        record = event["events"][0]
+        record["eventName"] = event_name
+        record["oss"]["bucket"]["name"] = "media"
+        record["oss"]["object"].update(key=key, eTag=etag)
+        return event
+
+    def result(self, task_id: str, status: str = "Succeeded", **extra: Any) -> ImmTaskResult:
+        task = self.ledger.get_task(task_id)
+        assert task is not None
+        return ImmTaskResult.model_validate(
+            {
+                "ProjectName": "p",
+                "TaskType": task.task_type,
+                "TaskId": task_id,
+                "Status": status,
+                "UserData": task.user_data,
+                **extra,
+            }
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    settings = settings_from_env(
+        {
+            "IMMFLOW_PROJECT": "p",
+            "IMMFLOW_TOPIC": "t",
+            "IMMFLOW_LEDGER_URL": f"sqlite:///{tmp_path / 'l.sqlite3'}",
+        },
+        code_dir=tmp_path,
+    )
+    clock = Clock()
+    imm, oss = FakeImm(), FakeOss()
+    ledger = Ledger(settings.ledger_url)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += timedelta(seconds=seconds)
+
+    services = Services(
+        settings,
+        Pipeline.model_validate(PIPELINE),
+        ledger,
+        imm,
+        oss,
+        clock,
+        sleep=sleep,
+        jitter=lambda: 1.0,  # type: ignore[arg-type]
+    )
+    return World(services, imm, oss, ledger, clock, sleeps)
+
+
+def _upload(world: World, key: str = "in/cat.png", **kwargs: Any) -> Any:
+    return on_upload(world.call, parse_oss_event(world.upload(key, **kwargs)))
+
+
+def test_an_upload_creates_each_task_once(world: World) -> None:
+    first = _upload(world)
+    assert first.started == ["ImageSplicing-1", "FileUncompression-2"]
+    assert _upload(world).started == []
+    assert len(world.imm.created) == 2
+    action, request = world.imm.created[0]
+    assert action == "CreateImageSplicingTask"
+    # immflow expands the template for types other than MediaConvert/OfficeConversion, and fills in the rest.
+    assert request["TargetURI"] == "oss://media/out/cat-images.jpg"
+    assert request["Sources"] == [{"URI": "oss://media/in/cat.png"}]
+    assert request["Notification"] == {"MNS": {"TopicName": "t"}}
+    assert request["Tags"] == {
+        "pipeline": "images",
+        "immflow:rule": "images",
+        "immflow:task": "preview",
+        "immflow:run": run_id_for("media", "in/cat.png", "ETAG1"),
+    }
+    assert Lineage.from_user_data(request["UserData"]) == Lineage(
+        run=run_id_for("media", "in/cat.png", "ETAG1"),
+        src="oss://media/in/cat.png",
+        etag="ETAG1",
+        rule="images",
+        task="preview",
+        depth=1,
+    )
+    # FileUncompression takes no Tags: the ledger keeps them.
+    _, unzip = world.imm.created[1]
+    assert "Tags" not in unzip and unzip["SourceURI"] == "oss://media/in/cat.png"
+    assert world.ledger.get_task("FileUncompression-2").tags["pipeline"] == "images"  # type: ignore[union-attr]
+    # A new version of the object is a new run.
+    assert len(_upload(world, etag="ETAG2").started) == 2
+
+
+def test_mediaconvert_templates_are_sent_as_templates(world: World) -> None:
+    _upload(world, "videos/clip.mov")
+    [(_, request)] = world.imm.created
+    assert request["Targets"][0]["URI"] == "oss://{bucket}/v/{barename}/web"
+
+
+def test_removals_and_unmatched_keys_start_nothing(world: World) -> None:
+    assert _upload(world, "in/cat.png", event_name="ObjectRemoved:DeleteObject").started == []
+    assert _upload(world, "elsewhere/cat.png").skipped == ["oss://media/elsewhere/cat.png"]
+    assert world.imm.created == []
+
+
+def test_throttling_is_retried_with_backoff_then_succeeds(world: World) -> None:
+    throttled = ServiceError(
+        "IMM", "CreateImageSplicingTask", "Throttling.User", "slow down", status=400, retryable=True
+    )
+    world.imm.failures = [throttled, throttled]
+    assert len(_upload(world).started) == 2
+    assert world.sleeps == [0.2, 0.4]  # full jitter pinned to its maximum: 0.2 * 2**attempt
+
+
+def test_retries_stop_at_the_time_budget_and_the_next_delivery_creates(world: World) -> None:
+    world.imm.failures = [ServiceError("IMM", "X", "InternalError", "", status=503, retryable=True)] * 40
+    with pytest.raises(ServiceError):
+        _upload(world)
+    assert sum(world.sleeps) < 60
+    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    assert {t.status for t in world.ledger.tasks_of_run(run_id)} == {"Creating"}
+    world.imm.failures = []
+    world.clock.now += timedelta(seconds=1)
+    assert len(_upload(world).started) == 2  # the claims were released, not left to expire
+
+
+def test_a_claim_left_by_a_crash_is_taken_over_after_it_expires(world: World) -> None:
+    event = parse_oss_event(world.upload("in/cat.png"))
+    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    # Another invocation claimed both tasks and died before IMM answered.
+    world.imm.failures = [ServiceError("IMM", "X", "Crash", "", retryable=True)] * 40
+    with pytest.raises(ServiceError):
+        on_upload(world.call, event)
+    for task in world.ledger.tasks_of_run(run_id):
+        world.ledger.claim_task(  # re-take them as the dead invocation held them (expiry 60 s ahead)
+            NewTask(
+                task.claim_key,
+                run_id,
+                task.rule,
+                task.task_name,
+                task.task_type,
+                task.action,
+                None,
+                1,
+                [],
+                {},
+                "",
+                {},
+            ),
+            now=world.clock.now,
+            expires_at=world.clock.now + timedelta(seconds=60),
+        )
+    world.imm.failures = []
+    assert on_upload(world.call, event).started == []  # still held: a concurrent duplicate skips
+    world.clock.now += timedelta(seconds=61)
+    assert len(on_upload(world.call, event).started) == 2
+
+
+def test_a_permanent_refusal_fails_the_task_and_the_run_completes(world: World) -> None:
+    world.imm.failures = [
+        ServiceError("IMM", "X", "InvalidArgument", "bad Align", status=400, retryable=False)
+    ] * 2
+    summary = _upload(world)
+    assert summary.failed == 2
+    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    assert {(t.status, t.code, t.message) for t in world.ledger.tasks_of_run(run_id)} == {
+        ("Failed", "InvalidArgument", "bad Align")
+    }
+    manifest = json.loads(world.oss.objects[f"oss://media/immflow/manifests/{run_id}.json"])
+    assert manifest["succeeded"] is False and len(manifest["tasks"]) == 2
+
+
+def test_a_request_that_cannot_be_built_is_recorded_failed(world: World) -> None:
+    # A valid key (1008 bytes) whose JSON escaping doubles it: the lineage no longer fits in UserData.
+    long_key = "in/" + '"' * 1000 + ".png"
+    summary = _upload(world, long_key)
+    assert summary.failed == 2 and world.imm.created == []
+    task = world.ledger.tasks_of_run(run_id_for("media", long_key, "ETAG1"))[0]
+    assert task.code == INVALID_REQUEST and "2048" in task.message
+
+
+def test_results_outputs_follow_ups_and_max_depth(world: World) -> None:
+    _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    world.oss.objects["oss://media/out/cat-images.jpg.tmp/x"] = b"not an output"
+    summary = handle_result(
+        world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
+    )  # type: ignore[arg-type]
+    assert (summary.outcome, summary.outputs, summary.follow_ups) == ("recorded", 1, 1)
+    [(action, request)] = world.imm.created[2:]
+    assert action == "CreateImageToPDFTask" and request["Sources"] == [
+        {"URI": "oss://media/out/cat-images.jpg"}
+    ]
+    pdf = world.ledger.get_task("ImageToPDF-3")
+    assert pdf is not None and (pdf.parent_task_id, pdf.depth) == ("ImageSplicing-1", 2)
+    # The same result again changes nothing.
+    assert (
+        handle_result(
+            world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
+        ).outcome
+        == "duplicate"
+    )  # type: ignore[arg-type]
+    # pdf's own follow-up would be depth 3 > max_depth 2.
+    world.oss.objects["oss://media/pdf/cat-images.pdf"] = b"pdf"
+    assert handle_result(world.call, pdf, world.result("ImageToPDF-3")).follow_ups == 0
+    assert len(world.imm.created) == 3
+
+
+def test_the_run_completes_with_a_manifest_once_every_task_ended(world: World) -> None:
+    _upload(world)
+    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
+    handle_result(
+        world.call, world.ledger.get_task("FileUncompression-2"), world.result("FileUncompression-2")
+    )  # type: ignore[arg-type]
+    assert world.ledger.get_run(run_id).status == "Running"  # type: ignore[union-attr]
+    handle_result(
+        world.call,
+        world.ledger.get_task("ImageSplicing-1"),
+        world.result("ImageSplicing-1", status="Failed", Code="InvalidArgument", Message="no"),
+    )  # type: ignore[arg-type]
+    run = world.ledger.get_run(run_id)
+    assert run is not None and run.status == "Done"
+    manifest = json.loads(world.oss.objects[run.manifest_uri or ""])
+    assert [(t["task"], t["status"], t["outputs"]) for t in manifest["tasks"]] == [
+        ("preview", "Failed", []),
+        ("unzip", "Succeeded", ["oss://media/out/cat/a.txt"]),
+    ]
+
+
+def test_notifications_for_unknown_tasks(world: World) -> None:
+    foreign = json.dumps(
+        {
+            "ProjectName": "p",
+            "TaskType": "MediaConvert",
+            "TaskId": "MediaConvert-x",
+            "Status": "Succeeded",
+            "UserData": "theirs",
+        }
+    )
+    assert on_task_done(world.call, parse_imm_notification(foreign)).outcome == "foreign"
+    _upload(world)
+    lineage = Lineage(
+        run=run_id_for("media", "in/cat.png", "ETAG1"),
+        src="oss://media/in/cat.png",
+        etag="ETAG1",
+        rule="images",
+        task="pdf",
+        depth=2,
+    )
+    ours = json.dumps(
+        {
+            "ProjectName": "p",
+            "TaskType": "ImageToPDF",
+            "TaskId": "ImageToPDF-9",
+            "Status": "Succeeded",
+            "UserData": lineage.to_user_data(),
+        }
+    )
+    with pytest.raises(NotYetRecordedError):
+        on_task_done(world.call, parse_imm_notification(ours))
+
+
+def test_reconcile_settles_lost_finished_and_stuck_tasks(world: World) -> None:
+    _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    world.imm.tasks["ImageSplicing-1"] = {
+        "ProjectName": "p",
+        "TaskType": "ImageSplicing",
+        "TaskId": "ImageSplicing-1",
+        "Status": "Succeeded",
+        "UserData": "",
+    }
+    world.clock.now += timedelta(seconds=901)
+    summary = reconcile(world.call)
+    assert summary.finished == ["ImageSplicing-1"] and summary.lost == ["FileUncompression-2"]
+    lost = world.ledger.get_task("FileUncompression-2")
+    assert lost is not None and lost.status == "Lost" and "ResourceNotFound" in lost.message
+    # The follow-up started by the settled result is Running; 7 days later it is lost for good.
+    world.clock.now += timedelta(days=8)
+    assert reconcile(world.call).lost == ["ImageToPDF-3"]
+    run = world.ledger.get_run(run_id_for("media", "in/cat.png", "ETAG1"))
+    assert run is not None and run.status == "Done"
+
+
+def test_reconcile_creates_a_task_whose_creator_died(world: World) -> None:
+    world.imm.failures = [ServiceError("IMM", "X", "Crash", "", retryable=True)] * 40
+    with pytest.raises(ServiceError):
+        _upload(world)
+    world.imm.failures = []
+    world.clock.now += timedelta(seconds=901)
+    assert reconcile(world.call).created == 2
+    assert len(world.imm.created) == 2
+
+
+def test_every_log_line_carries_the_correlation_ids(world: World) -> None:
+    import io
+
+    from immflow.logging import logger, start_invocation
+
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        start_invocation("fc-req-42")
+        _upload(world)
+    finally:
+        logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines
+    for line in lines:
+        assert line["service"] == "immflow" and line["fc_request_id"] == "fc-req-42"
+        assert re.fullmatch(r"[0-9a-f]{20}|", line["run_id"]) and "task_id" in line
+    assert any(line["task_id"] == "ImageSplicing-1" for line in lines)

@@ -1,0 +1,283 @@
+"""The ledger on SQLite, and on real PostgreSQL and MariaDB servers when they are reachable.
+
+Server tests use a schema (PostgreSQL) or database (MariaDB) of their own, dropped afterwards. They skip
+when the server cannot be reached, unless ``IMMFLOW_REQUIRE_POSTGRES`` / ``IMMFLOW_REQUIRE_MYSQL`` is set
+(CI sets them), in which case an unreachable server fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key, default_cli_ledger_url
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+POSTGRES_URL = os.environ.get(
+    "IMMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("IMMFLOW_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+def _server_or_skip(url: str, required_variable: str) -> None:
+    try:
+        with create_engine(url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        if os.environ.get(required_variable):
+            pytest.fail(f"{url} is unreachable and {required_variable} is set: {exc}")
+        pytest.skip(
+            f"{url} is unreachable ({type(exc).__name__}); set {required_variable}=1 to make this a failure"
+        )
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    name = f"immflow_test_{uuid.uuid4().hex[:12]}"
+    if request.param == "sqlite":
+        found = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+        found.create_schema()
+        yield found
+        return
+    url, variable = (
+        (POSTGRES_URL, "IMMFLOW_REQUIRE_POSTGRES")
+        if request.param == "postgres"
+        else (MYSQL_URL, "IMMFLOW_REQUIRE_MYSQL")
+    )
+    _server_or_skip(url, variable)
+    admin = create_engine(url)
+    create = f"CREATE SCHEMA {name}" if request.param == "postgres" else f"CREATE DATABASE {name}"
+    drop = f"DROP SCHEMA {name} CASCADE" if request.param == "postgres" else f"DROP DATABASE {name}"
+    with admin.begin() as connection:
+        connection.execute(text(create))
+    try:
+        found = Ledger(url, schema=name)
+        found.create_schema()
+        yield found
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(drop))
+        admin.dispose()
+
+
+def _run(run_id: str = "run1", key: str = "in/a.mp4") -> NewRun:
+    return NewRun(
+        run_id, "media-in", key, "ETAG1", "ObjectCreated:PutObject", T0, size=10, content_type="video/mp4"
+    )
+
+
+def _task(
+    name: str = "web", run_id: str = "run1", tags: dict[str, object] | None = None, parent: str | None = None
+) -> NewTask:
+    return NewTask(
+        claim_key=claim_key(run_id, name, parent),
+        run_id=run_id,
+        rule="videos",
+        task_name=name,
+        task_type="MediaConvert",
+        action="CreateMediaConvertTask",
+        parent_task_id=parent,
+        depth=1 if parent is None else 2,
+        sources=["oss://media-in/in/a.mp4"],
+        tags={"pipeline": "web-video", "n": 2, **(tags or {})},
+        user_data='{"v":1,"note":"ünïcode"}',
+        request={"ProjectName": "p", "UserData": '{"v":1}'},
+    )
+
+
+def _created(ledger: Ledger, name: str, task_id: str, **kwargs: object) -> None:
+    new = _task(name, **kwargs)  # type: ignore[arg-type]
+    assert ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).state == "claimed"
+    ledger.mark_created(new.claim_key, task_id=task_id, now=T0)
+
+
+def test_a_run_is_recorded_once(ledger: Ledger) -> None:
+    first = ledger.ensure_run(_run(), now=T0)
+    again = ledger.ensure_run(_run(), now=T0 + timedelta(hours=1))
+    assert first == again
+    assert first.source_uri == "oss://media-in/in/a.mp4"
+    assert first.upload_time == T0 and first.upload_time.tzinfo is not None
+    assert first.status == "Running"
+
+
+def test_a_claim_is_taken_once_then_reported_busy_then_done(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    first = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))
+    assert first.state == "claimed" and first.task.status == "Creating" and first.task.task_id is None
+    second = ledger.claim_task(new, now=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(minutes=2))
+    assert second.state == "busy"
+    created = ledger.mark_created(new.claim_key, task_id="MediaConvert-1", now=T0)
+    assert created.status == "Running" and created.task_id == "MediaConvert-1"
+    assert (
+        ledger.claim_task(new, now=T0 + timedelta(hours=1), expires_at=T0 + timedelta(hours=2)).state
+        == "done"
+    )
+
+
+def test_an_expired_claim_is_taken_over_by_the_next_delivery(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))
+    later = T0 + timedelta(minutes=5)
+    retried = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1))
+    assert retried.state == "claimed"
+    # The takeover renewed the expiry, so a third delivery right now sees it busy.
+    assert ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1)).state == "busy"
+
+
+def test_concurrent_claims_of_one_task_let_exactly_one_through(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    states: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def claim() -> None:
+        barrier.wait()
+        states.append(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).state)
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(states) == ["busy"] * 5 + ["claimed"]
+    assert len(ledger.tasks_of_run("run1")) == 1
+
+
+def test_a_refused_task_ends_failed_with_imms_code(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))
+    failed = ledger.mark_create_failed(new.claim_key, code="InvalidArgument", message="bad Targets", now=T0)
+    assert (failed.status, failed.code, failed.message, failed.task_id) == (
+        "Failed",
+        "InvalidArgument",
+        "bad Targets",
+        None,
+    )
+    assert ledger.find_task(str(failed.row_id)) == failed
+    assert ledger.run_is_complete("run1")
+
+
+def test_a_result_changes_the_ledger_once(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MediaConvert-1")
+    end = T0 + timedelta(seconds=30)
+    kwargs = {"status": "Succeeded", "code": "", "message": "", "started_at": T0, "ended_at": end, "now": end}
+    assert ledger.record_result("MediaConvert-1", outputs=["oss://b/out.mp4"], **kwargs)  # type: ignore[arg-type]
+    assert not ledger.record_result("MediaConvert-1", outputs=["oss://b/other.mp4"], **kwargs)  # type: ignore[arg-type]
+    assert not ledger.record_result("MediaConvert-unknown", outputs=[], **kwargs)  # type: ignore[arg-type]
+    task = ledger.get_task("MediaConvert-1")
+    assert task is not None and task.outputs == ["oss://b/out.mp4"] and task.ended_at == end
+
+
+def test_a_late_result_replaces_lost(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MediaConvert-1")
+    task = ledger.get_task("MediaConvert-1")
+    assert task is not None
+    assert ledger.mark_lost(task, reason="older than IMM's 7-day retention", now=T0)
+    lost = ledger.get_task("MediaConvert-1")
+    assert lost is not None and (lost.status, lost.code) == ("Lost", "Lost")
+    assert ledger.record_result(
+        "MediaConvert-1",
+        status="Failed",
+        code="InvalidArgument",
+        message="x",
+        started_at=None,
+        ended_at=None,
+        outputs=[],
+        now=T0,
+    )
+
+
+def test_result_claims(ledger: Ledger) -> None:
+    key = claim_key("result", "MediaConvert-1", "Succeeded")
+    soon = T0 + timedelta(minutes=1)
+    assert ledger.claim_result(key, now=T0, expires_at=soon) == "claimed"
+    assert ledger.claim_result(key, now=T0, expires_at=soon) == "busy"
+    assert (
+        ledger.claim_result(key, now=soon + timedelta(seconds=1), expires_at=soon + timedelta(minutes=1))
+        == "claimed"
+    )
+    ledger.finish_claim(key, now=soon)
+    assert ledger.claim_result(key, now=T0 + timedelta(days=1), expires_at=T0 + timedelta(days=2)) == "done"
+
+
+def test_queries_by_run_source_tag_status_and_time(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    ledger.ensure_run(_run("run2", "in/b.mp4"), now=T0)
+    _created(ledger, "web", "MC-1", tags={"profile": "web"})
+    _created(ledger, "thumb", "MC-2", tags={"profile": "thumb"})
+    _created(ledger, "web", "MC-3", run_id="run2", tags={"profile": "web"})
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(run_id="run1"))] == ["MC-1", "MC-2"]
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(source="oss://media-in/in/b.mp4"))] == ["MC-3"]
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(tags={"profile": "web"}))] == ["MC-1", "MC-3"]
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(tags={"profile": "web", "n": "2"}))] == [
+        "MC-1",
+        "MC-3",
+    ]
+    assert ledger.list_tasks(TaskQuery(tags={"profile": "none"})) == []
+    ledger.record_result(
+        "MC-2", status="Failed", code="X", message="y", started_at=None, ended_at=None, outputs=[], now=T0
+    )
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(status="Failed"))] == ["MC-2"]
+    assert len(ledger.list_tasks(TaskQuery(since=T0, until=T0 + timedelta(seconds=1)))) == 3
+    assert ledger.list_tasks(TaskQuery(since=T0 + timedelta(seconds=1))) == []
+    assert [r.run_id for r in ledger.list_runs(source="oss://media-in/in/a.mp4")] == ["run1"]
+
+
+def test_stale_tasks_and_run_completion(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MC-1")
+    stuck = _task("thumb")
+    ledger.claim_task(stuck, now=T0, expires_at=T0 + timedelta(minutes=1))
+    assert ledger.stale_tasks(started_before=T0, now=T0) == []
+    later = T0 + timedelta(minutes=20)
+    stale = ledger.stale_tasks(started_before=later - timedelta(minutes=15), now=later)
+    assert sorted(t.task_name for t in stale) == ["thumb", "web"]
+    assert not ledger.run_is_complete("run1")
+    for task in stale:
+        ledger.mark_lost(task, reason="gone", now=later)
+    assert ledger.run_is_complete("run1")
+    ledger.finish_run("run1", manifest_uri="oss://media-in/immflow/manifests/run1.json", now=later)
+    run = ledger.get_run("run1")
+    assert run is not None and (run.status, run.ended_at) == ("Done", later)
+
+
+def test_children_and_json_columns_round_trip(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MC-1")
+    _created(ledger, "thumbs", "MC-2", parent="MC-1")
+    [child] = ledger.children_of(["MC-1"])
+    assert child.task_id == "MC-2" and child.depth == 2
+    assert child.tags == {"pipeline": "web-video", "n": 2}
+    assert child.user_data == '{"v":1,"note":"ünïcode"}'
+    assert child.request == {"ProjectName": "p", "UserData": '{"v":1}'}
+
+
+def test_naive_times_are_refused(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite3'}")
+    with pytest.raises(Exception, match="naive datetime") as caught:
+        ledger.ensure_run(_run(), now=datetime(2026, 1, 1))
+    assert isinstance(caught.value, LedgerError) or isinstance(caught.value.__cause__, LedgerError)
+
+
+def test_the_cli_default_ledger_lives_in_the_state_dir() -> None:
+    assert (
+        default_cli_ledger_url(Path(".immflow")) == f"sqlite:///{Path.cwd() / '.immflow' / 'ledger.sqlite3'}"
+    )
