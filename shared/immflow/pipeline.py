@@ -49,6 +49,13 @@ TRIGGER_EVENT_NAMES = tuple(
     sorted(name for name in OSS_EVENT_NAMES if not name.startswith("ObjectReplication:"))
 )
 CREATED_WILDCARD = "ObjectCreated:*"
+#: Steps of a multipart upload: they fire before the object exists as a whole, so no rule may start
+#: media work on them; ``ObjectCreated:*`` in a rule means every *finished* object.
+PARTIAL_UPLOAD_EVENTS = frozenset(
+    {"ObjectCreated:InitiateMultipartUpload", "ObjectCreated:UploadPart", "ObjectCreated:UploadPartCopy"}
+)
+#: The events a rule can listen to.
+RULE_EVENT_NAMES = tuple(name for name in TRIGGER_EVENT_NAMES if name not in PARTIAL_UPLOAD_EVENTS)
 #: OSS accepts at most this many native triggers per bucket (fc-mns-oss.md §4).
 MAX_TRIGGERS_PER_BUCKET = 10
 
@@ -130,10 +137,15 @@ class Match(_Model):
     def _known_events(cls, value: list[str]) -> list[str]:
         names = [without_oss_prefix(name) for name in value]
         for name in names:
-            if not any(_event_regex(name).match(known) for known in TRIGGER_EVENT_NAMES):
+            if name in PARTIAL_UPLOAD_EVENTS:
+                raise ValueError(
+                    f"event {name!r} is a step of a multipart upload, not a finished object; "
+                    "use ObjectCreated:CompleteMultipartUpload (or ObjectCreated:*)"
+                )
+            if not any(_event_regex(name).match(known) for known in RULE_EVENT_NAMES):
                 raise ValueError(
                     f"event {name!r} names no event an OSS trigger delivers; use ObjectCreated:* or one of "
-                    + ", ".join(TRIGGER_EVENT_NAMES)
+                    + ", ".join(RULE_EVENT_NAMES)
                 )
         return names
 
@@ -156,12 +168,12 @@ class Match(_Model):
     def trigger_events(self) -> frozenset[str]:
         """The concrete OSS event names (without ``oss:``) the rule listens to."""
         return frozenset(
-            known for known in TRIGGER_EVENT_NAMES if any(_event_regex(p).match(known) for p in self.events)
+            known for known in RULE_EVENT_NAMES if any(_event_regex(p).match(known) for p in self.events)
         )
 
     def accepts_event(self, event_name: str) -> bool:
         name = without_oss_prefix(event_name)
-        return any(_event_regex(pattern).match(name) for pattern in self.events)
+        return name in self.trigger_events()
 
     def accepts_key(self, key: str) -> bool:
         return key.startswith(self.prefix) and has_suffix(key, self.suffixes)
@@ -478,11 +490,8 @@ def _merge_overlapping(filters: list[tuple[str, frozenset[str]]]) -> list[tuple[
 
 
 def _trigger_event_names(events: frozenset[str]) -> tuple[str, ...]:
-    created = {name for name in TRIGGER_EVENT_NAMES if name.startswith("ObjectCreated:")}
-    names = set(events)
-    if created <= names:
-        names = (names - created) | {CREATED_WILDCARD}
-    return tuple(OSS_EVENT_PREFIX + name for name in sorted(names))
+    # Written out, never as oss:ObjectCreated:*, which would also deliver every part of a multipart upload.
+    return tuple(OSS_EVENT_PREFIX + name for name in sorted(events))
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

@@ -19,6 +19,16 @@ from immflow.pipeline import (
 )
 from pydantic import ValidationError
 
+#: What ObjectCreated:* means in a trigger: every finished object, written out (no multipart steps).
+FINISHED = (
+    "oss:ObjectCreated:AppendObject",
+    "oss:ObjectCreated:CompleteMultipartUpload",
+    "oss:ObjectCreated:CopyObject",
+    "oss:ObjectCreated:PostObject",
+    "oss:ObjectCreated:PutObject",
+    "oss:ObjectCreated:PutSymlink",
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 PDF = {"name": "pdf", "type": "ImageToPDF", "params": {"TargetURI": "oss://{bucket}/processed/{key}.pdf"}}
 
@@ -379,16 +389,16 @@ def test_is_pipeline_output_in_a_fixed_bucket_and_with_tags() -> None:
 
 def test_trigger_filters_of_the_example() -> None:
     assert _example().trigger_filters() == [
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "uploads/videos/", ""),
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "uploads/docs/", ""),
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "uploads/images/", ""),
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "uploads/archives/", ""),
+        TriggerFilter(None, FINISHED, "uploads/videos/", ""),
+        TriggerFilter(None, FINISHED, "uploads/docs/", ""),
+        TriggerFilter(None, FINISHED, "uploads/images/", ""),
+        TriggerFilter(None, FINISHED, "uploads/archives/", ""),
     ]
 
 
 def test_trigger_filters_are_one_per_prefix_whatever_the_suffixes() -> None:
     pipeline = _pipeline(_rule(prefix="in/", suffixes=[".jpg", ".png", ".JPG"]))
-    assert pipeline.trigger_filters() == [TriggerFilter(None, ("oss:ObjectCreated:*",), "in/", "")]
+    assert pipeline.trigger_filters() == [TriggerFilter(None, FINISHED, "in/", "")]
 
 
 def test_nested_prefixes_with_common_events_share_one_trigger() -> None:
@@ -398,8 +408,8 @@ def test_nested_prefixes_with_common_events_share_one_trigger() -> None:
         _rule("c", prefix="other/"),
     )
     assert pipeline.trigger_filters() == [
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "uploads/", ""),
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "other/", ""),
+        TriggerFilter(None, FINISHED, "uploads/", ""),
+        TriggerFilter(None, FINISHED, "other/", ""),
     ]
 
 
@@ -409,7 +419,7 @@ def test_nested_prefixes_with_disjoint_events_stay_apart() -> None:
         _rule("removed", prefix="uploads/videos/", events=["ObjectRemoved:DeleteObject"]),
     )
     assert pipeline.trigger_filters() == [
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "uploads/", ""),
+        TriggerFilter(None, FINISHED, "uploads/", ""),
         TriggerFilter(None, ("oss:ObjectRemoved:DeleteObject",), "uploads/videos/", ""),
     ]
 
@@ -436,15 +446,15 @@ def test_merging_unions_the_events() -> None:
 def test_triggers_per_bucket_and_the_default_bucket() -> None:
     pipeline = _pipeline(_rule("any", prefix="u/"), _rule("named", prefix="u/x/", bucket="media-in"))
     assert pipeline.trigger_filters() == [
-        TriggerFilter(None, ("oss:ObjectCreated:*",), "u/", ""),
-        TriggerFilter("media-in", ("oss:ObjectCreated:*",), "u/x/", ""),
+        TriggerFilter(None, FINISHED, "u/", ""),
+        TriggerFilter("media-in", FINISHED, "u/x/", ""),
     ]
     assert pipeline.trigger_filters(default_bucket="media-in") == [
-        TriggerFilter("media-in", ("oss:ObjectCreated:*",), "u/", "")
+        TriggerFilter("media-in", FINISHED, "u/", "")
     ]
     assert pipeline.trigger_filters(default_bucket="other-bucket") == [
-        TriggerFilter("other-bucket", ("oss:ObjectCreated:*",), "u/", ""),
-        TriggerFilter("media-in", ("oss:ObjectCreated:*",), "u/x/", ""),
+        TriggerFilter("other-bucket", FINISHED, "u/", ""),
+        TriggerFilter("media-in", FINISHED, "u/x/", ""),
     ]
 
 
@@ -476,3 +486,16 @@ def test_load_pipeline_refuses_a_file_with_errors(tmp_path: Path) -> None:
     assert "pipeline.yaml:5:" in str(caught.value)
     assert "unknown task type 'X'" in str(caught.value)
     assert caught.value.problems[0].rule == "r"
+
+
+def test_wildcards_never_match_the_steps_of_a_multipart_upload() -> None:
+    match = Match.model_validate({"events": ["ObjectCreated:*"]})
+    assert match.accepts("b-1", "a.mp4", "ObjectCreated:CompleteMultipartUpload")
+    for step in ("InitiateMultipartUpload", "UploadPart", "UploadPartCopy"):
+        assert not match.accepts("b-1", "a.mp4", f"ObjectCreated:{step}"), step
+        assert f"ObjectCreated:{step}" not in match.trigger_events()
+
+
+def test_naming_a_multipart_step_is_refused_with_the_event_to_use() -> None:
+    with pytest.raises(ValueError, match="CompleteMultipartUpload"):
+        Match.model_validate({"events": ["oss:ObjectCreated:UploadPart"]})

@@ -58,7 +58,10 @@ def test_the_example_pipeline_is_valid() -> None:
         "pipeline.yaml is valid: 4 rule(s), 9 task(s): 6 started by uploads, 3 by 3 follow-up(s)"
         in result.output
     )
-    assert "prefix uploads/videos/  suffix (any)  events oss:ObjectCreated:*" in result.output
+    assert (
+        "prefix uploads/videos/  suffix (any)  events oss:ObjectCreated:AppendObject, oss:ObjectCreated:Complete"
+        in result.output
+    )
     assert "warning" not in result.output
 
 

@@ -250,6 +250,8 @@ class Harness:
                 return fed
             assert time.monotonic() < deadline, f"run {run_id} not done within {timeout} s"
             for body in self.next_notifications(timeout=deadline - time.monotonic()):
+                if run_id not in body:
+                    continue  # a late notification of an earlier test's task (same topic)
                 self.on_task_done(body)
                 fed.append(body)
 
