@@ -7,8 +7,9 @@ keep-alive connection for about ``--seconds`` (default 2), so the default run ta
 Client-side integrity checks are off on both sides (oss2 ``enable_crc=False``; boto3 checksums
 only "when_required"), so that the figures compare the servers, not the clients' CRC code.
 
-``bench_mns`` is the hook for the MNS half (filled in by the MNS work); it returns rows in the
-same shape as :func:`bench_oss`.
+The MNS half is ``bench_mns`` from ``bench/bench_mns.py``: publish-to-delivery latencies
+(p50/p95) against moto's SNS→HTTP and SNS→SQS, printed as a second table after the OSS one
+(latencies do not fit the ops/s rows above). ``--messages N`` sets its sample size (default 200).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import boto3
 import oss2
+from bench_mns import bench_mns  # bench/ is on sys.path when this script runs
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
@@ -115,19 +117,15 @@ def bench_oss(seconds: float) -> list[Row]:
     return rows
 
 
-def bench_mns(seconds: float) -> list[Row]:
-    """Hook for the MNS half of this benchmark; no rows until it is written."""
-    return []
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
+    parser.add_argument("--messages", type=int, default=200, help="MNS latency samples (default 200)")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-    rows = bench_oss(args.seconds) + bench_mns(args.seconds)
+    rows = bench_oss(args.seconds)
     header = f"{'operation':<14}{'size':>7}{'local ops/s':>13}{'local MiB/s':>13}{'moto ops/s':>12}{'moto MiB/s':>12}{'local/moto':>12}"
     print(header)
     print("-" * len(header))
@@ -136,6 +134,8 @@ def main() -> None:
             f"{r.operation:<14}{r.size:>7}{r.local_ops:>13.1f}{r.local_mib:>13.1f}"
             f"{r.baseline_ops:>12.1f}{r.baseline_mib:>12.1f}{r.ratio:>11.2f}x"
         )
+    print()
+    bench_mns(args.messages)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mns.account
 import pytest
@@ -19,7 +20,9 @@ from mns.queue import Message, QueueMeta
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
 
-from tests.functional.mns.conftest import Receiver
+if TYPE_CHECKING:
+    from tests.functional.mns.conftest import Receiver
+
 
 ROOT = Path(__file__).resolve().parents[3]
 

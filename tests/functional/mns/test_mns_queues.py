@@ -7,6 +7,7 @@ import hashlib
 import threading
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import mns.account
 import pytest
@@ -14,7 +15,8 @@ from mns.message_property import MessagePropertyValue
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, Queue, QueueMeta
 
-from tests.functional.mns.conftest import LocalMns, ManualClock
+if TYPE_CHECKING:
+    from tests.functional.mns.conftest import LocalMns, ManualClock
 
 
 def _counts(queue: Queue) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 import mns.account
 import pytest
@@ -14,7 +15,9 @@ from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
 
 from localcloud.mns.push import retry_wait
-from tests.functional.mns.conftest import LocalMns, Receiver
+
+if TYPE_CHECKING:
+    from tests.functional.mns.conftest import LocalMns, Receiver
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 import mns.account
 import pytest
@@ -15,7 +16,9 @@ from mns.queue import QueueMeta
 from mns.subscription import SubscriptionMeta
 from mns.topic import Base64TopicMessage, DirectMailInfo, TopicMessage, TopicMeta
 
-from tests.functional.mns.conftest import LocalMns
+if TYPE_CHECKING:
+    from tests.functional.mns.conftest import LocalMns
+
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import mns.account
@@ -12,7 +13,9 @@ from mns.account import AccountMeta
 from mns.mns_exception import MNSServerException
 from mns.queue import QueueMeta
 
-from tests.functional.mns.conftest import LocalMns
+if TYPE_CHECKING:
+    from tests.functional.mns.conftest import LocalMns
+
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 
