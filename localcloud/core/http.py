@@ -179,7 +179,10 @@ class ServiceServer:
 
     def start(self) -> ServiceServer:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"localcloud-{self.service.name}", daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name=f"localcloud-{self.service.name}",
+            daemon=True,
         )
         self._thread.start()
         return self
