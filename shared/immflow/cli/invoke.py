@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 import fc2
@@ -44,9 +45,7 @@ def fc_client(endpoints: dict[str, str], timeout: float = 600) -> fc2.Client:
 )
 @state_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print {request_id, status, result|error} as JSON.")
-def invoke(
-    function: str, event_file: click.utils.LazyFile, is_async: bool, state_dir: Path, as_json: bool
-) -> None:
+def invoke(function: str, event_file: IO[bytes], is_async: bool, state_dir: Path, as_json: bool) -> None:
     """Invoke FUNCTION on the local FC with the event in --event; exits 1 if the function failed."""
     payload = event_file.read()
     headers = {"x-fc-invocation-type": "Async"} if is_async else {}
