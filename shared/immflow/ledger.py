@@ -270,6 +270,11 @@ class NewTask:
     request: Mapping[str, Any]
 
 
+def iso_time(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with ``Z``, as the cloud writes times; ``None`` stays ``None``."""
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     row_id: int
@@ -299,6 +304,26 @@ class TaskRecord:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        """The task as JSON, as the manifest and ``immflow tasks`` show it."""
+        return {
+            "task_id": self.task_id,
+            "rule": self.rule,
+            "task": self.task_name,
+            "type": self.task_type,
+            "parent": self.parent_task_id,
+            "depth": self.depth,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "sources": self.sources,
+            "outputs": self.outputs,
+            "tags": self.tags,
+            "created_at": iso_time(self.created_at),
+            "started_at": iso_time(self.started_at),
+            "ended_at": iso_time(self.ended_at),
+        }
 
     @classmethod
     def from_row(cls, row: RowMapping) -> TaskRecord:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,15 @@ from rich.table import Table
 from rich.tree import Tree
 
 from immflow.cli import main
-from immflow.ledger import DEFAULT_STATE_DIR, Ledger, RunRecord, TaskQuery, TaskRecord, default_cli_ledger_url
+from immflow.ledger import (
+    DEFAULT_STATE_DIR,
+    Ledger,
+    RunRecord,
+    TaskQuery,
+    TaskRecord,
+    default_cli_ledger_url,
+    iso_time,
+)
 
 STATUS_STYLES = {
     "Succeeded": "green",
@@ -49,31 +56,8 @@ def _ledger(state_dir: Path) -> Ledger:
     return Ledger(url)
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
 def task_json(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "task_id": task.task_id,
-        "row": task.row_id,
-        "run_id": task.run_id,
-        "rule": task.rule,
-        "task": task.task_name,
-        "type": task.task_type,
-        "parent": task.parent_task_id,
-        "depth": task.depth,
-        "status": task.status,
-        "code": task.code,
-        "message": task.message,
-        "sources": task.sources,
-        "outputs": task.outputs,
-        "tags": task.tags,
-        "user_data": task.user_data,
-        "created_at": _time(task.created_at),
-        "started_at": _time(task.started_at),
-        "ended_at": _time(task.ended_at),
-    }
+    return {**task.to_json(), "row": task.row_id, "run_id": task.run_id, "user_data": task.user_data}
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
@@ -83,9 +67,9 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "etag": run.etag,
         "status": run.status,
         "manifest": run.manifest_uri,
-        "upload_time": _time(run.upload_time),
-        "created_at": _time(run.created_at),
-        "ended_at": _time(run.ended_at),
+        "upload_time": iso_time(run.upload_time),
+        "created_at": iso_time(run.created_at),
+        "ended_at": iso_time(run.ended_at),
     }
 
 
@@ -148,7 +132,7 @@ def list_tasks(
             task.task_type,
             _status(task.status),
             str(len(task.outputs)),
-            _time(task.created_at) or "",
+            iso_time(task.created_at) or "",
         )
     Console().print(table)
 
@@ -202,7 +186,7 @@ def list_runs(limit: int, as_json: bool, state_dir: Path) -> None:
             run.source_uri,
             _status(run.status),
             str(len(ledger.tasks_of_run(run.run_id))),
-            _time(run.created_at) or "",
+            iso_time(run.created_at) or "",
         )
     Console().print(table)
 

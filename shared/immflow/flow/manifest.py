@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from immflow.flow.lineage import Lineage
 from immflow.flow.runtime import Call
-from immflow.ledger import RunRecord, TaskRecord
+from immflow.ledger import RunRecord, TaskRecord, iso_time
 from immflow.logging import logger
 from immflow.ossuri import OssUri
 
 MANIFEST_VERSION = 1
-
-
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def build_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, Any]:
@@ -29,30 +24,16 @@ def build_manifest(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, Any
             "size": run.size,
             "content_type": run.content_type,
             "event": run.event_name,
-            "upload_time": _time(run.upload_time),
+            "upload_time": iso_time(run.upload_time),
         },
-        "created_at": _time(run.created_at),
+        "created_at": iso_time(run.created_at),
         "succeeded": all(task.status == "Succeeded" for task in tasks),
         "tasks": [
             {
-                "task_id": task.task_id,
-                "rule": task.rule,
-                "task": task.task_name,
-                "type": task.task_type,
-                "parent": task.parent_task_id,
-                "depth": task.depth,
-                "status": task.status,
-                "code": task.code,
-                "message": task.message,
-                "sources": task.sources,
-                "outputs": task.outputs,
-                "tags": task.tags,
+                **task.to_json(),
                 "lineage": lineage.model_dump()
                 if (lineage := Lineage.from_user_data(task.user_data))
                 else None,
-                "created_at": _time(task.created_at),
-                "started_at": _time(task.started_at),
-                "ended_at": _time(task.ended_at),
             }
             for task in tasks
         ],
