@@ -75,7 +75,8 @@ def pinned(requirement: str, python_version: str) -> str:
         raise PackageError(
             f"{name} is not installed here, so its tested version is unknown: pip install {name}"
         ) from None
-    supported = SpecifierSet(installed.metadata["Requires-Python"] or "")
+    # `.get_all`, not `[...]`: on Python 3.12 a missing header through `[...]` warns (and will raise).
+    supported = SpecifierSet((installed.metadata.get_all("Requires-Python") or [""])[0])
     if supported.contains(f"{python_version}.0") or not supported:
         return f"{name}{'[' + extras if extras else ''}=={installed.version}"
     return _declared_range(name)
