@@ -12,15 +12,12 @@ Invocation states: ``queued`` (async, waiting or between retries), ``running``, 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcloud.core.sqlite import Database
 from localcloud.fc.syaml import FunctionSpec
 
 _SCHEMA = """
@@ -90,16 +87,13 @@ _COLUMNS = (
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(invocations)")}
-        if "started" not in columns:  # a state folder from before invocations recorded their start
-            self._db.execute("ALTER TABLE invocations ADD COLUMN started REAL")
-        self.lock = threading.Condition()
-        with self._transaction() as db:
+        self._db = Database(path, _SCHEMA)
+        #: The database's lock as a condition, notified after every commit that changed rows.
+        self.lock = self._db.changed
+        with self._db.transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(invocations)")}
+            if "started" not in columns:  # a state folder from before invocations recorded their start
+                db.execute("ALTER TABLE invocations ADD COLUMN started REAL")
             db.execute(
                 "UPDATE invocations SET state='queued', next_at=? WHERE state='running' AND mode='async'",
                 (time.time(),),
@@ -110,26 +104,13 @@ class Store:
                 "WHERE state='running' AND mode='sync'"
             )
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            self.lock.notify_all()
-
     def close(self) -> None:
-        with self.lock:
-            self._db.close()
+        self._db.close()
 
     # functions
 
     def put_function(self, deployed: Deployed) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO functions VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -143,8 +124,7 @@ class Store:
             )
 
     def functions(self) -> dict[str, Deployed]:
-        with self.lock:
-            rows = self._db.execute("SELECT spec, code_path, extra_paths, version FROM functions").fetchall()
+        rows = self._db.all("SELECT spec, code_path, extra_paths, version FROM functions")
         result = {}
         for spec, code_path, extra_paths, version in rows:
             deployed = Deployed(
@@ -160,7 +140,7 @@ class Store:
 
     def add(self, request_id: str, function: str, mode: str, source: str, payload: bytes, state: str) -> None:
         now = time.time()
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO invocations (request_id, function, mode, source, state, payload, attempts, created,"
                 " next_at, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -180,7 +160,7 @@ class Store:
 
     def claim_due(self) -> Invocation | None:
         """Mark the oldest due async invocation running and return it, or ``None``."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM invocations WHERE state='queued' AND next_at<=? ORDER BY next_at LIMIT 1",
                 (time.time(),),
@@ -199,12 +179,11 @@ class Store:
         )
 
     def next_due_in(self) -> float | None:
-        with self.lock:
-            row = self._db.execute("SELECT MIN(next_at) FROM invocations WHERE state='queued'").fetchone()
-        return None if row[0] is None else max(0.0, row[0] - time.time())
+        row = self._db.one("SELECT MIN(next_at) FROM invocations WHERE state='queued'")
+        return None if row is None or row[0] is None else max(0.0, row[0] - time.time())
 
     def finish(self, request_id: str, state: str, error_type: str = "", error_message: str = "") -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE invocations SET state=?, error_type=?, error_message=?, updated=? WHERE request_id=?",
                 (state, error_type, error_message, time.time(), request_id),
@@ -212,7 +191,7 @@ class Store:
 
     def retry_later(self, request_id: str, delay: float, error_type: str, error_message: str) -> None:
         now = time.time()
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE invocations SET state='queued', next_at=?, error_type=?, error_message=?, updated=?"
                 " WHERE request_id=?",
@@ -220,7 +199,7 @@ class Store:
             )
 
     def set_destination_error(self, request_id: str, message: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE invocations SET destination_error=? WHERE request_id=?", (message, request_id))
 
     def list(
@@ -234,13 +213,11 @@ class Store:
             clauses.append("function=?")
             args.append(function)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self.lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM invocations {where} ORDER BY created DESC LIMIT ?", (*args, limit)
-            ).fetchall()
+        rows = self._db.all(
+            f"SELECT {_COLUMNS} FROM invocations {where} ORDER BY created DESC LIMIT ?", *args, limit
+        )
         return [Invocation(*row) for row in rows]
 
     def counts(self) -> dict[str, int]:
-        with self.lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM invocations GROUP BY state").fetchall()
-        return {state: 0 for state in STATES} | dict(rows)
+        rows = self._db.all("SELECT state, COUNT(*) FROM invocations GROUP BY state")
+        return {state: 0 for state in STATES} | {state: count for state, count in rows}

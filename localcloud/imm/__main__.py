@@ -7,28 +7,20 @@ were running when the process was killed run again on start (see :mod:`localclou
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
-import threading
-from pathlib import Path
 
 from localcloud.core.account import Account
-from localcloud.core.http import ServiceServer
+from localcloud.core.standalone import arguments, serve
 from localcloud.imm import ImmService
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m localcloud.imm", description=__doc__)
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9412)
+    parser = arguments("imm", 9412, __doc__)
     parser.add_argument("--oss-endpoint", required=True, help="the local OSS, e.g. http://127.0.0.1:9410")
     parser.add_argument("--mns-endpoint", required=True, help="the local MNS, e.g. http://127.0.0.1:9411")
     parser.add_argument("--engine-concurrency", type=int, default=2, help="tasks run at the same time")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
     service = ImmService(
         args.state_dir,
         Account.load_or_create(args.state_dir),
@@ -36,14 +28,7 @@ def main() -> None:
         mns_endpoint=args.mns_endpoint,
         engine_concurrency=args.engine_concurrency,
     )
-    server = ServiceServer(service, args.host, args.port).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"imm listening on {server.host}:{server.port}", flush=True)
-    stop.wait()
-    server.stop()
-    service.close()
+    serve(service, args.host, args.port, "imm listening on {host}:{port}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ accepted the message. Times are epoch seconds (floats) here and formatted at the
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from localcloud.core.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -95,7 +94,7 @@ _TASK_COLUMNS = (
 )
 
 
-def _task(row: Sequence[Any]) -> TaskRow:
+def _task(row: Iterable[Any]) -> TaskRow:
     values = list(row)
     for index in (10, 12, 17):
         values[index] = None if values[index] is None else json.loads(values[index])
@@ -104,58 +103,41 @@ def _task(row: Sequence[Any]) -> TaskRow:
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+        self._db = Database(path, _SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._db.close()
 
     # projects -----------------------------------------------------------------------------------
 
     def get_project(self, name: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT data FROM projects WHERE name = ?", (name,)).fetchone()
+        row = self._db.one("SELECT data FROM projects WHERE name = ?", name)
         return None if row is None else dict(json.loads(row[0]))
 
     def insert_project(self, name: str, data: dict[str, Any], created: float) -> bool:
         """Insert; ``False`` when a project of that name exists already."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             if db.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
                 return False
             db.execute("INSERT INTO projects VALUES (?, ?, ?)", (name, json.dumps(data), created))
         return True
 
     def update_project(self, name: str, data: dict[str, Any]) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE projects SET data = ? WHERE name = ?", (json.dumps(data), name))
 
     def delete_project(self, name: str) -> bool:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return db.execute("DELETE FROM projects WHERE name = ?", (name,)).rowcount > 0
 
     def list_projects(self, prefix: str, after: str, limit: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT data FROM projects WHERE substr(name, 1, ?) = ? AND name > ? ORDER BY name LIMIT ?",
-                (len(prefix), prefix, after, limit),
-            ).fetchall()
+        rows = self._db.all(
+            "SELECT data FROM projects WHERE substr(name, 1, ?) = ? AND name > ? ORDER BY name LIMIT ?",
+            len(prefix),
+            prefix,
+            after,
+            limit,
+        )
         return [dict(json.loads(row[0])) for row in rows]
 
     # tasks --------------------------------------------------------------------------------------
@@ -174,7 +156,7 @@ class Store:
         event_id: str,
         start_time: float,
     ) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO tasks (task_id, project, task_type, role, status, phase, tags, user_data, request, "
                 "request_id, event_id, start_time) VALUES (?, ?, ?, ?, 'Running', 'queued', ?, ?, ?, ?, ?, ?)",
@@ -193,23 +175,22 @@ class Store:
             )
 
     def get_task(self, project: str, task_id: str) -> TaskRow | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND task_id = ?", (project, task_id)
-            ).fetchone()
+        row = self._db.one(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND task_id = ?", project, task_id
+        )
         return None if row is None else _task(row)
 
     def project_tasks(self, project: str, not_before: float) -> list[TaskRow]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND start_time >= ? ORDER BY task_id",
-                (project, not_before),
-            ).fetchall()
+        rows = self._db.all(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND start_time >= ? ORDER BY task_id",
+            project,
+            not_before,
+        )
         return [_task(row) for row in rows]
 
     def claim_next(self, engine_limits: dict[str, int]) -> TaskRow | None:
         """Move the oldest queued task whose project has a free engine slot to ``running``."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             running = dict(
                 db.execute("SELECT project, COUNT(*) FROM tasks WHERE phase = 'running' GROUP BY project")
             )
@@ -222,13 +203,13 @@ class Store:
 
     def requeue_interrupted(self) -> list[str]:
         """After a restart: tasks that were running when the process died go back to the queue."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             ids = [r[0] for r in db.execute("SELECT task_id FROM tasks WHERE phase = 'running'")]
             db.execute("UPDATE tasks SET phase = 'queued', progress = 0 WHERE phase = 'running'")
         return ids
 
     def set_progress(self, task_id: str, progress: int) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE tasks SET progress = ? WHERE task_id = ? AND phase = 'running'", (progress, task_id)
             )
@@ -245,7 +226,7 @@ class Store:
         notification: tuple[str, str] | None,
     ) -> None:
         """Record the final state and, in the same transaction, queue its notification (topic, body)."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE tasks SET status = ?, phase = 'done', progress = ?, code = ?, message = ?, "
                 "end_time = ?, result = ? WHERE task_id = ?",
@@ -265,7 +246,7 @@ class Store:
                 )
 
     def purge_tasks(self, started_before: float) -> int:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return db.execute(
                 "DELETE FROM tasks WHERE start_time < ? AND phase = 'done'", (started_before,)
             ).rowcount
@@ -273,24 +254,23 @@ class Store:
     # outbox -------------------------------------------------------------------------------------
 
     def due_notifications(self, now: float, limit: int = 20) -> list[OutboxRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, task_id, topic, body, attempts FROM outbox WHERE next_attempt <= ? ORDER BY id LIMIT ?",
-                (now, limit),
-            ).fetchall()
+        rows = self._db.all(
+            "SELECT id, task_id, topic, body, attempts FROM outbox WHERE next_attempt <= ? ORDER BY id LIMIT ?",
+            now,
+            limit,
+        )
         return [OutboxRow(*row) for row in rows]
 
     def next_notification_time(self) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT MIN(next_attempt) FROM outbox").fetchone()
-        return None if row[0] is None else float(row[0])
+        row = self._db.one("SELECT MIN(next_attempt) FROM outbox")
+        return None if row is None or row[0] is None else float(row[0])
 
     def notification_sent(self, outbox_id: int) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 
     def notification_failed(self, outbox_id: int, next_attempt: float, error: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?",
                 (next_attempt, error[:500], outbox_id),

@@ -2,16 +2,16 @@
 
 Every change is committed (WAL, ``synchronous=FULL``) before the request that made it is
 answered, so an acknowledged message survives kill -9. One lock guards the connection; its
-condition variable wakes long polls and the push dispatcher whenever anything changes.
+condition variable :attr:`~localcloud.core.sqlite.Database.changed` wakes long polls and the push
+dispatcher whenever anything changes.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from localcloud.core.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS queues (
@@ -94,46 +94,10 @@ CREATE TABLE IF NOT EXISTS account_meta (
 """
 
 
-class Store:
+class Store(Database):
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(folder / "mns.sqlite3", check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        self.lock = threading.RLock()
-        #: Notified after every committed change.
-        self.changed = threading.Condition(self.lock)
-        self._depth = 0
-        self._changes_before = 0
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block atomically; commit (durably) and wake waiters when it succeeds."""
-        with self.lock:
-            self._depth += 1
-            if self._depth == 1:
-                self._changes_before = self._db.total_changes
-                self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._depth -= 1
-            if self._depth == 0:
-                self._db.execute("COMMIT")
-                # Only real changes wake waiters: an empty poll must not wake the other polls.
-                if self._db.total_changes != self._changes_before:
-                    self.changed.notify_all()
+        super().__init__(folder / "mns.sqlite3", SCHEMA)
 
     def read(self) -> sqlite3.Connection:
         """The connection for reads; hold :attr:`lock` while using it."""
-        return self._db
-
-    def close(self) -> None:
-        with self.lock:
-            self._db.close()
+        return self._connection

@@ -14,13 +14,11 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from localcloud.core.durable import fsync_dir
+from localcloud.core.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -46,45 +44,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
-class Store:
+class Store(Database):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(root / "meta.sqlite", check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        # One connection shared by all request threads; SQLite serialises writers anyway.
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    # --- metadata -----------------------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """The whole block commits (durably) or none of it does."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def one(self, sql: str, *args: object) -> sqlite3.Row | None:
-        with self._lock:
-            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
-            return row
-
-    def all(self, sql: str, *args: object) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        super().__init__(root / "meta.sqlite", _SCHEMA)
 
     # --- object bytes -------------------------------------------------------------------------
 
@@ -128,7 +93,7 @@ class Store:
         return self._install(tmp)
 
     def open_data(self, data_id: str) -> BinaryIO:
-        with self._lock:
+        with self.lock:
             return open(self.data_path(data_id), "rb")
 
     def append_data(self, data_id: str, committed_size: int, data: bytes) -> None:
@@ -147,12 +112,12 @@ class Store:
     def remove_data(self, data_ids: list[str]) -> None:
         # Under the lock so that a reader between "look up the row" and "open the file" (see
         # open_object) never finds the file gone; an open file stays readable after unlink.
-        with self._lock:
+        with self.lock:
             for data_id in data_ids:
                 self.data_path(data_id).unlink(missing_ok=True)
 
     def open_object(self, bucket: str, key: str) -> tuple[sqlite3.Row, BinaryIO] | None:
-        with self._lock:
+        with self.lock:
             row = self.one("SELECT * FROM objects WHERE bucket = ? AND key = ?", bucket, key)
             if row is None:
                 return None
