@@ -188,7 +188,7 @@ def test_unknown_task_type_names_the_known_ones() -> None:
 
 def test_follow_up_key_on_survives_a_yaml_1_1_loader() -> None:
     loaded = yaml.safe_load("after: web\non: Succeeded\ntasks: []\n")
-    assert True in loaded  # YAML 1.1 reads `on` as a boolean
+    assert "on" not in loaded and loaded[True] == "Succeeded"  # YAML 1.1 reads the key `on` as a boolean
     follow_up = FollowUp.model_validate({**loaded, "tasks": [PDF]})
     assert follow_up.on == "Succeeded"
     assert follow_up.for_each == "output"
