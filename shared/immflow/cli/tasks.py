@@ -124,6 +124,9 @@ def list_tasks(
     if as_json:
         click.echo(json.dumps([task_json(task) for task in found], indent=2, ensure_ascii=False))
         return
+    if not found:
+        click.echo("no task matches" if (tag_values or status or run_id) else "the ledger has no task yet")
+        return
     table = Table("task", "rule/task", "type", "status", "outputs", "created")
     for task in found:
         table.add_row(
@@ -178,6 +181,9 @@ def list_runs(limit: int, as_json: bool, state_dir: Path) -> None:
     found = ledger.list_runs(limit=limit)
     if as_json:
         click.echo(json.dumps([run_json(run) for run in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("the ledger has no run yet: upload a file the pipeline matches, or run immflow demo")
         return
     table = Table("run", "source", "status", "tasks", "created")
     for run in found:
