@@ -102,7 +102,9 @@ class FcService:
 
     ``env_overrides`` are set in every function's environment over its s.yaml values (the
     launcher passes the local endpoints and ledger URL). ``max_instances`` bounds each
-    function's concurrent instances, ``async_workers`` the async invocations run at once.
+    function's concurrent instances, ``async_workers`` the async invocations run at once (all
+    functions together: 8, so that a burst of one function's cold starts does not hold back another's
+    events, as FC scales each function on its own; with 4, results waited up to 2 s behind uploads).
     """
 
     name = "fc"
@@ -116,7 +118,7 @@ class FcService:
         mns_endpoint: str = "",
         env_overrides: dict[str, str] | None = None,
         max_instances: int = 4,
-        async_workers: int = 4,
+        async_workers: int = 8,
         async_retry_delay: float = 1.0,
     ) -> None:
         self.account = account
