@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import Harness
+from functions_support import Harness
 from test_fn_images import png
 
 from localcloud.imm.ffmpeg import ffmpeg_exe

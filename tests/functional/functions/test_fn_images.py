@@ -7,7 +7,7 @@ import io
 import json
 
 from alibabacloud_imm20200930 import models
-from conftest import PROJECT, TOPIC, Harness
+from functions_support import PROJECT, TOPIC, Harness
 from immflow.flow.lineage import run_id_for
 from PIL import Image
 

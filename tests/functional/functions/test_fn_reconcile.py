@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from conftest import Harness, wait_until
+from functions_support import Harness, wait_until
 from immflow.ledger import NewTask, claim_key, utcnow
 from test_fn_images import png
 

@@ -18,33 +18,23 @@ from alibabacloud_imm20200930.client import Client
 from imm_support import BUCKET, PROJECT, TOPIC, Cloud, Inbox, make_video, subscribe_queue
 from mns.account import Account as MnsAccount
 
-from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
 from localcloud.imm import ImmService
-from localcloud.mns import MnsService
-from localcloud.oss import OssService
+from localcloud.launcher import LocalCloud
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    state_dir = tmp_path_factory.mktemp("cloud")
-    account = Account.new()
-    oss_server = ServiceServer(OssService(state_dir, account)).start()
-    mns_service = MnsService(state_dir, account, 0.001)
-    mns_server = ServiceServer(mns_service).start()
-    imm = ImmService(state_dir, account, oss_endpoint=oss_server.url, mns_endpoint=mns_server.url)
-    imm_server = ServiceServer(imm).start()
-    bucket = oss2.Bucket(oss2.Auth(account.access_key_id, account.access_key_secret), oss_server.url, BUCKET)
-    bucket.create_bucket()
-    mns = MnsAccount(mns_server.url, account.access_key_id, account.access_key_secret)
-    yield Cloud(
-        state_dir, account, oss_server.url, mns_server.url, f"127.0.0.1:{imm_server.port}", bucket, mns
-    )
-    imm_server.stop()
-    imm.close()
-    mns_server.stop()
-    mns_service.close()
-    oss_server.stop()
+    with LocalCloud.start(tmp_path_factory.mktemp("cloud"), mns_time_scale=0.001) as local:
+        endpoints, account = local.endpoints, local.account
+        bucket = oss2.Bucket(
+            oss2.Auth(account.access_key_id, account.access_key_secret), endpoints["oss"], BUCKET
+        )
+        bucket.create_bucket()
+        mns = MnsAccount(endpoints["mns"], account.access_key_id, account.access_key_secret)
+        yield Cloud(
+            local.state_dir, account, endpoints["oss"], endpoints["mns"], endpoints["imm"], bucket, mns
+        )
 
 
 @pytest.fixture(scope="session")

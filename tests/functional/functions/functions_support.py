@@ -1,0 +1,341 @@
+"""The three FC handlers, called as FC calls them, against a real local OSS, MNS and IMM on free ports.
+
+Each handler is loaded from ``functions/<name>/index.py`` and called with FC-shaped events (built from
+the fixture files in ``tests/events/``) and an FC context of either runtime shape: python3.10 (with
+``credentials``) or python3.12 (without; the keys come from ``ALIBABA_CLOUD_*``). IMM's notifications
+are read from an MNS queue subscribed to the topic (as the local IMM publishes them) and handed to
+``on_task_done`` wrapped the way the FC MNS trigger wraps them (JSON or STREAM format).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import oss2
+import pytest
+from alibabacloud_imm20200930 import models
+from alibabacloud_imm20200930.client import Client
+from alibabacloud_tea_openapi import models as open_api_models
+from immflow.flow import runtime
+from immflow.ledger import Ledger
+from immflow.settings import load_settings
+from mns.account import Account as MnsAccount
+from mns.mns_exception import MNSExceptionBase
+from mns.queue import QueueMeta
+from mns.subscription import SubscriptionMeta
+from mns.topic import TopicMeta
+
+from localcloud.core.account import Account
+from localcloud.launcher import LocalCloud
+
+ROOT = Path(__file__).resolve().parents[3]
+EVENTS = ROOT / "tests" / "events"
+BUCKET = "fn-media"
+PROJECT = "fn-tests"
+TOPIC = "fn-imm-done"
+
+PIPELINE = """\
+version: 1
+max_depth: 3
+rules:
+  - name: images
+    match: {prefix: uploads/images/, suffixes: [.png, .jpg]}
+    tags: {pipeline: images}
+    tasks:
+      - name: preview
+        type: ImageSplicing
+        tags: {profile: small}
+        params:
+          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/preview-{tags.profile}.jpg"
+          Align: 64
+          ImageFormat: jpg
+    then:
+      - after: preview
+        on: Succeeded
+        for_each: output
+        tasks:
+          - name: pdf
+            type: ImageToPDF
+            params:
+              TargetURI: "oss://{bucket}/{dirname}/{barename}.pdf"
+  - name: archives
+    match: {prefix: uploads/archives/, suffixes: [.zip]}
+    tags: {pipeline: archives}
+    tasks:
+      - name: unzip
+        type: FileUncompression
+        params:
+          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
+      - name: inspect
+        type: ArchiveFileInspection
+  - name: videos
+    match: {prefix: uploads/videos/, suffixes: [.mp4]}
+    tasks:
+      - name: web
+        type: MediaConvert
+        params:
+          Targets:
+            - Container: mp4
+              URI: "oss://{bucket}/processed/{dirname}/{barename}/web"
+              Video: {TranscodeVideo: {Codec: h264, Resolution: 160x120}}
+            - Image:
+                Snapshots:
+                  - URI: "oss://{bucket}/processed/{dirname}/{barename}/poster-{index}.jpg"
+                    Format: jpg
+                    Number: 2
+                    Mode: average
+"""
+
+
+@dataclass
+class Cloud:
+    state_dir: Path
+    account: Account
+    oss_url: str
+    mns_url: str
+    imm_endpoint: str
+    bucket: oss2.Bucket
+    mns: MnsAccount
+    imm: Client
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    with LocalCloud.start(tmp_path_factory.mktemp("fn-cloud"), mns_time_scale=0.001) as local:
+        endpoints, account = local.endpoints, local.account
+        bucket = oss2.Bucket(
+            oss2.Auth(account.access_key_id, account.access_key_secret), endpoints["oss"], BUCKET
+        )
+        bucket.create_bucket()
+        mns = MnsAccount(endpoints["mns"], account.access_key_id, account.access_key_secret)
+        mns.get_topic(TOPIC).create(TopicMeta())
+        imm = Client(
+            open_api_models.Config(
+                access_key_id=account.access_key_id,
+                access_key_secret=account.access_key_secret,
+                endpoint=endpoints["imm"],
+                protocol="http",
+                region_id=account.region,
+            )
+        )
+        imm.create_project(models.CreateProjectRequest(project_name=PROJECT))
+        yield Cloud(
+            local.state_dir, account, endpoints["oss"], endpoints["mns"], endpoints["imm"], bucket, mns, imm
+        )
+
+
+def _load_handler(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"fn_{name}_index", ROOT / "functions" / name / "index.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HANDLERS = {name: _load_handler(name) for name in ("on_upload", "on_task_done", "reconcile")}
+
+
+def fc_context(account: Account, runtime_name: str, function: str, timeout: int = 60) -> SimpleNamespace:
+    """FC's context object: python3.10 carries ``credentials``, python3.12 does not (fc-mns-oss.md §3.2)."""
+    context = SimpleNamespace(
+        request_id=str(uuid.uuid4()),
+        function=SimpleNamespace(name=function, handler="index.handler", memory=512, timeout=timeout),
+        region=account.region,
+        account_id=account.account_id,
+    )
+    if runtime_name == "python3.10":
+        context.credentials = SimpleNamespace(
+            access_key_id=account.access_key_id,
+            access_key_secret=account.access_key_secret,
+            security_token="",
+        )
+        context.service = SimpleNamespace(
+            name="immflow", log_project="", log_store="", qualifier="LATEST", version_id=""
+        )
+    return context
+
+
+@dataclass
+class Harness:
+    cloud: Cloud
+    ledger: Ledger
+    queue: Any
+    runtime_name: str
+    prefix: str
+    """A key prefix of this test's own, so tests share the session's cloud without meeting."""
+    pending: list[str] = field(default_factory=list)
+
+    def key(self, rule_folder: str, name: str) -> str:
+        return f"uploads/{rule_folder}/{self.prefix}/{name}"
+
+    def put(self, key: str, data: bytes) -> dict[str, Any]:
+        """Upload `key` and return the OSS trigger event FC would hand on_upload for it."""
+        self.cloud.bucket.put_object(key, data)
+        return oss_event(self.cloud, key, data)
+
+    def context(self, function: str, timeout: int = 60) -> SimpleNamespace:
+        return fc_context(self.cloud.account, self.runtime_name, function, timeout)
+
+    def on_upload(self, event: dict[str, Any]) -> dict[str, Any]:
+        result: str = HANDLERS["on_upload"].handler(
+            json.dumps(event).encode(), self.context("immflow-on-upload")
+        )
+        return dict(json.loads(result))
+
+    def on_task_done(self, body: str, content_format: str = "JSON") -> dict[str, Any]:
+        result: str = HANDLERS["on_task_done"].handler(
+            mns_event(body, content_format), self.context("immflow-on-task-done")
+        )
+        return dict(json.loads(result))
+
+    def reconcile(self) -> dict[str, Any]:
+        event = (EVENTS / "fc" / "timer-every-5-minutes.json").read_bytes()
+        result: str = HANDLERS["reconcile"].handler(event, self.context("immflow-reconcile", timeout=300))
+        return dict(json.loads(result))
+
+    def next_notifications(self, timeout: float = 60.0) -> list[str]:
+        """The notification bodies IMM published since the last call (at least one, or a failure)."""
+        deadline = time.monotonic() + timeout
+        bodies: list[str] = []
+        while not bodies and time.monotonic() < deadline:
+            try:
+                messages = self.queue.batch_receive_message(16, 1)
+            except MNSExceptionBase as exc:
+                if getattr(exc, "type", "") == "MessageNotExist":
+                    continue
+                raise
+            for message in messages:
+                bodies.append(message.message_body)
+                self.queue.delete_message(message.receipt_handle)
+        assert bodies, f"no IMM notification within {timeout} s"
+        return bodies
+
+    def notification_for(self, task_id: str, timeout: float = 60.0) -> str:
+        """The notification of `task_id` (others read meanwhile belong to other tests' tasks: dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no notification for {task_id} within {timeout} s"
+            for body in self.next_notifications(timeout=remaining):
+                if task_id in body:
+                    return body
+
+    def run_to_end(self, run_id: str, timeout: float = 90.0) -> list[str]:
+        """Feed every notification to on_task_done until the run is done; returns the bodies fed."""
+        fed: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.ledger.get_run(run_id)
+            assert run is not None
+            if run.status == "Done":
+                return fed
+            assert time.monotonic() < deadline, f"run {run_id} not done within {timeout} s"
+            for body in self.next_notifications(timeout=deadline - time.monotonic()):
+                if run_id not in body:
+                    continue  # a late notification of an earlier test's task (same topic)
+                self.on_task_done(body)
+                fed.append(body)
+
+    def get_task(self, task_type: str, task_id: str) -> models.GetTaskResponseBody:
+        request = models.GetTaskRequest(project_name=PROJECT, task_type=task_type, task_id=task_id)
+        return self.cloud.imm.get_task(request).body
+
+
+def oss_event(
+    cloud: Cloud, key: str, data: bytes, event_name: str = "ObjectCreated:PutObject"
+) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / "oss" / "event-ObjectCreated-PutObject.json").read_text())
+    record = event["events"][0]
+    record["eventName"] = event_name
+    record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    record["region"] = cloud.account.region
+    record["oss"]["bucket"].update(
+        name=BUCKET,
+        arn=f"acs:oss:{cloud.account.region}:{cloud.account.account_id}:{BUCKET}",
+        ownerIdentity=cloud.account.account_id,
+    )
+    record["oss"]["object"].update(
+        key=key, eTag=hashlib.md5(data).hexdigest().upper(), size=len(data), deltaSize=len(data)
+    )
+    record["oss"]["object"].pop("objectMeta", None)
+    return event
+
+
+def mns_event(body: str, content_format: str) -> bytes:
+    """The event the FC MNS topic trigger hands the function (fc-mns-oss.md §5), from a fixture's shape."""
+    if content_format == "STREAM":
+        return body.encode()
+    event = json.loads((EVENTS / "mns" / "json-imm-notification.json").read_text())
+    event.update(
+        Message=body,
+        MessageMD5=hashlib.md5(body.encode()).hexdigest().upper(),
+        MessageId=uuid.uuid4().hex.upper(),
+        TopicName=TOPIC,
+        PublishTime=int(time.time() * 1000),
+    )
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+@pytest.fixture(params=["python3.10", "python3.12"])
+def harness(
+    request: pytest.FixtureRequest, cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(PIPELINE)
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    environment = {
+        "IMMFLOW_PROJECT": PROJECT,
+        "IMMFLOW_TOPIC": TOPIC,
+        "IMMFLOW_PIPELINE": str(pipeline),
+        "IMMFLOW_LEDGER_URL": ledger_url,
+        "IMMFLOW_IMM_ENDPOINT": cloud.imm_endpoint,
+        "IMMFLOW_OSS_ENDPOINT": cloud.oss_url,
+        "IMMFLOW_REGION": cloud.account.region,
+        "IMMFLOW_RECONCILE_AFTER_SECONDS": "1",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if request.param == "python3.12":
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", cloud.account.access_key_id)
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", cloud.account.access_key_secret)
+    else:
+        # python3.10: only the context has keys, which proves they are read from there.
+        for name in (
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "ALIBABA_CLOUD_SECURITY_TOKEN",
+        ):
+            monkeypatch.delenv(name, raising=False)
+    # FC starts a fresh instance per deployment; so does each test (settings and services are per instance).
+    load_settings.cache_clear()
+    runtime._services.clear()
+    queue_name = f"q-{uuid.uuid4().hex[:12]}"
+    queue = cloud.mns.get_queue(queue_name)
+    queue.create(QueueMeta())
+    queue.set_encoding(False)
+    endpoint = f"acs:mns:{cloud.account.region}:{cloud.account.account_id}:queues/{queue_name}"
+    subscription = cloud.mns.get_topic(TOPIC).get_subscription(f"s-{queue_name}")
+    subscription.subscribe(SubscriptionMeta(endpoint, notify_content_format="SIMPLIFIED"))
+    yield Harness(cloud, Ledger(ledger_url), queue, request.param, uuid.uuid4().hex[:8])
+    subscription.unsubscribe()
+    load_settings.cache_clear()
+    runtime._services.clear()
+
+
+Waiter = Callable[[], bool]
+
+
+def wait_until(condition: Waiter, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
+        time.sleep(0.1)
