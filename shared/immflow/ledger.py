@@ -12,7 +12,8 @@ claims in the same database, a claim and the task row it protects are written in
   for a follow-up) is inserted together with the task row, in state ``Creating``, *before* IMM is
   called, so two deliveries of one event cannot both create it: the second finds the claim. A claim
   has an in-progress expiry; a delivery that finds an expired claim (the first one crashed before
-  CreateTask returned) takes it over with a compare-and-set and creates the task.
+  it recorded IMM's TaskId) takes it over with a compare-and-set, and creates the task unless IMM
+  already has it (`immflow.flow.creation`).
 * A **result claim** (key: TaskId + Status) is taken before a result is recorded and marked done
   after its follow-ups are claimed, so a notification delivered twice, or delivered again after
   reconcile saw the same result through GetTask, changes the ledger once.
@@ -364,6 +365,9 @@ class CreateClaim:
 
     state: ClaimState
     task: TaskRecord
+    retaken: bool = False
+    """Claimed by taking over an earlier attempt's expired or released claim: that attempt may have
+    reached IMM before it stopped, so look for its task before creating another."""
 
 
 @dataclass(frozen=True)
@@ -557,7 +561,7 @@ class Ledger:
         if existing.status != "Creating":
             return CreateClaim("done", existing)
         if self._take_over(new.claim_key, now=now, expires_at=expires_at):
-            return CreateClaim("claimed", self._task_by_claim(new.claim_key))
+            return CreateClaim("claimed", self._task_by_claim(new.claim_key), retaken=True)
         return CreateClaim("busy", existing)
 
     def take_over_creation(self, task: TaskRecord, *, now: datetime, expires_at: datetime) -> bool:

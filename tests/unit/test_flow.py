@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -107,6 +107,10 @@ class FakeImm:
     created: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failures: list[ServiceError] = field(default_factory=list)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    listed: list[tuple[str, datetime]] = field(default_factory=list)
+    list_failures: list[ServiceError] = field(default_factory=list)
+    other_listed: list[dict[str, Any]] = field(default_factory=list)
+    """TaskInfos ListTasks shows besides the created tasks."""
 
     def use_credentials(self, credentials: object) -> None:
         pass
@@ -114,9 +118,38 @@ class FakeImm:
     def create_task(self, action: str, request: Mapping[str, Any]) -> CreatedTask:
         if self.failures:
             raise self.failures.pop(0)
-        task_id = f"{action.removeprefix('Create').removesuffix('Task')}-{len(self.created) + 1}"
         self.created.append((action, dict(request)))
-        return CreatedTask(task_id, "REQ", "EVT")
+        return CreatedTask(_fake_task_id(action, len(self.created)), "REQ", "EVT")
+
+    def find_task(
+        self,
+        project: str,
+        task_type: str,
+        *,
+        started_since: datetime,
+        matches: Callable[[Mapping[str, Any]], bool],
+    ) -> dict[str, Any] | None:
+        self.listed.append((task_type, started_since))
+        if self.list_failures:
+            raise self.list_failures.pop(0)
+        created = [
+            {
+                "TaskId": _fake_task_id(action, number),
+                "TaskType": _fake_task_id(action, number).split("-")[0],
+                "Status": "Running",
+                "UserData": request.get("UserData"),
+                "TaskRequestDefinition": json.dumps(request),
+            }
+            for number, (action, request) in enumerate(self.created, 1)
+        ]
+        return next(
+            (
+                info
+                for info in [*self.other_listed, *created]
+                if info["TaskType"] == task_type and matches(info)
+            ),
+            None,
+        )
 
     def get_task(self, project: str, task_type: str, task_id: str) -> dict[str, Any]:
         if task_id not in self.tasks:
@@ -129,6 +162,10 @@ class FakeImm:
                 retryable=False,
             )
         return self.tasks[task_id]
+
+
+def _fake_task_id(action: str, number: int) -> str:
+    return f"{action.removeprefix('Create').removesuffix('Task')}-{number}"
 
 
 @dataclass
@@ -234,6 +271,7 @@ def test_an_upload_creates_each_task_once(world: World) -> None:
     assert first.started == ["ImageSplicing-1", "FileUncompression-2"]
     assert _upload(world).started == []
     assert len(world.imm.created) == 2
+    assert world.imm.listed == []  # first claims create at once: no ListTasks
     action, request = world.imm.created[0]
     assert action == "CreateImageSplicingTask"
     # immflow expands the template for types other than MediaConvert/OfficeConversion, and fills in the rest.
@@ -462,6 +500,87 @@ def test_reconcile_creates_a_task_whose_creator_died(world: World) -> None:
     world.clock.now += timedelta(seconds=901)
     assert reconcile(world.call).created == 2
     assert len(world.imm.created) == 2
+
+
+def _crash_after_create(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next `mark_created` fails, as if the invocation died right after IMM accepted the task."""
+    original = world.ledger.mark_created
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(world.ledger, "mark_created", original)
+        raise RuntimeError("the instance died")
+
+    monkeypatch.setattr(world.ledger, "mark_created", fail_once)
+
+
+def test_a_redelivery_adopts_the_task_imm_accepted_before_its_creator_died(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after_create(world, monkeypatch)
+    with pytest.raises(RuntimeError):
+        _upload(world)
+    assert [a for a, _ in world.imm.created] == ["CreateImageSplicingTask"]
+    assert _upload(world).started == []  # both claims are still held by the dead invocation
+    world.clock.now += timedelta(seconds=61)
+    assert _upload(world).started == ["ImageSplicing-1", "FileUncompression-2"]
+    # preview was adopted, unzip (never sent) created: one IMM task each.
+    assert [a for a, _ in world.imm.created] == ["CreateImageSplicingTask", "CreateFileUncompressionTask"]
+    preview = world.ledger.get_task("ImageSplicing-1")
+    assert preview is not None and preview.status == "Running"
+    assert world.imm.listed == [
+        ("ImageSplicing", preview.created_at - timedelta(minutes=1)),
+        ("FileUncompression", preview.created_at - timedelta(minutes=1)),
+    ]
+
+
+def test_reconcile_adopts_the_task_imm_accepted_before_its_creator_died(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after_create(world, monkeypatch)
+    with pytest.raises(RuntimeError):
+        _upload(world)
+    world.clock.now += timedelta(seconds=901)
+    assert reconcile(world.call).created == 2
+    assert len(world.imm.created) == 2
+    assert world.ledger.get_task("ImageSplicing-1") is not None
+
+
+def test_only_a_listed_task_with_the_claims_user_data_and_sources_is_adopted(world: World) -> None:
+    world.imm.failures = [ServiceError("IMM", "X", "Crash", "", retryable=True)] * 40
+    with pytest.raises(ServiceError):
+        _upload(world)
+    world.imm.failures = []
+    [preview, _] = world.ledger.tasks_of_run(run_id_for("media", "in/cat.png", "ETAG1"))
+    listed = {"TaskType": "ImageSplicing", "UserData": preview.request["UserData"]}
+    sibling = {**preview.request, "Sources": [{"URI": "oss://media/in/other.png"}]}
+    # Its own request with Sources kept as the wire's JSON text (IMM's form is UNCONFIRMED).
+    own = {**preview.request, "Sources": json.dumps(preview.request["Sources"])}
+    world.imm.other_listed = [
+        {**listed, "TaskId": "sibling", "TaskRequestDefinition": json.dumps(sibling)},  # a fan-out sibling
+        {**listed, "TaskId": "unverifiable"},  # listed without its request definition
+        {**listed, "TaskId": "other-run", "UserData": "{}", "TaskRequestDefinition": json.dumps(own)},
+        {**listed, "TaskId": "mine", "TaskRequestDefinition": json.dumps(own)},
+    ]
+    world.clock.now += timedelta(seconds=1)
+    assert _upload(world).started == ["mine", "FileUncompression-1"]
+    assert [a for a, _ in world.imm.created] == ["CreateFileUncompressionTask"]
+
+
+def test_a_failing_list_tasks_creates_nothing_and_releases_the_claims(world: World) -> None:
+    world.imm.failures = [ServiceError("IMM", "X", "Crash", "", retryable=True)] * 40
+    with pytest.raises(ServiceError):
+        _upload(world)
+    world.imm.failures = []
+    world.imm.list_failures = [
+        ServiceError("IMM", "ListTasks", "InternalError", "", status=503, retryable=True)
+    ] * 40
+    world.clock.now += timedelta(seconds=1)
+    with pytest.raises(ServiceError):
+        _upload(world)
+    assert world.imm.created == []
+    world.imm.list_failures = []
+    world.clock.now += timedelta(seconds=1)
+    assert len(_upload(world).started) == 2
 
 
 def test_every_log_line_carries_the_correlation_ids(world: World) -> None:

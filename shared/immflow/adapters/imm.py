@@ -1,4 +1,4 @@
-"""IMM over ``alibabacloud_imm20200930``: create a task, get a task.
+"""IMM over ``alibabacloud_imm20200930``: create a task, get a task, find a task already created.
 
 Requests travel as IMM's wire-named dicts (what `immflow.tasks` models produce with ``to_wire()``),
 turned into the SDK's request models with ``from_map``; the SDK then does the JSON "shrink" encoding
@@ -9,8 +9,9 @@ any ``Throttling*`` code, 5xx answers and network failures are retryable; every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from immflow.adapters import ServiceError, local_endpoint
@@ -88,6 +89,35 @@ class ImmAdapter:
     def get_task(self, project: str, task_type: str, task_id: str) -> dict[str, Any]:
         """GetTask's response body in IMM's field names (``GetTaskResponseBody.to_map()``)."""
         return self._call("GetTask", {"ProjectName": project, "TaskType": task_type, "TaskId": task_id})
+
+    def find_task(
+        self,
+        project: str,
+        task_type: str,
+        *,
+        started_since: datetime,
+        matches: Callable[[Mapping[str, Any]], bool],
+    ) -> dict[str, Any] | None:
+        """The first task of `task_type` started since `started_since` for which `matches` is true, or
+        None. Each candidate is a ListTasks ``TaskInfo`` dict including ``TaskRequestDefinition`` (the
+        create request as JSON text); pages are followed until a match or the last page."""
+        request: dict[str, Any] = {
+            "ProjectName": project,
+            "TaskTypes": [task_type],
+            # RFC 3339 with whole seconds, as the documented example (imm-facts-2.md §4).
+            "StartTimeRange": {
+                "Start": started_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            },
+            "RequestDefinition": True,
+        }
+        while True:
+            body = self._call("ListTasks", request)
+            for task in body.get("Tasks") or []:
+                if matches(task):
+                    return dict(task)
+            if not body.get("NextToken"):
+                return None
+            request["NextToken"] = body["NextToken"]
 
     def _call(self, action: str, request: Mapping[str, Any]) -> dict[str, Any]:
         from alibabacloud_imm20200930 import models

@@ -3,17 +3,32 @@
 Every planned task of an event is claimed first, and only then created: a run counts as finished when
 none of its tasks is ``Creating`` or ``Running``, so all of an event's tasks must be in the ledger
 before the first one can finish and make a concurrent invocation look at the run.
+
+A claim taken over from an earlier attempt (its creator stopped after claiming: maybe after IMM
+accepted the task but before the TaskId was recorded) first asks IMM's ListTasks for that task, since
+IMM has no idempotency token: a task of the same type started since the claim, with the claimed
+request's ``UserData`` (the lineage) and the same source URIs (fan-out siblings share the lineage but
+not the sources), is adopted instead of creating a second one. It is recorded ``Running`` even if it
+already ended, so its result takes the one result path: the notification, redelivered until the TaskId
+is in the ledger (`immflow.flow.results.NotYetRecordedError`), or reconcile's GetTask. A first claim
+pays no ListTasks call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
 
 from immflow.adapters import ServiceError
 from immflow.flow.requests import INVALID_REQUEST, PlannedTask
 from immflow.flow.runtime import Call
-from immflow.ledger import TaskRecord
+from immflow.ledger import CreateClaim, TaskRecord
 from immflow.logging import correlation, logger
+
+CLOCK_SKEW = timedelta(minutes=1)
+"""How far IMM's StartTime may be before the ledger's claim time (two clocks)."""
 
 
 def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
@@ -21,7 +36,7 @@ def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRec
     ledger = call.services.ledger
     now = call.services.now()
     expires = call.claim_expiry(now)
-    to_create: list[TaskRecord] = []
+    to_create: list[CreateClaim] = []
     handled: list[TaskRecord] = []
     for plan in planned:
         claim = ledger.claim_task(plan.new, now=now, expires_at=expires)
@@ -43,23 +58,41 @@ def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRec
             )
             handled.append(failed)
             continue
-        to_create.append(claim.task)
-    for index, task in enumerate(to_create):
+        to_create.append(claim)
+    for index, claim in enumerate(to_create):
         try:
-            handled.append(create_claimed(call, task))
+            handled.append(create_claimed(call, claim.task, retaken=claim.retaken))
         except ServiceError:
             # Let the next delivery take over the tasks this call claimed but will not create.
             for waiting in to_create[index:]:
-                ledger.release_claim(waiting.claim_key, now=call.services.now())
+                ledger.release_claim(waiting.task.claim_key, now=call.services.now())
             raise
     return handled
 
 
-def create_claimed(call: Call, task: TaskRecord) -> TaskRecord:
-    """Send a claimed task's request to IMM. A permanent refusal is recorded as the task failing;
-    a retryable error that outlasts the time budget is raised (the caller releases the claim)."""
+def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord:
+    """Send a claimed task's request to IMM, or for a `retaken` claim adopt the task IMM already has.
+    A permanent refusal is recorded as the task failing; a retryable error that outlasts the time
+    budget, or any ListTasks error, is raised (the caller releases the claim)."""
     services = call.services
     extra = {"rule": task.rule, "task": task.task_name, "action": task.action}
+    if retaken:
+        found = call.retry(
+            lambda: services.imm.find_task(
+                services.settings.project,
+                task.task_type,
+                started_since=task.created_at - CLOCK_SKEW,
+                matches=_same_request(task.request),
+            )
+        )
+        if found is not None:
+            task_id = str(found["TaskId"])
+            with correlation(task_id=task_id):
+                logger.warning(
+                    "IMM already had this task (its creator stopped before recording it); adopted",
+                    extra={**extra, "imm_status": found.get("Status")},
+                )
+            return services.ledger.mark_created(task.claim_key, task_id=task_id, now=services.now())
     try:
         created = call.retry(lambda: services.imm.create_task(task.action, task.request))
     except ServiceError as exc:
@@ -72,3 +105,35 @@ def create_claimed(call: Call, task: TaskRecord) -> TaskRecord:
     with correlation(task_id=created.task_id):
         logger.info("task created", extra={**extra, "imm_request_id": created.request_id})
     return services.ledger.mark_created(task.claim_key, task_id=created.task_id, now=services.now())
+
+
+def _same_request(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a ListTasks ``TaskInfo`` is `request`'s task: same ``UserData`` and same source URIs.
+    A task listed without ``TaskRequestDefinition`` cannot be told from a fan-out sibling: no match."""
+    user_data, sources = request.get("UserData"), _source_uris(request)
+
+    def matches(info: Mapping[str, Any]) -> bool:
+        if info.get("UserData") != user_data:
+            return False
+        try:
+            definition = json.loads(info.get("TaskRequestDefinition") or "null")
+        except ValueError:
+            return False
+        return isinstance(definition, dict) and _source_uris(definition) == sources
+
+    return matches
+
+
+def _source_uris(request: Mapping[str, Any]) -> list[Any]:
+    """``SourceURI`` and ``Sources[].URI`` in order. ``Sources`` is accepted as a list or as JSON text
+    (whether IMM's TaskRequestDefinition nests it as an object or keeps the wire string is UNCONFIRMED)."""
+    sources = request.get("Sources") or []
+    if isinstance(sources, str):
+        try:
+            sources = json.loads(sources)
+        except ValueError:
+            sources = []
+    uris = [request.get("SourceURI")]
+    if isinstance(sources, list):
+        uris += [source.get("URI") for source in sources if isinstance(source, dict)]
+    return [uri for uri in uris if uri]

@@ -5,8 +5,8 @@ GetTask; a final answer goes down the same path as a notification (`handle_resul
 longer knows (``ResourceNotFound``) or that is older than IMM's 7-day retention is marked ``Lost``
 with the reason, so its run can finish. A ``Creating`` task whose claim expired (its creator died
 between claiming and recording, and no redelivery came) is created now from the request the ledger
-kept; if the dead creator had in fact reached IMM, this makes a second IMM task: a window the ledger
-cannot close without IMM supporting an idempotency token.
+kept, unless ListTasks shows the dead creator had in fact reached IMM: then that task is adopted
+(`immflow.flow.creation.create_claimed`).
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ def _finish_creation(call: Call, task: TaskRecord, summary: ReconcileSummary) ->
     if not services.ledger.take_over_creation(task, now=now, expires_at=call.claim_expiry(now)):
         return
     logger.warning(
-        "task claimed but never created (its creator stopped); creating it now",
+        "task claimed but never recorded as created (its creator stopped); creating it now",
         extra={"rule": task.rule, "task": task.task_name},
     )
     try:
-        created = create_claimed(call, task)
+        created = create_claimed(call, task, retaken=True)
     except ServiceError:
         services.ledger.release_claim(task.claim_key, now=services.now())
         raise

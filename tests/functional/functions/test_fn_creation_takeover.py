@@ -1,0 +1,122 @@
+"""A task IMM accepted whose creator died before recording its TaskId: the delivery that takes the
+claim over finds it with ListTasks and adopts it, so IMM holds one task per claim, not two."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alibabacloud_imm20200930 import models
+from functions_support import BUCKET, PROJECT, Harness
+from immflow.flow.lineage import run_id_for
+from immflow.ledger import Ledger, utcnow
+from test_fn_images import png
+
+FAN_OUT_PIPELINE = """\
+version: 1
+max_depth: 2
+rules:
+  - name: bundles
+    match: {prefix: uploads/bundles/, suffixes: [.zip]}
+    tasks:
+      - name: unzip
+        type: FileUncompression
+        params:
+          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
+    then:
+      - after: unzip
+        on: Succeeded
+        for_each: output
+        tasks:
+          - name: pdf
+            type: ImageToPDF
+            params:
+              TargetURI: "oss://{bucket}/pdfs/{dirname}/{barename}.pdf"
+"""
+
+
+@pytest.fixture
+def crash_after_create(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Arms a crash: the next `Ledger.mark_created` fails, as if the instance died right after IMM
+    accepted a task."""
+    original = Ledger.mark_created
+
+    def fail_once(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(Ledger, "mark_created", original)
+        raise RuntimeError("the instance died")
+
+    return lambda: monkeypatch.setattr(Ledger, "mark_created", fail_once)
+
+
+def _expire_open_claims(harness: Harness, run_id: str) -> None:
+    """What time does to the dead invocation's claims (they are held for its whole timeout)."""
+    for task in harness.ledger.tasks_of_run(run_id):
+        if task.status == "Creating":
+            harness.ledger.release_claim(task.claim_key, now=utcnow())
+
+
+def _imm_tasks(harness: Harness, run_id: str) -> list[models.ListTasksResponseBodyTasks]:
+    request = models.ListTasksRequest(
+        project_name=PROJECT, tag_selector=f"immflow:run={run_id}", request_definition=True
+    )
+    return list(harness.cloud.imm.list_tasks(request).body.tasks or [])
+
+
+def test_a_redelivered_upload_adopts_the_task_imm_already_has(
+    harness: Harness, crash_after_create: Callable[[], None]
+) -> None:
+    key = harness.key("images", "crash.png")
+    event = harness.put(key, png("orange"))
+    crash_after_create()
+    with pytest.raises(RuntimeError, match="died"):
+        harness.on_upload(event)
+    [task] = harness.ledger.tasks_of_run(run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"]))
+    assert task.status == "Creating" and task.task_id is None
+    [held] = _imm_tasks(harness, task.run_id)  # IMM did accept it
+
+    _expire_open_claims(harness, task.run_id)
+    assert harness.on_upload(event)["started"] == [held.task_id]
+    assert [t.task_id for t in _imm_tasks(harness, task.run_id)] == [held.task_id]
+    [recorded] = harness.ledger.tasks_of_run(task.run_id)
+    assert (recorded.status, recorded.task_id) == ("Running", held.task_id)
+    # Its result takes the usual path.
+    summary = harness.on_task_done(harness.notification_for(held.task_id))
+    assert (summary["outcome"], summary["status"]) == ("recorded", "Succeeded")
+
+
+def test_fan_out_siblings_sharing_user_data_are_told_apart_by_their_sources(
+    harness: Harness, crash_after_create: Callable[[], None]
+) -> None:
+    Path(os.environ["IMMFLOW_PIPELINE"]).write_text(FAN_OUT_PIPELINE)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.png", png("red"))
+        archive.writestr("b.png", png("green"))
+    event = harness.put(harness.key("bundles", "pages.zip"), buffer.getvalue())
+    [unzip_id] = harness.on_upload(event)["started"]
+    unzip = harness.ledger.get_task(unzip_id)
+    assert unzip is not None
+    run_id = unzip.run_id
+    notification = harness.notification_for(unzip_id)
+    crash_after_create()  # while creating the first of the two follow-ups
+    with pytest.raises(RuntimeError, match="died"):
+        harness.on_task_done(notification)
+    siblings = [t for t in harness.ledger.tasks_of_run(run_id) if t.task_name == "pdf"]
+    assert [t.status for t in siblings] == ["Creating", "Creating"]
+    assert siblings[0].user_data == siblings[1].user_data and siblings[0].sources != siblings[1].sources
+    [first] = _imm_tasks(harness, run_id)  # the first sibling reached IMM, the second did not
+
+    _expire_open_claims(harness, run_id)
+    assert harness.on_task_done(notification)["follow_ups"] == 2
+    held = {t.task_id: t for t in _imm_tasks(harness, run_id)}
+    assert len(held) == 2 and first.task_id in held
+    for sibling in (t for t in harness.ledger.tasks_of_run(run_id) if t.task_name == "pdf"):
+        assert sibling.status == "Running" and sibling.task_id in held
+        definition = json.loads(held[sibling.task_id].task_request_definition)
+        assert [source["URI"] for source in definition["Sources"]] == sibling.sources
