@@ -37,7 +37,6 @@ SERVICES = ("oss", "mns", "imm", "fc")
 ENDPOINTS_FILE = "endpoints.json"
 PID_FILE = "localcloud.pid"
 LOCK_FILE = "localcloud.lock"
-LOG_FILE = "localcloud.log"
 
 log = logging.getLogger("localcloud.launcher")
 

@@ -26,10 +26,6 @@ from typing import Any, BinaryIO
 
 from localcloud.fc.protocol import read_frame, write_frame
 
-#: The FC runtime reports an initializer failure with this error type (UNCONFIRMED: FC's own
-#: text is not documented; the header value is what fc2 needs to raise).
-INIT_ERROR_TYPE = "UnhandledInvocationError"
-
 
 @dataclass
 class Outcome:

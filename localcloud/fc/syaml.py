@@ -319,13 +319,3 @@ def load(path: Path, account: Account, environ: dict[str, str] | None = None) ->
     if duplicates:
         raise SYamlError(path, "resources", f"functionName {duplicates[0]!r} is used twice")
     return functions
-
-
-def resolve_vars(path: Path, account: Account, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``vars:`` block of an s.yaml with its own variables resolved (for tools that read it)."""
-    path = path.resolve()
-    document = yaml.safe_load(path.read_text()) or {}
-    variables = document.get("vars") or {}
-    resolver = _Resolver(path, account, variables, dict(os.environ if environ is None else environ))
-    resolved: dict[str, Any] = resolver.resolve(variables, "vars")
-    return resolved

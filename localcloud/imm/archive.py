@@ -39,7 +39,6 @@ from immflow.ossuri import OssUri, OssUriError, check_object_key
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure
 
-MAX_RULES = 100
 MAX_MANIFEST_RULES = 80_000
 MAX_ENTRIES = 80_000
 

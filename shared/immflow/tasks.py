@@ -592,6 +592,10 @@ class CompressionSource(_Wire):
     URI: str | None = None
 
 
+#: CreateFileCompressionTask takes at most this many ``Sources`` rules (imm-api.md §3.6).
+MAX_COMPRESSION_SOURCES = 100
+
+
 class FileCompressionRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "FileCompression"
     ACTION: ClassVar[str] = "CreateFileCompressionTask"
@@ -605,6 +609,11 @@ class FileCompressionRequest(TaskRequest):
     def _one_source_list(self) -> FileCompressionRequest:
         if (self.Sources is None) == (self.SourceManifestURI is None):
             raise ValueError("give exactly one of Sources and SourceManifestURI")
+        if self.Sources is not None and len(self.Sources) > MAX_COMPRESSION_SOURCES:
+            raise ValueError(
+                f"Sources holds {len(self.Sources)} rules, IMM takes at most {MAX_COMPRESSION_SOURCES}; "
+                "put them in a JSON file and give its oss:// URI as SourceManifestURI (up to 80000 rules)"
+            )
         return self
 
     def _named_sources(self) -> Iterable[str | None]:

@@ -573,3 +573,11 @@ def test_a_legacy_mns_endpoint_is_accepted_and_ignored() -> None:
 )
 def test_cross_field_rules(cls: type[TaskRequest], params: dict[str, str], problem: str) -> None:
     assert problem in error_of(cls, params).problem
+
+
+def test_more_compression_sources_than_imm_takes_point_to_the_manifest() -> None:
+    sources = json.dumps([{"URI": f"oss://b-1/in/{n}.jpg"} for n in range(101)])
+    problem = error_of(
+        FileCompressionRequest, {"ProjectName": "p", "TargetURI": "oss://b-1/out.zip", "Sources": sources}
+    )
+    assert "at most 100" in str(problem) and "SourceManifestURI" in str(problem)
