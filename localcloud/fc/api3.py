@@ -152,9 +152,9 @@ class Fc3Api:
             raise missing_header("x-acs-signature-nonce")
         if not self._nonces.first_use(nonce):
             raise FcApiError(
-                403,
+                400,
                 "SignatureNonceUsed",
-                f"the signature nonce {nonce!r} was already used (a replayed request)",
+                f"Specified signature nonce was used already ({nonce!r}: a replayed request)",
             )
 
     # --- helpers ----------------------------------------------------------------------------------

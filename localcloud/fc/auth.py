@@ -1,4 +1,4 @@
-"""The FC 2.0 request signature (fc-mns-oss.md §9), checked against the local account's key.
+"""The FC 2.0 request signature (docs/fc-api.md), checked against the local account's key.
 
 ``Authorization: FC <id>:base64(HMAC-SHA256(secret, StringToSign))`` where StringToSign is
 ``METHOD\\ncontent-md5\\ncontent-type\\ndate\\n`` + every ``x-fc-*`` header, lower-cased and

@@ -1,6 +1,12 @@
-"""The local Function Compute: deploy an fc3 ``s.yaml``, invoke through the FC 2.0 API, run triggers.
+"""The local Function Compute: deploy an fc3 ``s.yaml``, serve the FC 2.0 and 3.0 APIs, run triggers.
 
-Invoke API (fc-mns-oss.md §9), so ``fc2.Client(endpoint=..., accessKeyID=...,
+FC 3.0 (``/2023-03-30/...``, ``alibabacloud-fc20230330``): see :mod:`localcloud.fc.api3`. FC 2.0
+ListFunctions and GetFunction (``GET /2016-08-15/services/{service}/functions[/{function}]``):
+see :meth:`FcService._read_api2`; like InvokeFunction they accept any service name. Both APIs
+refuse a request dated more than 15 minutes off the local clock. ``docs/fc-api.md`` has the
+sources, ``docs/local-cloud-compatibility.md`` the list of what is served.
+
+Invoke API (docs/fc-api.md), so ``fc2.Client(endpoint=..., accessKeyID=...,
 accessKeySecret=...).invoke_function(service, function, payload, headers)`` works unchanged:
 ``POST /2016-08-15/services/{service}[.{qualifier}]/functions/{function}/invocations``, signed
 with the ``FC`` HMAC-SHA256 scheme (:mod:`localcloud.fc.auth`). fc3 functions have no service,
@@ -16,8 +22,8 @@ so **any service name and qualifier are accepted** and the function is looked up
   intervals are not documented; the local default of 1 s keeps development fast), dropped once
   older than ``maxAsyncEventAgeInSeconds``, and routed to ``destinationConfig.onSuccess`` /
   ``onFailure`` (:mod:`localcloud.fc.destinations`).
-- Every response carries ``X-Fc-Request-Id``; API errors are JSON ``{"ErrorCode",
-  "ErrorMessage"}``. Payload limits: 32 MB sync, 128 KB async (FC's documented limits).
+- Every response carries ``X-Fc-Request-Id``; FC 2.0 API errors are JSON ``{"ErrorCode",
+  "ErrorMessage"}``, FC 3.0's ``{"Code", "Message", "RequestId"}``. Payload limits: 32 MB sync, 128 KB async (FC's documented limits).
   ``x-fc-log-type: Tail`` is accepted but no log is returned (each function's output goes to
   ``<state>/fc/logs/<function>.log``).
 
@@ -25,7 +31,8 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
 `localcloud.core.admin`; ``_localcloud`` is no valid service path):
 
 - ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
-  like :meth:`FcService.deploy`; answers ``{"functions": [...]}``, or 400 JSON naming the field.
+  like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
+  answers ``{"functions": [...]}``, or 400 JSON naming the field.
 - ``GET /_localcloud/functions``: the deployed functions.
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
@@ -33,7 +40,7 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
 - ``POST /_localcloud/mns/<function>/<trigger>?token=<admin token>``: the MNS topic trigger's push
   endpoint (the local MNS cannot send a header, so the token is in the subscription's URL).
 
-Function environment (fc-mns-oss.md §3.3, as ``s local invoke`` sets it): ``FC_FUNC_CODE_PATH``,
+Function environment (docs/fc-api.md, as ``s local invoke`` sets it): ``FC_FUNC_CODE_PATH``,
 ``FC_FUNCTION_NAME``, ``FC_FUNCTION_HANDLER``, ``FC_FUNCTION_MEMORY_SIZE``, ``FC_REGION``,
 ``FC_ACCOUNT_ID``, ``FC_INSTANCE_ID``, ``FC_RUNTIME``, ``FC_TIMEOUT``, ``FC_CUSTOM_LISTEN_PORT``,
 ``FC_INITIALIZER_HANDLER``/``FC_INITIALIZATION_TIMEOUT`` with an initializer,

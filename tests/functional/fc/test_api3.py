@@ -221,7 +221,7 @@ def test_a_replayed_nonce_is_refused(deployed: FcCloud) -> None:
     fixed = with_headers(**{"x-acs-signature-nonce": f"nonce-{time.time()}"})
     client.list_functions_with_options(models.ListFunctionsRequest(), {}, fixed)
     error = client_error(lambda: client.list_functions_with_options(models.ListFunctionsRequest(), {}, fixed))
-    assert (error.code, error.status_code) == ("SignatureNonceUsed", 403)
+    assert (error.code, error.status_code) == ("SignatureNonceUsed", 400)
 
 
 def test_fc2_lists_and_gets_the_fc3_functions_under_any_service_name(deployed: FcCloud) -> None:
