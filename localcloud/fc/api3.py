@@ -14,7 +14,9 @@ FC 3.0 action answers 400 ``PathNotSupported``.
 
 What the local FC does differently from the cloud is said in each action's docstring. Common to
 all: the only qualifier is ``LATEST`` (the local FC keeps no versions or aliases: a number
-answers ``VersionNotFound``, any other name ``AliasNotFound``).
+answers ``VersionNotFound``, any other name ``AliasNotFound``), and used nonces are remembered
+in memory, so a request replayed across a restart of the local cloud, within its 15 minutes, is
+accepted again.
 """
 
 from __future__ import annotations
