@@ -54,9 +54,10 @@ def path_not_supported(method: str, path: str) -> FcApiError:
     return FcApiError(
         400,
         "PathNotSupported",
-        f"'{method}' against '{path}' is not supported by the local FC (it serves InvokeFunction "
-        "of the FC 2.0 API, POST /2016-08-15/services/{service}/functions/{function}/invocations, "
-        "and its /_localcloud admin endpoints)",
+        f"'{method}' against '{path}' is not supported by the local FC (it serves FC 2.0's "
+        "InvokeFunction, ListFunctions and GetFunction under /2016-08-15/services/{service}/functions, "
+        "FC 3.0's actions under /2023-03-30 listed in docs/local-cloud-compatibility.md, and its "
+        "/_localcloud admin endpoints)",
     )
 
 
