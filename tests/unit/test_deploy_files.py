@@ -160,8 +160,29 @@ def test_the_result_and_timer_triggers() -> None:
     assert {"ALIYUN::MNS::Topic", "ALIYUN::MNS::Queue", "ALIYUN::RAM::Role", "ALIYUN::FC3::Trigger"} <= types
 
 
-def _actions(policy: dict[str, Any]) -> set[str]:
-    return {action for statement in policy["Statement"] for action in statement["Action"]}
+def _actions(policy: dict[str, Any], effect: str = "Allow") -> set[str]:
+    return {
+        action
+        for statement in policy["Statement"]
+        if statement["Effect"] == effect
+        for action in statement["Action"]
+    }
+
+
+def _with_defaults(value: Any, parameters: dict[str, Any]) -> Any:
+    """A template value with each Fn::Sub resolved as ram/*.json writes it: parameter defaults, `*` for region and account."""
+    if isinstance(value, list):
+        return [_with_defaults(item, parameters) for item in value]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        names = {
+            **{k: v.get("Default") for k, v in parameters.items()},
+            "ALIYUN::Region": "*",
+            "ALIYUN::AccountId": "*",
+        }
+        return re.sub(r"\$\{([^}]+)\}", lambda match: str(names[match.group(1)]), value["Fn::Sub"])
+    if isinstance(value, dict):
+        return {key: _with_defaults(item, parameters) for key, item in value.items()}
+    return value
 
 
 def test_roles_are_least_privilege_and_template_yml_uses_the_same_policies() -> None:
@@ -172,17 +193,28 @@ def test_roles_are_least_privilege_and_template_yml_uses_the_same_policies() -> 
     assert "imm:GetTask" not in _actions(upload) and "oss:PutObject" not in _actions(upload)
     assert {"imm:GetTask", "oss:ListObjects", "oss:PutObject"} <= _actions(done)
     assert "imm:GetTask" in _actions(reconcile)
+    for policy in (upload, done, reconcile):
+        assert {"ots:GetRow", "ots:PutRow", "ots:UpdateRow", "ots:GetRange"} <= _actions(policy)
+        assert not {a for a in _actions(policy) if a.startswith("ots:") and ("Table" in a or "Instance" in a)}
+        # Only IMM may publish to the topic: every function role denies it, whatever else it is given later.
+        assert "mns:PublishMessage" not in _actions(policy)
+        assert "mns:PublishMessage" in _actions(policy, "Deny")
+    assert "mns:SendMessage" in _actions(upload) and "mns:SendMessage" in _actions(done)
     assert {"oss:GetObject", "oss:PutObject", "mns:PublishMessage"} <= _actions(
         policies["imm-service-role-policy.json"]
     )
+    template = _template()
     roles = {
-        res["Properties"]["RoleName"]: res["Properties"]["Policies"][0]["PolicyDocument"]
-        for res in _template()["Resources"].values()
+        res["Properties"]["RoleName"]: _with_defaults(
+            res["Properties"]["Policies"][0]["PolicyDocument"], template["Parameters"]
+        )
+        for res in template["Resources"].values()
         if res["Type"] == "ALIYUN::RAM::Role"
     }
-    assert _actions(roles["immflow-on-upload"]) == _actions(upload)
-    assert _actions(roles["immflow-on-task-done"]) == _actions(done)
-    assert _actions(roles["immflow-reconcile"]) == _actions(reconcile)
+    assert roles["immflow-on-upload"] == upload
+    assert roles["immflow-on-task-done"] == done
+    assert roles["immflow-reconcile"] == reconcile
+    assert roles["immflow-imm-service"] == policies["imm-service-role-policy.json"]
 
 
 def test_the_local_fc_reads_s_yaml() -> None:
