@@ -26,6 +26,7 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
 
 - ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
   like :meth:`FcService.deploy`; answers ``{"functions": [...]}``, or 400 JSON naming the field.
+  ``{"ros": {...}}`` instead deploys functions of a ROS template (:meth:`FcService.deploy_ros`).
 - ``GET /_localcloud/functions``: the deployed functions.
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
@@ -61,7 +62,7 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.fc import auth, destinations, syaml, triggers
+from localcloud.fc import auth, destinations, ros, syaml, triggers
 from localcloud.fc.errors import (
     FcApiError,
     entity_too_large,
@@ -181,7 +182,23 @@ class FcService:
         :class:`localcloud.fc.triggers.TriggerError` (OSS or MNS refused a trigger: e.g. the
         bucket or topic does not exist yet) or :class:`destinations.DestinationError`.
         """
-        specs = syaml.load(s_yaml, self.account, environ)
+        return self._deploy_specs(syaml.load(s_yaml, self.account, environ), Path(s_yaml).resolve().parent)
+
+    def deploy_ros(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Register the functions of a ROS template that :mod:`localcloud.ros` resolved (:mod:`localcloud.fc.ros`).
+
+        Raises :class:`localcloud.fc.ros.RosFunctionError` (a property is wrong, or the code cannot be
+        read from the local OSS) and whatever :meth:`deploy` raises once the specs are built.
+        """
+        region = str(request.get("region") or self.account.region)
+        code_root = self.root / "ros-code"
+        specs = [
+            ros.function_spec(entry, region, self.account, self.oss_endpoint, code_root)
+            for entry in request.get("functions") or []
+        ]
+        return self._deploy_specs(specs, code_root)
+
+    def _deploy_specs(self, specs: list[syaml.FunctionSpec], project_dir: Path) -> list[dict[str, Any]]:
         for spec in specs:
             for arn in (spec.async_config.on_success, spec.async_config.on_failure):
                 if arn:
@@ -191,7 +208,7 @@ class FcService:
                     Schedule.parse(trigger.config["cronExpression"])
         summaries = []
         for spec in specs:
-            deployed = self._build(spec, Path(s_yaml).resolve().parent)
+            deployed = self._build(spec, project_dir)
             with self._functions_lock:
                 self._store.put_function(deployed)
                 self._functions[spec.name] = deployed
@@ -474,7 +491,10 @@ class FcService:
         if path == "/_localcloud/deploy" and request.method == "POST":
             try:
                 body = json.loads(request.body or b"{}")
-                summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
+                if "ros" in body:
+                    summaries = self.deploy_ros(body["ros"])
+                else:
+                    summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
             except (ValueError, KeyError, TypeError, triggers.TriggerError) as error:
                 raise invalid_argument(f"deploy failed: {error}") from error
             return _json(200, {"functions": summaries}, request_id)
