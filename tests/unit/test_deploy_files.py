@@ -223,3 +223,44 @@ def test_the_local_fc_reads_s_yaml() -> None:
 
     specs = syaml.load(ROOT / "s.yaml", Account.new(), {"IMMFLOW_CODE_DIR": "./functions"})
     assert {spec.name for spec in specs} == set(FUNCTIONS.values())
+
+
+def _template_value(value: Any, template: dict[str, Any]) -> Any:
+    """A template.yml value as ROS gives it with the parameters' defaults in cn-hangzhou, account ACCOUNT_ID."""
+    names = {k: v.get("Default") for k, v in template["Parameters"].items()}
+    names.update({"ALIYUN::Region": "cn-hangzhou", "ALIYUN::AccountId": ACCOUNT_ID})
+    resources = template["Resources"]
+    if isinstance(value, list):
+        return [_template_value(item, template) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return names[value["Ref"]]
+    if set(value) == {"Fn::Sub"}:
+        return re.sub(r"\$\{([^}]+)\}", lambda match: str(names[match.group(1)]), value["Fn::Sub"])
+    if set(value) == {"Fn::GetAtt"}:
+        resource, attribute = value["Fn::GetAtt"]
+        properties = resources[resource]["Properties"]
+        if attribute == "Arn":
+            return f"acs:ram::{ACCOUNT_ID}:role/{properties['RoleName']}"
+        return _template_value(properties[{"Name": "Name"}.get(attribute, attribute)], template)
+    return {key: _template_value(item, template) for key, item in value.items()}
+
+
+def test_s_yaml_deploys_onto_what_template_yml_creates() -> None:
+    """Same functions, roles, environment (Tablestore ledger included) and log config in both files."""
+    template = _template()
+    functions = {
+        res["Properties"]["FunctionName"]: _template_value(res["Properties"], template)
+        for res in template["Resources"].values()
+        if res["Type"] == "ALIYUN::FC3::Function"
+    }
+    for resource in _s_yaml().values():
+        props = resource["props"]
+        function = functions[props["functionName"]]
+        assert props["role"] == function["Role"]
+        assert props["environmentVariables"] == function["EnvironmentVariables"]
+        assert props["environmentVariables"]["IMMFLOW_LEDGER_URL"] == "tablestore://immflow"
+        assert props["logConfig"]["project"] == function["LogConfig"]["Project"]
+        assert props["logConfig"]["logstore"] == function["LogConfig"]["Logstore"]
+        assert (props["memorySize"], props["timeout"]) == (function["MemorySize"], function["Timeout"])
