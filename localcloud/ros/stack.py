@@ -14,8 +14,11 @@ must be safe. What the local cloud does differently from ROS is said per type:
   :mod:`localcloud.imm.policy` documents): the buckets its Allow statements give ``oss:GetObject``
   on become ``read``, those with ``oss:PutObject`` ``write``. So the project's service role is
   enforced locally as the template writes it.
-* ``ALIYUN::OTS::Instance``/``Table``: skipped, saying so, while the local cloud has no Tablestore
-  (no ``ots`` in ``endpoints.json``).
+* ``ALIYUN::OTS::Instance``: the local Tablestore serves the instances it was started with
+  (``ots_instance`` in ``endpoints.json``); one of those is found (``ListTable``) and reported
+  ``exists``, any other name is an error saying which name to give. ``ALIYUN::OTS::Table``: the
+  ``tablestore`` SDK's ``CreateTable`` with the template's primary key, TTL, versions and reserved
+  throughput. Both are skipped, saying so, on a local cloud without Tablestore (no ``ots``).
 * ``ALIYUN::SLS::Project``/``Logstore``: skipped, saying so: there is no local Simple Log Service;
   function output goes to ``<state>/fc/logs/<function>.log``.
 * ``ALIYUN::FC3::Function``/``Trigger``/``AsyncInvokeConfig``: gathered per function and deployed
@@ -38,6 +41,7 @@ from localcloud.core.durable import atomic_write_bytes
 from localcloud.ros.template import PSEUDO_PARAMETERS, Resolver, RosError, Template
 
 STACK_NAME = "immflow-local"
+_NO_LOCAL_OTS = "this local cloud has no Tablestore ('ots' is not in endpoints.json)"
 
 
 @dataclass
@@ -214,17 +218,78 @@ class _Stack:
 
     # --- not local -----------------------------------------------------------------------------
 
-    def tablestore(self, props: dict[str, Any], where: str) -> _Outcome:
-        name = str(props.get("TableName") or props.get("InstanceName") or "")
-        attributes = {
-            "InstanceName": str(props.get("InstanceName", "")),
-            "TableName": str(props.get("TableName", "")),
-        }
-        for key in ("PublicEndpoint", "PrivateEndpoint", "VpcEndpoint"):
-            attributes[key] = ""
-        return _Outcome(
-            name, attributes, "skipped", "this local cloud has no Tablestore ('ots' is not in endpoints.json)"
+    def ots_instance(self, props: dict[str, Any], where: str) -> _Outcome:
+        name = _required(props, "InstanceName", where)
+        attributes = {"InstanceName": name, **self._ots_endpoints(name)}
+        if "ots" not in self.endpoints:
+            return _Outcome(name, attributes, "skipped", _NO_LOCAL_OTS)
+        from tablestore.error import OTSServiceError
+
+        try:
+            self._ots_client(name).list_table()
+        except OTSServiceError as error:
+            raise RosError(
+                f"{where}.InstanceName: the local Tablestore has no instance {name!r} ({error.code}: "
+                f"{error.message}); it serves the instance named ots_instance in endpoints.json "
+                f"({self.endpoints.get('ots_instance')!r}): give that name to the template's parameter"
+            ) from error
+        return _Outcome(name, attributes, "exists", f"endpoint {self.endpoints['ots']}")
+
+    def ots_table(self, props: dict[str, Any], where: str) -> _Outcome:
+        instance = _required(props, "InstanceName", where)
+        name = _required(props, "TableName", where)
+        attributes = {"TableName": name}
+        if "ots" not in self.endpoints:
+            return _Outcome(name, attributes, "skipped", _NO_LOCAL_OTS)
+        from tablestore import CapacityUnit, ReservedThroughput, TableMeta, TableOptions
+        from tablestore.error import OTSServiceError
+
+        client = self._ots_client(instance)
+        if name in client.list_table():
+            return _Outcome(name, attributes, "exists")
+        primary_key = [
+            (_required(k, "Name", where), _required(k, "Type", where)) for k in props["PrimaryKey"]
+        ]
+        throughput = props.get("ReservedThroughput") or {}
+        options = TableOptions(
+            time_to_live=int(props.get("TimeToLive", -1)),
+            max_version=int(props.get("MaxVersions", 1)),
+            max_time_deviation=int(props.get("DeviationCellVersionInSec", 86400)),
         )
+        try:
+            client.create_table(
+                TableMeta(name, primary_key),
+                options,
+                ReservedThroughput(
+                    CapacityUnit(int(throughput.get("Read", 0)), int(throughput.get("Write", 0)))
+                ),
+            )
+        except OTSServiceError as error:
+            raise RosError(
+                f"{where}: the local Tablestore refused table {name!r}: {error.code}: {error.message}"
+            ) from error
+        return _Outcome(name, attributes, "created")
+
+    def _ots_client(self, instance: str) -> Any:
+        from tablestore import OTSClient
+        from tablestore.retry import NoRetryPolicy
+
+        return OTSClient(
+            self.endpoints["ots"],
+            self.endpoints["access_key_id"],
+            self.endpoints["access_key_secret"],
+            instance,
+            retry_policy=NoRetryPolicy(),
+        )
+
+    def _ots_endpoints(self, instance: str) -> dict[str, str]:
+        """ALIYUN::OTS::Instance's endpoint attributes: the cloud's forms (docs/deploy.md), the local one when it runs."""
+        local = self.endpoints.get("ots", "")
+        return {
+            "PublicEndpoint": local or f"https://{instance}.{self.region}.ots.aliyuncs.com",
+            "PrivateEndpoint": local or f"https://{instance}.{self.region}.ots-internal.aliyuncs.com",
+            "VpcEndpoint": local or f"https://{instance}.{self.region}.vpc.tablestore.aliyuncs.com",
+        }
 
     def log_service(self, props: dict[str, Any], where: str) -> _Outcome:
         name = str(props.get("LogstoreName") or props.get("Name") or "")
@@ -298,8 +363,8 @@ _HANDLERS: dict[str, Callable[[_Stack, dict[str, Any], str], _Outcome]] = {
     "ALIYUN::MNS::Queue": _Stack.queue,
     "ALIYUN::RAM::Role": _Stack.role,
     "ALIYUN::IMM::Project": _Stack.imm_project,
-    "ALIYUN::OTS::Instance": _Stack.tablestore,
-    "ALIYUN::OTS::Table": _Stack.tablestore,
+    "ALIYUN::OTS::Instance": _Stack.ots_instance,
+    "ALIYUN::OTS::Table": _Stack.ots_table,
     "ALIYUN::SLS::Project": _Stack.log_service,
     "ALIYUN::SLS::Logstore": _Stack.log_service,
     "ALIYUN::FC3::Function": _Stack.function,
