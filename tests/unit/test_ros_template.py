@@ -216,6 +216,7 @@ def test_async_configs_match_s_yaml() -> None:
         wanted = body["props"]["asyncInvokeConfig"]
         config = configs[body["props"]["functionName"]]
         assert config["MaxAsyncRetryAttempts"] == wanted["maxAsyncRetryAttempts"]
+        assert config["MaxAsyncEventAgeInSeconds"] == wanted["maxAsyncEventAgeInSeconds"]
         assert ("DestinationConfig" in config) == ("destinationConfig" in wanted)
 
 
