@@ -350,7 +350,7 @@ def _is_ros_template(path: Path) -> bool:
 
 def missing_resources(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> list[str]:
     """What the functions of ``s_yaml`` need and the local cloud lacks: its triggers' buckets and topics, its
-    failure-destination queues. Each entry says which resource and who needs it."""
+    failure-destination queues, the IMM project they name. Each entry says which resource and who needs it."""
     import oss2
     from mns.account import Account as MnsAccount
     from mns.mns_exception import MNSServerException
@@ -402,7 +402,38 @@ def missing_resources(endpoints: dict[str, str], s_yaml: Path, environ: dict[str
                     missing.setdefault(f"MNS queue {queue!r}", []).append(
                         f"the failure destination of {spec.name}"
                     )
+    projects: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.environment.get("IMMFLOW_PROJECT"):
+            projects.setdefault(spec.environment["IMMFLOW_PROJECT"], []).append(spec.name)
+    for project, users in projects.items():
+        if not _imm_project_exists(endpoints, project):
+            missing[f"IMM project {project!r}"] = [f"IMMFLOW_PROJECT of {', '.join(users)}"]
     return [f"{resource} (for {', '.join(users)})" for resource, users in missing.items()]
+
+
+def _imm_project_exists(endpoints: dict[str, str], project: str) -> bool:
+    from alibabacloud_imm20200930 import models
+    from alibabacloud_imm20200930.client import Client
+    from alibabacloud_tea_openapi.models import Config
+    from Tea.exceptions import TeaException
+
+    client = Client(
+        Config(
+            access_key_id=endpoints["access_key_id"],
+            access_key_secret=endpoints["access_key_secret"],
+            endpoint=endpoints["imm"],
+            protocol="http",
+            region_id=endpoints["region"],
+        )
+    )
+    try:
+        client.get_project(models.GetProjectRequest(project_name=project))
+    except TeaException as error:
+        if error.code != "ResourceNotFound":
+            raise
+        return False
+    return True
 
 
 def upload_code(

@@ -103,6 +103,12 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     for output in outputs:
         assert bucket.object_exists(output.removeprefix("oss://immflow-media/"))
 
+    # Step two: s.yaml updates the functions the template created.
+    updated = _deploy("s.yaml", state_dir)
+    assert updated.exit_code == 0, updated.output
+    names = {f["name"] for f in json.loads(updated.output)["functions"]}
+    assert names == {"immflow-on-upload", "immflow-on-task-done", "immflow-reconcile"}
+
     # A second deploy finds everything in place.
     again = {r["logical_id"]: r for r in json.loads(_deploy("template.yml", state_dir).output)["resources"]}
     assert again["MediaBucket"]["status"] == again["ImmProject"]["status"] == "exists"
@@ -118,6 +124,7 @@ def test_s_yaml_on_a_fresh_cloud_names_what_is_missing_and_how_to_create_it(
         "bucket 'immflow-media' (for OSS trigger uploads-videos of immflow-on-upload",
         "MNS topic 'immflow-imm-results' (for trigger imm-results of immflow-on-task-done)",
         "MNS queue 'immflow-failed-events'",
+        "IMM project 'immflow' (for IMMFLOW_PROJECT of immflow-on-upload, immflow-on-task-done, immflow-reconcile)",
         "immflow local deploy template.yml",
     ):
         assert expected in result.output
