@@ -80,6 +80,16 @@ class Settings(BaseModel):
         return OssUri(folder.bucket, f"{folder.key}{run_id}.json")
 
 
+def region_from_env(environ: Mapping[str, str]) -> str:
+    """``IMMFLOW_REGION``, else the region FC runs the function in, else `DEFAULT_REGION`."""
+    return (
+        environ.get("IMMFLOW_REGION")
+        or environ.get("FC_REGION")
+        or environ.get("ALIBABA_CLOUD_REGION_ID")
+        or DEFAULT_REGION
+    )
+
+
 def settings_from_env(environ: Mapping[str, str], *, code_dir: Path | None = None) -> Settings:
     """Build `Settings` from `environ`; `code_dir` is the function's code folder (default for the pipeline).
 
@@ -91,12 +101,7 @@ def settings_from_env(environ: Mapping[str, str], *, code_dir: Path | None = Non
             f"missing environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
             "set it in the function's environmentVariables (s.yaml) or in your shell"
         )
-    region = (
-        environ.get("IMMFLOW_REGION")
-        or environ.get("FC_REGION")
-        or environ.get("ALIBABA_CLOUD_REGION_ID")
-        or DEFAULT_REGION
-    )
+    region = region_from_env(environ)
     folder = Path(environ.get("FC_FUNC_CODE_PATH") or code_dir or Path.cwd())
     values: dict[str, object] = {
         "region": region,
