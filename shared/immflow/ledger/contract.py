@@ -3,8 +3,8 @@
 Every run (one per uploaded object version) and every IMM task immflow started is kept in the ledger.
 Idempotency is kept here, in claims next to the rows they protect, rather than with Powertools'
 idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
-cold start). Like that utility's ``BasePersistenceLayer``, the algorithm lives once in `Ledger` and each
-backend fills in a few small operations (the abstract methods, all named ``_...``):
+cold start). Like that utility's ``BasePersistenceLayer``, the algorithm lives once, in `Ledger`, and each
+backend (a `LedgerBackend`) fills in a few small operations:
 
 * A **create claim** (key: bucket/key/ETag/rule/task for an upload's task; parent TaskId/task/output for
   a follow-up) is inserted together with the task row, in state ``Creating``, *before* IMM is called,
@@ -16,12 +16,12 @@ backend fills in a few small operations (the abstract methods, all named ``_...`
   its follow-ups are claimed, so a notification delivered twice, or delivered again after reconcile saw
   the same result through GetTask, changes the ledger once.
 
-The algorithm (`Ledger._acquire`): read the claim; done -> ``done``; absent -> insert it (the backend's
+The algorithm (`Ledger._acquire`, over `LedgerBackend`'s operations): read the claim; done -> ``done``; absent -> insert it (the backend's
 insert fails when the key exists: a unique key in SQL, ``EXPECT_NOT_EXIST`` in Tablestore) -> ``claimed``;
 present or lost the insert -> take it over when it is still in progress and expired (one conditional
 update) -> ``claimed`` (retaken), else ``busy``.
 
-``Ledger(url)`` opens the backend the URL names: ``tablestore://<instance>`` is `immflow.ledger.tablestore`,
+``Ledger(url)`` opens the backend the URL names (`open_backend`): ``tablestore://<instance>`` is `immflow.ledger.tablestore`,
 anything else a SQLAlchemy URL for `immflow.ledger.sql`. Each backend's module is imported only when a
 URL names it (``import tablestore`` costs 300-400 ms, SQLAlchemy ~150 ms: docs/ledger.md).
 
@@ -231,24 +231,10 @@ class Claim:
     expires_at: datetime
 
 
-class Ledger(ABC):
-    """The ledger; ``Ledger(url)`` opens the backend `url` names (see the module docstring)."""
+class LedgerBackend(ABC):
+    """What a backend fills in: rows, conditional writes and the queries its indexes answer."""
 
     url: str
-
-    def __new__(cls, url: str, **options: Any) -> Ledger:
-        if cls is not Ledger:
-            return object.__new__(cls)
-        backend: type[Ledger]
-        if url.startswith(TABLESTORE_SCHEME):
-            from immflow.ledger.tablestore import TablestoreLedger
-
-            backend = TablestoreLedger
-        else:
-            from immflow.ledger.sql import SqlLedger
-
-            backend = SqlLedger
-        return object.__new__(backend)
 
     @abstractmethod
     def use_credentials(self, credentials: Credentials) -> None:
@@ -258,6 +244,103 @@ class Ledger(ABC):
     def create_schema(self) -> None:
         """Create whatever tables are missing (locally and from the CLI; a deployed stack has them)."""
 
+    @abstractmethod
+    def insert_run(self, run: NewRun, *, now: datetime) -> bool:
+        """Insert the run in state ``Running``; False when it exists already."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    def list_runs(self, *, source: str | None, status: str | None, limit: int | None) -> list[RunRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None: ...
+
+    @abstractmethod
+    def statuses_of_run(self, run_id: str) -> Collection[str]:
+        """The status of each task of the run (repeats allowed)."""
+
+    @abstractmethod
+    def read_claim(self, kind: ClaimKind, key: str) -> Claim | None: ...
+
+    @abstractmethod
+    def insert_claim(
+        self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None
+    ) -> bool:
+        """Insert an in-progress claim (for ``create``, with `new` as a ``Creating`` task, atomically);
+        False when the key exists already. Only one of many concurrent callers may get True."""
+
+    @abstractmethod
+    def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
+        """Compare-and-set: when the claim is in progress and expired before `now`, hold it until
+        `expires_at` and return True; otherwise change nothing and return False."""
+
+    @abstractmethod
+    def release_claim(self, key: str, *, now: datetime) -> None:
+        """Expire an in-progress claim of either kind now."""
+
+    @abstractmethod
+    def finish_result_claim(self, key: str, *, now: datetime) -> None: ...
+
+    @abstractmethod
+    def task_by_claim(self, key: str) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def task_by_id(self, task_id: str) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def task_by_row(self, row_id: int) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def update_task(
+        self, task: TaskRecord, *, expect: frozenset[str], changes: Mapping[str, Any], close_claim: bool
+    ) -> bool:
+        """Apply `changes` (TaskRecord field -> value) when the task's status is in `expect`, and with
+        `close_claim` mark its create claim done (whether or not the status matched); True when the
+        task changed."""
+
+    @abstractmethod
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """The tasks matching every filter of `query`, oldest first (creation time, then row number)."""
+
+    @abstractmethod
+    def stale_tasks(self, *, started_before: datetime, now: datetime) -> list[TaskRecord]:
+        """``Running`` since before `started_before`, and ``Creating`` with an expired claim; oldest first."""
+
+    @abstractmethod
+    def children_of(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks whose parent is one of `task_ids`, in row order."""
+
+
+def open_backend(url: str, **options: Any) -> LedgerBackend:
+    """The backend `url` names, its module imported only now."""
+    if url.startswith(TABLESTORE_SCHEME):
+        from immflow.ledger.tablestore import TablestoreBackend
+
+        return TablestoreBackend(url, **options)
+    from immflow.ledger.sql import SqlBackend
+
+    return SqlBackend(url, **options)
+
+
+class Ledger:
+    """The ledger: ``Ledger(url, **options)`` opens the backend `url` names (`open_backend`; options
+    go to it: ``schema`` for SQL, ``endpoint`` and ``credentials`` for Tablestore)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.backend = open_backend(url, **options)
+
+    def use_credentials(self, credentials: Credentials) -> None:
+        """Use the invocation's keys from now on (FC refreshes them per invocation)."""
+        self.backend.use_credentials(credentials)
+
+    def create_schema(self) -> None:
+        """Create whatever tables are missing (locally and from the CLI; a deployed stack has them)."""
+        self.backend.create_schema()
+
     # ---- runs
 
     def ensure_run(self, run: NewRun, *, now: datetime) -> RunRecord:
@@ -265,27 +348,27 @@ class Ledger(ABC):
         found = self.get_run(run.run_id)
         if found is not None:
             return found
-        self._insert_run(run, now=aware(now))  # False: a concurrent delivery inserted it first
+        self.backend.insert_run(run, now=aware(now))  # False: a concurrent delivery inserted it first
         found = self.get_run(run.run_id)
         if found is None:
             raise LedgerError(f"run {run.run_id} could not be recorded")
         return found
 
-    @abstractmethod
-    def get_run(self, run_id: str) -> RunRecord | None: ...
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return self.backend.get_run(run_id)
 
-    @abstractmethod
     def list_runs(
         self, *, source: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[RunRecord]:
         """Newest first."""
+        return self.backend.list_runs(source=source, status=status, limit=limit)
 
-    @abstractmethod
-    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None: ...
+    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
+        self.backend.finish_run(run_id, manifest_uri=manifest_uri, now=aware(now))
 
     def run_is_complete(self, run_id: str) -> bool:
         """True when the run has tasks and none of them is still being created or running."""
-        statuses = self._statuses_of_run(run_id)
+        statuses = self.backend.statuses_of_run(run_id)
         return bool(statuses) and not any(status in OPEN_STATUSES for status in statuses)
 
     # ---- claims: the algorithm, once
@@ -294,16 +377,16 @@ class Ledger(ABC):
         self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None = None
     ) -> Literal["claimed", "retaken", "done", "busy"]:
         now, expires_at = aware(now), aware(expires_at)
-        found = self._read_claim(kind, key)
+        found = self.backend.read_claim(kind, key)
         if found is not None and found.status == "done":
             return "done"  # the common redelivery: one read, no failed insert
         if found is None:
-            if self._insert_claim(kind, key, now=now, expires_at=expires_at, new=new):
+            if self.backend.insert_claim(kind, key, now=now, expires_at=expires_at, new=new):
                 return "claimed"
-            found = self._read_claim(kind, key)
+            found = self.backend.read_claim(kind, key)
             if found is not None and found.status == "done":
                 return "done"
-        return "retaken" if self._take_over(kind, key, now=now, expires_at=expires_at) else "busy"
+        return "retaken" if self.backend.take_over(kind, key, now=now, expires_at=expires_at) else "busy"
 
     def claim_task(self, new: NewTask, *, now: datetime, expires_at: datetime) -> CreateClaim:
         """Insert the task in state ``Creating`` with its claim, or report what is already there.
@@ -318,7 +401,7 @@ class Ledger(ABC):
 
     def take_over_creation(self, task: TaskRecord, *, now: datetime, expires_at: datetime) -> bool:
         """Claim an expired ``Creating`` task (for reconcile); False when someone else holds it."""
-        return self._take_over("create", task.claim_key, now=aware(now), expires_at=aware(expires_at))
+        return self.backend.take_over("create", task.claim_key, now=aware(now), expires_at=aware(expires_at))
 
     def claim_result(self, key: str, *, now: datetime, expires_at: datetime) -> ClaimState:
         """``claimed``: record this result now; ``done``: already recorded; ``busy``: being recorded."""
@@ -327,28 +410,31 @@ class Ledger(ABC):
 
     def release_claim(self, key: str, *, now: datetime) -> None:
         """Give an in-progress claim up (this invocation is about to fail), so the next delivery takes it."""
-        self._release_claim(key, now=aware(now))
+        self.backend.release_claim(key, now=aware(now))
 
     def finish_claim(self, key: str, *, now: datetime) -> None:
         """Mark a result claim done: its result and follow-ups are recorded."""
-        self._finish_result_claim(key, now=aware(now))
+        self.backend.finish_result_claim(key, now=aware(now))
 
     # ---- task state
 
     def mark_created(self, claim: str, *, task_id: str, now: datetime) -> TaskRecord:
         now = aware(now)
-        task = self._require_task(claim)
         changes = {"task_id": task_id, "status": "Running", "started_at": now, "updated_at": now}
-        self._update_task(task, expect=frozenset({"Creating"}), changes=changes, close_claim=True)
+        self._change(claim, expect=frozenset({"Creating"}), changes=changes)
         return self._require_task(claim)
 
     def mark_create_failed(self, claim: str, *, code: str, message: str, now: datetime) -> TaskRecord:
         """IMM refused to create the task (a permanent error): the task ends ``Failed`` with IMM's code."""
         now = aware(now)
-        task = self._require_task(claim)
         changes = {"status": "Failed", "code": code, "message": message, "ended_at": now, "updated_at": now}
-        self._update_task(task, expect=frozenset({"Creating"}), changes=changes, close_claim=True)
+        self._change(claim, expect=frozenset({"Creating"}), changes=changes)
         return self._require_task(claim)
+
+    def _change(self, claim: str, *, expect: frozenset[str], changes: Mapping[str, Any]) -> None:
+        """End a create claim with `changes` to its task."""
+        task = self._require_task(claim)
+        self.backend.update_task(task, expect=expect, changes=changes, close_claim=True)
 
     def record_result(
         self,
@@ -380,92 +466,46 @@ class Ledger(ABC):
         }
         if started_at is not None:
             changes["started_at"] = aware(started_at)
-        return self._update_task(
+        return self.backend.update_task(
             task, expect=frozenset({"Creating", "Running", "Lost"}), changes=changes, close_claim=False
         )
 
     def mark_lost(self, task: TaskRecord, *, reason: str, now: datetime) -> bool:
         now = aware(now)
         changes = {"status": "Lost", "code": "Lost", "message": reason, "ended_at": now, "updated_at": now}
-        return self._update_task(task, expect=OPEN_STATUSES, changes=changes, close_claim=True)
+        return self.backend.update_task(task, expect=OPEN_STATUSES, changes=changes, close_claim=True)
 
     # ---- reading tasks
 
     def _require_task(self, key: str) -> TaskRecord:
-        found = self._task_by_claim(key)
+        found = self.backend.task_by_claim(key)
         if found is None:
             raise LedgerError(f"no task holds claim {key}")
         return found
 
-    @abstractmethod
     def get_task(self, task_id: str) -> TaskRecord | None:
         """A task by IMM TaskId."""
+        return self.backend.task_by_id(task_id)
 
     def find_task(self, identifier: str) -> TaskRecord | None:
         """A task by IMM TaskId, or by ledger row number (tasks IMM refused have no TaskId)."""
         found = self.get_task(identifier)
         if found is None and identifier.isdigit():
-            found = self._task_by_row(int(identifier))
+            found = self.backend.task_by_row(int(identifier))
         return found
 
     def tasks_of_run(self, run_id: str) -> list[TaskRecord]:
         return self.list_tasks(TaskQuery(run_id=run_id))
 
-    @abstractmethod
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         """The tasks matching every filter of `query`, oldest first (creation time, then row number)."""
+        return self.backend.list_tasks(query)
 
-    @abstractmethod
     def stale_tasks(self, *, started_before: datetime, now: datetime) -> list[TaskRecord]:
         """Tasks reconcile should look at: ``Running`` since before `started_before`, and ``Creating``
         ones whose claim expired (their creator stopped and no redelivery came); oldest first."""
+        return self.backend.stale_tasks(started_before=aware(started_before), now=aware(now))
 
-    @abstractmethod
     def children_of(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """The tasks whose parent is one of `task_ids`, in row order."""
-
-    # ---- what a backend fills in
-
-    @abstractmethod
-    def _insert_run(self, run: NewRun, *, now: datetime) -> bool:
-        """Insert the run in state ``Running``; False when it exists already."""
-
-    @abstractmethod
-    def _statuses_of_run(self, run_id: str) -> Collection[str]:
-        """The status of each task of the run (repeats allowed)."""
-
-    @abstractmethod
-    def _read_claim(self, kind: ClaimKind, key: str) -> Claim | None: ...
-
-    @abstractmethod
-    def _insert_claim(
-        self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None
-    ) -> bool:
-        """Insert an in-progress claim (for ``create``, with `new` as a ``Creating`` task, atomically);
-        False when the key exists already. Only one of many concurrent callers may get True."""
-
-    @abstractmethod
-    def _take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
-        """Compare-and-set: when the claim is in progress and expired before `now`, hold it until
-        `expires_at` and return True; otherwise change nothing and return False."""
-
-    @abstractmethod
-    def _release_claim(self, key: str, *, now: datetime) -> None:
-        """Expire an in-progress claim of either kind now."""
-
-    @abstractmethod
-    def _finish_result_claim(self, key: str, *, now: datetime) -> None: ...
-
-    @abstractmethod
-    def _task_by_claim(self, key: str) -> TaskRecord | None: ...
-
-    @abstractmethod
-    def _task_by_row(self, row_id: int) -> TaskRecord | None: ...
-
-    @abstractmethod
-    def _update_task(
-        self, task: TaskRecord, *, expect: frozenset[str], changes: Mapping[str, Any], close_claim: bool
-    ) -> bool:
-        """Apply `changes` (TaskRecord field -> value) when the task's status is in `expect`, and with
-        `close_claim` mark its create claim done (whether or not the status matched); True when the
-        task changed."""
+        return self.backend.children_of(task_ids)

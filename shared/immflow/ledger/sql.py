@@ -45,7 +45,7 @@ from immflow.fc import Credentials
 from immflow.ledger.contract import (
     Claim,
     ClaimKind,
-    Ledger,
+    LedgerBackend,
     NewRun,
     NewTask,
     RunRecord,
@@ -241,7 +241,7 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class SqlLedger(Ledger):
+class SqlBackend(LedgerBackend):
     """The SQL backend: the tables are created on first use (``create_schema``, idempotent)."""
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
@@ -268,7 +268,7 @@ class SqlLedger(Ledger):
 
     # ---- runs
 
-    def _insert_run(self, run: NewRun, *, now: datetime) -> bool:
+    def insert_run(self, run: NewRun, *, now: datetime) -> bool:
         try:
             with self._begin() as db:
                 db.execute(
@@ -319,7 +319,7 @@ class SqlLedger(Ledger):
                 .values(status="Done", manifest_uri=manifest_uri, ended_at=now, updated_at=now)
             )
 
-    def _statuses_of_run(self, run_id: str) -> Collection[str]:
+    def statuses_of_run(self, run_id: str) -> Collection[str]:
         tasks = self.t.tasks
         with self._begin() as db:
             return set(
@@ -328,7 +328,7 @@ class SqlLedger(Ledger):
 
     # ---- claims
 
-    def _read_claim(self, kind: ClaimKind, key: str) -> Claim | None:
+    def read_claim(self, kind: ClaimKind, key: str) -> Claim | None:
         claims = self.t.claims
         with self._begin() as db:
             row = db.execute(
@@ -336,7 +336,7 @@ class SqlLedger(Ledger):
             ).first()
         return None if row is None else Claim(row.status, row.expires_at)
 
-    def _insert_claim(
+    def insert_claim(
         self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None
     ) -> bool:
         t = self.t
@@ -392,7 +392,7 @@ class SqlLedger(Ledger):
                 ],
             )
 
-    def _take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
+    def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         claims = self.t.claims
         with self._begin() as db:
             result = db.execute(
@@ -402,7 +402,7 @@ class SqlLedger(Ledger):
             )
         return result.rowcount == 1
 
-    def _release_claim(self, key: str, *, now: datetime) -> None:
+    def release_claim(self, key: str, *, now: datetime) -> None:
         claims = self.t.claims
         with self._begin() as db:
             db.execute(
@@ -411,7 +411,7 @@ class SqlLedger(Ledger):
                 .values(expires_at=now, updated_at=now)
             )
 
-    def _finish_result_claim(self, key: str, *, now: datetime) -> None:
+    def finish_result_claim(self, key: str, *, now: datetime) -> None:
         with self._begin() as db:
             self._close_claim(db, key, now)
 
@@ -421,7 +421,7 @@ class SqlLedger(Ledger):
 
     # ---- tasks
 
-    def _update_task(
+    def update_task(
         self, task: TaskRecord, *, expect: frozenset[str], changes: Mapping[str, Any], close_claim: bool
     ) -> bool:
         tasks = self.t.tasks
@@ -446,13 +446,13 @@ class SqlLedger(Ledger):
             row = db.execute(self._task_select().where(condition)).mappings().first()
         return None if row is None else _task_record(row)
 
-    def _task_by_claim(self, key: str) -> TaskRecord | None:
+    def task_by_claim(self, key: str) -> TaskRecord | None:
         return self._one_task(self.t.tasks.c.claim_key == key)
 
-    def _task_by_row(self, row_id: int) -> TaskRecord | None:
+    def task_by_row(self, row_id: int) -> TaskRecord | None:
         return self._one_task(self.t.tasks.c.id == row_id)
 
-    def get_task(self, task_id: str) -> TaskRecord | None:
+    def task_by_id(self, task_id: str) -> TaskRecord | None:
         return self._one_task(self.t.tasks.c.task_id == task_id)
 
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:

@@ -11,7 +11,7 @@ and the dual-stack ``https://<instance>.<region>.tablestore.aliyuncs.com``. Keys
 token goes to the SDK as ``sts_token``.
 
 Tables: `TABLES` below is the one list of every table and its primary key; ``template.yml`` creates
-exactly these (a test compares them), and `TablestoreLedger.create_schema` creates the missing ones
+exactly these (a test compares them), and `TablestoreBackend.create_schema` creates the missing ones
 for a local cloud or the CLI. A function whose tables are missing fails with the table's name.
 
 How the contract maps onto rows (no cross-row transactions in Tablestore, so every step is one
@@ -66,7 +66,7 @@ from immflow.ledger.contract import (
     TABLESTORE_SCHEME,
     Claim,
     ClaimKind,
-    Ledger,
+    LedgerBackend,
     LedgerError,
     NewRun,
     NewTask,
@@ -273,7 +273,7 @@ class _ConditionFailed(Exception):
 class _CurrentKeys(tablestore.CredentialsProvider):  # type: ignore[misc]
     """Hands the SDK the ledger's keys of the moment, so new invocation keys need no new client."""
 
-    def __init__(self, ledger: TablestoreLedger) -> None:
+    def __init__(self, ledger: TablestoreBackend) -> None:
         self._ledger = ledger
 
     def get_credentials(self) -> Any:
@@ -283,7 +283,7 @@ class _CurrentKeys(tablestore.CredentialsProvider):  # type: ignore[misc]
         )
 
 
-class TablestoreLedger(Ledger):
+class TablestoreBackend(LedgerBackend):
     def __init__(
         self, url: str, *, endpoint: str | None = None, credentials: Credentials | None = None
     ) -> None:
@@ -408,7 +408,7 @@ class TablestoreLedger(Ledger):
 
     # ---- runs
 
-    def _insert_run(self, run: NewRun, *, now: datetime) -> bool:
+    def insert_run(self, run: NewRun, *, now: datetime) -> bool:
         created = _micros(now)
         index: list[tuple[TableSpec, Key]] = [
             (
@@ -470,7 +470,7 @@ class TablestoreLedger(Ledger):
         changes = {"status": "Done", "manifest_uri": manifest_uri, "ended_at": now, "updated_at": now}
         self._update(RUNS, [("run_id", run_id)], changes)
 
-    def _statuses_of_run(self, run_id: str) -> Collection[str]:
+    def statuses_of_run(self, run_id: str) -> Collection[str]:
         return [task.status for task in self.list_tasks(TaskQuery(run_id=run_id))]
 
     # ---- claims
@@ -479,13 +479,13 @@ class TablestoreLedger(Ledger):
     def _claims_of(kind: ClaimKind) -> TableSpec:
         return TASKS if kind == "create" else CLAIMS
 
-    def _read_claim(self, kind: ClaimKind, key: str) -> Claim | None:
+    def read_claim(self, kind: ClaimKind, key: str) -> Claim | None:
         found = self._get(self._claims_of(kind), [("claim_key", key)])
         if found is None:
             return None
         return Claim(found["claim_status"], _required_time(found, "claim_expires_at"))
 
-    def _insert_claim(
+    def insert_claim(
         self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None
     ) -> bool:
         claim = {
@@ -526,7 +526,7 @@ class TablestoreLedger(Ledger):
             self._delete(table, entry)
         return False
 
-    def _take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
+    def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         expired = SingleColumnCondition(
             "claim_expires_at", _micros(now), ComparatorType.LESS_THAN, pass_if_missing=False
         )
@@ -537,7 +537,7 @@ class TablestoreLedger(Ledger):
             _all_of(_equal("claim_status", "in_progress"), expired),
         )
 
-    def _release_claim(self, key: str, *, now: datetime) -> None:
+    def release_claim(self, key: str, *, now: datetime) -> None:
         # The key does not say its kind: a result claim's row is in immflow_claims, a create claim's in
         # immflow_tasks; the conditional update finds no row in the other table.
         for table in (CLAIMS, TASKS):
@@ -549,7 +549,7 @@ class TablestoreLedger(Ledger):
             ):
                 return
 
-    def _finish_result_claim(self, key: str, *, now: datetime) -> None:
+    def finish_result_claim(self, key: str, *, now: datetime) -> None:
         self._update(CLAIMS, [("claim_key", key)], {"claim_status": "done", "updated_at": now})
 
     def _next_row_id(self) -> int:
@@ -599,7 +599,7 @@ class TablestoreLedger(Ledger):
             entries.append((TASKS_BY_PARENT, [("parent_task_id", parent), ("row_id", row_id)]))
         return entries
 
-    def _update_task(
+    def update_task(
         self, task: TaskRecord, *, expect: frozenset[str], changes: Mapping[str, Any], close_claim: bool
     ) -> bool:
         key: Key = [("claim_key", task.claim_key)]
@@ -623,29 +623,29 @@ class TablestoreLedger(Ledger):
                 if status != current.status:
                     self._delete(*self._status_entry(current.status, created, current.row_id))
                 return True
-            current = self._task_by_claim(task.claim_key)  # changed since it was read: look again
+            current = self.task_by_claim(task.claim_key)  # changed since it was read: look again
         raise LedgerError(f"task {task.claim_key} kept changing while it was being updated")
 
-    def _task_by_claim(self, key: str) -> TaskRecord | None:
+    def task_by_claim(self, key: str) -> TaskRecord | None:
         found = self._get(TASKS, [("claim_key", key)])
         return None if found is None else _task_record(found)
 
     def _task_via(self, table: TableSpec, key: Key) -> TaskRecord | None:
         entry = self._get(table, key)
-        return None if entry is None else self._task_by_claim(entry["claim_key"])
+        return None if entry is None else self.task_by_claim(entry["claim_key"])
 
-    def get_task(self, task_id: str) -> TaskRecord | None:
+    def task_by_id(self, task_id: str) -> TaskRecord | None:
         found = self._task_via(TASK_BY_ID, [("task_id", task_id)])
         return found if found is not None and found.task_id == task_id else None
 
-    def _task_by_row(self, row_id: int) -> TaskRecord | None:
+    def task_by_row(self, row_id: int) -> TaskRecord | None:
         found = self._task_via(TASK_BY_ROW, [("row_id", row_id)])
         return found if found is not None and found.row_id == row_id else None
 
     def _tasks_at(self, entries: Iterable[Mapping[str, Any]]) -> Iterator[TaskRecord]:
         """The tasks index rows point to, skipping those whose task is gone or no longer at that key."""
         for entry in entries:
-            task = self._task_by_claim(entry["claim_key"])
+            task = self.task_by_claim(entry["claim_key"])
             if task is None or task.row_id != entry["row_id"]:
                 continue
             if "created_at" in entry and _micros(task.created_at) != entry["created_at"]:
