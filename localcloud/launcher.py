@@ -1,7 +1,7 @@
-"""Run the whole local cloud: OSS, MNS, IMM and FC on 127.0.0.1, ports ``base+0..3``.
+"""Run the whole local cloud: OSS, MNS, IMM, FC and Tablestore on 127.0.0.1, ports ``base+0..4``.
 
 ``python -m localcloud.launcher --state-dir DIR [--port-base N]`` (what ``immflow local up``
-runs) starts the four servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
+runs) starts the five servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
 ``DIR/localcloud.pid``, and stops cleanly on SIGTERM or SIGINT. ``LocalCloud.start(state_dir)``
 is the in-process form for tests (free ports when ``port_base`` is None).
 
@@ -33,7 +33,9 @@ from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.http import Service, ServiceServer
 
 DEFAULT_PORT_BASE = 9410
-SERVICES = ("oss", "mns", "imm", "fc")
+#: Start order (stop order is the reverse): Tablestore starts before FC, so that FC never runs a
+#: function while a service it may call is not up yet, and stops after it.
+SERVICES = ("oss", "mns", "imm", "ots", "fc")
 ENDPOINTS_FILE = "endpoints.json"
 PID_FILE = "localcloud.pid"
 LOCK_FILE = "localcloud.lock"
@@ -76,7 +78,7 @@ def _serve(service: Service, name: str, host: str, port: int) -> ServiceServer:
 
 
 class LocalCloud:
-    """The four local services, each on its own server thread, sharing one account and state folder."""
+    """The five local services, each on its own server thread, sharing one account and state folder."""
 
     def __init__(self, state_dir: Path, account: Account, lock: TextIO) -> None:
         self.state_dir = state_dir
@@ -95,7 +97,7 @@ class LocalCloud:
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
     ) -> LocalCloud:
-        """Start OSS, MNS, IMM, FC in that order (each later one needs the earlier URLs).
+        """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
         :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests).
@@ -104,6 +106,7 @@ class LocalCloud:
         from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
+        from localcloud.ots import OtsService
 
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
@@ -121,6 +124,7 @@ class LocalCloud:
                 host,
                 port(2),
             )
+            cloud._add("ots", OtsService(state_dir, account), host, port(4))
             overrides = {
                 "IMMFLOW_OSS_ENDPOINT": oss.url,
                 "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
@@ -155,13 +159,18 @@ class LocalCloud:
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """``endpoints.json``: URLs for oss, mns, fc; ``host:port`` for imm (what the IMM SDK takes)."""
+        """``endpoints.json``: URLs for oss, mns, fc, ots; ``host:port`` for imm (what the IMM SDK takes);
+        ``ots_instance``, the Tablestore instance to pass to ``OTSClient``."""
+        from localcloud.ots.store import DEFAULT_INSTANCE
+
         imm = self.servers["imm"]
         return {
             "oss": self.servers["oss"].url,
             "mns": self.servers["mns"].url,
             "imm": f"{imm.host}:{imm.port}",
             "fc": self.servers["fc"].url,
+            "ots": self.servers["ots"].url,
+            "ots_instance": DEFAULT_INSTANCE,
             "region": self.account.region,
             "account_id": self.account.account_id,
             "access_key_id": self.account.access_key_id,
@@ -173,7 +182,7 @@ class LocalCloud:
         return self.services["fc"]
 
     def stop(self) -> None:
-        """Stop in reverse order: FC first, so no function is mid-call when OSS or IMM goes away."""
+        """Stop in reverse order: FC first, so no function is mid-call when a service it calls goes away."""
         for name in reversed(SERVICES):
             server = self.servers.pop(name, None)
             if server is not None:

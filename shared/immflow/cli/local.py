@@ -29,10 +29,17 @@ from immflow.cli import main
 
 DEFAULT_STATE_DIR = Path(".immflow")
 DEFAULT_PORT_BASE = 9410
-SERVICE_NAMES = ("oss", "mns", "imm", "fc")
+SERVICE_NAMES = ("oss", "mns", "imm", "fc", "ots")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
-_ENDPOINT_KEYS = (*SERVICE_NAMES, "region", "account_id", "access_key_id", "access_key_secret")
+_ENDPOINT_KEYS = (
+    *SERVICE_NAMES,
+    "ots_instance",
+    "region",
+    "account_id",
+    "access_key_id",
+    "access_key_secret",
+)
 
 state_dir_option = click.option(
     "--state-dir",
@@ -235,7 +242,7 @@ def _endpoints_table(endpoints: dict[str, str], title: str) -> Table:
 
 @main.group()
 def local() -> None:
-    """Run the local cloud (OSS, MNS, IMM, FC on 127.0.0.1) and deploy onto it."""
+    """Run the local cloud (OSS, MNS, IMM, FC, Tablestore on 127.0.0.1) and deploy onto it."""
 
 
 @local.command()
@@ -246,7 +253,7 @@ def local() -> None:
     type=int,
     default=DEFAULT_PORT_BASE,
     show_default=True,
-    help="oss=N, mns=N+1, imm=N+2, fc=N+3",
+    help="oss=N, mns=N+1, imm=N+2, fc=N+3, ots=N+4",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
 def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
