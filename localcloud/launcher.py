@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from localcloud.core.account import Account
+from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.http import Service, ServiceServer
 
@@ -83,6 +84,7 @@ class LocalCloud:
     def __init__(self, state_dir: Path, account: Account, lock: TextIO) -> None:
         self.state_dir = state_dir
         self.account = account
+        self.admin_token = load_or_create_token(state_dir)
         self._lock = lock
         self.services: dict[str, Any] = {}
         self.servers: dict[str, ServiceServer] = {}
@@ -143,7 +145,7 @@ class LocalCloud:
         except BaseException:
             cloud.stop()
             raise
-        atomic_write_bytes(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
+        write_secret_file(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
         return cloud
 
     def _add(self, name: str, service: Any, host: str, port: int) -> ServiceServer:
@@ -160,7 +162,8 @@ class LocalCloud:
     @property
     def endpoints(self) -> dict[str, str]:
         """``endpoints.json``: URLs for oss, mns, fc, ots; ``host:port`` for imm (what the IMM SDK takes);
-        ``ots_instance``, the Tablestore instance to pass to ``OTSClient``."""
+        ``ots_instance`` (the Tablestore instance to pass to ``OTSClient``), the key pair, and the
+        admin routes' token (`localcloud.core.admin`)."""
         from localcloud.ots.store import DEFAULT_INSTANCE
 
         imm = self.servers["imm"]
@@ -175,6 +178,7 @@ class LocalCloud:
             "account_id": self.account.account_id,
             "access_key_id": self.account.access_key_id,
             "access_key_secret": self.account.access_key_secret,
+            "admin_token": self.admin_token,
         }
 
     @property
@@ -210,7 +214,10 @@ def run(state_dir: Path, port_base: int, on_ready: Callable[[dict[str, str]], No
     cloud = LocalCloud.start(state_dir, port_base)
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
-    log.info("local cloud running: %s", {k: v for k, v in cloud.endpoints.items() if "secret" not in k})
+    log.info(
+        "local cloud running: %s",
+        {k: v for k, v in cloud.endpoints.items() if k not in ("access_key_secret", "admin_token")},
+    )
     if on_ready is not None:
         on_ready(cloud.endpoints)
     try:
