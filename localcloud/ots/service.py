@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -33,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from tablestore.protobuf import table_store_pb2 as pb
 
 from localcloud.core.account import Account
+from localcloud.core.admin import ADMIN_PREFIX, AdminGuard
 from localcloud.core.http import Request, Response
 from localcloud.ots import auth, conditions, plainbuffer
 from localcloud.ots.errors import (
@@ -76,6 +78,8 @@ NOT_IMPLEMENTED = frozenset(
 )  # fmt: skip
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
+#: Tablestore instance names: 3-16 letters, digits and hyphens, starting with a letter, not ending with a hyphen.
+INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,14}[A-Za-z0-9]\Z")
 MAX_PRIMARY_KEY_COLUMNS = 4
 MAX_BATCH_GET_ROWS = 100
 MAX_BATCH_WRITE_ROWS = 200
@@ -89,12 +93,19 @@ PK_TYPE_NAMES = {pb.INTEGER: "INTEGER", pb.STRING: "STRING", pb.BINARY: "BINARY"
 
 
 class OtsService:
-    """Tablestore tables and rows for ``tablestore.OTSClient(endpoint, id, secret, instance)``."""
+    """Tablestore tables and rows for ``tablestore.OTSClient(endpoint, id, secret, instance)``.
+
+    Instances are made in the console in the cloud; locally ``immflow`` exists from the start and
+    others are added by the admin route ``PUT /_localcloud/instances/<name>`` (``GET
+    /_localcloud/instances`` lists them), which takes the local cloud's admin token
+    (:mod:`localcloud.core.admin`).
+    """
 
     name = "ots"
 
     def __init__(self, state_dir: Path, account: Account) -> None:
         self.account = account
+        self.admin_guard = AdminGuard.for_state_dir(state_dir)
         self._store = Store(state_dir / "ots")
 
     def close(self) -> None:
@@ -102,13 +113,18 @@ class OtsService:
 
     def create_instance(self, name: str) -> bool:
         """Add an instance (False when it exists); ``immflow`` exists from the start."""
-        if not NAME.match(name):
-            raise parameter_invalid(f"Invalid instance name {name!r}.")
+        if not INSTANCE_NAME.match(name):
+            raise parameter_invalid(
+                f"Invalid instance name {name!r}: use 3-16 letters, digits and hyphens, starting with a "
+                "letter and not ending with a hyphen."
+            )
         return self._store.create_instance(name)
 
     # --- routing ----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if request.raw_path.startswith(ADMIN_PREFIX):
+            return self._admin(request)
         request_id = secrets.token_hex(16)
         key: bytes | None = None
         try:
@@ -145,6 +161,28 @@ class OtsService:
             headers["Authorization"] = f"OTS {self.account.access_key_id}:{signature}"
         headers["Content-Type"] = "application/x-protobuf"
         return Response(status, headers, body)
+
+    def _admin(self, request: Request) -> Response:
+        refusal = self.admin_guard.refusal(request)
+        if refusal is not None:
+            return _json(refusal.status, {"Code": refusal.code, "Message": refusal.message})
+        parts = request.path[len(ADMIN_PREFIX) :].strip("/").split("/")
+        if parts == ["instances"] and request.method == "GET":
+            return _json(200, {"instances": self._store.instance_names()})
+        if len(parts) == 2 and parts[0] == "instances" and request.method == "PUT":
+            try:
+                created = self.create_instance(parts[1])
+            except OtsError as error:
+                return _json(error.status, {"Code": error.code, "Message": error.message})
+            return _json(201 if created else 200, {"instance": parts[1], "created": created})
+        return _json(
+            405,
+            {
+                "Code": "MethodNotAllowed",
+                "Message": f"{request.method} {request.path}: use GET {ADMIN_PREFIX}instances or "
+                f"PUT {ADMIN_PREFIX}instances/<name>.",
+            },
+        )
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -555,6 +593,10 @@ class _ReadOptions:
     def render(self, stored: StoredRow | None) -> bytes:
         selected = self.select(stored)
         return b"" if selected is None else plainbuffer.write_row(*selected)
+
+
+def _json(status: int, value: object) -> Response:
+    return Response(status, {"Content-Type": "application/json"}, json.dumps(value).encode())
 
 
 def _parse(message_type: Callable[[], Any], body: bytes, api: str) -> Any:
