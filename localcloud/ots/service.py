@@ -479,8 +479,7 @@ class OtsService:
             raise condition_check_fail()
         if condition.HasField("column_condition") and condition.column_condition:
             column_condition = conditions.parse(condition.column_condition, "the column condition")
-            current_values = {} if current is None else {n: v for n, (v, _) in current.columns.items()}
-            if not column_condition.passes(current_values):
+            if not column_condition.passes({} if current is None else current.values()):
                 raise condition_check_fail()
         now = int(time.time() * 1000)
         modified: dict[str, tuple[Value, int]] = {}
@@ -575,7 +574,7 @@ class _ReadOptions:
     ) -> tuple[list[tuple[str, PkValue]], list[plainbuffer.Cell]] | None:
         if stored is None:
             return None
-        if self.filter is not None and not self.filter.passes({n: v for n, (v, _) in stored.columns.items()}):
+        if self.filter is not None and not self.filter.passes(stored.values()):
             return None
         cells = [
             cell
