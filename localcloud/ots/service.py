@@ -85,6 +85,12 @@ MAX_BATCH_GET_ROWS = 100
 MAX_BATCH_WRITE_ROWS = 200
 #: GetRange returns at most this many rows per call, then a next_start_primary_key.
 MAX_RANGE_ROWS = 5000
+#: Tablestore's size limits (docs/tablestore-local.md, "Limits").
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_PRIMARY_KEY_VALUE_BYTES = 1024
+MAX_ATTRIBUTE_VALUE_BYTES = 2 * 1024 * 1024
+MAX_COLUMNS_PER_WRITE = 1024
+MAX_COLUMNS_TO_GET = 128
 DEFAULT_TIME_TO_LIVE = -1
 DEFAULT_MAX_VERSIONS = 1
 DEFAULT_DEVIATION_SECONDS = 86400
@@ -128,6 +134,12 @@ class OtsService:
         request_id = secrets.token_hex(16)
         key: bytes | None = None
         try:
+            if len(request.body) > MAX_BODY_BYTES:
+                raise OtsError(
+                    413,
+                    "OTSRequestBodyTooLarge",
+                    f"The size of POST data is too large: {len(request.body)} bytes.",
+                )
             key = auth.check(request, self.account)
             instance = request.headers["x-ots-instancename"]
             if not self._store.instance_exists(instance):
@@ -532,6 +544,11 @@ class _Table:
                     f"(column {name!r} of table {self.name!r}). The Python SDK sends str as STRING and "
                     "bytearray as BINARY."
                 )
+            if _size(value) > MAX_PRIMARY_KEY_VALUE_BYTES:
+                raise parameter_invalid(
+                    f"The primary key column {name!r} is {_size(value)} bytes; Tablestore takes at most "
+                    f"{MAX_PRIMARY_KEY_VALUE_BYTES}."
+                )
         return sent
 
 
@@ -540,6 +557,11 @@ class _ReadOptions:
 
     def __init__(self, request: Any, api: str) -> None:
         self.columns = set(request.columns_to_get)
+        if len(request.columns_to_get) > MAX_COLUMNS_TO_GET:
+            raise parameter_invalid(
+                f"{api}: columns_to_get names {len(request.columns_to_get)} columns; Tablestore takes at most "
+                f"{MAX_COLUMNS_TO_GET}."
+            )
         self.start_column = request.start_column if request.HasField("start_column") else None
         self.end_column = request.end_column if request.HasField("end_column") else None
         self.time_range = request.time_range if request.HasField("time_range") else None
@@ -653,6 +675,12 @@ def _type_name(value: object) -> str:
     )
 
 
+def _size(value: Value) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    return len(value) if isinstance(value, bytes) else 8
+
+
 def _consumed(*, read: int = 0, write: int = 0) -> pb.ConsumedCapacity:
     return pb.ConsumedCapacity(capacity_unit=pb.CapacityUnit(read=read, write=write))
 
@@ -666,9 +694,18 @@ def _check_change(operation: int, change: ParsedRow) -> None:
         raise parameter_invalid(f"Unknown row operation type {operation}.")
     if change.delete_marker:
         raise parameter_invalid("A put or update must not carry a delete-row marker.")
+    if len(change.cells) > MAX_COLUMNS_PER_WRITE:
+        raise parameter_invalid(
+            f"A row change holds {len(change.cells)} columns; Tablestore takes at most {MAX_COLUMNS_PER_WRITE}."
+        )
     names: set[str] = set()
     for cell in change.cells:
         _check_name(cell.name, "attribute column")
+        if cell.value is not None and _size(cell.value) > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise parameter_invalid(
+                f"Column {cell.name!r} is {_size(cell.value)} bytes; Tablestore takes at most "
+                f"{MAX_ATTRIBUTE_VALUE_BYTES} per value."
+            )
         if operation == pb.PUT and (cell.op is not CellOp.PUT or cell.value is None):
             raise parameter_invalid(f"PutRow column {cell.name!r} must have a value and no update type.")
         if operation == pb.UPDATE and cell.op in (CellOp.PUT, CellOp.INCREMENT) and cell.value is None:
@@ -681,11 +718,13 @@ def _check_change(operation: int, change: ParsedRow) -> None:
 
 
 def _apply(row: StoredRow, cell: plainbuffer.Cell, now: int, modified: dict[str, tuple[Value, int]]) -> None:
+    """Apply one cell of a change that :func:`_check_change` has passed."""
     kept = row.columns.get(cell.name)
     if cell.op is CellOp.PUT:
+        assert cell.value is not None  # a put without a value was refused by _check_change
         timestamp = now if cell.timestamp is None else cell.timestamp
         if kept is None or timestamp >= kept[1]:  # only the latest version is kept
-            row.columns[cell.name] = (cell.value, timestamp)  # type: ignore[assignment]
+            row.columns[cell.name] = (cell.value, timestamp)
     elif cell.op is CellOp.DELETE_ALL_VERSIONS:
         row.columns.pop(cell.name, None)
     elif cell.op is CellOp.DELETE_ONE_VERSION:
@@ -696,7 +735,8 @@ def _apply(row: StoredRow, cell: plainbuffer.Cell, now: int, modified: dict[str,
             raise parameter_invalid(
                 f"INCREMENT of column {cell.name!r}, which holds a {_type_name(kept[0])}."
             )
-        total = (0 if kept is None else int(kept[0])) + int(cell.value)  # type: ignore[arg-type]
+        assert isinstance(cell.value, int)  # a non-integer increment was refused by _check_change
+        total = (0 if kept is None else int(kept[0])) + cell.value
         row.columns[cell.name] = modified[cell.name] = (total, now)
 
 

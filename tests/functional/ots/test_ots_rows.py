@@ -324,3 +324,21 @@ def test_concurrent_expect_not_exist_puts_let_exactly_one_through(ots_server: Lo
     assert len(winners) == 1
     assert sorted(set(outcomes) - set(winners)) == ["OTSConditionCheckFail"]
     assert _columns(ots_server.client(), table) == {"owner": winners[0]}
+
+
+def test_tablestore_size_limits(client: Any, table: str) -> None:
+    big_key = [("id", "k" * 1025), ("n", 1)]
+    _fails("OTSParameterInvalid", 400, client.put_row, table, Row(big_key, [("a", 1)]))
+    _fails("OTSParameterInvalid", 400, client.put_row, table, Row(KEY, [("a", "v" * (2 * 1024 * 1024 + 1))]))
+    _fails(
+        "OTSParameterInvalid", 400, client.get_row, table, KEY, [f"c{i}" for i in range(129)], max_version=1
+    )
+    near_limit = "v" * (2 * 1024 * 1024 - 16)
+    _fails(
+        "OTSRequestBodyTooLarge",
+        413,
+        client.put_row,
+        table,
+        Row(KEY, [("a", near_limit), ("b", near_limit), ("c", near_limit)]),
+    )
+    assert _columns(client, table) is None
