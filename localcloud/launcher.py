@@ -1,7 +1,7 @@
-"""Run the whole local cloud: OSS, MNS, IMM and FC on 127.0.0.1, ports ``base+0..3``.
+"""Run the whole local cloud: OSS, MNS, IMM, FC and Tablestore on 127.0.0.1, ports ``base+0..4``.
 
 ``python -m localcloud.launcher --state-dir DIR [--port-base N]`` (what ``immflow local up``
-runs) starts the four servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
+runs) starts the five servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
 ``DIR/localcloud.pid``, and stops cleanly on SIGTERM or SIGINT. ``LocalCloud.start(state_dir)``
 is the in-process form for tests (free ports when ``port_base`` is None).
 
@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from localcloud.core.account import Account
+from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.http import Service, ServiceServer
 
 DEFAULT_PORT_BASE = 9410
-SERVICES = ("oss", "mns", "imm", "fc")
+#: Start order (stop order is the reverse): Tablestore starts before FC, so that FC never runs a
+#: function while a service it may call is not up yet, and stops after it.
+SERVICES = ("oss", "mns", "imm", "ots", "fc")
 ENDPOINTS_FILE = "endpoints.json"
 PID_FILE = "localcloud.pid"
 LOCK_FILE = "localcloud.lock"
@@ -76,11 +79,12 @@ def _serve(service: Service, name: str, host: str, port: int) -> ServiceServer:
 
 
 class LocalCloud:
-    """The four local services, each on its own server thread, sharing one account and state folder."""
+    """The five local services, each on its own server thread, sharing one account and state folder."""
 
     def __init__(self, state_dir: Path, account: Account, lock: TextIO) -> None:
         self.state_dir = state_dir
         self.account = account
+        self.admin_token = load_or_create_token(state_dir)
         self._lock = lock
         self.services: dict[str, Any] = {}
         self.servers: dict[str, ServiceServer] = {}
@@ -95,7 +99,7 @@ class LocalCloud:
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
     ) -> LocalCloud:
-        """Start OSS, MNS, IMM, FC in that order (each later one needs the earlier URLs).
+        """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
         :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests).
@@ -104,6 +108,7 @@ class LocalCloud:
         from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
+        from localcloud.ots import OtsService
 
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
@@ -121,6 +126,7 @@ class LocalCloud:
                 host,
                 port(2),
             )
+            cloud._add("ots", OtsService(state_dir, account), host, port(4))
             overrides = {
                 "IMMFLOW_OSS_ENDPOINT": oss.url,
                 "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
@@ -141,7 +147,7 @@ class LocalCloud:
         except BaseException:
             cloud.stop()
             raise
-        atomic_write_bytes(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
+        write_secret_file(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
         return cloud
 
     def _add(self, name: str, service: Any, host: str, port: int) -> ServiceServer:
@@ -157,17 +163,24 @@ class LocalCloud:
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """``endpoints.json``: URLs for oss, mns, fc; ``host:port`` for imm (what the IMM SDK takes)."""
+        """``endpoints.json``: URLs for oss, mns, fc, ots; ``host:port`` for imm (what the IMM SDK takes);
+        ``ots_instance`` (the Tablestore instance to pass to ``OTSClient``), the key pair, and the
+        admin routes' token (`localcloud.core.admin`)."""
+        from localcloud.ots.store import DEFAULT_INSTANCE
+
         imm = self.servers["imm"]
         return {
             "oss": self.servers["oss"].url,
             "mns": self.servers["mns"].url,
             "imm": f"{imm.host}:{imm.port}",
             "fc": self.servers["fc"].url,
+            "ots": self.servers["ots"].url,
+            "ots_instance": DEFAULT_INSTANCE,
             "region": self.account.region,
             "account_id": self.account.account_id,
             "access_key_id": self.account.access_key_id,
             "access_key_secret": self.account.access_key_secret,
+            "admin_token": self.admin_token,
         }
 
     @property
@@ -175,7 +188,7 @@ class LocalCloud:
         return self.services["fc"]
 
     def stop(self) -> None:
-        """Stop in reverse order: FC first, so no function is mid-call when OSS or IMM goes away."""
+        """Stop in reverse order: FC first, so no function is mid-call when a service it calls goes away."""
         for name in reversed(SERVICES):
             server = self.servers.pop(name, None)
             if server is not None:
@@ -203,7 +216,10 @@ def run(state_dir: Path, port_base: int, on_ready: Callable[[dict[str, str]], No
     cloud = LocalCloud.start(state_dir, port_base)
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
-    log.info("local cloud running: %s", {k: v for k, v in cloud.endpoints.items() if "secret" not in k})
+    log.info(
+        "local cloud running: %s",
+        {k: v for k, v in cloud.endpoints.items() if k not in ("access_key_secret", "admin_token")},
+    )
     if on_ready is not None:
         on_ready(cloud.endpoints)
     try:
