@@ -4,7 +4,8 @@ Both arrive as the serialized protobuf ``Filter`` of ``table_store_filter.proto`
 column comparison (``SingleColumnValueFilter``, its value a bare PlainBuffer value) or a
 composite of others (``CompositeColumnValueFilter``: NOT of one, AND/OR of two or more).
 
-Evaluation, as Tablestore documents it (docs/tablestore-local.md, "Conditions"): a missing column
+A condition holds at most 10 column comparisons, and may compare primary key columns too, as
+Tablestore documents (docs/tablestore-local.md, "Conditions"). Evaluation: a missing column
 passes when ``pass_if_missing`` is true (the SDK sends ``filter_if_missing = not
 pass_if_missing``) and fails otherwise; ``EXIST``/``NOT_EXIST`` test presence only. A value of
 another type than the condition's compares as not equal: EQUAL fails, NOT_EQUAL passes, and the
@@ -74,6 +75,10 @@ class Composite:
 ColumnCondition = SingleColumn | Composite
 
 
+#: Tablestore's limit on the column comparisons in one condition or filter.
+MAX_COMPARISONS = 10
+
+
 def parse(data: bytes, what: str) -> ColumnCondition:
     """A serialized ``Filter``; ``what`` names it in errors (e.g. "the condition of PutRow")."""
     message = filter_pb2.Filter()
@@ -81,7 +86,18 @@ def parse(data: bytes, what: str) -> ColumnCondition:
         message.ParseFromString(data)
     except DecodeError:
         raise parameter_invalid(f"{what} is not a valid Filter message.") from None
-    return _parse_filter(message, what)
+    condition = _parse_filter(message, what)
+    if _comparisons(condition) > MAX_COMPARISONS:
+        raise parameter_invalid(
+            f"{what} holds {_comparisons(condition)} column comparisons; Tablestore takes at most {MAX_COMPARISONS}."
+        )
+    return condition
+
+
+def _comparisons(condition: ColumnCondition) -> int:
+    if isinstance(condition, SingleColumn):
+        return 1
+    return sum(_comparisons(part) for part in condition.parts)
 
 
 def _parse_filter(message: Any, what: str) -> ColumnCondition:

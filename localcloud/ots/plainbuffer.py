@@ -186,40 +186,40 @@ class _Reader:
             return Bound(kind)
         raise self.fail(f"unknown value type {kind:#x}")
 
-    def cell(self, *, primary_key: bool) -> Cell:
-        """One cell, from TAG_CELL (current) up to its checksum; leaves the next tag current."""
+    def cell(self) -> tuple[str, Value | Bound | None, int | None, CellOp, int]:
+        """One cell, from TAG_CELL (current) up to its checksum; leaves the next tag current.
+
+        Returns name, value, timestamp, operation and the cell's checksum.
+        """
         self.next_tag()
         self.expect(TAG_CELL_NAME, "a cell name")
         try:
             name = self.take(self.u32()).decode()
         except UnicodeDecodeError:
             raise self.fail("a column name is not valid UTF-8") from None
-        cell = Cell(name, None)
+        value: Value | Bound | None = None
+        timestamp: int | None = None
+        op = CellOp.PUT
         self.next_tag()
         if self.tag == TAG_CELL_VALUE:
             value = self.value()
-            if isinstance(value, Bound) and not primary_key:
-                raise self.fail(f"column {name!r} holds {value.name}, which only a primary key may")
-            cell.value = value  # type: ignore[assignment]
             self.next_tag()
-        elif primary_key:
-            raise self.fail(f"primary key column {name!r} has no value")
         if self.tag == TAG_CELL_TYPE:
             kind = self.byte()
             try:
-                cell.op = CellOp(kind)
+                op = CellOp(kind)
             except ValueError:
                 raise self.fail(f"unknown cell type {kind:#x} for column {name!r}") from None
             self.next_tag()
         if self.tag == TAG_CELL_TIMESTAMP:
-            cell.timestamp = int(struct.unpack("<q", self.take(8))[0])
+            timestamp = int(struct.unpack("<q", self.take(8))[0])
             self.next_tag()
         self.expect(TAG_CELL_CHECKSUM, "a cell checksum")
-        sent = self.byte()
-        if sent != _cell_checksum(cell):
+        checksum = _cell_checksum(name, value, timestamp, op)
+        if self.byte() != checksum:
             raise self.fail(f"checksum mismatch in cell {name!r}")
         self.next_tag()
-        return cell
+        return name, value, timestamp, op, checksum
 
     def row(self) -> ParsedRow:
         """One row from TAG_ROW_PK (current) through its checksum."""
@@ -228,15 +228,21 @@ class _Reader:
         row = ParsedRow([])
         checksum = 0
         while self.tag == TAG_CELL:
-            cell = self.cell(primary_key=True)
-            row.primary_key.append((cell.name, cell.value))  # type: ignore[arg-type]
-            checksum = _crc_int8(checksum, _cell_checksum(cell))
+            name, value, _, _, cell_checksum = self.cell()
+            if value is None or isinstance(value, (bool, float)):
+                raise self.fail(
+                    f"primary key column {name!r} holds {_kind(value)}; primary keys are INTEGER, STRING or BINARY"
+                )
+            row.primary_key.append((name, value))
+            checksum = _crc_int8(checksum, cell_checksum)
         if self.tag == TAG_ROW_DATA:
             self.next_tag()
             while self.tag == TAG_CELL:
-                cell = self.cell(primary_key=False)
-                row.cells.append(cell)
-                checksum = _crc_int8(checksum, _cell_checksum(cell))
+                name, value, timestamp, op, cell_checksum = self.cell()
+                if isinstance(value, Bound):
+                    raise self.fail(f"column {name!r} holds {value.name}, which only a primary key may")
+                row.cells.append(Cell(name, value, timestamp, op))
+                checksum = _crc_int8(checksum, cell_checksum)
         if self.tag == TAG_DELETE_ROW_MARKER:
             row.delete_marker = True
             self.next_tag()
@@ -248,15 +254,21 @@ class _Reader:
         return row
 
 
-def _cell_checksum(cell: Cell) -> int:
-    crc = _crc_bytes(0, cell.name.encode())
-    if cell.value is not None:
-        crc = _crc_value(crc, cell.value)
-    if cell.timestamp is not None:
-        crc = _crc_int64(crc, cell.timestamp)
-    if cell.op is not CellOp.PUT:
-        crc = _crc_int8(crc, cell.op.value)
+def _cell_checksum(name: str, value: Value | Bound | None, timestamp: int | None, op: CellOp) -> int:
+    crc = _crc_bytes(0, name.encode())
+    if value is not None:
+        crc = _crc_value(crc, value)
+    if timestamp is not None:
+        crc = _crc_int64(crc, timestamp)
+    if op is not CellOp.PUT:
+        crc = _crc_int8(crc, op.value)
     return crc
+
+
+def _kind(value: Value | Bound | None) -> str:
+    if value is None:
+        return "no value"
+    return "a BOOLEAN" if isinstance(value, bool) else "a DOUBLE"
 
 
 def read_row(data: bytes, what: str = "row") -> ParsedRow:
@@ -310,15 +322,15 @@ def _value_bytes(value: Value | Bound) -> bytes:
     return bytes([kind]) + struct.pack("<I", len(raw)) + raw
 
 
-def _write_cell(out: bytearray, cell: Cell) -> int:
-    name = cell.name.encode()
-    out += bytes([TAG_CELL, TAG_CELL_NAME]) + struct.pack("<I", len(name)) + name
-    if cell.value is not None:
-        payload = _value_bytes(cell.value)
+def _write_cell(out: bytearray, name: str, value: Value | Bound | None, timestamp: int | None) -> int:
+    raw_name = name.encode()
+    out += bytes([TAG_CELL, TAG_CELL_NAME]) + struct.pack("<I", len(raw_name)) + raw_name
+    if value is not None:
+        payload = _value_bytes(value)
         out += bytes([TAG_CELL_VALUE]) + struct.pack("<I", len(payload)) + payload
-    if cell.timestamp is not None:
-        out += bytes([TAG_CELL_TIMESTAMP]) + struct.pack("<q", cell.timestamp)
-    checksum = _cell_checksum(cell)
+    if timestamp is not None:
+        out += bytes([TAG_CELL_TIMESTAMP]) + struct.pack("<q", timestamp)
+    checksum = _cell_checksum(name, value, timestamp, CellOp.PUT)
     out += bytes([TAG_CELL_CHECKSUM, checksum])
     return checksum
 
@@ -327,11 +339,11 @@ def _write_row(out: bytearray, primary_key: list[tuple[str, PkValue]], cells: li
     checksum = 0
     out.append(TAG_ROW_PK)
     for name, value in primary_key:
-        checksum = _crc_int8(checksum, _write_cell(out, Cell(name, value)))  # type: ignore[arg-type]
+        checksum = _crc_int8(checksum, _write_cell(out, name, value, None))
     if cells:
         out.append(TAG_ROW_DATA)
         for cell in cells:
-            checksum = _crc_int8(checksum, _write_cell(out, cell))
+            checksum = _crc_int8(checksum, _write_cell(out, cell.name, cell.value, cell.timestamp))
     out += bytes([TAG_ROW_CHECKSUM, _crc_int8(checksum, 0)])
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -33,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from tablestore.protobuf import table_store_pb2 as pb
 
 from localcloud.core.account import Account
+from localcloud.core.admin import ADMIN_PREFIX, AdminGuard
 from localcloud.core.http import Request, Response
 from localcloud.ots import auth, conditions, plainbuffer
 from localcloud.ots.errors import (
@@ -76,11 +78,19 @@ NOT_IMPLEMENTED = frozenset(
 )  # fmt: skip
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
+#: Tablestore instance names: 3-16 letters, digits and hyphens, starting with a letter, not ending with a hyphen.
+INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,14}[A-Za-z0-9]\Z")
 MAX_PRIMARY_KEY_COLUMNS = 4
 MAX_BATCH_GET_ROWS = 100
 MAX_BATCH_WRITE_ROWS = 200
 #: GetRange returns at most this many rows per call, then a next_start_primary_key.
 MAX_RANGE_ROWS = 5000
+#: Tablestore's size limits (docs/tablestore-local.md, "Limits").
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_PRIMARY_KEY_VALUE_BYTES = 1024
+MAX_ATTRIBUTE_VALUE_BYTES = 2 * 1024 * 1024
+MAX_COLUMNS_PER_WRITE = 1024
+MAX_COLUMNS_TO_GET = 128
 DEFAULT_TIME_TO_LIVE = -1
 DEFAULT_MAX_VERSIONS = 1
 DEFAULT_DEVIATION_SECONDS = 86400
@@ -89,12 +99,19 @@ PK_TYPE_NAMES = {pb.INTEGER: "INTEGER", pb.STRING: "STRING", pb.BINARY: "BINARY"
 
 
 class OtsService:
-    """Tablestore tables and rows for ``tablestore.OTSClient(endpoint, id, secret, instance)``."""
+    """Tablestore tables and rows for ``tablestore.OTSClient(endpoint, id, secret, instance)``.
+
+    Instances are made in the console in the cloud; locally ``immflow`` exists from the start and
+    others are added by the admin route ``PUT /_localcloud/instances/<name>`` (``GET
+    /_localcloud/instances`` lists them), which takes the local cloud's admin token
+    (:mod:`localcloud.core.admin`).
+    """
 
     name = "ots"
 
     def __init__(self, state_dir: Path, account: Account) -> None:
         self.account = account
+        self.admin_guard = AdminGuard.for_state_dir(state_dir)
         self._store = Store(state_dir / "ots")
 
     def close(self) -> None:
@@ -102,16 +119,27 @@ class OtsService:
 
     def create_instance(self, name: str) -> bool:
         """Add an instance (False when it exists); ``immflow`` exists from the start."""
-        if not NAME.match(name):
-            raise parameter_invalid(f"Invalid instance name {name!r}.")
+        if not INSTANCE_NAME.match(name):
+            raise parameter_invalid(
+                f"Invalid instance name {name!r}: use 3-16 letters, digits and hyphens, starting with a "
+                "letter and not ending with a hyphen."
+            )
         return self._store.create_instance(name)
 
     # --- routing ----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if request.raw_path.startswith(ADMIN_PREFIX):
+            return self._admin(request)
         request_id = secrets.token_hex(16)
         key: bytes | None = None
         try:
+            if len(request.body) > MAX_BODY_BYTES:
+                raise OtsError(
+                    413,
+                    "OTSRequestBodyTooLarge",
+                    f"The size of POST data is too large: {len(request.body)} bytes.",
+                )
             key = auth.check(request, self.account)
             instance = request.headers["x-ots-instancename"]
             if not self._store.instance_exists(instance):
@@ -145,6 +173,28 @@ class OtsService:
             headers["Authorization"] = f"OTS {self.account.access_key_id}:{signature}"
         headers["Content-Type"] = "application/x-protobuf"
         return Response(status, headers, body)
+
+    def _admin(self, request: Request) -> Response:
+        refusal = self.admin_guard.refusal(request)
+        if refusal is not None:
+            return _json(refusal.status, {"Code": refusal.code, "Message": refusal.message})
+        parts = request.path[len(ADMIN_PREFIX) :].strip("/").split("/")
+        if parts == ["instances"] and request.method == "GET":
+            return _json(200, {"instances": self._store.instance_names()})
+        if len(parts) == 2 and parts[0] == "instances" and request.method == "PUT":
+            try:
+                created = self.create_instance(parts[1])
+            except OtsError as error:
+                return _json(error.status, {"Code": error.code, "Message": error.message})
+            return _json(201 if created else 200, {"instance": parts[1], "created": created})
+        return _json(
+            405,
+            {
+                "Code": "MethodNotAllowed",
+                "Message": f"{request.method} {request.path}: use GET {ADMIN_PREFIX}instances or "
+                f"PUT {ADMIN_PREFIX}instances/<name>.",
+            },
+        )
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -441,8 +491,7 @@ class OtsService:
             raise condition_check_fail()
         if condition.HasField("column_condition") and condition.column_condition:
             column_condition = conditions.parse(condition.column_condition, "the column condition")
-            current_values = {} if current is None else {n: v for n, (v, _) in current.columns.items()}
-            if not column_condition.passes(current_values):
+            if not column_condition.passes({} if current is None else current.values()):
                 raise condition_check_fail()
         now = int(time.time() * 1000)
         modified: dict[str, tuple[Value, int]] = {}
@@ -495,6 +544,11 @@ class _Table:
                     f"(column {name!r} of table {self.name!r}). The Python SDK sends str as STRING and "
                     "bytearray as BINARY."
                 )
+            if _size(value) > MAX_PRIMARY_KEY_VALUE_BYTES:
+                raise parameter_invalid(
+                    f"The primary key column {name!r} is {_size(value)} bytes; Tablestore takes at most "
+                    f"{MAX_PRIMARY_KEY_VALUE_BYTES}."
+                )
         return sent
 
 
@@ -503,6 +557,11 @@ class _ReadOptions:
 
     def __init__(self, request: Any, api: str) -> None:
         self.columns = set(request.columns_to_get)
+        if len(request.columns_to_get) > MAX_COLUMNS_TO_GET:
+            raise parameter_invalid(
+                f"{api}: columns_to_get names {len(request.columns_to_get)} columns; Tablestore takes at most "
+                f"{MAX_COLUMNS_TO_GET}."
+            )
         self.start_column = request.start_column if request.HasField("start_column") else None
         self.end_column = request.end_column if request.HasField("end_column") else None
         self.time_range = request.time_range if request.HasField("time_range") else None
@@ -537,7 +596,7 @@ class _ReadOptions:
     ) -> tuple[list[tuple[str, PkValue]], list[plainbuffer.Cell]] | None:
         if stored is None:
             return None
-        if self.filter is not None and not self.filter.passes({n: v for n, (v, _) in stored.columns.items()}):
+        if self.filter is not None and not self.filter.passes(stored.values()):
             return None
         cells = [
             cell
@@ -555,6 +614,10 @@ class _ReadOptions:
     def render(self, stored: StoredRow | None) -> bytes:
         selected = self.select(stored)
         return b"" if selected is None else plainbuffer.write_row(*selected)
+
+
+def _json(status: int, value: object) -> Response:
+    return Response(status, {"Content-Type": "application/json"}, json.dumps(value).encode())
 
 
 def _parse(message_type: Callable[[], Any], body: bytes, api: str) -> Any:
@@ -612,6 +675,12 @@ def _type_name(value: object) -> str:
     )
 
 
+def _size(value: Value) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    return len(value) if isinstance(value, bytes) else 8
+
+
 def _consumed(*, read: int = 0, write: int = 0) -> pb.ConsumedCapacity:
     return pb.ConsumedCapacity(capacity_unit=pb.CapacityUnit(read=read, write=write))
 
@@ -625,9 +694,18 @@ def _check_change(operation: int, change: ParsedRow) -> None:
         raise parameter_invalid(f"Unknown row operation type {operation}.")
     if change.delete_marker:
         raise parameter_invalid("A put or update must not carry a delete-row marker.")
+    if len(change.cells) > MAX_COLUMNS_PER_WRITE:
+        raise parameter_invalid(
+            f"A row change holds {len(change.cells)} columns; Tablestore takes at most {MAX_COLUMNS_PER_WRITE}."
+        )
     names: set[str] = set()
     for cell in change.cells:
         _check_name(cell.name, "attribute column")
+        if cell.value is not None and _size(cell.value) > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise parameter_invalid(
+                f"Column {cell.name!r} is {_size(cell.value)} bytes; Tablestore takes at most "
+                f"{MAX_ATTRIBUTE_VALUE_BYTES} per value."
+            )
         if operation == pb.PUT and (cell.op is not CellOp.PUT or cell.value is None):
             raise parameter_invalid(f"PutRow column {cell.name!r} must have a value and no update type.")
         if operation == pb.UPDATE and cell.op in (CellOp.PUT, CellOp.INCREMENT) and cell.value is None:
@@ -640,11 +718,13 @@ def _check_change(operation: int, change: ParsedRow) -> None:
 
 
 def _apply(row: StoredRow, cell: plainbuffer.Cell, now: int, modified: dict[str, tuple[Value, int]]) -> None:
+    """Apply one cell of a change that :func:`_check_change` has passed."""
     kept = row.columns.get(cell.name)
     if cell.op is CellOp.PUT:
+        assert cell.value is not None  # a put without a value was refused by _check_change
         timestamp = now if cell.timestamp is None else cell.timestamp
         if kept is None or timestamp >= kept[1]:  # only the latest version is kept
-            row.columns[cell.name] = (cell.value, timestamp)  # type: ignore[assignment]
+            row.columns[cell.name] = (cell.value, timestamp)
     elif cell.op is CellOp.DELETE_ALL_VERSIONS:
         row.columns.pop(cell.name, None)
     elif cell.op is CellOp.DELETE_ONE_VERSION:
@@ -655,7 +735,8 @@ def _apply(row: StoredRow, cell: plainbuffer.Cell, now: int, modified: dict[str,
             raise parameter_invalid(
                 f"INCREMENT of column {cell.name!r}, which holds a {_type_name(kept[0])}."
             )
-        total = (0 if kept is None else int(kept[0])) + int(cell.value)  # type: ignore[arg-type]
+        assert isinstance(cell.value, int)  # a non-integer increment was refused by _check_change
+        total = (0 if kept is None else int(kept[0])) + cell.value
         row.columns[cell.name] = modified[cell.name] = (total, now)
 
 

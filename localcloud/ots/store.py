@@ -61,6 +61,12 @@ class StoredRow:
     #: column name -> (value, timestamp in ms)
     columns: dict[str, tuple[Value, int]] = field(default_factory=dict)
 
+    def values(self) -> dict[str, Value]:
+        """What a column condition or filter sees: primary key and attribute columns by name."""
+        values: dict[str, Value] = {name: value for name, (value, _) in self.columns.items()}
+        values.update((name, value) for name, value in self.primary_key if not isinstance(value, Bound))
+        return values
+
     def cells(self) -> list[Cell]:
         return [Cell(name, value, ts) for name, (value, ts) in sorted(self.columns.items())]
 

@@ -30,16 +30,16 @@ DEMO_TIMEOUT_SECONDS = 900
 
 
 def _free_port_base() -> int:
-    """Four consecutive ports nothing listens on (the local cloud takes base+0..3)."""
+    """Five consecutive ports nothing listens on (the local cloud takes base+0..4)."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
-        if base + 3 > 65535:
+        if base + 4 > 65535:
             continue
         sockets = []
         try:
-            for offset in range(4):
+            for offset in range(5):
                 s = socket.socket()
                 s.bind(("127.0.0.1", base + offset))
                 sockets.append(s)
@@ -49,7 +49,7 @@ def _free_port_base() -> int:
         finally:
             for s in sockets:
                 s.close()
-    raise RuntimeError("no four consecutive free ports")
+    raise RuntimeError("no five consecutive free ports")
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,6 @@ from localcloud.core.http import ServiceServer
 if TYPE_CHECKING:
     from localcloud.ots import OtsService
 
-#: The instance the local Tablestore has from the start (endpoints.json's ``ots_instance``).
-DEFAULT_INSTANCE = "immflow"
-
 
 @dataclass
 class LocalOts:
@@ -30,7 +27,8 @@ class LocalOts:
     server: ServiceServer
     account: Account
     state_dir: Path
-    instance: str = DEFAULT_INSTANCE
+    #: The instance the local Tablestore has from the start (endpoints.json's ``ots_instance``).
+    instance: str
 
     @property
     def url(self) -> str:
@@ -63,10 +61,11 @@ class LocalOts:
 def ots_server(tmp_path: Path) -> Iterator[LocalOts]:
     # Imported here: localcloud.ots imports tablestore (about 0.3 s), which most tests never need.
     from localcloud.ots import OtsService
+    from localcloud.ots.store import DEFAULT_INSTANCE
 
     account = Account.new()
     service = OtsService(tmp_path, account)
     server = ServiceServer(service).start()
-    yield LocalOts(service, server, account, tmp_path)
+    yield LocalOts(service, server, account, tmp_path, DEFAULT_INSTANCE)
     server.stop()
     service.close()

@@ -32,10 +32,18 @@ DEFAULT_STATE_DIR = Path(".immflow")
 DEFAULT_PORT_BASE = 9410
 #: The bucket `local deploy template.yml` uploads the function zips to when CodeBucket is not given.
 LOCAL_CODE_BUCKET = "immflow-code"
-SERVICE_NAMES = ("oss", "mns", "imm", "fc")
+SERVICE_NAMES = ("oss", "mns", "imm", "fc", "ots")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
-_ENDPOINT_KEYS = (*SERVICE_NAMES, "region", "account_id", "access_key_id", "access_key_secret", "admin_token")
+_ENDPOINT_KEYS = (
+    *SERVICE_NAMES,
+    "ots_instance",
+    "region",
+    "account_id",
+    "access_key_id",
+    "access_key_secret",
+    "admin_token",
+)
 #: What `local up` and `local status` show: never the secret or the admin token (they are in the 0600
 #: endpoints.json for clients that need them).
 _SHOWN_KEYS = tuple(key for key in _ENDPOINT_KEYS if key not in ("access_key_secret", "admin_token"))
@@ -250,7 +258,7 @@ def _endpoints_table(endpoints: dict[str, str], title: str) -> Table:
 
 @main.group()
 def local() -> None:
-    """Run the local cloud (OSS, MNS, IMM, FC on 127.0.0.1) and deploy onto it."""
+    """Run the local cloud (OSS, MNS, IMM, FC, Tablestore on 127.0.0.1) and deploy onto it."""
 
 
 @local.command()
@@ -261,7 +269,7 @@ def local() -> None:
     type=int,
     default=DEFAULT_PORT_BASE,
     show_default=True,
-    help="oss=N, mns=N+1, imm=N+2, fc=N+3",
+    help="oss=N, mns=N+1, imm=N+2, fc=N+3, ots=N+4",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
 def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:

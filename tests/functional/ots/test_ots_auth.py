@@ -74,15 +74,6 @@ def test_an_unknown_instance_is_refused_as_the_cloud_does(ots_server: LocalOts) 
     assert error.get_error_message().startswith("The instance is not found")
 
 
-def test_an_instance_added_by_the_service_is_served(ots_server: LocalOts) -> None:
-    assert ots_server.service.create_instance("second")
-    client = ots_server.client(instance="second")
-    create_table(client, "t", [("k", "STRING")])
-
-    assert client.list_table() == ("t",)
-    assert ots_server.client().list_table() == ()
-
-
 def test_v4_signatures_work_when_the_client_is_given_a_region(ots_server: LocalOts) -> None:
     client = ots_server.client(region="cn-hangzhou")
     create_table(client, "t", [("k", "STRING")])

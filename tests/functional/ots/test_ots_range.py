@@ -8,13 +8,18 @@ import pytest
 from tablestore import (
     INF_MAX,
     INF_MIN,
+    BatchWriteRowRequest,
+    CapacityUnit,
     ComparatorType,
     CompositeColumnCondition,
+    Condition,
     Direction,
     LogicalOperator,
     OTSServiceError,
+    PutRowItem,
     Row,
     SingleColumnCondition,
+    TableInBatchWriteRowItem,
 )
 
 from tests.functional.ots.conftest import create_table
@@ -124,3 +129,25 @@ def test_bounds_in_the_wrong_direction_are_refused(client: Any, filled: str) -> 
         with pytest.raises(OTSServiceError) as caught:
             _range(client, filled, start, end, direction)
         assert caught.value.get_error_code() == "OTSParameterInvalid"
+
+
+def test_the_sdks_range_iterator_reads_past_the_5000_row_page(client: Any) -> None:
+    create_table(client, "many", [("n", "INTEGER")])
+    request_rows = [Row([("n", n)], [("v", n)]) for n in range(5003)]
+    for start in range(0, len(request_rows), 200):
+        batch = BatchWriteRowRequest()
+        batch.add(
+            TableInBatchWriteRowItem(
+                "many", [PutRowItem(r, Condition("IGNORE")) for r in request_rows[start : start + 200]]
+            )
+        )
+        assert client.batch_write_row(batch).is_all_succeed()
+
+    next_start, first_page = _range(client, "many", [("n", INF_MIN)], [("n", INF_MAX)])
+    everything = list(
+        client.xget_range("many", Direction.FORWARD, [("n", INF_MIN)], [("n", INF_MAX)], CapacityUnit(0, 0))
+    )
+
+    assert len(first_page) == 5000
+    assert next_start == [("n", 5000)]
+    assert [row.primary_key[0][1] for row in everything] == list(range(5003))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from tablestore import (
@@ -18,6 +19,9 @@ from tablestore import (
 )
 
 from tests.functional.ots.conftest import create_table
+
+if TYPE_CHECKING:
+    from tests.functional.conftest import LocalOts
 
 IGNORE = RowExistenceExpectation.IGNORE
 EXPECT_EXIST = RowExistenceExpectation.EXPECT_EXIST
@@ -270,3 +274,71 @@ def test_binary_and_four_column_primary_keys(client: Any) -> None:
 
     assert _columns(client, "wide", key) == {"v": 1}
     assert _columns(client, "wide", [("a", "x"), ("b", -5), ("c", bytearray(b"\x00")), ("d", 7)]) is None
+
+
+def test_a_condition_may_compare_a_primary_key_column(client: Any, table: str) -> None:
+    client.put_row(table, Row(KEY, [("a", 1)]))
+
+    client.update_row(
+        table,
+        Row(KEY, {"PUT": [("a", 2)]}),
+        Condition(EXPECT_EXIST, SingleColumnCondition("n", 1, ComparatorType.EQUAL)),
+    )
+    _fails(
+        "OTSConditionCheckFail", 403,
+        client.update_row, table, Row(KEY, {"PUT": [("a", 3)]}),
+        Condition(EXPECT_EXIST, SingleColumnCondition("id", "b", ComparatorType.EQUAL)),
+    )  # fmt: skip
+    assert _columns(client, table) == {"a": 2}
+
+
+def test_more_than_ten_column_comparisons_are_refused(client: Any, table: str) -> None:
+    many = CompositeColumnCondition(LogicalOperator.AND)
+    for i in range(11):
+        many.add_sub_condition(SingleColumnCondition(f"c{i}", i, ComparatorType.EQUAL))
+
+    _fails("OTSParameterInvalid", 400, client.put_row, table, Row(KEY, [("a", 1)]), Condition(IGNORE, many))
+
+
+def test_concurrent_expect_not_exist_puts_let_exactly_one_through(ots_server: LocalOts, table: str) -> None:
+    """Claims rely on this: many writers race for one row, one wins, the others see the condition fail."""
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim(worker: int) -> None:
+        client = ots_server.client(retry=False)
+        barrier.wait()
+        try:
+            client.put_row(table, Row(KEY, [("owner", f"w{worker}")]), Condition(EXPECT_NOT_EXIST))
+            outcomes.append(f"w{worker}")
+        except OTSServiceError as error:
+            outcomes.append(error.get_error_code())
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [o for o in outcomes if o.startswith("w")]
+    assert len(winners) == 1
+    assert sorted(set(outcomes) - set(winners)) == ["OTSConditionCheckFail"]
+    assert _columns(ots_server.client(), table) == {"owner": winners[0]}
+
+
+def test_tablestore_size_limits(client: Any, table: str) -> None:
+    big_key = [("id", "k" * 1025), ("n", 1)]
+    _fails("OTSParameterInvalid", 400, client.put_row, table, Row(big_key, [("a", 1)]))
+    _fails("OTSParameterInvalid", 400, client.put_row, table, Row(KEY, [("a", "v" * (2 * 1024 * 1024 + 1))]))
+    _fails(
+        "OTSParameterInvalid", 400, client.get_row, table, KEY, [f"c{i}" for i in range(129)], max_version=1
+    )
+    near_limit = "v" * (2 * 1024 * 1024 - 16)
+    _fails(
+        "OTSRequestBodyTooLarge",
+        413,
+        client.put_row,
+        table,
+        Row(KEY, [("a", near_limit), ("b", near_limit), ("c", near_limit)]),
+    )
+    assert _columns(client, table) is None
