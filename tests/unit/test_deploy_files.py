@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from immflow.ledger.tablestore import default_endpoint
 from immflow.pipeline import load_pipeline
 from immflow.settings import ENVIRONMENT_VARIABLES, settings_from_env
 
@@ -21,6 +22,9 @@ FUNCTIONS = {
     "reconcile": "immflow-reconcile",
 }
 ACCOUNT_ID = "1234567890123456"
+#: Every setting, and the Tablestore ledger's endpoint (immflow.ledger.tablestore reads it; the public one
+#: of the template's instance, which a function without a VPC reaches).
+DEPLOYED_VARIABLES = {*ENVIRONMENT_VARIABLES.values(), "IMMFLOW_OTS_ENDPOINT"}
 _EXPRESSION = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -104,8 +108,8 @@ def test_every_setting_is_set_for_every_function_in_both_files(tmp_path: Path) -
     assert set(template_functions) == set(FUNCTIONS.values())
     for folder, name in FUNCTIONS.items():
         environment = _s_yaml()[folder]["props"]["environmentVariables"]
-        assert set(environment) == set(ENVIRONMENT_VARIABLES.values())
-        assert set(template_functions[name]["EnvironmentVariables"]) == set(ENVIRONMENT_VARIABLES.values())
+        assert set(environment) == DEPLOYED_VARIABLES
+        assert set(template_functions[name]["EnvironmentVariables"]) == DEPLOYED_VARIABLES
         settings = settings_from_env({k: str(v) for k, v in environment.items()}, code_dir=tmp_path)
         assert settings.pipeline_path == tmp_path / "pipeline.yaml"
         assert settings.imm_endpoint == "imm.cn-hangzhou.aliyuncs.com"
@@ -262,6 +266,9 @@ def test_s_yaml_deploys_onto_what_template_yml_creates() -> None:
         assert props["role"] == function["Role"]
         assert props["environmentVariables"] == function["EnvironmentVariables"]
         assert props["environmentVariables"]["IMMFLOW_LEDGER_URL"] == "tablestore://immflow"
+        assert props["environmentVariables"]["IMMFLOW_OTS_ENDPOINT"] == default_endpoint(
+            "immflow", "cn-hangzhou"
+        )
         assert props["logConfig"]["project"] == function["LogConfig"]["Project"]
         assert props["logConfig"]["logstore"] == function["LogConfig"]["Logstore"]
         assert (props["memorySize"], props["timeout"]) == (function["MemorySize"], function["Timeout"])

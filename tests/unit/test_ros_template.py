@@ -202,6 +202,19 @@ def test_the_template_creates_the_whole_stack() -> None:
     assert types.count("ALIYUN::OTS::Table") >= 1
 
 
+def test_the_template_creates_exactly_the_ledgers_tables() -> None:
+    from immflow.ledger.tablestore import TABLES
+
+    tables = {
+        resource["Properties"]["TableName"]: [
+            (k["Name"], k["Type"]) for k in resource["Properties"]["PrimaryKey"]
+        ]
+        for resource in _template()["Resources"].values()
+        if resource["Type"] == "ALIYUN::OTS::Table"
+    }
+    assert tables == {table.name: list(table.primary_key) for table in TABLES}
+
+
 def test_async_configs_match_s_yaml() -> None:
     resources = _template()["Resources"]
     configs = {
