@@ -527,8 +527,8 @@ def deploy_command(file: Path, state_dir: Path, parameters: tuple[str, ...], as_
     """Deploy FILE onto the running local cloud.
 
     A ROS template (template.yml) creates every resource it declares: bucket, topic, queue, IMM
-    project and its service role, functions and their triggers (Tablestore and SLS resources are
-    reported as skipped while the local cloud has none). An s.yaml deploys the fc3 functions and
+    project and its service role, Tablestore tables, functions and their triggers (SLS resources are
+    reported as skipped: the local cloud has no log service). An s.yaml deploys the fc3 functions and
     triggers onto what exists (like `s deploy`), and names any bucket, topic or queue it lacks.
     """
     endpoints = read_endpoints(state_dir)
