@@ -14,9 +14,9 @@ must be safe. What the local cloud does differently from ROS is said per type:
   :mod:`localcloud.imm.policy` documents): the buckets its Allow statements give ``oss:GetObject``
   on become ``read``, those with ``oss:PutObject`` ``write``. So the project's service role is
   enforced locally as the template writes it.
-* ``ALIYUN::OTS::Instance``: the local Tablestore serves the instances it was started with
-  (``ots_instance`` in ``endpoints.json``); one of those is found (``ListTable``) and reported
-  ``exists``, any other name is an error saying which name to give. ``ALIYUN::OTS::Table``: the
+* ``ALIYUN::OTS::Instance``: the local Tablestore's admin route ``PUT /_localcloud/instances/<name>``
+  (instances are made in the console in the cloud; ``immflow`` exists from the start, so the
+  template's default is reported ``exists``). ``ALIYUN::OTS::Table``: the
   ``tablestore`` SDK's ``CreateTable`` with the template's primary key, TTL, versions and reserved
   throughput. Both are skipped, saying so, on a local cloud without Tablestore (no ``ots``).
 * ``ALIYUN::SLS::Project``/``Logstore``: skipped, saying so: there is no local Simple Log Service;
@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -223,17 +224,19 @@ class _Stack:
         attributes = {"InstanceName": name, **self._ots_endpoints(name)}
         if "ots" not in self.endpoints:
             return _Outcome(name, attributes, "skipped", _NO_LOCAL_OTS)
-        from tablestore.error import OTSServiceError
-
-        try:
-            self._ots_client(name).list_table()
-        except OTSServiceError as error:
-            raise RosError(
-                f"{where}.InstanceName: the local Tablestore has no instance {name!r} ({error.code}: "
-                f"{error.message}); it serves the instance named ots_instance in endpoints.json "
-                f"({self.endpoints.get('ots_instance')!r}): give that name to the template's parameter"
-            ) from error
-        return _Outcome(name, attributes, "exists", f"endpoint {self.endpoints['ots']}")
+        response = requests.put(
+            f"{self.endpoints['ots']}/_localcloud/instances/{quote(name, safe='')}",
+            headers=admin_headers(self.endpoints["admin_token"]),
+            timeout=30,
+        )
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("Message", response.text)
+            except ValueError:
+                message = response.text
+            raise RosError(f"{where}.InstanceName: the local Tablestore refused instance {name!r}: {message}")
+        status = "created" if response.json().get("created") else "exists"
+        return _Outcome(name, attributes, status, f"endpoint {self.endpoints['ots']}")
 
     def ots_table(self, props: dict[str, Any], where: str) -> _Outcome:
         instance = _required(props, "InstanceName", where)

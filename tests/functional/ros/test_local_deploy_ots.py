@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from localcloud.core.admin import load_or_create_token
 from localcloud.ros import RosError, deploy
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def _ledger_template(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 def _endpoints(ots: LocalOts) -> dict[str, str]:
     return {
         "ots": ots.url,
+        "admin_token": load_or_create_token(ots.state_dir),
         "ots_instance": ots.instance,
         "region": "cn-hangzhou",
         "account_id": ots.account.account_id,
@@ -63,12 +65,19 @@ def test_the_ledger_tables_are_created_with_their_primary_keys(ots_server: Local
     assert {entry.status for entry in again} == {"exists"}
 
 
-def test_an_instance_the_local_tablestore_lacks_is_named(ots_server: LocalOts, tmp_path: Path) -> None:
+def test_another_instance_is_created_through_the_admin_route(ots_server: LocalOts, tmp_path: Path) -> None:
     path, _ = _ledger_template(tmp_path)
-    with pytest.raises(RosError, match=r"no instance 'other-ledger'.*\('immflow'\)"):
+    created = deploy(
+        path, _endpoints(ots_server), tmp_path, {"CodeBucket": "unused", "LedgerInstanceName": "ledger-2"}
+    )
+    assert {e.logical_id: e.status for e in created}["LedgerInstance"] == "created"
+    assert "immflow_runs" in ots_server.client(instance="ledger-2", retry=False).list_table()
+    assert not ots_server.client(retry=False).list_table()  # nothing in the default instance
+
+
+def test_an_instance_name_tablestore_refuses_is_named(ots_server: LocalOts, tmp_path: Path) -> None:
+    path, _ = _ledger_template(tmp_path)
+    with pytest.raises(RosError, match=r"LedgerInstance.*refused instance '9-bad'.*3-16 letters"):
         deploy(
-            path,
-            _endpoints(ots_server),
-            tmp_path,
-            {"CodeBucket": "unused", "LedgerInstanceName": "other-ledger"},
+            path, _endpoints(ots_server), tmp_path, {"CodeBucket": "unused", "LedgerInstanceName": "9-bad"}
         )
