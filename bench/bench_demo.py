@@ -52,7 +52,7 @@ def _free_port_base() -> int:
             base = probe.getsockname()[1]
         taken = []
         try:
-            for offset in range(4):
+            for offset in range(5):  # the local cloud takes base+0..4
                 s = socket.socket()
                 taken.append(s)
                 s.bind(("127.0.0.1", base + offset))

@@ -1,7 +1,7 @@
-"""Run the whole local cloud: OSS, MNS, IMM and FC on 127.0.0.1, ports ``base+0..3``.
+"""Run the whole local cloud: OSS, MNS, IMM, FC and Tablestore on 127.0.0.1, ports ``base+0..4``.
 
 ``python -m localcloud.launcher --state-dir DIR [--port-base N]`` (what ``immflow local up``
-runs) starts the four servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
+runs) starts the five servers, writes ``DIR/endpoints.json`` in the shape DESIGN.md fixes and
 ``DIR/localcloud.pid``, and stops cleanly on SIGTERM or SIGINT. ``LocalCloud.start(state_dir)``
 is the in-process form for tests (free ports when ``port_base`` is None).
 
@@ -34,7 +34,9 @@ from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.http import Service, ServiceServer
 
 DEFAULT_PORT_BASE = 9410
-SERVICES = ("oss", "mns", "imm", "fc")
+#: Start order (stop order is the reverse): Tablestore starts before FC, so that FC never runs a
+#: function while a service it may call is not up yet, and stops after it.
+SERVICES = ("oss", "mns", "imm", "ots", "fc")
 ENDPOINTS_FILE = "endpoints.json"
 PID_FILE = "localcloud.pid"
 LOCK_FILE = "localcloud.lock"
@@ -77,7 +79,7 @@ def _serve(service: Service, name: str, host: str, port: int) -> ServiceServer:
 
 
 class LocalCloud:
-    """The four local services, each on its own server thread, sharing one account and state folder."""
+    """The five local services, each on its own server thread, sharing one account and state folder."""
 
     def __init__(self, state_dir: Path, account: Account, lock: TextIO) -> None:
         self.state_dir = state_dir
@@ -97,7 +99,7 @@ class LocalCloud:
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
     ) -> LocalCloud:
-        """Start OSS, MNS, IMM, FC in that order (each later one needs the earlier URLs).
+        """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
         :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests).
@@ -106,6 +108,7 @@ class LocalCloud:
         from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
+        from localcloud.ots import OtsService
 
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
@@ -123,10 +126,13 @@ class LocalCloud:
                 host,
                 port(2),
             )
+            cloud._add("ots", OtsService(state_dir, account), host, port(4))
             overrides = {
                 "IMMFLOW_OSS_ENDPOINT": oss.url,
                 "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
                 "IMMFLOW_LEDGER_URL": ledger_url(state_dir),
+                # Every local function instance runs on this machine's disk (immflow.settings).
+                "IMMFLOW_LEDGER_SHARED_DISK": "1",
             }
             fc_service = FcService(
                 state_dir,
@@ -157,14 +163,19 @@ class LocalCloud:
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """``endpoints.json``: URLs for oss, mns, fc; ``host:port`` for imm (what the IMM SDK takes);
-        the key pair, and the admin routes' token (`localcloud.core.admin`)."""
+        """``endpoints.json``: URLs for oss, mns, fc, ots; ``host:port`` for imm (what the IMM SDK takes);
+        ``ots_instance`` (the Tablestore instance to pass to ``OTSClient``), the key pair, and the
+        admin routes' token (`localcloud.core.admin`)."""
+        from localcloud.ots.store import DEFAULT_INSTANCE
+
         imm = self.servers["imm"]
         return {
             "oss": self.servers["oss"].url,
             "mns": self.servers["mns"].url,
             "imm": f"{imm.host}:{imm.port}",
             "fc": self.servers["fc"].url,
+            "ots": self.servers["ots"].url,
+            "ots_instance": DEFAULT_INSTANCE,
             "region": self.account.region,
             "account_id": self.account.account_id,
             "access_key_id": self.account.access_key_id,
@@ -177,7 +188,7 @@ class LocalCloud:
         return self.services["fc"]
 
     def stop(self) -> None:
-        """Stop in reverse order: FC first, so no function is mid-call when OSS or IMM goes away."""
+        """Stop in reverse order: FC first, so no function is mid-call when a service it calls goes away."""
         for name in reversed(SERVICES):
             server = self.servers.pop(name, None)
             if server is not None:

@@ -33,6 +33,7 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
 - ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
   like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
   answers ``{"functions": [...]}``, or 400 JSON naming the field.
+  ``{"ros": {...}}`` instead deploys functions of a ROS template (:meth:`FcService.deploy_ros`).
 - ``GET /_localcloud/functions``: the deployed functions.
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
@@ -69,7 +70,7 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.fc import auth, destinations, names, syaml, triggers
+from localcloud.fc import auth, destinations, names, ros, syaml, triggers
 from localcloud.fc.api3 import PREFIX as API3_PREFIX
 from localcloud.fc.api3 import Fc3Api, list_page
 from localcloud.fc.errors import (
@@ -197,6 +198,20 @@ class FcService:
         """
         specs = syaml.load(s_yaml, self.account, environ)
         return self.deploy_specs(specs, Path(s_yaml).resolve().parent)
+
+    def deploy_ros(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Register the functions of a ROS template that :mod:`localcloud.ros` resolved (:mod:`localcloud.fc.ros`).
+
+        Raises :class:`localcloud.fc.ros.RosFunctionError` (a property is wrong, or the code cannot be
+        read from the local OSS) and whatever :meth:`deploy_specs` raises once the specs are built.
+        """
+        region = str(request.get("region") or self.account.region)
+        code_root = self.root / "ros-code"
+        specs = [
+            ros.function_spec(entry, region, self.account, self.oss_endpoint, code_root)
+            for entry in request.get("functions") or []
+        ]
+        return self.deploy_specs(specs, code_root)
 
     def deploy_specs(self, specs: list[syaml.FunctionSpec], project_dir: Path) -> list[dict[str, Any]]:
         """Deploy ``specs`` all or nothing: a refusal leaves no function registered or changed.
@@ -603,7 +618,10 @@ class FcService:
         if path == "/_localcloud/deploy" and request.method == "POST":
             try:
                 body = json.loads(request.body or b"{}")
-                summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
+                if "ros" in body:
+                    summaries = self.deploy_ros(body["ros"])
+                else:
+                    summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
             except (ValueError, KeyError, TypeError, triggers.TriggerError) as error:
                 raise invalid_argument(f"deploy failed: {error}") from error
             return _json(200, {"functions": summaries}, request_id)

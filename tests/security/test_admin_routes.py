@@ -50,6 +50,8 @@ ADMIN_ROUTES = [
     ("fc", "POST", "/_localcloud/mns/immflow-on-task-done/on-task-done"),
     ("oss", "PUT", "/_localcloud/triggers/evil"),
     ("oss", "GET", "/_localcloud/triggers"),
+    ("ots", "PUT", "/_localcloud/instances/evil"),
+    ("ots", "GET", "/_localcloud/instances"),
 ]
 
 

@@ -159,7 +159,7 @@ def demo(
             endpoints = read_endpoints(state_dir)
             console.print(f"using the local cloud already running on {state_dir}")
         else:
-            console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 3})")
+            console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
             endpoints = start_detached(state_dir, port_base)
         environ = deploy_environ(s_yaml, state_dir)
         deployment = runner.read_deployment(s_yaml, endpoints, environ)
