@@ -73,6 +73,7 @@ def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
     claimed = notification.content
     with correlation(task_id=claimed.TaskId):
         task = call.services.ledger.get_task(claimed.TaskId)
+        confirmed: ImmTaskResult | None
         if task is None:
             adopted = _adopt(call, notification)
             if isinstance(adopted, ResultSummary):
