@@ -168,8 +168,8 @@ def parse_imm_notification(body: str | bytes) -> ImmNotification:
         if isinstance(content, str):
             try:
                 content = load_json(content, KIND, field="content")
-            except PayloadError:
-                content, truncated = _leading_fields(content, data.get("type")), True
+            except PayloadError as exc:
+                content, truncated = _leading_fields(content, data.get("type"), exc.problem), True
         envelope = {**data, "content": expect_object(content, KIND, field="content"), "truncated": truncated}
     elif isinstance(data.get("data"), dict) and ("specversion" in data or data.get("source") == "acs.imm"):
         envelope = {name: value for name, value in data.items() if name != "data"}
@@ -183,7 +183,7 @@ def parse_imm_notification(body: str | bytes) -> ImmNotification:
 _LEADING_FIELD = re.compile(r'"(ProjectName|UserData|TaskType|TaskId|Status)"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
-def _leading_fields(content: str, envelope_type: object) -> dict[str, Any]:
+def _leading_fields(content: str, envelope_type: object, problem: str) -> dict[str, Any]:
     """The common fields of a ``content`` that is not whole JSON; a `PayloadError` unless the task's
     id, type, project and final status are all there."""
     fields: dict[str, Any] = {}
@@ -194,7 +194,7 @@ def _leading_fields(content: str, envelope_type: object) -> dict[str, Any]:
     missing = [name for name in ("ProjectName", "TaskType", "TaskId", "Status") if name not in fields]
     if missing:
         raise PayloadError(
-            KIND, "content", f"neither valid JSON nor a cut-short result naming {', '.join(missing)}"
+            KIND, "content", f"{problem}, and not a cut-short result either (no {', '.join(missing)})"
         )
     return fields
 
