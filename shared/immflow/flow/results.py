@@ -10,8 +10,9 @@ skips the GetTask for stacks whose topic only IMM can publish to; a notification
 the result's times is still completed with GetTask.
 
 Idempotent by a result claim keyed by TaskId + the *confirmed* Status (`immflow.ledger`): a notification
-delivered twice, or after reconcile already saw the result, changes nothing the second time; a forged
-one takes no claim, so the genuine one is not taken for a duplicate. Follow-ups have their own create
+delivered twice, or after reconcile already saw the result, changes nothing the second time (once the
+ledger holds a final result, a notification for the task is a duplicate without asking GetTask); a
+forged one takes no claim, so the genuine one is not taken for a duplicate. Follow-ups have their own create
 claims, so a redelivery after a crash half-way creates each one once.
 
 A result for a TaskId the ledger does not know is either someone else's task on the same topic (no
@@ -79,6 +80,11 @@ def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
             if isinstance(adopted, ResultSummary):
                 return adopted
             task, confirmed = adopted
+        elif task.is_final and task.status != "Lost":
+            # Recorded already, from a confirmed result: no notification can change it (a redelivery).
+            with correlation(run_id=task.run_id):
+                logger.info("result already recorded", extra={"status": task.status})
+            return ResultSummary(claimed.TaskId, "duplicate", task.status)
         elif call.services.settings.verify_notifications or notification.lacks_result:
             confirmed = _confirm(call, task, notification)
         else:
