@@ -73,7 +73,7 @@ COMMON_FIELDS = (
     "EventSourceId",
     "Tags",
 )
-"""What every notification carries (imm-api.md §1.3), whatever the result's size."""
+"""What every notification carries (docs/imm-notifications.md), whatever the result's size."""
 MNS_MAX_MESSAGE_BYTES = 65536
 """The largest message body an MNS topic accepts (its MaximumMessageSize at most)."""
 MAX_PUBLISH_BACKOFF = 60.0

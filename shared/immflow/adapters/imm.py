@@ -91,7 +91,7 @@ class ImmAdapter:
     ) -> dict[str, Any]:
         """GetTask's response body in IMM's field names (``GetTaskResponseBody.to_map()``); with
         `request_definition`, ``TaskRequestDefinition`` holds the create request as JSON text (for the
-        task types IMM keeps it for, imm-api.md §4.1)."""
+        task types IMM keeps it for, docs/imm-notifications.md)."""
         request: dict[str, Any] = {"ProjectName": project, "TaskType": task_type, "TaskId": task_id}
         if request_definition:
             request["RequestDefinition"] = True

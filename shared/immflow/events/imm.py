@@ -179,7 +179,7 @@ def parse_imm_notification(body: str | bytes) -> ImmNotification:
     return parse_model(ImmNotification, envelope, KIND)
 
 
-# The common fields IMM writes first in ``content`` (imm-api.md §1.3), JSON string values only.
+# The common fields IMM writes first in ``content`` (docs/imm-notifications.md), JSON string values only.
 _LEADING_FIELD = re.compile(r'"(ProjectName|UserData|TaskType|TaskId|Status)"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
