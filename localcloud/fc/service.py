@@ -21,8 +21,8 @@ so **any service name and qualifier are accepted** and the function is looked up
   ``x-fc-log-type: Tail`` is accepted but no log is returned (each function's output goes to
   ``<state>/fc/logs/<function>.log``).
 
-Local-only admin endpoints (no signature; the server listens on 127.0.0.1; ``_localcloud`` is no
-valid service path):
+Local-only admin endpoints (the state folder's admin token instead of a signature, see
+`localcloud.core.admin`; ``_localcloud`` is no valid service path):
 
 - ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
   like :meth:`FcService.deploy`; answers ``{"functions": [...]}``, or 400 JSON naming the field.
@@ -30,7 +30,8 @@ valid service path):
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
   event when ``payload=1``) for waiting on quiescence and measuring trigger latency.
-- ``POST /_localcloud/mns/<function>/<trigger>``: the MNS topic trigger's push endpoint.
+- ``POST /_localcloud/mns/<function>/<trigger>?token=<admin token>``: the MNS topic trigger's push
+  endpoint (the local MNS cannot send a header, so the token is in the subscription's URL).
 
 Function environment (fc-mns-oss.md §3.3, as ``s local invoke`` sets it): ``FC_FUNC_CODE_PATH``,
 ``FC_FUNCTION_NAME``, ``FC_FUNCTION_HANDLER``, ``FC_FUNCTION_MEMORY_SIZE``, ``FC_REGION``,
@@ -58,6 +59,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from localcloud.core.account import Account
+from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
 from localcloud.fc import auth, destinations, syaml, triggers
 from localcloud.fc.errors import (
@@ -122,6 +124,7 @@ class FcService:
         async_retry_delay: float = 1.0,
     ) -> None:
         self.account = account
+        self.admin_guard = AdminGuard.for_state_dir(state_dir)
         self.root = state_dir / "fc"
         self.oss_endpoint = oss_endpoint.rstrip("/")
         self.mns_endpoint = mns_endpoint.rstrip("/")
@@ -230,15 +233,17 @@ class FcService:
                     f"function {spec.name!r} has an OSS trigger but no local OSS is configured"
                 )
             if self.oss_endpoint:
-                triggers.remove_stale_oss(self.oss_endpoint, spec)
+                triggers.remove_stale_oss(self.oss_endpoint, self.admin_guard.token, spec)
             for trigger in oss:
-                triggers.apply_oss(self.oss_endpoint, self.url, spec, trigger)
+                triggers.apply_oss(self.oss_endpoint, self.admin_guard.token, self.url, spec, trigger)
         if mns and not self.mns_endpoint:
             raise triggers.TriggerError(
                 f"function {spec.name!r} has an MNS topic trigger but no local MNS is configured"
             )
         for trigger in mns:
-            triggers.apply_mns(self.mns_endpoint, self.account, self.url, spec, trigger)
+            triggers.apply_mns(
+                self.mns_endpoint, self.account, self.admin_guard.token, self.url, spec, trigger
+            )
         if self._timers:
             self._timers.replace(spec.name, [t for t in spec.triggers if t.type == "timer"])
 
@@ -461,6 +466,9 @@ class FcService:
     def _admin(self, request: Request, request_id: str) -> Response:
         path = request.path
         push = _PUSH_PATH.match(path)
+        refusal = self.admin_guard.refusal(request, allow_query_token=push is not None)
+        if refusal is not None:
+            raise FcApiError(refusal.status, refusal.code, refusal.message)
         if push and request.method == "POST":
             return self._mns_push(push.group(1), push.group(2), request.body, request_id)
         if path == "/_localcloud/deploy" and request.method == "POST":
