@@ -11,8 +11,8 @@ the result's times is still completed with GetTask.
 
 Idempotent by a result claim keyed by TaskId + the *confirmed* Status (`immflow.ledger`): a notification
 delivered twice, or after reconcile already saw the result, changes nothing the second time (once the
-ledger holds a final result, a notification for the task is a duplicate without asking GetTask); a
-forged one takes no claim, so the genuine one is not taken for a duplicate. Follow-ups have their own create
+ledger holds a final result, a notification for the task only goes on from it, without asking
+GetTask); a forged one takes no claim, so the genuine one is not taken for a duplicate. Follow-ups have their own create
 claims, so a redelivery after a crash half-way creates each one once.
 
 A result for a TaskId the ledger does not know is either someone else's task on the same topic (no
@@ -81,10 +81,10 @@ def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
                 return adopted
             task, confirmed = adopted
         elif task.is_final and task.status != "Lost":
-            # Recorded already, from a confirmed result: no notification can change it (a redelivery).
-            with correlation(run_id=task.run_id):
-                logger.info("result already recorded", extra={"status": task.status})
-            return ResultSummary(claimed.TaskId, "duplicate", task.status)
+            # Recorded already, from a confirmed result, which no notification can change: go on from
+            # the ledger's result (a duplicate, or the redelivery after a crash half-way through the
+            # follow-ups), without asking GetTask.
+            return handle_result(call, task, _recorded_result(call, task))
         elif call.services.settings.verify_notifications or notification.lacks_result:
             confirmed = _confirm(call, task, notification)
         else:
@@ -102,6 +102,21 @@ def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
                 )
                 return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
             return handle_result(call, task, confirmed, named=named, targets=targets)
+
+
+def _recorded_result(call: Call, task: TaskRecord) -> ImmTaskResult:
+    assert task.task_id is not None and task.status in ("Succeeded", "Failed")
+    return ImmTaskResult(
+        ProjectName=call.services.settings.project,
+        TaskType=task.task_type,
+        TaskId=task.task_id,
+        Status=task.status,
+        Code=task.code,
+        Message=task.message,
+        StartTime=task.started_at,
+        EndTime=task.ended_at,
+        UserData=task.user_data,
+    )
 
 
 def _confirm(call: Call, task: TaskRecord, notification: ImmNotification) -> ImmTaskResult | None:
