@@ -12,6 +12,9 @@ process, as FC starts an instance:
   load, as a handler that builds its clients at import time does.
 * **warm**: per event once the instance is warm, for events that need no cloud call (a redelivered
   upload, a redelivered notification, an empty reconcile): immflow's own overhead, without network.
+* **GetTask**: what confirming a notification adds to on_task_done (docs/imm-notifications.md): one
+  warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
+  of its answer (median of ``--warm`` calls).
 
 Ratios are ours / baseline, measured in the same run (medians of ``--runs`` processes each).
 """
@@ -210,6 +213,28 @@ class Bench:
             for body in bodies[:count]
         ]
 
+    def get_task_cost(self, notification_event: str, count: int) -> list[float]:
+        """Seconds per warm GetTask (and parse) of the notification's task, as on_task_done makes it."""
+        from immflow.adapters.imm import ImmAdapter
+        from immflow.events.imm import parse_get_task_response, parse_imm_notification
+        from immflow.events.mns import parse_mns_trigger_event
+        from immflow.fc import Credentials
+
+        result = parse_imm_notification(parse_mns_trigger_event(notification_event.encode()).body).content
+        imm = ImmAdapter(
+            endpoint=self.env["IMMFLOW_IMM_ENDPOINT"],
+            region=self.account.region,
+            credentials=Credentials(self.account.access_key_id, self.account.access_key_secret),
+        )
+        seconds: list[float] = []
+        for index in range(count + 1):
+            started = time.perf_counter()
+            parse_get_task_response(imm.get_task("bench", result.TaskType, result.TaskId))
+            if index:  # the first call builds the client
+                seconds.append(time.perf_counter() - started)
+            time.sleep(0.02)  # stay under the local IMM's 100 calls/s per project (it throttles beyond)
+        return seconds
+
     def child(self, handler: str, variant: str, events: list[str]) -> dict[str, Any]:
         events_file = self.state / f"events-{uuid.uuid4().hex}.json"
         events_file.write_text(json.dumps(events))
@@ -268,6 +293,7 @@ def main() -> None:
                 "on_task_done": bench.child("on_task_done", "ours", [notification] * (args.warm + 1))["warm"],
                 "reconcile": bench.child("reconcile", "ours", ["{}"] * (args.warm + 1))["warm"],
             }
+            get_task = bench.get_task_cost(notification, args.warm)
         finally:
             bench.close()
     print(
@@ -283,6 +309,10 @@ def main() -> None:
         )
     print("cold = import + first event in a fresh process; ratio = ours / baseline (eager SDK imports);")
     print("warm = median per redelivered event (no cloud call): immflow's own overhead.")
+    print(
+        f"GetTask confirming a notification (warm, local IMM): median {statistics.median(get_task) * 1000:.2f}ms, "
+        f"p90 {statistics.quantiles(get_task, n=10)[-1] * 1000:.2f}ms per notification"
+    )
 
 
 if __name__ == "__main__":
