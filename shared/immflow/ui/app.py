@@ -34,11 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from immflow.ledger import TaskRecord, iso_time, utcnow
-from immflow.ossuri import OssUri
-from immflow.ui import graph
-from immflow.ui.data import RUN_STATES, Dashboard, RunFilter, RunView, content_type_for, output_kind
-from immflow.ui.fixes import advice_for
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -47,6 +42,12 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+
+from immflow.ledger import TaskRecord, iso_time, utcnow
+from immflow.ossuri import OssUri
+from immflow.ui import graph
+from immflow.ui.data import RUN_STATES, Dashboard, RunFilter, RunView, content_type_for, output_kind
+from immflow.ui.fixes import advice_for
 
 HERE = Path(__file__).parent
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
