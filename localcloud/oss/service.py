@@ -1,11 +1,14 @@
 """The local OSS: the OSS REST API (path-style) for oss2, plus event notifications.
 
 Implemented actions: ListBuckets, PutBucket, DeleteBucket, GetBucketInfo, GetBucketLocation,
-ListObjects, ListObjectsV2, PutObject, GetObject, HeadObject, GetObjectMeta, DeleteObject,
-DeleteMultipleObjects, CopyObject, AppendObject, InitiateMultipartUpload, UploadPart,
-CompleteMultipartUpload, AbortMultipartUpload, ListParts, and presigned GET/PUT URLs (v1 and
-v4). Every other subresource (acl, lifecycle, cors, website, tagging, symlink, restore,
-x-oss-process, versioning, ...) and PostObject (form upload) answer 501 ``NotImplemented``.
+Get/PutBucketAcl, ListObjects, ListObjectsV2, PutObject, GetObject, HeadObject, GetObjectMeta,
+DeleteObject, DeleteMultipleObjects, CopyObject, AppendObject, InitiateMultipartUpload,
+UploadPart, UploadPartCopy, CompleteMultipartUpload, AbortMultipartUpload, ListParts,
+ListMultipartUploads, Put/Get/DeleteObjectTagging, Put/GetSymlink, Get/PutObjectAcl,
+RestoreObject, ListLiveChannel (always empty), and presigned GET/PUT URLs (v1 and v4). Objects
+keep their storage class, tags and ACL (see :mod:`localcloud.oss.attributes`). Every other
+subresource (lifecycle, cors, website, versioning, x-oss-process, ...) and PostObject (form
+upload) answer 501 ``NotImplemented``; ``docs/local-cloud-compatibility.md`` says why each is left.
 
 Addressing is path-style only (``/<bucket>/<key>``), which oss2 uses on its own for an IP or
 ``localhost`` endpoint; the whole key part of the path is percent-decoded (oss2 sends ``/`` as
@@ -54,7 +57,7 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.oss import wire
+from localcloud.oss import attributes, wire
 from localcloud.oss.auth import SUBRESOURCES, verify_request
 from localcloud.oss.errors import (
     OssError,
@@ -98,18 +101,19 @@ _HANDLED = {
     "location",
     "continuation-token",
     "security-token",
+    "tagging",
+    "symlink",
+    "acl",
+    "restore",
+    "live",
     *_RESPONSE_OVERRIDES,
 }
 _ACTION_NAMES = {
-    ("PUT", "symlink"): "PutSymlink",
-    ("GET", "symlink"): "GetSymlink",
-    ("POST", "restore"): "RestoreObject",
     ("GET", "x-oss-process"): "GetObject with x-oss-process (image/video processing)",
     ("POST", "x-oss-process"): "ProcessObject (x-oss-process)",
     ("GET", "versionId"): "GetObject of a version (versionId)",
     ("GET", "stat"): "GetBucketStat",
 }
-_STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
 _MIN_PART_SIZE = 100 * 1024
 _MAX_KEYS = 1000
 
@@ -143,8 +147,13 @@ class OssService:
         retry_base: float = 1.0,
         retry_cap: float = 60.0,
         max_event_age: float = 5 * 3600.0,
+        restore_delay: float = 1.0,
     ) -> None:
         self.account = account
+        #: Seconds a RestoreObject takes before the copy is readable (the cloud takes minutes for
+        #: Archive and hours for the cold classes; locally it is short so that code waiting for
+        #: ``ongoing-request="false"`` is exercised without the wait).
+        self.restore_delay = restore_delay
         self.admin_guard = AdminGuard.for_state_dir(state_dir)
         self._store = Store(state_dir / "oss")
         self._store.sweep()
@@ -266,13 +275,19 @@ class OssService:
             return self.delete_multiple_objects
         if method == "POST" and "multipart/form-data" in (call.header("content-type") or ""):
             raise not_implemented("PostObject (HTML form upload)")
+        if method == "PUT" and "acl" in params:
+            return self.put_bucket_acl
         if method == "GET":
             if "bucketInfo" in params:
                 return self.get_bucket_info
             if "location" in params:
                 return self.get_bucket_location
             if "uploads" in params:
-                raise not_implemented("ListMultipartUploads")
+                return self.list_multipart_uploads
+            if "acl" in params:
+                return self.get_bucket_acl
+            if "live" in params:
+                return self.list_live_channel
             if params.get("list-type") == "2":
                 return self.list_objects_v2
             return self.list_objects
@@ -283,17 +298,38 @@ class OssService:
     ) -> Callable[[Call], Response] | None:
         if method == "PUT":
             if "uploadId" in params:
-                if call.header("x-oss-copy-source"):
-                    raise not_implemented("UploadPartCopy")
-                return self.upload_part
-            return self.copy_object if call.header("x-oss-copy-source") else self.put_object
+                return (
+                    self.upload_part_copy
+                    if call.header("x-oss-copy-source") is not None
+                    else self.upload_part
+                )
+            for name, handler in (
+                ("tagging", self.put_object_tagging),
+                ("symlink", self.put_symlink),
+                ("acl", self.put_object_acl),
+            ):
+                if name in params:
+                    return handler
+            return self.copy_object if call.header("x-oss-copy-source") is not None else self.put_object
         if method == "GET":
-            return self.list_parts if "uploadId" in params else self.get_object
+            for name, handler in (
+                ("uploadId", self.list_parts),
+                ("tagging", self.get_object_tagging),
+                ("symlink", self.get_symlink),
+                ("acl", self.get_object_acl),
+            ):
+                if name in params:
+                    return handler
+            return self.get_object
         if method == "HEAD":
             return self.get_object_meta if "objectMeta" in params else self.head_object
         if method == "DELETE":
+            if "tagging" in params:
+                return self.delete_object_tagging
             return self.abort_multipart_upload if "uploadId" in params else self.delete_object
         if method == "POST":
+            if "restore" in params:
+                return self.restore_object
             if "append" in params:
                 return self.append_object
             if "uploads" in params:
@@ -332,6 +368,28 @@ class OssService:
         }
 
     @staticmethod
+    def _props(call: Call) -> dict[str, Any]:
+        """The storage class, tags and ACL a write asks for in its headers, checked."""
+        return {
+            "storage_class": attributes.storage_class(call.header("x-oss-storage-class")),
+            "tags": json.dumps(attributes.tags_from_header(call.header("x-oss-tagging"))),
+            "acl": attributes.object_acl(call.header("x-oss-object-acl")),
+            "symlink_target": None,
+        }
+
+    @staticmethod
+    def _check_readable(row: Any) -> None:
+        if not attributes.readable(row["storage_class"], row["restore_ready"], row["restore_expiry"]):
+            raise OssError(
+                403,
+                "InvalidObjectState",
+                f"The operation is not valid for the object's storage class {row['storage_class']}: "
+                "restore it first (RestoreObject), then read it once x-oss-restore says "
+                'ongoing-request="false".',
+                Key=row["key"],
+            )
+
+    @staticmethod
     def _forbid_overwrite(call: Call) -> bool:
         return (call.header("x-oss-forbid-overwrite") or "").lower() == "true"
 
@@ -348,12 +406,14 @@ class OssService:
         stored_headers: dict[str, str],
         object_type: str,
         event_name: str,
+        props: dict[str, Any],
         extra_sql: Callable[[Any], list[str]] | None = None,
     ) -> None:
         """Make a new object version visible, with its events, in one durable transaction.
 
-        ``extra_sql`` runs inside the transaction and returns further data ids to remove once
-        committed (multipart parts). On any failure the new data file is removed again.
+        ``props`` are the object's storage class, tags, ACL and symlink target (see
+        :meth:`_props`). ``extra_sql`` runs inside the transaction and returns further data ids to
+        remove once committed (multipart parts). On any failure the new data file is removed again.
         """
         obsolete: list[str] = []
         now = time.time()
@@ -373,20 +433,23 @@ class OssService:
                     )
                 if extra_sql is not None:
                     obsolete += extra_sql(db)
-                db.execute(
-                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        call.bucket,
-                        key,
-                        data_id,
-                        size,
-                        etag,
-                        str(crc),
-                        content_type,
-                        json.dumps(stored_headers),
-                        object_type,
-                        now,
-                    ),
+                self._store.put_object_row(
+                    db,
+                    {
+                        "bucket": call.bucket,
+                        "key": key,
+                        "data_id": data_id,
+                        "size": size,
+                        "etag": etag,
+                        "crc64": str(crc),
+                        "content_type": content_type,
+                        "stored_headers": json.dumps(stored_headers),
+                        "object_type": object_type,
+                        "last_modified": now,
+                        "restore_ready": None,
+                        "restore_expiry": None,
+                        **props,
+                    },
                 )
                 facts = ObjectFacts(key, size, etag, content_type, _user_meta(stored_headers))
                 self._enqueue(db, call, event_name, facts, size - (old["size"] if old else 0), now)
@@ -434,13 +497,27 @@ class OssService:
 
     # --- service and buckets ------------------------------------------------------------------
 
-    def _bucket_xml(self, row: Any) -> str:
+    @staticmethod
+    def _endpoint(call: Call) -> str:
+        """The endpoint ListBuckets and GetBucketInfo name: the address this request came to.
+
+        The cloud names ``oss-<region>.aliyuncs.com`` (and its ``-internal`` form); a client that
+        follows those, as the SDKs' helpers do, would leave the machine. Locally both are the
+        Host the client used, which it can reach. A virtual-host name (``bucket.localhost:port``)
+        is cut back to the endpoint part.
+        """
+        host = call.header("host") or "127.0.0.1"
+        if call.bucket and host.startswith(call.bucket + "."):
+            host = host[len(call.bucket) + 1 :]
+        return host
+
+    def _bucket_xml(self, row: Any, endpoint: str) -> str:
         region = self.account.region
         return (
             "<Bucket>"
             + wire.tag("CreationDate", wire.iso_time(row["created"]))
-            + wire.tag("ExtranetEndpoint", f"oss-{region}.aliyuncs.com")
-            + wire.tag("IntranetEndpoint", f"oss-{region}-internal.aliyuncs.com")
+            + wire.tag("ExtranetEndpoint", endpoint)
+            + wire.tag("IntranetEndpoint", endpoint)
             + wire.tag("Location", f"oss-{region}")
             + wire.tag("Name", row["name"])
             + wire.tag("Region", region)
@@ -478,7 +555,7 @@ class OssService:
             + paging
             + self._owner_xml()
             + "<Buckets>"
-            + "".join(self._bucket_xml(r) for r in rows)
+            + "".join(self._bucket_xml(r, self._endpoint(call)) for r in rows)
             + "</Buckets></ListAllMyBucketsResult>"
         )
         return self._xml(body)
@@ -487,18 +564,8 @@ class OssService:
         storage_class = "Standard"
         if call.request.body.strip():
             root = _parse_xml(call.request.body, "CreateBucketConfiguration")
-            storage_class = (root.findtext("StorageClass") or "Standard").strip()
-            if storage_class not in _STORAGE_CLASSES:
-                raise invalid_argument(
-                    f"StorageClass must be one of {', '.join(_STORAGE_CLASSES)}.",
-                    "StorageClass",
-                    storage_class,
-                )
-        acl = call.header("x-oss-acl") or "private"
-        if acl not in ("private", "public-read", "public-read-write"):
-            raise invalid_argument(
-                "x-oss-acl must be private, public-read or public-read-write.", "x-oss-acl", acl
-            )
+            storage_class = attributes.storage_class(root.findtext("StorageClass"), header="StorageClass")
+        acl = attributes.bucket_acl(call.header("x-oss-acl"))
         with self._store.transaction() as db:
             existing = db.execute(
                 "SELECT storage_class FROM buckets WHERE name = ?", (call.bucket,)
@@ -547,8 +614,8 @@ class OssService:
             "<BucketInfo><Bucket>"
             + wire.tag("AccessMonitor", "Disabled")
             + wire.tag("CreationDate", wire.iso_time(row["created"]))
-            + wire.tag("ExtranetEndpoint", f"oss-{region}.aliyuncs.com")
-            + wire.tag("IntranetEndpoint", f"oss-{region}-internal.aliyuncs.com")
+            + wire.tag("ExtranetEndpoint", self._endpoint(call))
+            + wire.tag("IntranetEndpoint", self._endpoint(call))
             + wire.tag("Location", f"oss-{region}")
             + wire.tag("StorageClass", row["storage_class"])
             + wire.tag("TransferAcceleration", "Disabled")
@@ -615,7 +682,7 @@ class OssService:
             + wire.tag("ETag", f'"{row["etag"]}"')
             + wire.tag("Type", row["object_type"])
             + wire.tag("Size", row["size"])
-            + wire.tag("StorageClass", "Standard")
+            + wire.tag("StorageClass", row["storage_class"])
             + (self._owner_xml() if owner else "")
             + "</Contents>"
         )
@@ -698,6 +765,7 @@ class OssService:
 
     def put_object(self, call: Call) -> Response:
         self._require_bucket(call.bucket)
+        props = self._props(call)
         data = call.request.body
         wire.check_content_md5(call.header("content-md5"), data)
         etag, crc, data_id = self._store_body(data)
@@ -712,6 +780,7 @@ class OssService:
             stored_headers=self._headers_to_store(call),
             object_type="Normal",
             event_name="ObjectCreated:PutObject",
+            props=props,
         )
         return Response(
             200,
@@ -729,12 +798,18 @@ class OssService:
             "Last-Modified": wire.http_date(row["last_modified"]),
             "Accept-Ranges": "bytes",
             "x-oss-object-type": row["object_type"],
-            "x-oss-storage-class": "Standard",
+            "x-oss-storage-class": row["storage_class"],
             "x-oss-hash-crc64ecma": row["crc64"],
             **json.loads(row["stored_headers"]),
         }
         if row["object_type"] == "Appendable":
             headers["x-oss-next-append-position"] = str(row["size"])
+        tag_count = len(json.loads(row["tags"]))
+        if tag_count:
+            headers["x-oss-tagging-count"] = str(tag_count)
+        restore = attributes.restore_header(row["storage_class"], row["restore_ready"], row["restore_expiry"])
+        if restore is not None:
+            headers["x-oss-restore"] = restore
         return headers
 
     def _check_conditions(self, call: Call, row: Any) -> None:
@@ -765,21 +840,58 @@ class OssService:
             error.headers = {"ETag": etag, "Last-Modified": wire.http_date(row["last_modified"])}
             raise error
 
-    def _open(self, call: Call) -> tuple[Any, BinaryIO]:
+    def _open(self, call: Call) -> tuple[Any, BinaryIO, Any | None]:
+        """The object's row and bytes, through a symlink; the third item is the link's row.
+
+        A link is followed one level: a link whose target is itself a link is refused (OSS
+        documents links to objects only; UNCONFIRMED which error it answers, this one says why).
+        A link whose target is missing answers 404 NoSuchKey naming the target.
+        """
         self._require_bucket(call.bucket)
         found = self._store.open_object(call.bucket, call.key)
         if found is None:
             raise no_such_key(call.key)
-        return found
+        row, stream = found
+        if row["symlink_target"] is None:
+            return row, stream, None
+        stream.close()
+        link = row
+        target = self._store.open_object(call.bucket, link["symlink_target"])
+        if target is None:
+            error = no_such_key(link["symlink_target"])
+            error.message = (
+                f"The symlink {call.key!r} points to {link['symlink_target']!r}, which does not exist."
+            )
+            raise error
+        if target[0]["symlink_target"] is not None:
+            target[1].close()
+            raise OssError(
+                400,
+                "InvalidTargetType",
+                f"The symlink {call.key!r} points to {link['symlink_target']!r}, which is itself a symlink; "
+                "OSS follows one link only.",
+                Key=call.key,
+            )
+        return target[0], target[1], link
+
+    def _read_headers(self, row: Any, link: Any | None) -> dict[str, str]:
+        headers = self._object_headers(row)
+        if link is not None:
+            # Through a link: the target's bytes and checksums, the link's own type and metadata.
+            headers.update(json.loads(link["stored_headers"]))
+            headers["x-oss-object-type"] = "Symlink"
+            headers["Last-Modified"] = wire.http_date(max(row["last_modified"], link["last_modified"]))
+        return headers
 
     def get_object(self, call: Call) -> Response:
-        row, stream = self._open(call)
+        row, stream, link = self._open(call)
         try:
+            self._check_readable(row)
             self._check_conditions(call, row)
             size = row["size"]
             standard = (call.header("x-oss-range-behavior") or "").lower() == "standard"
             byte_range = wire.parse_range(call.header("range"), size, standard)
-            headers = self._object_headers(row)
+            headers = self._read_headers(row, link)
             for param, header in _RESPONSE_OVERRIDES.items():
                 if param in call.params:
                     headers[header] = call.params[param]
@@ -800,15 +912,17 @@ class OssService:
         return Response(status, headers, _stream(stream, length), length=length)
 
     def head_object(self, call: Call) -> Response:
-        row, stream = self._open(call)
+        """HeadObject. Unlike GetObject it answers for an unrestored Archive object too, with its
+        ``x-oss-restore`` state, as OSS does."""
+        row, stream, link = self._open(call)
         stream.close()
         self._check_conditions(call, row)
-        headers = self._object_headers(row)
+        headers = self._read_headers(row, link)
         headers["Content-Length"] = str(row["size"])
         return Response(200, headers)
 
     def get_object_meta(self, call: Call) -> Response:
-        row, stream = self._open(call)
+        row, stream, _ = self._open(call)
         stream.close()
         return Response(
             200,
@@ -871,26 +985,81 @@ class OssService:
             + "</DeleteResult>"
         )
 
-    def copy_object(self, call: Call) -> Response:
-        source = unquote(call.header("x-oss-copy-source") or "")
+    def _copy_source(self, call: Call) -> tuple[str, str]:
+        """The ``(bucket, key)`` that ``x-oss-copy-source: /bucket/url-encoded-key`` names."""
+        raw = call.header("x-oss-copy-source") or ""
+        path, _, version = raw.partition("?")
+        if version:
+            raise not_implemented("copying a version (x-oss-copy-source with ?versionId=)")
+        source = unquote(path)
         src_bucket, sep, src_key = source.lstrip("/").partition("/")
         if not source.startswith("/") or not sep or not src_key:
             raise invalid_argument(
-                "x-oss-copy-source must be '/<bucket>/<url-encoded key>'.", "x-oss-copy-source", source
+                "x-oss-copy-source must be '/<bucket>/<url-encoded key>'.", "x-oss-copy-source", raw
             )
         wire.check_bucket_name(src_bucket)
         wire.check_key(src_key)
+        self._require_bucket(src_bucket)
+        return src_bucket, src_key
+
+    @staticmethod
+    def _check_copy_source_conditions(call: Call, row: Any) -> None:
+        """``x-oss-copy-source-if-*``: OSS answers 412 PreconditionFailed for each that fails."""
+        etag = row["etag"]
+        modified = int(row["last_modified"])
+        failed = ""
+        if_match = call.header("x-oss-copy-source-if-match")
+        if_none = call.header("x-oss-copy-source-if-none-match")
+        unmodified = _http_time(call.header("x-oss-copy-source-if-unmodified-since"))
+        since = _http_time(call.header("x-oss-copy-source-if-modified-since"))
+        if if_match is not None and if_match.strip().strip('"').upper() != etag:
+            failed = "x-oss-copy-source-if-match"
+        elif if_none is not None and if_none.strip().strip('"').upper() == etag:
+            failed = "x-oss-copy-source-if-none-match"
+        elif unmodified is not None and modified > unmodified:
+            failed = "x-oss-copy-source-if-unmodified-since"
+        elif since is not None and modified <= since:
+            failed = "x-oss-copy-source-if-modified-since"
+        if failed:
+            raise OssError(
+                412,
+                "PreconditionFailed",
+                "At least one of the pre-conditions you specified did not hold.",
+                Condition=failed,
+            )
+
+    def _open_copy_source(self, call: Call) -> tuple[Any, BinaryIO]:
+        src_bucket, src_key = self._copy_source(call)
+        found = self._store.open_object(src_bucket, src_key)
+        if found is None:
+            raise no_such_key(src_key)
+        row, stream = found
+        try:
+            self._check_copy_source_conditions(call, row)
+            self._check_readable(row)
+        except BaseException:
+            stream.close()
+            raise
+        return row, stream
+
+    def copy_object(self, call: Call) -> Response:
+        """CopyObject. A symlink source copies the link itself (OSS does the same); an Archive or
+        ColdArchive source must be restored first."""
         directive = (call.header("x-oss-metadata-directive") or "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise invalid_argument(
                 "x-oss-metadata-directive must be COPY or REPLACE.", "x-oss-metadata-directive", directive
             )
+        tagging_directive = (call.header("x-oss-tagging-directive") or "Copy").capitalize()
+        if tagging_directive not in ("Copy", "Replace"):
+            raise invalid_argument(
+                "x-oss-tagging-directive must be Copy or Replace.",
+                "x-oss-tagging-directive",
+                call.header("x-oss-tagging-directive") or "",
+            )
         self._require_bucket(call.bucket)
-        self._require_bucket(src_bucket)
-        found = self._store.open_object(src_bucket, src_key)
-        if found is None:
-            raise no_such_key(src_key)
-        row, stream = found
+        props = self._props(call)
+        row, stream = self._open_copy_source(call)
         with stream:
             data_id = self._store.concat_data([(stream, row["size"])])
         if directive == "COPY":
@@ -898,6 +1067,11 @@ class OssService:
         else:
             content_type = call.header("content-type") or "application/octet-stream"
             stored = self._headers_to_store(call)
+        if tagging_directive == "Copy":
+            props["tags"] = row["tags"]
+        if not call.header("x-oss-storage-class"):
+            props["storage_class"] = row["storage_class"]
+        props["symlink_target"] = row["symlink_target"]
         self._commit_object(
             call,
             key=call.key,
@@ -907,8 +1081,9 @@ class OssService:
             crc=int(row["crc64"]),
             content_type=content_type,
             stored_headers=stored,
-            object_type="Normal",
+            object_type="Symlink" if row["symlink_target"] is not None else "Normal",
             event_name="ObjectCreated:CopyObject",
+            props=props,
         )
         body = (
             "<CopyObjectResult>"
@@ -959,20 +1134,28 @@ class OssService:
                 crc = wire.crc64_combine(int(row["crc64"]), wire.crc64(data), len(data))
                 content_type, stored = row["content_type"], json.loads(row["stored_headers"])
             size = current + len(data)
-            db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    call.bucket,
-                    call.key,
-                    data_id,
-                    size,
-                    etag,
-                    str(crc),
-                    content_type,
-                    json.dumps(stored),
-                    "Appendable",
-                    now,
-                ),
+            props = (
+                self._props(call)
+                if row is None
+                else {name: row[name] for name in ("storage_class", "tags", "acl", "symlink_target")}
+            )
+            self._store.put_object_row(
+                db,
+                {
+                    "bucket": call.bucket,
+                    "key": call.key,
+                    "data_id": data_id,
+                    "size": size,
+                    "etag": etag,
+                    "crc64": str(crc),
+                    "content_type": content_type,
+                    "stored_headers": json.dumps(stored),
+                    "object_type": "Appendable",
+                    "last_modified": now,
+                    "restore_ready": None,
+                    "restore_expiry": None,
+                    **props,
+                },
             )
             facts = ObjectFacts(call.key, size, etag, content_type, _user_meta(stored))
             self._enqueue(db, call, "ObjectCreated:AppendObject", facts, len(data), now, position=position)
@@ -981,6 +1164,167 @@ class OssService:
             200,
             {"ETag": f'"{etag}"', "x-oss-next-append-position": str(size), "x-oss-hash-crc64ecma": str(crc)},
         )
+
+    # --- tagging, symlinks, ACLs, restore -----------------------------------------------------
+
+    def _object_row(self, call: Call) -> Any:
+        self._require_bucket(call.bucket)
+        row = self._store.one("SELECT * FROM objects WHERE bucket = ? AND key = ?", call.bucket, call.key)
+        if row is None:
+            raise no_such_key(call.key)
+        return row
+
+    def put_object_tagging(self, call: Call) -> Response:
+        """PutObjectTagging: replaces the object's tags; Last-Modified does not change (as in OSS)."""
+        self._object_row(call)
+        root = _parse_xml(call.request.body, "Tagging")
+        pairs = [
+            ((tag.findtext("Key") or ""), (tag.findtext("Value") or "")) for tag in root.findall("TagSet/Tag")
+        ]
+        tags = attributes.check_tags(pairs)
+        self._store.set_object_columns(call.bucket, call.key, tags=json.dumps(tags))
+        return Response(200)
+
+    def get_object_tagging(self, call: Call) -> Response:
+        row = self._object_row(call)
+        tags = json.loads(row["tags"])
+        body = (
+            "<Tagging><TagSet>"
+            + "".join(f"<Tag>{wire.tag('Key', k)}{wire.tag('Value', v)}</Tag>" for k, v in tags.items())
+            + "</TagSet></Tagging>"
+        )
+        return self._xml(body)
+
+    def delete_object_tagging(self, call: Call) -> Response:
+        self._object_row(call)
+        self._store.set_object_columns(call.bucket, call.key, tags="{}")
+        return Response(204)
+
+    def put_symlink(self, call: Call) -> Response:
+        """PutSymlink: the target need not exist (OSS does not check it either)."""
+        self._require_bucket(call.bucket)
+        raw_target = call.header("x-oss-symlink-target")
+        if not raw_target:
+            raise invalid_argument(
+                "PutSymlink needs x-oss-symlink-target: the URL-encoded key the link points to.",
+                "x-oss-symlink-target",
+                "",
+            )
+        target = unquote(raw_target)
+        wire.check_key(target)
+        props = self._props(call)
+        props["symlink_target"] = target
+        etag = wire.md5_hex(target.encode("utf-8"))
+        self._commit_object(
+            call,
+            key=call.key,
+            data_id=self._store.write_data(b""),
+            size=0,
+            etag=etag,
+            crc=0,
+            content_type=call.header("content-type") or "application/octet-stream",
+            stored_headers=self._headers_to_store(call),
+            object_type="Symlink",
+            event_name="ObjectCreated:PutSymlink",
+            props=props,
+        )
+        return Response(200, {"ETag": f'"{etag}"'})
+
+    def get_symlink(self, call: Call) -> Response:
+        row = self._object_row(call)
+        if row["symlink_target"] is None:
+            raise OssError(400, "NotSymlink", "The specified object is not a symlink.", Key=call.key)
+        return Response(
+            200,
+            {
+                "x-oss-symlink-target": wire.url_encode(row["symlink_target"], True),
+                "ETag": f'"{row["etag"]}"',
+                "Last-Modified": wire.http_date(row["last_modified"]),
+                **{k: v for k, v in json.loads(row["stored_headers"]).items() if k.startswith("x-oss-meta-")},
+            },
+        )
+
+    def _acl_xml(self, grant: str) -> Response:
+        return self._xml(
+            "<AccessControlPolicy>"
+            + self._owner_xml()
+            + f"<AccessControlList>{wire.tag('Grant', grant)}</AccessControlList>"
+            + "</AccessControlPolicy>"
+        )
+
+    def get_bucket_acl(self, call: Call) -> Response:
+        return self._acl_xml(self._require_bucket(call.bucket)["acl"])
+
+    def put_bucket_acl(self, call: Call) -> Response:
+        """PutBucketAcl: stored and reported. There is one account locally, and every request is
+        signed with its key pair, so the ACL grants nothing more: anonymous requests stay refused
+        whatever the ACL says (the cloud would serve a public-read bucket's objects to anyone)."""
+        acl = attributes.bucket_acl(call.header("x-oss-acl"))
+        with self._store.transaction() as db:
+            if db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, call.bucket)).rowcount == 0:
+                raise no_such_bucket(call.bucket)
+        return Response(200)
+
+    def get_object_acl(self, call: Call) -> Response:
+        return self._acl_xml(self._object_row(call)["acl"])
+
+    def put_object_acl(self, call: Call) -> Response:
+        """PutObjectAcl (``x-oss-object-acl``): stored and reported, not enforced (see PutBucketAcl)."""
+        acl = attributes.object_acl(call.header("x-oss-object-acl"))
+        self._object_row(call)
+        self._store.set_object_columns(call.bucket, call.key, acl=acl)
+        return Response(200)
+
+    def list_live_channel(self, call: Call) -> Response:
+        """ListLiveChannel: always empty; the local OSS has no RTMP ingest, so PutLiveChannel
+        answers 501 and no channel can exist."""
+        self._require_bucket(call.bucket)
+        return self._xml(
+            "<ListLiveChannelResult>"
+            + wire.tag("Prefix", call.params.get("prefix", ""))
+            + wire.tag("Marker", call.params.get("marker", ""))
+            + wire.tag("MaxKeys", _int_param(call.params, "max-keys", 100, 1, 1000))
+            + wire.tag("IsTruncated", "false")
+            + wire.tag("NextMarker", "")
+            + "</ListLiveChannelResult>"
+        )
+
+    def restore_object(self, call: Call) -> Response:
+        """RestoreObject: the copy is readable ``restore_delay`` seconds later (the cloud takes
+        minutes to hours) and for ``Days`` days (default 1). A second request while one is running
+        answers 409 RestoreAlreadyInProgress; one after it finished extends the expiry (200)."""
+        row = self._object_row(call)
+        if row["storage_class"] not in attributes.ARCHIVED_CLASSES:
+            raise OssError(
+                400,
+                "OperationNotSupported",
+                f"RestoreObject is for Archive, ColdArchive and DeepColdArchive objects; {call.key!r} is "
+                f"{row['storage_class']}.",
+                Key=call.key,
+            )
+        days = attributes.DEFAULT_RESTORE_DAYS
+        if call.request.body.strip():
+            root = _parse_xml(call.request.body, "RestoreRequest")
+            days_text = (root.findtext("Days") or str(days)).strip()
+            if not days_text.isdigit() or not 1 <= int(days_text) <= 365:
+                raise malformed_xml(f"Days must be an integer from 1 to 365, not {days_text!r}")
+            days = int(days_text)
+        now = time.time()
+        ready, expiry = row["restore_ready"], row["restore_expiry"]
+        if ready is not None and now < ready:
+            raise OssError(
+                409, "RestoreAlreadyInProgress", "The restore operation is in progress.", Key=call.key
+            )
+        if ready is not None and expiry is not None and now < expiry:
+            self._store.set_object_columns(call.bucket, call.key, restore_expiry=now + days * 86400)
+            return Response(200)
+        self._store.set_object_columns(
+            call.bucket,
+            call.key,
+            restore_ready=now + self.restore_delay,
+            restore_expiry=now + self.restore_delay + days * 86400,
+        )
+        return Response(202)
 
     # --- multipart ----------------------------------------------------------------------------
 
@@ -1008,10 +1352,13 @@ class OssService:
                 "The object you specified already exists and can not be overwritten.",
                 Key=call.key,
             )
-        upload_id = wire.new_request_id() + wire.new_request_id()[:8]
+        props = self._props(call)
+        # Ids sort in the order uploads began (time first), as ListMultipartUploads lists them.
+        upload_id = f"{time.time_ns():020X}" + wire.new_request_id()
         with self._store.transaction() as db:
             db.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO uploads (upload_id, bucket, key, initiated, content_type, stored_headers, "
+                "storage_class, tags, acl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     upload_id,
                     call.bucket,
@@ -1019,6 +1366,9 @@ class OssService:
                     time.time(),
                     call.header("content-type") or "application/octet-stream",
                     json.dumps(self._headers_to_store(call)),
+                    props["storage_class"],
+                    props["tags"],
+                    props["acl"],
                 ),
             )
         encode = call.encode_keys
@@ -1038,27 +1388,123 @@ class OssService:
         data = call.request.body
         wire.check_content_md5(call.header("content-md5"), data)
         etag, crc, data_id = self._store_body(data)
+        self._save_part(upload["upload_id"], number, data_id, len(data), etag, crc)
+        return Response(200, {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
+
+    def _save_part(self, upload_id: str, number: int, data_id: str, size: int, etag: str, crc: int) -> None:
         try:
             with self._store.transaction() as db:
-                if (
-                    db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload["upload_id"],)).fetchone()
-                    is None
-                ):
-                    raise no_such_upload(upload["upload_id"])
+                if db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is None:
+                    raise no_such_upload(upload_id)
                 old = db.execute(
-                    "SELECT data_id FROM parts WHERE upload_id = ? AND part_number = ?",
-                    (upload["upload_id"], number),
+                    "SELECT data_id FROM parts WHERE upload_id = ? AND part_number = ?", (upload_id, number)
                 ).fetchone()
                 db.execute(
                     "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (upload["upload_id"], number, data_id, len(data), etag, str(crc), time.time()),
+                    (upload_id, number, data_id, size, etag, str(crc), time.time()),
                 )
         except BaseException:
             self._store.remove_data([data_id])
             raise
         if old is not None:
             self._store.remove_data([old["data_id"]])
-        return Response(200, {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
+
+    def upload_part_copy(self, call: Call) -> Response:
+        """UploadPartCopy: a part made of a source object's bytes, or of ``x-oss-copy-source-range``.
+
+        A range must lie inside the source (``bytes=first-last``, both given); OSS refuses one that
+        does not, and so does this. An Appendable source is copied (the cloud refuses it).
+        """
+        upload = self._require_upload(call)
+        number = _int_param(call.params, "partNumber", None, 1, 10000)
+        row, stream = self._open_copy_source(call)
+        with stream:
+            start, length = _copy_range(call.header("x-oss-copy-source-range"), row["size"])
+            stream.seek(start)
+            data_id = self._store.concat_data([(stream, length)])
+        try:
+            etag, crc = self._digest_data(data_id)
+        except BaseException:
+            self._store.remove_data([data_id])
+            raise
+        self._save_part(upload["upload_id"], number, data_id, length, etag, crc)
+        body = (
+            "<CopyPartResult>"
+            + wire.tag("LastModified", wire.iso_time(time.time()))
+            + wire.tag("ETag", f'"{etag}"')
+            + "</CopyPartResult>"
+        )
+        return self._xml(body, headers={"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
+
+    def _digest_data(self, data_id: str) -> tuple[str, int]:
+        """``(md5 hex, crc64)`` of a stored data file, read in chunks."""
+        md5 = hashlib.md5()
+        crc = 0
+        with self._store.open_data(data_id) as stream:
+            while chunk := stream.read(_CHUNK):
+                md5.update(chunk)
+                crc = wire.crc64(chunk, crc)
+        return md5.hexdigest().upper(), crc
+
+    def list_multipart_uploads(self, call: Call) -> Response:
+        """ListMultipartUploads: uploads in key order, those of one key in the order they began."""
+        self._require_bucket(call.bucket)
+        prefix = call.params.get("prefix", "")
+        delimiter = call.params.get("delimiter", "")
+        key_marker = call.params.get("key-marker", "")
+        id_marker = call.params.get("upload-id-marker", "") if key_marker else ""
+        max_uploads = _int_param(call.params, "max-uploads", 1000, 1, 1000)
+        encoding = call.params.get("encoding-type", "")
+        if encoding not in ("", "url"):
+            raise invalid_argument("encoding-type must be 'url' when given.", "encoding-type", encoding)
+        encode = encoding == "url"
+        uploads: list[Any] = []
+        prefixes: list[str] = []
+        truncated = False
+        next_key = next_id = ""
+        for row in self._store.list_uploads(call.bucket, prefix, key_marker, id_marker):
+            key = row["key"]
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            common = key[: cut + len(delimiter)] if cut >= 0 else None
+            if common is not None and (common in prefixes or common <= key_marker):
+                continue
+            if len(uploads) + len(prefixes) == max_uploads:
+                truncated = True
+                break
+            if common is not None:
+                prefixes.append(common)
+                next_key, next_id = common, ""
+            else:
+                uploads.append(row)
+                next_key, next_id = key, row["upload_id"]
+        body = (
+            "<ListMultipartUploadsResult>"
+            + wire.tag("Bucket", call.bucket)
+            + (wire.tag("EncodingType", "url") if encode else "")
+            + wire.tag("KeyMarker", wire.url_encode(key_marker, encode))
+            + wire.tag("UploadIdMarker", id_marker)
+            + wire.tag("NextKeyMarker", wire.url_encode(next_key if truncated else "", encode))
+            + wire.tag("NextUploadIdMarker", next_id if truncated else "")
+            + wire.tag("Delimiter", wire.url_encode(delimiter, encode))
+            + wire.tag("Prefix", wire.url_encode(prefix, encode))
+            + wire.tag("MaxUploads", max_uploads)
+            + wire.tag("IsTruncated", str(truncated).lower())
+            + "".join(
+                "<Upload>"
+                + wire.tag("Key", wire.url_encode(r["key"], encode))
+                + wire.tag("UploadId", r["upload_id"])
+                + wire.tag("StorageClass", r["storage_class"])
+                + wire.tag("Initiated", wire.iso_time(r["initiated"]))
+                + "</Upload>"
+                for r in uploads
+            )
+            + "".join(
+                f"<CommonPrefixes>{wire.tag('Prefix', wire.url_encode(p, encode))}</CommonPrefixes>"
+                for p in prefixes
+            )
+            + "</ListMultipartUploadsResult>"
+        )
+        return self._xml(body)
 
     def complete_multipart_upload(self, call: Call) -> Response:
         upload = self._require_upload(call)
@@ -1121,6 +1567,12 @@ class OssService:
             stored_headers=json.loads(upload["stored_headers"]),
             object_type="Multipart",
             event_name="ObjectCreated:CompleteMultipartUpload",
+            props={
+                "storage_class": upload["storage_class"],
+                "tags": upload["tags"],
+                "acl": upload["acl"],
+                "symlink_target": None,
+            },
             extra_sql=finish_upload,
         )
         encode = call.encode_keys
@@ -1290,6 +1742,22 @@ def _int_param(params: dict[str, str], name: str, default: int | None, low: int,
     if not text.isdigit() or not low <= int(text) <= high:
         raise invalid_argument(f"{name} must be an integer from {low} to {high}.", name, text)
     return int(text)
+
+
+def _copy_range(header: str | None, size: int) -> tuple[int, int]:
+    """``(start, length)`` of ``x-oss-copy-source-range: bytes=first-last`` (the whole source when absent)."""
+    if header is None:
+        return 0, size
+    match = re.fullmatch(r"\s*bytes=(\d+)-(\d+)\s*", header)
+    if not match or int(match.group(1)) > int(match.group(2)) or int(match.group(2)) >= size:
+        raise invalid_argument(
+            f"x-oss-copy-source-range must be bytes=first-last inside the source object ({size} bytes: "
+            f"0-{size - 1}).",
+            "x-oss-copy-source-range",
+            header,
+        )
+    start, end = int(match.group(1)), int(match.group(2))
+    return start, end - start + 1
 
 
 def _http_time(value: str | None) -> float | None:

@@ -44,12 +44,93 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+#: Columns added after the first release, with their defaults: a state folder made before them
+#: gets them on open (``ALTER TABLE ... ADD COLUMN``), its objects reading as the defaults say.
+_ADDED_COLUMNS = {
+    "objects": {
+        "storage_class": "TEXT NOT NULL DEFAULT 'Standard'",
+        # JSON object of the tags, in the order they were set.
+        "tags": "TEXT NOT NULL DEFAULT '{}'",
+        "acl": "TEXT NOT NULL DEFAULT 'default'",
+        # The target key of a symlink (object_type 'Symlink'); NULL for every other object.
+        "symlink_target": "TEXT",
+        # RestoreObject of an Archive/ColdArchive object: when the restored copy becomes readable
+        # and when it expires again (epoch seconds); NULL when no restore was asked for.
+        "restore_ready": "REAL",
+        "restore_expiry": "REAL",
+    },
+    "uploads": {
+        "storage_class": "TEXT NOT NULL DEFAULT 'Standard'",
+        "tags": "TEXT NOT NULL DEFAULT '{}'",
+        "acl": "TEXT NOT NULL DEFAULT 'default'",
+    },
+}
+
+#: Every column of ``objects``, in the order :meth:`Store.put_object_row` takes them.
+OBJECT_COLUMNS = (
+    "bucket",
+    "key",
+    "data_id",
+    "size",
+    "etag",
+    "crc64",
+    "content_type",
+    "stored_headers",
+    "object_type",
+    "last_modified",
+    *_ADDED_COLUMNS["objects"],
+)
+
+
 class Store(Database):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(root / "meta.sqlite", _SCHEMA)
+        with self.transaction() as db:
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns.items():
+                    if name not in present:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+    # --- rows ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def put_object_row(db: sqlite3.Connection, row: dict[str, object]) -> None:
+        """Insert or replace one ``objects`` row; ``row`` names every column of OBJECT_COLUMNS."""
+        marks = ", ".join("?" * len(OBJECT_COLUMNS))
+        db.execute(
+            f"INSERT OR REPLACE INTO objects ({', '.join(OBJECT_COLUMNS)}) VALUES ({marks})",
+            tuple(row[name] for name in OBJECT_COLUMNS),
+        )
+
+    def list_uploads(self, bucket: str, prefix: str, key_marker: str, id_marker: str) -> list[sqlite3.Row]:
+        """A bucket's multipart uploads after the markers, by key and then by upload id."""
+        return self.all(
+            "SELECT * FROM uploads WHERE bucket = ? AND substr(key, 1, ?) = ? "
+            "AND (key > ? OR (key = ? AND ? != '' AND upload_id > ?)) ORDER BY key, upload_id",
+            bucket,
+            len(prefix),
+            prefix,
+            key_marker,
+            key_marker,
+            id_marker,
+            id_marker,
+        )
+
+    def set_object_columns(self, bucket: str, key: str, **values: object) -> None:
+        """Change some of an object's attribute columns (tags, acl, restore times) in place."""
+        allowed = {"tags", "acl", "restore_ready", "restore_expiry"}
+        if not values or set(values) - allowed:
+            raise ValueError(f"only {sorted(allowed)} can be changed in place, not {sorted(values)}")
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE objects SET {assignments} WHERE bucket = ? AND key = ?",
+                (*values.values(), bucket, key),
+            )
 
     # --- object bytes -------------------------------------------------------------------------
 
