@@ -1709,7 +1709,8 @@ def _json(status: int, value: object) -> Response:
 
 
 def _user_meta(stored: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in stored.items() if k.startswith("x-oss-meta-")}
+    # Stored values are the header bytes as read (sent back unchanged); events carry their text.
+    return {k: wire.header_text(v) for k, v in stored.items() if k.startswith("x-oss-meta-")}
 
 
 def _stream(stream: BinaryIO, length: int) -> Iterator[bytes]:

@@ -152,7 +152,8 @@ def test_object_errors(bucket: oss2.Bucket) -> None:
     bucket.delete_object("missing")  # deleting a missing key succeeds, as in OSS
 
 
-@pytest.mark.parametrize("key", ["../escape", "a/../../b", "a/..", "x" * 1024])
+# Keys with ".." segments are legal OSS keys: see test_oss_signatures_and_names.py.
+@pytest.mark.parametrize("key", ["x" * 1024, "é" * 512])
 def test_invalid_object_names(bucket: oss2.Bucket, key: str) -> None:
     with pytest.raises(oss2.exceptions.InvalidObjectName):
         bucket.put_object(key, b"x")
