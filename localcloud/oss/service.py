@@ -40,6 +40,7 @@ ETag is the MD5 of the parts' binary MD5s plus ``-<part count>``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -57,7 +58,7 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.oss import attributes, wire
+from localcloud.oss import attributes, s3, wire
 from localcloud.oss.auth import SUBRESOURCES, verify_request
 from localcloud.oss.errors import (
     OssError,
@@ -222,10 +223,15 @@ class OssService:
         response.headers["x-oss-request-id"] = request_id
         response.headers["Date"] = wire.http_date()
         response.headers["Server"] = "AliyunOSS"
+        if s3.is_s3(request):
+            response.headers = s3.s3_response_headers(response.headers)
         return response
 
     def _error(self, request: Request, request_id: str, error: OssError) -> Response:
-        body = error.to_xml(request_id, request.headers.get("host", "localhost"))
+        if s3.is_s3(request):
+            body = s3.error_xml(error, request_id, request.path)
+        else:
+            body = error.to_xml(request_id, request.headers.get("host", "localhost"))
         headers = {"Content-Type": "application/xml", **error.headers}
         if request.method == "HEAD":
             # A HEAD answer has no body; oss2 reads the error from this header instead.
@@ -234,13 +240,32 @@ class OssService:
         return Response(error.status, headers, body)
 
     def _parse(self, request: Request, request_id: str) -> Call:
-        bucket_raw, _, key_raw = request.raw_path.lstrip("/").partition("/")
-        bucket = unquote(bucket_raw)
+        """Who the request addresses, after its signature was checked.
+
+        Path style is ``/<bucket>/<key>``; virtual-host style names the bucket in the Host,
+        ``<bucket>.localhost:<port>`` (``*.localhost`` resolves to the loopback address), with the
+        whole path as the key. A request signed for the S3 API (:mod:`localcloud.oss.s3`) goes on
+        with its ``x-amz-*`` headers in their ``x-oss-*`` forms.
+        """
+        host = request.headers.get("host", "").rsplit(":", 1)[0].lower()
+        if host.endswith(".localhost"):
+            bucket = host[: -len(".localhost")]
+            key_raw = request.raw_path.lstrip("/")
+        else:
+            bucket_raw, _, key_raw = request.raw_path.lstrip("/").partition("/")
+            bucket = unquote(bucket_raw)
         if bucket:
             wire.check_bucket_name(bucket)
         key = wire.decode_key(key_raw) if key_raw else ""
         query = request.query_items()
-        verify_request(request, query, bucket, key, self.account)
+        if s3.is_s3(request):
+            s3.verify(request, self.account)
+            request = dataclasses.replace(
+                request, headers=s3.oss_headers(request.headers), body=s3.decode_chunked(request)
+            )
+            query = [(k, v) for k, v in query if not k.startswith("X-Amz-") and k != "x-id"]
+        else:
+            verify_request(request, query, bucket, key, self.account)
         return Call(request, request_id, bucket, key, dict(query))
 
     def _dispatch(self, call: Call) -> Response:
@@ -1729,6 +1754,9 @@ def _parse_xml(body: bytes, root_tag: str) -> ElementTree.Element:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError as exc:
         raise malformed_xml(str(exc)) from None
+    # S3 clients put their documents in S3's namespace; OSS's have none. Names are compared bare.
+    for element in root.iter():
+        element.tag = element.tag.rpartition("}")[2]
     if root.tag != root_tag:
         raise malformed_xml(f"the root element must be <{root_tag}>, not <{root.tag}>")
     return root
