@@ -14,7 +14,9 @@ def _request(body: bytes, payload: str) -> Request:
 
 
 def test_aws_chunked_bodies_are_decoded_signed_or_not() -> None:
-    signed = b"5;chunk-signature=abc\r\nhello\r\n6;chunk-signature=def\r\n world\r\n0;chunk-signature=0\r\n\r\n"
+    signed = (
+        b"5;chunk-signature=abc\r\nhello\r\n6;chunk-signature=def\r\n world\r\n0;chunk-signature=0\r\n\r\n"
+    )
     assert s3.decode_chunked(_request(signed, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")) == b"hello world"
     trailer = b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
     assert s3.decode_chunked(_request(trailer, "STREAMING-UNSIGNED-PAYLOAD-TRAILER")) == b"abc"
