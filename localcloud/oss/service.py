@@ -1,4 +1,10 @@
-"""The local OSS: the OSS REST API (path-style) for oss2, plus event notifications.
+"""The local OSS: the OSS REST API and its S3-compatible API on one port, plus event notifications.
+
+The package is laid out like the other local services: this module parses a request (signature,
+addressing) and routes it (:meth:`OssService._route`, one ``match`` table); the actions are
+methods named like them on :class:`~localcloud.oss.buckets.Buckets`,
+:class:`~localcloud.oss.objects.Objects` and :class:`~localcloud.oss.multipart.Multipart`; all
+SQL is in :mod:`localcloud.oss.store`.
 
 Implemented actions: ListBuckets, PutBucket, DeleteBucket, GetBucketInfo, GetBucketLocation,
 Get/PutBucketAcl, ListObjects, ListObjectsV2, PutObject, GetObject, HeadObject, GetObjectMeta,
@@ -10,9 +16,9 @@ keep their storage class, tags and ACL (see :mod:`localcloud.oss.attributes`). E
 subresource (lifecycle, cors, website, versioning, x-oss-process, ...) and PostObject (form
 upload) answer 501 ``NotImplemented``; ``docs/local-cloud-compatibility.md`` says why each is left.
 
-Addressing is path-style only (``/<bucket>/<key>``), which oss2 uses on its own for an IP or
-``localhost`` endpoint; the whole key part of the path is percent-decoded (oss2 sends ``/`` as
-``%2F``).
+Addressing: path style (``/<bucket>/<key>``), which oss2 uses on its own for an IP or
+``localhost`` endpoint, the whole key part of the path percent-decoded (oss2 sends ``/`` as
+``%2F``); and virtual-host style, ``<bucket>.localhost:<port>``.
 
 Local-only extension: trigger administration. In the cloud, FC's CreateTrigger configures an
 OSS trigger on the bucket; locally a trigger is registered on this server, over HTTP or with
@@ -41,103 +47,60 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
-import re
-import threading
-import time
-import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.oss import attributes, s3, wire
+from localcloud.oss import s3, wire
+from localcloud.oss.actions import State
 from localcloud.oss.auth import SUBRESOURCES, verify_request
-from localcloud.oss.errors import (
-    OssError,
-    invalid_argument,
-    malformed_xml,
-    no_such_bucket,
-    no_such_key,
-    no_such_upload,
-    not_implemented,
-)
-from localcloud.oss.events import Deliverer, ObjectFacts, Trigger, build_event, check_new_trigger
+from localcloud.oss.buckets import Buckets
+from localcloud.oss.call import Call, json_response
+from localcloud.oss.errors import OssError, not_implemented
+from localcloud.oss.events import Deliverer, Trigger, Triggers
+from localcloud.oss.multipart import Multipart
+from localcloud.oss.objects import RESPONSE_OVERRIDES, Objects
 from localcloud.oss.store import Store
 
 ADMIN_PREFIX = "/_localcloud/triggers"
 
-#: Bodies up to this size are read into memory; larger ones are streamed from disk.
-STREAM_THRESHOLD = 1 << 20
-_CHUNK = 256 * 1024
-_PARALLEL_THRESHOLD = 64 * 1024
-
-#: Headers kept with an object and sent back on GET/HEAD, besides ``x-oss-meta-*``.
-_STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
-_RESPONSE_OVERRIDES = {
-    "response-content-type": "Content-Type",
-    "response-content-language": "Content-Language",
-    "response-expires": "Expires",
-    "response-cache-control": "Cache-Control",
-    "response-content-disposition": "Content-Disposition",
-    "response-content-encoding": "Content-Encoding",
-}
-#: Query names that are part of an implemented action or only modify it.
-_HANDLED = {
-    "uploads",
+#: Query names that choose an action, in the order they are looked for; ``None`` stands for
+#: none of them (the plain action of the method on the bucket or object).
+_ACTION_QUERIES = (
     "uploadId",
-    "partNumber",
+    "uploads",
     "append",
-    "position",
     "delete",
     "objectMeta",
     "bucketInfo",
     "location",
-    "continuation-token",
-    "security-token",
     "tagging",
     "symlink",
     "acl",
     "restore",
     "live",
-    *_RESPONSE_OVERRIDES,
-}
+)
+#: Query names that modify an action without choosing it.
+_MODIFIERS = {"partNumber", "position", "continuation-token", "security-token", *RESPONSE_OVERRIDES}
 _ACTION_NAMES = {
     ("GET", "x-oss-process"): "GetObject with x-oss-process (image/video processing)",
     ("POST", "x-oss-process"): "ProcessObject (x-oss-process)",
     ("GET", "versionId"): "GetObject of a version (versionId)",
     ("GET", "stat"): "GetBucketStat",
 }
-_MIN_PART_SIZE = 100 * 1024
-_MAX_KEYS = 1000
 
-
-@dataclass
-class Call:
-    """One request, parsed: who it addresses and its query."""
-
-    request: Request
-    request_id: str
-    bucket: str
-    key: str
-    params: dict[str, str]
-
-    def header(self, name: str) -> str | None:
-        return self.request.headers.get(name)
-
-    @property
-    def encode_keys(self) -> bool:
-        return self.params.get("encoding-type") == "url"
+Handler = Callable[[Call], Response]
 
 
 class OssService:
+    """The local OSS. ``restore_delay`` (seconds) is how long a RestoreObject takes."""
+
     name = "oss"
 
     def __init__(
@@ -151,56 +114,49 @@ class OssService:
         restore_delay: float = 1.0,
     ) -> None:
         self.account = account
-        #: Seconds a RestoreObject takes before the copy is readable (the cloud takes minutes for
-        #: Archive and hours for the cold classes; locally it is short so that code waiting for
-        #: ``ongoing-request="false"`` is exercised without the wait).
-        self.restore_delay = restore_delay
         self.admin_guard = AdminGuard.for_state_dir(state_dir)
-        self._store = Store(state_dir / "oss")
-        self._store.sweep()
-        self._triggers_lock = threading.Lock()
-        self._triggers = {
-            row["name"]: Trigger.from_config(row["name"], json.loads(row["config"]))
-            for row in self._store.all("SELECT name, config FROM triggers")
-        }
-        # Hashing, CRC and the fsynced write of a large body run side by side (hashlib and file
-        # writes release the GIL), which roughly halves the time of a 1 MiB PUT.
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="oss-io")
+        self.store = Store(state_dir / "oss")
+        self.store.sweep()
+        self._triggers = Triggers(self.store)
         self._deliverer = Deliverer(
-            self._store, account, retry_base=retry_base, retry_cap=retry_cap, max_event_age=max_event_age
+            self.store, account, retry_base=retry_base, retry_cap=retry_cap, max_event_age=max_event_age
         )
+        self._state = State(
+            store=self.store,
+            account=account,
+            triggers=self._triggers,
+            deliverer=self._deliverer,
+            pool=ThreadPoolExecutor(max_workers=8, thread_name_prefix="oss-io"),
+            restore_delay=restore_delay,
+        )
+        self.buckets = Buckets(self._state)
+        self.objects = Objects(self._state)
+        self.multipart = Multipart(self._state)
+
+    @property
+    def restore_delay(self) -> float:
+        return self._state.restore_delay
+
+    @restore_delay.setter
+    def restore_delay(self, seconds: float) -> None:
+        self._state.restore_delay = seconds
 
     def close(self) -> None:
         self._deliverer.close()
-        self._pool.shutdown()
-        self._store.close()
+        self._state.pool.shutdown()
+        self.store.close()
 
     # --- triggers and deliveries (in-process API) ---------------------------------------------
 
     def put_trigger(self, name: str, config: dict[str, Any]) -> Trigger:
         """Register (or replace) trigger ``name``; raises :class:`OssError` when invalid."""
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", name):
-            raise OssError(400, "InvalidArgument", "Trigger names are 1-128 letters, digits, '_' or '-'.")
-        trigger = Trigger.from_config(name, config)
-        with self._triggers_lock:
-            check_new_trigger(trigger, list(self._triggers.values()))
-            with self._store.transaction() as db:
-                if db.execute("SELECT 1 FROM buckets WHERE name = ?", (trigger.bucket,)).fetchone() is None:
-                    raise no_such_bucket(trigger.bucket)
-                stored = json.dumps({k: v for k, v in trigger.to_config().items() if k != "name"})
-                db.execute("INSERT OR REPLACE INTO triggers VALUES (?, ?, ?)", (name, trigger.bucket, stored))
-            self._triggers[name] = trigger
-        return trigger
+        return self._triggers.put(name, config)
 
     def delete_trigger(self, name: str) -> bool:
-        with self._triggers_lock, self._store.transaction() as db:
-            found = db.execute("DELETE FROM triggers WHERE name = ?", (name,)).rowcount > 0
-            self._triggers.pop(name, None)
-            return found
+        return self._triggers.delete(name)
 
     def list_triggers(self) -> list[Trigger]:
-        with self._triggers_lock:
-            return sorted(self._triggers.values(), key=lambda t: t.name)
+        return self._triggers.all()
 
     def wait_for_deliveries(self, timeout: float = 10.0) -> bool:
         """Block until every queued event was delivered; ``False`` if ``timeout`` passed first."""
@@ -217,7 +173,8 @@ class OssService:
             response = self._admin(request)
         else:
             try:
-                response = self._dispatch(self._parse(request, request_id))
+                call = self._parse(request, request_id)
+                response = self._route(call)(call)
             except OssError as error:
                 response = self._error(request, request_id, error)
         response.headers["x-oss-request-id"] = request_id
@@ -268,1458 +225,128 @@ class OssService:
             verify_request(request, query, bucket, key, self.account)
         return Call(request, request_id, bucket, key, dict(query))
 
-    def _dispatch(self, call: Call) -> Response:
-        method = call.request.method
-        params = call.params
-        unsupported = [p for p in params if (p in SUBRESOURCES and p not in _HANDLED) or p == "x-oss-process"]
+    # --- routing ------------------------------------------------------------------------------
+
+    def _route(self, call: Call) -> Handler:
+        """The action a request names: its level (service, bucket, object), method and the query
+        name that selects the action, matched in one table as the other local services do."""
+        method, params = call.request.method, call.params
+        unsupported = [
+            p
+            for p in params
+            if (p in SUBRESOURCES and p not in _ACTION_QUERIES and p not in _MODIFIERS)
+            or p == "x-oss-process"
+        ]
+        level = "object" if call.key else "bucket" if call.bucket else "service"
         if unsupported:
             sub = unsupported[0]
-            level = "Object" if call.key else "Bucket"
-            action = _ACTION_NAMES.get((method, sub), f"{method.title()}{level}{sub[0].upper()}{sub[1:]}")
+            action = _ACTION_NAMES.get(
+                (method, sub), f"{method.title()}{level.title()}{sub[0].upper()}{sub[1:]}"
+            )
             raise not_implemented(action)
-        handler: Callable[[Call], Response] | None
-        if not call.bucket:
-            handler = {"GET": self.list_buckets}.get(method)
-        elif not call.key:
-            handler = self._bucket_handler(method, params, call)
-        else:
-            handler = self._object_handler(method, params, call)
-        if handler is None:
-            level = "object" if call.key else "bucket" if call.bucket else "service"
-            raise not_implemented(f"{method} on a {level} with query {sorted(params)}")
-        return handler(call)
-
-    def _bucket_handler(
-        self, method: str, params: dict[str, str], call: Call
-    ) -> Callable[[Call], Response] | None:
-        if method == "PUT" and not params:
-            return self.put_bucket
-        if method == "DELETE" and not params:
-            return self.delete_bucket
-        if method == "POST" and "delete" in params:
-            return self.delete_multiple_objects
-        if method == "POST" and "multipart/form-data" in (call.header("content-type") or ""):
-            raise not_implemented("PostObject (HTML form upload)")
-        if method == "PUT" and "acl" in params:
-            return self.put_bucket_acl
-        if method == "GET":
-            if "bucketInfo" in params:
-                return self.get_bucket_info
-            if "location" in params:
-                return self.get_bucket_location
-            if "uploads" in params:
-                return self.list_multipart_uploads
-            if "acl" in params:
-                return self.get_bucket_acl
-            if "live" in params:
-                return self.list_live_channel
-            if params.get("list-type") == "2":
-                return self.list_objects_v2
-            return self.list_objects
-        return None
-
-    def _object_handler(
-        self, method: str, params: dict[str, str], call: Call
-    ) -> Callable[[Call], Response] | None:
-        if method == "PUT":
-            if "uploadId" in params:
-                return (
-                    self.upload_part_copy
-                    if call.header("x-oss-copy-source") is not None
-                    else self.upload_part
-                )
-            for name, handler in (
-                ("tagging", self.put_object_tagging),
-                ("symlink", self.put_symlink),
-                ("acl", self.put_object_acl),
-            ):
-                if name in params:
-                    return handler
-            return self.copy_object if call.header("x-oss-copy-source") is not None else self.put_object
-        if method == "GET":
-            for name, handler in (
-                ("uploadId", self.list_parts),
-                ("tagging", self.get_object_tagging),
-                ("symlink", self.get_symlink),
-                ("acl", self.get_object_acl),
-            ):
-                if name in params:
-                    return handler
-            return self.get_object
-        if method == "HEAD":
-            return self.get_object_meta if "objectMeta" in params else self.head_object
-        if method == "DELETE":
-            if "tagging" in params:
-                return self.delete_object_tagging
-            return self.abort_multipart_upload if "uploadId" in params else self.delete_object
-        if method == "POST":
-            if "restore" in params:
-                return self.restore_object
-            if "append" in params:
-                return self.append_object
-            if "uploads" in params:
-                return self.initiate_multipart_upload
-            if "uploadId" in params:
-                return self.complete_multipart_upload
-        return None
-
-    # --- helpers ------------------------------------------------------------------------------
-
-    def _require_bucket(self, bucket: str) -> Any:
-        row = self._store.one("SELECT * FROM buckets WHERE name = ?", bucket)
-        if row is None:
-            raise no_such_bucket(bucket)
-        return row
-
-    def _store_body(self, data: bytes) -> tuple[str, int, str]:
-        """``(md5 hex, crc64, data id)`` of a request body, stored durably."""
-        if len(data) < _PARALLEL_THRESHOLD:
-            return wire.md5_hex(data), wire.crc64(data), self._store.write_data(data)
-        written = self._pool.submit(self._store.write_data, data)
-        md5 = self._pool.submit(wire.md5_hex, data)
-        crc = wire.crc64(data)
-        return md5.result(), crc, written.result()
-
-    @staticmethod
-    def _xml(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return Response(status, {"Content-Type": "application/xml", **(headers or {})}, wire.xml_doc(body))
-
-    @staticmethod
-    def _headers_to_store(call: Call) -> dict[str, str]:
-        return {
-            name: value
-            for name, value in call.request.headers.items()
-            if name.startswith("x-oss-meta-") or name in _STORED_HEADERS
-        }
-
-    @staticmethod
-    def _props(call: Call) -> dict[str, Any]:
-        """The storage class, tags and ACL a write asks for in its headers, checked."""
-        return {
-            "storage_class": attributes.storage_class(call.header("x-oss-storage-class")),
-            "tags": json.dumps(attributes.tags_from_header(call.header("x-oss-tagging"))),
-            "acl": attributes.object_acl(call.header("x-oss-object-acl")),
-            "symlink_target": None,
-        }
-
-    @staticmethod
-    def _check_readable(row: Any) -> None:
-        if not attributes.readable(row["storage_class"], row["restore_ready"], row["restore_expiry"]):
-            raise OssError(
-                403,
-                "InvalidObjectState",
-                f"The operation is not valid for the object's storage class {row['storage_class']}: "
-                "restore it first (RestoreObject), then read it once x-oss-restore says "
-                'ongoing-request="false".',
-                Key=row["key"],
-            )
-
-    @staticmethod
-    def _forbid_overwrite(call: Call) -> bool:
-        return (call.header("x-oss-forbid-overwrite") or "").lower() == "true"
-
-    def _commit_object(
-        self,
-        call: Call,
-        *,
-        key: str,
-        data_id: str,
-        size: int,
-        etag: str,
-        crc: int,
-        content_type: str,
-        stored_headers: dict[str, str],
-        object_type: str,
-        event_name: str,
-        props: dict[str, Any],
-        extra_sql: Callable[[Any], list[str]] | None = None,
-    ) -> None:
-        """Make a new object version visible, with its events, in one durable transaction.
-
-        ``props`` are the object's storage class, tags, ACL and symlink target (see
-        :meth:`_props`). ``extra_sql`` runs inside the transaction and returns further data ids to
-        remove once committed (multipart parts). On any failure the new data file is removed again.
-        """
-        obsolete: list[str] = []
-        now = time.time()
-        try:
-            with self._store.transaction() as db:
-                if db.execute("SELECT 1 FROM buckets WHERE name = ?", (call.bucket,)).fetchone() is None:
-                    raise no_such_bucket(call.bucket)
-                old = db.execute(
-                    "SELECT data_id, size FROM objects WHERE bucket = ? AND key = ?", (call.bucket, key)
-                ).fetchone()
-                if old is not None and self._forbid_overwrite(call):
-                    raise OssError(
-                        409,
-                        "FileAlreadyExists",
-                        "The object you specified already exists and can not be overwritten.",
-                        Key=key,
-                    )
-                if extra_sql is not None:
-                    obsolete += extra_sql(db)
-                self._store.put_object_row(
-                    db,
-                    {
-                        "bucket": call.bucket,
-                        "key": key,
-                        "data_id": data_id,
-                        "size": size,
-                        "etag": etag,
-                        "crc64": str(crc),
-                        "content_type": content_type,
-                        "stored_headers": json.dumps(stored_headers),
-                        "object_type": object_type,
-                        "last_modified": now,
-                        "restore_ready": None,
-                        "restore_expiry": None,
-                        **props,
-                    },
-                )
-                facts = ObjectFacts(key, size, etag, content_type, _user_meta(stored_headers))
-                self._enqueue(db, call, event_name, facts, size - (old["size"] if old else 0), now)
-                if old is not None:
-                    obsolete.append(old["data_id"])
-        except BaseException:
-            self._store.remove_data([data_id])
-            raise
-        self._store.remove_data(obsolete)
-        self._deliverer.notify()
-
-    def _enqueue(
-        self,
-        db: Any,
-        call: Call,
-        event_name: str,
-        facts: ObjectFacts,
-        delta_size: int,
-        now: float,
-        position: int | None = None,
-    ) -> None:
-        with self._triggers_lock:
-            matching = [
-                t
-                for t in self._triggers.values()
-                if t.bucket == call.bucket and t.matches(event_name, facts.key)
-            ]
-        for trigger in matching:
-            payload = build_event(
-                event_name,
-                call.bucket,
-                facts,
-                delta_size,
-                account=self.account,
-                request_id=call.request_id,
-                source_ip=call.request.client or "127.0.0.1",
-                rule_id=trigger.name,
-                event_time=now,
-                position=position,
-            )
-            db.execute(
-                "INSERT INTO deliveries (trigger_name, target, payload, next_attempt, created) VALUES (?, ?, ?, ?, ?)",
-                (trigger.name, json.dumps(trigger.target), payload, now, now),
-            )
-
-    # --- service and buckets ------------------------------------------------------------------
-
-    @staticmethod
-    def _endpoint(call: Call) -> str:
-        """The endpoint ListBuckets and GetBucketInfo name: the address this request came to.
-
-        The cloud names ``oss-<region>.aliyuncs.com`` (and its ``-internal`` form); a client that
-        follows those, as the SDKs' helpers do, would leave the machine. Locally both are the
-        Host the client used, which it can reach. A virtual-host name (``bucket.localhost:port``)
-        is cut back to the endpoint part.
-        """
-        host = call.header("host") or "127.0.0.1"
-        if call.bucket and host.startswith(call.bucket + "."):
-            host = host[len(call.bucket) + 1 :]
-        return host
-
-    def _bucket_xml(self, row: Any, endpoint: str) -> str:
-        region = self.account.region
-        return (
-            "<Bucket>"
-            + wire.tag("CreationDate", wire.iso_time(row["created"]))
-            + wire.tag("ExtranetEndpoint", endpoint)
-            + wire.tag("IntranetEndpoint", endpoint)
-            + wire.tag("Location", f"oss-{region}")
-            + wire.tag("Name", row["name"])
-            + wire.tag("Region", region)
-            + wire.tag("StorageClass", row["storage_class"])
-            + "</Bucket>"
-        )
-
-    def _owner_xml(self) -> str:
-        return f"<Owner>{wire.tag('ID', self.account.account_id)}{wire.tag('DisplayName', self.account.account_id)}</Owner>"
-
-    def list_buckets(self, call: Call) -> Response:
-        prefix = call.params.get("prefix", "")
-        marker = call.params.get("marker", "")
-        max_keys = _int_param(call.params, "max-keys", 100, 1, _MAX_KEYS)
-        rows = self._store.all(
-            "SELECT * FROM buckets WHERE name > ? AND substr(name, 1, ?) = ? ORDER BY name LIMIT ?",
-            marker,
-            len(prefix),
-            prefix,
-            max_keys + 1,
-        )
-        truncated = len(rows) > max_keys
-        rows = rows[:max_keys]
-        paging = ""
-        if {"prefix", "marker", "max-keys"} & call.params.keys():
-            paging = (
-                wire.tag("Prefix", prefix)
-                + wire.tag("Marker", marker)
-                + wire.tag("MaxKeys", max_keys)
-                + wire.tag("IsTruncated", str(truncated).lower())
-                + (wire.tag("NextMarker", rows[-1]["name"]) if truncated else "")
-            )
-        body = (
-            "<ListAllMyBucketsResult>"
-            + paging
-            + self._owner_xml()
-            + "<Buckets>"
-            + "".join(self._bucket_xml(r, self._endpoint(call)) for r in rows)
-            + "</Buckets></ListAllMyBucketsResult>"
-        )
-        return self._xml(body)
-
-    def put_bucket(self, call: Call) -> Response:
-        storage_class = "Standard"
-        if call.request.body.strip():
-            root = _parse_xml(call.request.body, "CreateBucketConfiguration")
-            storage_class = attributes.storage_class(root.findtext("StorageClass"), header="StorageClass")
-        acl = attributes.bucket_acl(call.header("x-oss-acl"))
-        with self._store.transaction() as db:
-            existing = db.execute(
-                "SELECT storage_class FROM buckets WHERE name = ?", (call.bucket,)
-            ).fetchone()
-            if existing is not None:
-                if existing["storage_class"] != storage_class:
-                    raise OssError(
-                        409,
-                        "BucketAlreadyExists",
-                        "Cannot modify existing bucket's storage class.",
-                        BucketName=call.bucket,
-                    )
-            else:
-                db.execute(
-                    "INSERT INTO buckets VALUES (?, ?, ?, ?)", (call.bucket, time.time(), storage_class, acl)
-                )
-        return Response(200, {"Location": f"/{call.bucket}"})
-
-    def delete_bucket(self, call: Call) -> Response:
-        with self._triggers_lock, self._store.transaction() as db:
-            if db.execute("SELECT 1 FROM buckets WHERE name = ?", (call.bucket,)).fetchone() is None:
-                raise no_such_bucket(call.bucket)
-            busy = db.execute(
-                "SELECT 1 FROM objects WHERE bucket = ? UNION ALL SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1",
-                (call.bucket, call.bucket),
-            ).fetchone()
-            if busy is not None:
-                raise OssError(
-                    409,
-                    "BucketNotEmpty",
-                    "The bucket you tried to delete is not empty. Delete its objects and abort its "
-                    "multipart uploads first.",
-                    BucketName=call.bucket,
-                )
-            db.execute("DELETE FROM buckets WHERE name = ?", (call.bucket,))
-            # Deleting a bucket deletes its notification rules, so its triggers go too.
-            db.execute("DELETE FROM triggers WHERE bucket = ?", (call.bucket,))
-            for name in [n for n, t in self._triggers.items() if t.bucket == call.bucket]:
-                del self._triggers[name]
-        return Response(204)
-
-    def get_bucket_info(self, call: Call) -> Response:
-        row = self._require_bucket(call.bucket)
-        region = self.account.region
-        body = (
-            "<BucketInfo><Bucket>"
-            + wire.tag("AccessMonitor", "Disabled")
-            + wire.tag("CreationDate", wire.iso_time(row["created"]))
-            + wire.tag("ExtranetEndpoint", self._endpoint(call))
-            + wire.tag("IntranetEndpoint", self._endpoint(call))
-            + wire.tag("Location", f"oss-{region}")
-            + wire.tag("StorageClass", row["storage_class"])
-            + wire.tag("TransferAcceleration", "Disabled")
-            + wire.tag("CrossRegionReplication", "Disabled")
-            + wire.tag("Name", row["name"])
-            + wire.tag("DataRedundancyType", "LRS")
-            + f"<Owner>{wire.tag('DisplayName', self.account.account_id)}{wire.tag('ID', self.account.account_id)}</Owner>"
-            + f"<AccessControlList>{wire.tag('Grant', row['acl'])}</AccessControlList>"
-            + "<ServerSideEncryptionRule><SSEAlgorithm>None</SSEAlgorithm></ServerSideEncryptionRule>"
-            + "</Bucket></BucketInfo>"
-        )
-        return self._xml(body)
-
-    def get_bucket_location(self, call: Call) -> Response:
-        self._require_bucket(call.bucket)
-        return self._xml(wire.tag("LocationConstraint", f"oss-{self.account.region}"))
-
-    # --- listing ------------------------------------------------------------------------------
-
-    def _scan(
-        self, bucket: str, prefix: str, delimiter: str, after: str, limit: int
-    ) -> tuple[list[Any], list[str], bool, str]:
-        """Keys and common prefixes after ``after``, in key order; ``(objects, prefixes, truncated, last)``."""
-        objects: list[Any] = []
-        prefixes: list[str] = []
-        bound = prefix if prefix > after else after
-        inclusive = prefix > after
-        last = ""
-        while True:
-            op = ">=" if inclusive else ">"
-            rows = self._store.all(
-                f"SELECT * FROM objects WHERE bucket = ? AND key {op} ? ORDER BY key LIMIT 200", bucket, bound
-            )
-            if not rows:
-                return objects, prefixes, False, last
-            inclusive = False
-            for row in rows:
-                key = row["key"]
-                if not key.startswith(prefix):
-                    return objects, prefixes, False, last
-                cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                if cut >= 0:
-                    common = key[: cut + len(delimiter)]
-                    # Skip every key under this common prefix in one step.
-                    bound = common + "\U0010ffff"
-                    if common <= after:
-                        break
-                    if len(objects) + len(prefixes) == limit:
-                        return objects, prefixes, True, last
-                    prefixes.append(common)
-                    last = common
-                    break
-                if len(objects) + len(prefixes) == limit:
-                    return objects, prefixes, True, last
-                objects.append(row)
-                last = key
-                bound = key
-
-    def _contents_xml(self, row: Any, encode: bool, owner: bool) -> str:
-        return (
-            "<Contents>"
-            + wire.tag("Key", wire.url_encode(row["key"], encode))
-            + wire.tag("LastModified", wire.iso_time(row["last_modified"]))
-            + wire.tag("ETag", f'"{row["etag"]}"')
-            + wire.tag("Type", row["object_type"])
-            + wire.tag("Size", row["size"])
-            + wire.tag("StorageClass", row["storage_class"])
-            + (self._owner_xml() if owner else "")
-            + "</Contents>"
-        )
-
-    def _list_params(self, call: Call) -> tuple[str, str, int]:
-        self._require_bucket(call.bucket)
-        encoding = call.params.get("encoding-type", "")
-        if encoding not in ("", "url"):
-            raise invalid_argument("encoding-type must be 'url' when given.", "encoding-type", encoding)
-        return (
-            call.params.get("prefix", ""),
-            call.params.get("delimiter", ""),
-            _int_param(call.params, "max-keys", 100, 0, _MAX_KEYS),
-        )
-
-    def list_objects(self, call: Call) -> Response:
-        prefix, delimiter, max_keys = self._list_params(call)
-        marker = call.params.get("marker", "")
-        encode = call.encode_keys
-        objects, prefixes, truncated, last = self._scan(call.bucket, prefix, delimiter, marker, max_keys)
-        body = (
-            "<ListBucketResult>"
-            + wire.tag("Name", call.bucket)
-            + wire.tag("Prefix", wire.url_encode(prefix, encode))
-            + wire.tag("Marker", wire.url_encode(marker, encode))
-            + wire.tag("MaxKeys", max_keys)
-            + wire.tag("Delimiter", wire.url_encode(delimiter, encode))
-            + (wire.tag("EncodingType", "url") if encode else "")
-            + wire.tag("IsTruncated", str(truncated).lower())
-            + (wire.tag("NextMarker", wire.url_encode(last, encode)) if truncated else "")
-            + "".join(self._contents_xml(r, encode, owner=True) for r in objects)
-            + "".join(
-                f"<CommonPrefixes>{wire.tag('Prefix', wire.url_encode(p, encode))}</CommonPrefixes>"
-                for p in prefixes
-            )
-            + "</ListBucketResult>"
-        )
-        return self._xml(body)
-
-    def list_objects_v2(self, call: Call) -> Response:
-        prefix, delimiter, max_keys = self._list_params(call)
-        token = call.params.get("continuation-token", "")
-        start_after = call.params.get("start-after", "")
-        after = start_after
-        if token:
-            try:
-                after = base64.urlsafe_b64decode(token.encode()).decode("utf-8")
-            except ValueError:
-                raise invalid_argument(
-                    "continuation-token is not one this server issued; pass NextContinuationToken back unchanged.",
-                    "continuation-token",
-                    token,
-                ) from None
-        encode = call.encode_keys
-        owner = call.params.get("fetch-owner", "false") == "true"
-        objects, prefixes, truncated, last = self._scan(call.bucket, prefix, delimiter, after, max_keys)
-        next_token = base64.urlsafe_b64encode(last.encode()).decode() if truncated else ""
-        body = (
-            "<ListBucketResult>"
-            + wire.tag("Name", call.bucket)
-            + wire.tag("Prefix", wire.url_encode(prefix, encode))
-            + (wire.tag("StartAfter", wire.url_encode(start_after, encode)) if start_after else "")
-            + (wire.tag("ContinuationToken", token) if token else "")
-            + wire.tag("MaxKeys", max_keys)
-            + wire.tag("Delimiter", wire.url_encode(delimiter, encode))
-            + (wire.tag("EncodingType", "url") if encode else "")
-            + wire.tag("IsTruncated", str(truncated).lower())
-            + (wire.tag("NextContinuationToken", next_token) if truncated else "")
-            + "".join(self._contents_xml(r, encode, owner) for r in objects)
-            + "".join(
-                f"<CommonPrefixes>{wire.tag('Prefix', wire.url_encode(p, encode))}</CommonPrefixes>"
-                for p in prefixes
-            )
-            + wire.tag("KeyCount", len(objects) + len(prefixes))
-            + "</ListBucketResult>"
-        )
-        return self._xml(body)
-
-    # --- objects ------------------------------------------------------------------------------
-
-    def put_object(self, call: Call) -> Response:
-        self._require_bucket(call.bucket)
-        props = self._props(call)
-        data = call.request.body
-        wire.check_content_md5(call.header("content-md5"), data)
-        etag, crc, data_id = self._store_body(data)
-        self._commit_object(
-            call,
-            key=call.key,
-            data_id=data_id,
-            size=len(data),
-            etag=etag,
-            crc=crc,
-            content_type=call.header("content-type") or "application/octet-stream",
-            stored_headers=self._headers_to_store(call),
-            object_type="Normal",
-            event_name="ObjectCreated:PutObject",
-            props=props,
-        )
-        return Response(
-            200,
-            {
-                "ETag": f'"{etag}"',
-                "x-oss-hash-crc64ecma": str(crc),
-                "Content-MD5": base64.b64encode(bytes.fromhex(etag)).decode(),
-            },
-        )
-
-    def _object_headers(self, row: Any) -> dict[str, str]:
-        headers = {
-            "Content-Type": row["content_type"],
-            "ETag": f'"{row["etag"]}"',
-            "Last-Modified": wire.http_date(row["last_modified"]),
-            "Accept-Ranges": "bytes",
-            "x-oss-object-type": row["object_type"],
-            "x-oss-storage-class": row["storage_class"],
-            "x-oss-hash-crc64ecma": row["crc64"],
-            **json.loads(row["stored_headers"]),
-        }
-        if row["object_type"] == "Appendable":
-            headers["x-oss-next-append-position"] = str(row["size"])
-        tag_count = len(json.loads(row["tags"]))
-        if tag_count:
-            headers["x-oss-tagging-count"] = str(tag_count)
-        restore = attributes.restore_header(row["storage_class"], row["restore_ready"], row["restore_expiry"])
-        if restore is not None:
-            headers["x-oss-restore"] = restore
-        return headers
-
-    def _check_conditions(self, call: Call, row: Any) -> None:
-        etag = f'"{row["etag"]}"'
-        modified = int(row["last_modified"])
-        if_match = call.header("if-match")
-        if if_match is not None and if_match.strip() not in (etag, row["etag"], "*"):
-            raise OssError(
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold.",
-                Condition="If-Match",
-            )
-        unmodified = _http_time(call.header("if-unmodified-since"))
-        if unmodified is not None and modified > unmodified:
-            raise OssError(
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold.",
-                Condition="If-Unmodified-Since",
-            )
-        if_none = call.header("if-none-match")
-        since = _http_time(call.header("if-modified-since"))
-        if (if_none is not None and if_none.strip() in (etag, row["etag"], "*")) or (
-            since is not None and modified <= since
-        ):
-            error = OssError(304, "NotModified", "Not Modified")
-            error.headers = {"ETag": etag, "Last-Modified": wire.http_date(row["last_modified"])}
-            raise error
-
-    def _open(self, call: Call) -> tuple[Any, BinaryIO, Any | None]:
-        """The object's row and bytes, through a symlink; the third item is the link's row.
-
-        A link is followed one level: a link whose target is itself a link is refused (OSS
-        documents links to objects only; UNCONFIRMED which error it answers, this one says why).
-        A link whose target is missing answers 404 NoSuchKey naming the target.
-        """
-        self._require_bucket(call.bucket)
-        found = self._store.open_object(call.bucket, call.key)
-        if found is None:
-            raise no_such_key(call.key)
-        row, stream = found
-        if row["symlink_target"] is None:
-            return row, stream, None
-        stream.close()
-        link = row
-        target = self._store.open_object(call.bucket, link["symlink_target"])
-        if target is None:
-            error = no_such_key(link["symlink_target"])
-            error.message = (
-                f"The symlink {call.key!r} points to {link['symlink_target']!r}, which does not exist."
-            )
-            raise error
-        if target[0]["symlink_target"] is not None:
-            target[1].close()
-            raise OssError(
-                400,
-                "InvalidTargetType",
-                f"The symlink {call.key!r} points to {link['symlink_target']!r}, which is itself a symlink; "
-                "OSS follows one link only.",
-                Key=call.key,
-            )
-        return target[0], target[1], link
-
-    def _read_headers(self, row: Any, link: Any | None) -> dict[str, str]:
-        headers = self._object_headers(row)
-        if link is not None:
-            # Through a link: the target's bytes and checksums, the link's own type and metadata.
-            headers.update(json.loads(link["stored_headers"]))
-            headers["x-oss-object-type"] = "Symlink"
-            headers["Last-Modified"] = wire.http_date(max(row["last_modified"], link["last_modified"]))
-        return headers
-
-    def get_object(self, call: Call) -> Response:
-        row, stream, link = self._open(call)
-        try:
-            self._check_readable(row)
-            self._check_conditions(call, row)
-            size = row["size"]
-            standard = (call.header("x-oss-range-behavior") or "").lower() == "standard"
-            byte_range = wire.parse_range(call.header("range"), size, standard)
-            headers = self._read_headers(row, link)
-            for param, header in _RESPONSE_OVERRIDES.items():
-                if param in call.params:
-                    headers[header] = call.params[param]
-            status, start, length = 200, 0, size
-            if byte_range is not None:
-                start, end = byte_range
-                status, length = 206, end - start + 1
-                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            headers["Content-Length"] = str(length)
-            stream.seek(start)
-            if length <= STREAM_THRESHOLD:
-                body = stream.read(length)
-                stream.close()
-                return Response(status, headers, body)
-        except BaseException:
-            stream.close()
-            raise
-        return Response(status, headers, _stream(stream, length), length=length)
-
-    def head_object(self, call: Call) -> Response:
-        """HeadObject. Unlike GetObject it answers for an unrestored Archive object too, with its
-        ``x-oss-restore`` state, as OSS does."""
-        row, stream, link = self._open(call)
-        stream.close()
-        self._check_conditions(call, row)
-        headers = self._read_headers(row, link)
-        headers["Content-Length"] = str(row["size"])
-        return Response(200, headers)
-
-    def get_object_meta(self, call: Call) -> Response:
-        row, stream, _ = self._open(call)
-        stream.close()
-        return Response(
-            200,
-            {
-                "ETag": f'"{row["etag"]}"',
-                "Content-Length": str(row["size"]),
-                "Last-Modified": wire.http_date(row["last_modified"]),
-            },
-        )
-
-    def _delete_keys(self, call: Call, keys: list[str], event_name: str) -> list[str]:
-        """Delete ``keys`` (missing ones count as deleted, as in OSS) and emit their events."""
-        obsolete: list[str] = []
-        now = time.time()
-        with self._store.transaction() as db:
-            if db.execute("SELECT 1 FROM buckets WHERE name = ?", (call.bucket,)).fetchone() is None:
-                raise no_such_bucket(call.bucket)
-            for key in keys:
-                row = db.execute(
-                    "SELECT * FROM objects WHERE bucket = ? AND key = ?", (call.bucket, key)
-                ).fetchone()
-                if row is None:
-                    continue
-                db.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (call.bucket, key))
-                obsolete.append(row["data_id"])
-                stored = json.loads(row["stored_headers"])
-                facts = ObjectFacts(key, row["size"], row["etag"], row["content_type"], _user_meta(stored))
-                self._enqueue(db, call, event_name, facts, -row["size"], now)
-        self._store.remove_data(obsolete)
-        self._deliverer.notify()
-        return keys
-
-    def delete_object(self, call: Call) -> Response:
-        self._delete_keys(call, [call.key], "ObjectRemoved:DeleteObject")
-        return Response(204)
-
-    def delete_multiple_objects(self, call: Call) -> Response:
-        body = call.request.body
-        wire.check_content_md5(call.header("content-md5"), body)
-        root = _parse_xml(body, "Delete")
-        quiet = (root.findtext("Quiet") or "false").strip().lower() == "true"
-        keys = [node.findtext("Key") or "" for node in root.findall("Object")]
-        if not keys or len(keys) > _MAX_KEYS:
-            raise malformed_xml(
-                f"<Delete> must list 1 to {_MAX_KEYS} <Object><Key> elements, found {len(keys)}"
-            )
-        for key in keys:
-            wire.check_key(key)
-        deleted = self._delete_keys(call, keys, "ObjectRemoved:DeleteObjects")
-        encode = call.encode_keys
-        listed = (
-            ""
-            if quiet
-            else "".join(f"<Deleted>{wire.tag('Key', wire.url_encode(k, encode))}</Deleted>" for k in deleted)
-        )
-        return self._xml(
-            "<DeleteResult>"
-            + (wire.tag("EncodingType", "url") if encode else "")
-            + listed
-            + "</DeleteResult>"
-        )
-
-    def _copy_source(self, call: Call) -> tuple[str, str]:
-        """The ``(bucket, key)`` that ``x-oss-copy-source: /bucket/url-encoded-key`` names."""
-        raw = call.header("x-oss-copy-source") or ""
-        path, _, version = raw.partition("?")
-        if version:
-            raise not_implemented("copying a version (x-oss-copy-source with ?versionId=)")
-        source = unquote(path)
-        src_bucket, sep, src_key = source.lstrip("/").partition("/")
-        if not source.startswith("/") or not sep or not src_key:
-            raise invalid_argument(
-                "x-oss-copy-source must be '/<bucket>/<url-encoded key>'.", "x-oss-copy-source", raw
-            )
-        wire.check_bucket_name(src_bucket)
-        wire.check_key(src_key)
-        self._require_bucket(src_bucket)
-        return src_bucket, src_key
-
-    @staticmethod
-    def _check_copy_source_conditions(call: Call, row: Any) -> None:
-        """``x-oss-copy-source-if-*``: OSS answers 412 PreconditionFailed for each that fails."""
-        etag = row["etag"]
-        modified = int(row["last_modified"])
-        failed = ""
-        if_match = call.header("x-oss-copy-source-if-match")
-        if_none = call.header("x-oss-copy-source-if-none-match")
-        unmodified = _http_time(call.header("x-oss-copy-source-if-unmodified-since"))
-        since = _http_time(call.header("x-oss-copy-source-if-modified-since"))
-        if if_match is not None and if_match.strip().strip('"').upper() != etag:
-            failed = "x-oss-copy-source-if-match"
-        elif if_none is not None and if_none.strip().strip('"').upper() == etag:
-            failed = "x-oss-copy-source-if-none-match"
-        elif unmodified is not None and modified > unmodified:
-            failed = "x-oss-copy-source-if-unmodified-since"
-        elif since is not None and modified <= since:
-            failed = "x-oss-copy-source-if-modified-since"
-        if failed:
-            raise OssError(
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold.",
-                Condition=failed,
-            )
-
-    def _open_copy_source(self, call: Call) -> tuple[Any, BinaryIO]:
-        src_bucket, src_key = self._copy_source(call)
-        found = self._store.open_object(src_bucket, src_key)
-        if found is None:
-            raise no_such_key(src_key)
-        row, stream = found
-        try:
-            self._check_copy_source_conditions(call, row)
-            self._check_readable(row)
-        except BaseException:
-            stream.close()
-            raise
-        return row, stream
-
-    def copy_object(self, call: Call) -> Response:
-        """CopyObject. A symlink source copies the link itself (OSS does the same); an Archive or
-        ColdArchive source must be restored first."""
-        directive = (call.header("x-oss-metadata-directive") or "COPY").upper()
-        if directive not in ("COPY", "REPLACE"):
-            raise invalid_argument(
-                "x-oss-metadata-directive must be COPY or REPLACE.", "x-oss-metadata-directive", directive
-            )
-        tagging_directive = (call.header("x-oss-tagging-directive") or "Copy").capitalize()
-        if tagging_directive not in ("Copy", "Replace"):
-            raise invalid_argument(
-                "x-oss-tagging-directive must be Copy or Replace.",
-                "x-oss-tagging-directive",
-                call.header("x-oss-tagging-directive") or "",
-            )
-        self._require_bucket(call.bucket)
-        props = self._props(call)
-        row, stream = self._open_copy_source(call)
-        with stream:
-            data_id = self._store.concat_data([(stream, row["size"])])
-        if directive == "COPY":
-            content_type, stored = row["content_type"], json.loads(row["stored_headers"])
-        else:
-            content_type = call.header("content-type") or "application/octet-stream"
-            stored = self._headers_to_store(call)
-        if tagging_directive == "Copy":
-            props["tags"] = row["tags"]
-        if not call.header("x-oss-storage-class"):
-            props["storage_class"] = row["storage_class"]
-        props["symlink_target"] = row["symlink_target"]
-        self._commit_object(
-            call,
-            key=call.key,
-            data_id=data_id,
-            size=row["size"],
-            etag=row["etag"],
-            crc=int(row["crc64"]),
-            content_type=content_type,
-            stored_headers=stored,
-            object_type="Symlink" if row["symlink_target"] is not None else "Normal",
-            event_name="ObjectCreated:CopyObject",
-            props=props,
-        )
-        body = (
-            "<CopyObjectResult>"
-            + wire.tag("LastModified", wire.iso_time(time.time()))
-            + wire.tag("ETag", f'"{row["etag"]}"')
-            + "</CopyObjectResult>"
-        )
-        return self._xml(body, headers={"ETag": f'"{row["etag"]}"', "x-oss-hash-crc64ecma": row["crc64"]})
-
-    def append_object(self, call: Call) -> Response:
-        position_text = call.params.get("position", "")
-        if not position_text.isdigit():
-            raise invalid_argument("position must be a non-negative integer.", "position", position_text)
-        position = int(position_text)
-        data = call.request.body
-        wire.check_content_md5(call.header("content-md5"), data)
-        self._require_bucket(call.bucket)
-        now = time.time()
-        # Appends to one key must be serialised from the position check to the commit, so the
-        # whole append runs inside the transaction (appends are small; other keys wait briefly).
-        with self._store.transaction() as db:
-            row = db.execute(
-                "SELECT * FROM objects WHERE bucket = ? AND key = ?", (call.bucket, call.key)
-            ).fetchone()
-            if row is not None and row["object_type"] != "Appendable":
-                raise OssError(
-                    409,
-                    "ObjectNotAppendable",
-                    "The operation is not valid for the current state of the object.",
-                    Key=call.key,
-                )
-            current = row["size"] if row is not None else 0
-            if position != current:
-                error = OssError(
-                    409, "PositionNotEqualToLength", "Position is not equal to file length", Key=call.key
-                )
-                error.headers["x-oss-next-append-position"] = str(current)
-                raise error
-            if row is None:
-                data_id = self._store.write_data(data)
-                etag, crc = wire.md5_hex(data), wire.crc64(data)
-                content_type = call.header("content-type") or "application/octet-stream"
-                stored = self._headers_to_store(call)
-            else:
-                data_id = row["data_id"]
-                self._store.append_data(data_id, current, data)
-                etag = wire.md5_hex(bytes.fromhex(row["etag"]) + hashlib.md5(data).digest())
-                crc = wire.crc64_combine(int(row["crc64"]), wire.crc64(data), len(data))
-                content_type, stored = row["content_type"], json.loads(row["stored_headers"])
-            size = current + len(data)
-            props = (
-                self._props(call)
-                if row is None
-                else {name: row[name] for name in ("storage_class", "tags", "acl", "symlink_target")}
-            )
-            self._store.put_object_row(
-                db,
-                {
-                    "bucket": call.bucket,
-                    "key": call.key,
-                    "data_id": data_id,
-                    "size": size,
-                    "etag": etag,
-                    "crc64": str(crc),
-                    "content_type": content_type,
-                    "stored_headers": json.dumps(stored),
-                    "object_type": "Appendable",
-                    "last_modified": now,
-                    "restore_ready": None,
-                    "restore_expiry": None,
-                    **props,
-                },
-            )
-            facts = ObjectFacts(call.key, size, etag, content_type, _user_meta(stored))
-            self._enqueue(db, call, "ObjectCreated:AppendObject", facts, len(data), now, position=position)
-        self._deliverer.notify()
-        return Response(
-            200,
-            {"ETag": f'"{etag}"', "x-oss-next-append-position": str(size), "x-oss-hash-crc64ecma": str(crc)},
-        )
-
-    # --- tagging, symlinks, ACLs, restore -----------------------------------------------------
-
-    def _object_row(self, call: Call) -> Any:
-        self._require_bucket(call.bucket)
-        row = self._store.one("SELECT * FROM objects WHERE bucket = ? AND key = ?", call.bucket, call.key)
-        if row is None:
-            raise no_such_key(call.key)
-        return row
-
-    def put_object_tagging(self, call: Call) -> Response:
-        """PutObjectTagging: replaces the object's tags; Last-Modified does not change (as in OSS)."""
-        self._object_row(call)
-        root = _parse_xml(call.request.body, "Tagging")
-        pairs = [
-            ((tag.findtext("Key") or ""), (tag.findtext("Value") or "")) for tag in root.findall("TagSet/Tag")
-        ]
-        tags = attributes.check_tags(pairs)
-        self._store.set_object_columns(call.bucket, call.key, tags=json.dumps(tags))
-        return Response(200)
-
-    def get_object_tagging(self, call: Call) -> Response:
-        row = self._object_row(call)
-        tags = json.loads(row["tags"])
-        body = (
-            "<Tagging><TagSet>"
-            + "".join(f"<Tag>{wire.tag('Key', k)}{wire.tag('Value', v)}</Tag>" for k, v in tags.items())
-            + "</TagSet></Tagging>"
-        )
-        return self._xml(body)
-
-    def delete_object_tagging(self, call: Call) -> Response:
-        self._object_row(call)
-        self._store.set_object_columns(call.bucket, call.key, tags="{}")
-        return Response(204)
-
-    def put_symlink(self, call: Call) -> Response:
-        """PutSymlink: the target need not exist (OSS does not check it either)."""
-        self._require_bucket(call.bucket)
-        raw_target = call.header("x-oss-symlink-target")
-        if not raw_target:
-            raise invalid_argument(
-                "PutSymlink needs x-oss-symlink-target: the URL-encoded key the link points to.",
-                "x-oss-symlink-target",
-                "",
-            )
-        target = unquote(raw_target)
-        wire.check_key(target)
-        props = self._props(call)
-        props["symlink_target"] = target
-        etag = wire.md5_hex(target.encode("utf-8"))
-        self._commit_object(
-            call,
-            key=call.key,
-            data_id=self._store.write_data(b""),
-            size=0,
-            etag=etag,
-            crc=0,
-            content_type=call.header("content-type") or "application/octet-stream",
-            stored_headers=self._headers_to_store(call),
-            object_type="Symlink",
-            event_name="ObjectCreated:PutSymlink",
-            props=props,
-        )
-        return Response(200, {"ETag": f'"{etag}"'})
-
-    def get_symlink(self, call: Call) -> Response:
-        row = self._object_row(call)
-        if row["symlink_target"] is None:
-            raise OssError(400, "NotSymlink", "The specified object is not a symlink.", Key=call.key)
-        return Response(
-            200,
-            {
-                "x-oss-symlink-target": wire.url_encode(row["symlink_target"], True),
-                "ETag": f'"{row["etag"]}"',
-                "Last-Modified": wire.http_date(row["last_modified"]),
-                **{k: v for k, v in json.loads(row["stored_headers"]).items() if k.startswith("x-oss-meta-")},
-            },
-        )
-
-    def _acl_xml(self, grant: str) -> Response:
-        return self._xml(
-            "<AccessControlPolicy>"
-            + self._owner_xml()
-            + f"<AccessControlList>{wire.tag('Grant', grant)}</AccessControlList>"
-            + "</AccessControlPolicy>"
-        )
-
-    def get_bucket_acl(self, call: Call) -> Response:
-        return self._acl_xml(self._require_bucket(call.bucket)["acl"])
-
-    def put_bucket_acl(self, call: Call) -> Response:
-        """PutBucketAcl: stored and reported. There is one account locally, and every request is
-        signed with its key pair, so the ACL grants nothing more: anonymous requests stay refused
-        whatever the ACL says (the cloud would serve a public-read bucket's objects to anyone)."""
-        acl = attributes.bucket_acl(call.header("x-oss-acl"))
-        with self._store.transaction() as db:
-            if db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, call.bucket)).rowcount == 0:
-                raise no_such_bucket(call.bucket)
-        return Response(200)
-
-    def get_object_acl(self, call: Call) -> Response:
-        return self._acl_xml(self._object_row(call)["acl"])
-
-    def put_object_acl(self, call: Call) -> Response:
-        """PutObjectAcl (``x-oss-object-acl``): stored and reported, not enforced (see PutBucketAcl)."""
-        acl = attributes.object_acl(call.header("x-oss-object-acl"))
-        self._object_row(call)
-        self._store.set_object_columns(call.bucket, call.key, acl=acl)
-        return Response(200)
-
-    def list_live_channel(self, call: Call) -> Response:
-        """ListLiveChannel: always empty; the local OSS has no RTMP ingest, so PutLiveChannel
-        answers 501 and no channel can exist."""
-        self._require_bucket(call.bucket)
-        return self._xml(
-            "<ListLiveChannelResult>"
-            + wire.tag("Prefix", call.params.get("prefix", ""))
-            + wire.tag("Marker", call.params.get("marker", ""))
-            + wire.tag("MaxKeys", _int_param(call.params, "max-keys", 100, 1, 1000))
-            + wire.tag("IsTruncated", "false")
-            + wire.tag("NextMarker", "")
-            + "</ListLiveChannelResult>"
-        )
-
-    def restore_object(self, call: Call) -> Response:
-        """RestoreObject: the copy is readable ``restore_delay`` seconds later (the cloud takes
-        minutes to hours) and for ``Days`` days (default 1). A second request while one is running
-        answers 409 RestoreAlreadyInProgress; one after it finished extends the expiry (200)."""
-        row = self._object_row(call)
-        if row["storage_class"] not in attributes.ARCHIVED_CLASSES:
-            raise OssError(
-                400,
-                "OperationNotSupported",
-                f"RestoreObject is for Archive, ColdArchive and DeepColdArchive objects; {call.key!r} is "
-                f"{row['storage_class']}.",
-                Key=call.key,
-            )
-        days = attributes.DEFAULT_RESTORE_DAYS
-        if call.request.body.strip():
-            root = _parse_xml(call.request.body, "RestoreRequest")
-            days_text = (root.findtext("Days") or str(days)).strip()
-            if not days_text.isdigit() or not 1 <= int(days_text) <= 365:
-                raise malformed_xml(f"Days must be an integer from 1 to 365, not {days_text!r}")
-            days = int(days_text)
-        now = time.time()
-        ready, expiry = row["restore_ready"], row["restore_expiry"]
-        if ready is not None and now < ready:
-            raise OssError(
-                409, "RestoreAlreadyInProgress", "The restore operation is in progress.", Key=call.key
-            )
-        if ready is not None and expiry is not None and now < expiry:
-            self._store.set_object_columns(call.bucket, call.key, restore_expiry=now + days * 86400)
-            return Response(200)
-        self._store.set_object_columns(
-            call.bucket,
-            call.key,
-            restore_ready=now + self.restore_delay,
-            restore_expiry=now + self.restore_delay + days * 86400,
-        )
-        return Response(202)
-
-    # --- multipart ----------------------------------------------------------------------------
-
-    def _require_upload(self, call: Call) -> Any:
-        upload_id = call.params.get("uploadId", "")
-        row = self._store.one(
-            "SELECT * FROM uploads WHERE upload_id = ? AND bucket = ? AND key = ?",
-            upload_id,
-            call.bucket,
-            call.key,
-        )
-        if row is None:
-            self._require_bucket(call.bucket)
-            raise no_such_upload(upload_id)
-        return row
-
-    def initiate_multipart_upload(self, call: Call) -> Response:
-        self._require_bucket(call.bucket)
-        if self._forbid_overwrite(call) and self._store.one(
-            "SELECT 1 FROM objects WHERE bucket = ? AND key = ?", call.bucket, call.key
-        ):
-            raise OssError(
-                409,
-                "FileAlreadyExists",
-                "The object you specified already exists and can not be overwritten.",
-                Key=call.key,
-            )
-        props = self._props(call)
-        # Ids sort in the order uploads began (time first), as ListMultipartUploads lists them.
-        upload_id = f"{time.time_ns():020X}" + wire.new_request_id()
-        with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO uploads (upload_id, bucket, key, initiated, content_type, stored_headers, "
-                "storage_class, tags, acl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    upload_id,
-                    call.bucket,
-                    call.key,
-                    time.time(),
-                    call.header("content-type") or "application/octet-stream",
-                    json.dumps(self._headers_to_store(call)),
-                    props["storage_class"],
-                    props["tags"],
-                    props["acl"],
-                ),
-            )
-        encode = call.encode_keys
-        body = (
-            "<InitiateMultipartUploadResult>"
-            + wire.tag("Bucket", call.bucket)
-            + wire.tag("Key", wire.url_encode(call.key, encode))
-            + wire.tag("UploadId", upload_id)
-            + (wire.tag("EncodingType", "url") if encode else "")
-            + "</InitiateMultipartUploadResult>"
-        )
-        return self._xml(body)
-
-    def upload_part(self, call: Call) -> Response:
-        upload = self._require_upload(call)
-        number = _int_param(call.params, "partNumber", None, 1, 10000)
-        data = call.request.body
-        wire.check_content_md5(call.header("content-md5"), data)
-        etag, crc, data_id = self._store_body(data)
-        self._save_part(upload["upload_id"], number, data_id, len(data), etag, crc)
-        return Response(200, {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
-
-    def _save_part(self, upload_id: str, number: int, data_id: str, size: int, etag: str, crc: int) -> None:
-        try:
-            with self._store.transaction() as db:
-                if db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is None:
-                    raise no_such_upload(upload_id)
-                old = db.execute(
-                    "SELECT data_id FROM parts WHERE upload_id = ? AND part_number = ?", (upload_id, number)
-                ).fetchone()
-                db.execute(
-                    "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (upload_id, number, data_id, size, etag, str(crc), time.time()),
-                )
-        except BaseException:
-            self._store.remove_data([data_id])
-            raise
-        if old is not None:
-            self._store.remove_data([old["data_id"]])
-
-    def upload_part_copy(self, call: Call) -> Response:
-        """UploadPartCopy: a part made of a source object's bytes, or of ``x-oss-copy-source-range``.
-
-        A range must lie inside the source (``bytes=first-last``, both given); OSS refuses one that
-        does not, and so does this. An Appendable source is copied (the cloud refuses it).
-        """
-        upload = self._require_upload(call)
-        number = _int_param(call.params, "partNumber", None, 1, 10000)
-        row, stream = self._open_copy_source(call)
-        with stream:
-            start, length = _copy_range(call.header("x-oss-copy-source-range"), row["size"])
-            stream.seek(start)
-            data_id = self._store.concat_data([(stream, length)])
-        try:
-            etag, crc = self._digest_data(data_id)
-        except BaseException:
-            self._store.remove_data([data_id])
-            raise
-        self._save_part(upload["upload_id"], number, data_id, length, etag, crc)
-        body = (
-            "<CopyPartResult>"
-            + wire.tag("LastModified", wire.iso_time(time.time()))
-            + wire.tag("ETag", f'"{etag}"')
-            + "</CopyPartResult>"
-        )
-        return self._xml(body, headers={"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
-
-    def _digest_data(self, data_id: str) -> tuple[str, int]:
-        """``(md5 hex, crc64)`` of a stored data file, read in chunks."""
-        md5 = hashlib.md5()
-        crc = 0
-        with self._store.open_data(data_id) as stream:
-            while chunk := stream.read(_CHUNK):
-                md5.update(chunk)
-                crc = wire.crc64(chunk, crc)
-        return md5.hexdigest().upper(), crc
-
-    def list_multipart_uploads(self, call: Call) -> Response:
-        """ListMultipartUploads: uploads in key order, those of one key in the order they began."""
-        self._require_bucket(call.bucket)
-        prefix = call.params.get("prefix", "")
-        delimiter = call.params.get("delimiter", "")
-        key_marker = call.params.get("key-marker", "")
-        id_marker = call.params.get("upload-id-marker", "") if key_marker else ""
-        max_uploads = _int_param(call.params, "max-uploads", 1000, 1, 1000)
-        encoding = call.params.get("encoding-type", "")
-        if encoding not in ("", "url"):
-            raise invalid_argument("encoding-type must be 'url' when given.", "encoding-type", encoding)
-        encode = encoding == "url"
-        uploads: list[Any] = []
-        prefixes: list[str] = []
-        truncated = False
-        next_key = next_id = ""
-        for row in self._store.list_uploads(call.bucket, prefix, key_marker, id_marker):
-            key = row["key"]
-            cut = key.find(delimiter, len(prefix)) if delimiter else -1
-            common = key[: cut + len(delimiter)] if cut >= 0 else None
-            if common is not None and (common in prefixes or common <= key_marker):
-                continue
-            if len(uploads) + len(prefixes) == max_uploads:
-                truncated = True
-                break
-            if common is not None:
-                prefixes.append(common)
-                next_key, next_id = common, ""
-            else:
-                uploads.append(row)
-                next_key, next_id = key, row["upload_id"]
-        body = (
-            "<ListMultipartUploadsResult>"
-            + wire.tag("Bucket", call.bucket)
-            + (wire.tag("EncodingType", "url") if encode else "")
-            + wire.tag("KeyMarker", wire.url_encode(key_marker, encode))
-            + wire.tag("UploadIdMarker", id_marker)
-            + wire.tag("NextKeyMarker", wire.url_encode(next_key if truncated else "", encode))
-            + wire.tag("NextUploadIdMarker", next_id if truncated else "")
-            + wire.tag("Delimiter", wire.url_encode(delimiter, encode))
-            + wire.tag("Prefix", wire.url_encode(prefix, encode))
-            + wire.tag("MaxUploads", max_uploads)
-            + wire.tag("IsTruncated", str(truncated).lower())
-            + "".join(
-                "<Upload>"
-                + wire.tag("Key", wire.url_encode(r["key"], encode))
-                + wire.tag("UploadId", r["upload_id"])
-                + wire.tag("StorageClass", r["storage_class"])
-                + wire.tag("Initiated", wire.iso_time(r["initiated"]))
-                + "</Upload>"
-                for r in uploads
-            )
-            + "".join(
-                f"<CommonPrefixes>{wire.tag('Prefix', wire.url_encode(p, encode))}</CommonPrefixes>"
-                for p in prefixes
-            )
-            + "</ListMultipartUploadsResult>"
-        )
-        return self._xml(body)
-
-    def complete_multipart_upload(self, call: Call) -> Response:
-        upload = self._require_upload(call)
-        upload_id = upload["upload_id"]
-        stored_parts = {
-            row["part_number"]: row
-            for row in self._store.all("SELECT * FROM parts WHERE upload_id = ?", upload_id)
-        }
-        if (call.header("x-oss-complete-all") or "").lower() == "yes":
-            if call.request.body.strip():
-                raise invalid_argument(
-                    "With x-oss-complete-all: yes the body must be empty.", "x-oss-complete-all", "yes"
-                )
-            chosen = [stored_parts[n] for n in sorted(stored_parts)]
-        else:
-            chosen = self._chosen_parts(call.request.body, stored_parts)
-        if not chosen:
-            raise malformed_xml("a multipart upload needs at least one part")
-        for part in chosen[:-1]:
-            if part["size"] < _MIN_PART_SIZE:
-                raise OssError(
-                    400,
-                    "EntityTooSmall",
-                    f"Your proposed upload smaller than the minimum allowed size: part {part['part_number']} "
-                    f"is {part['size']} bytes; every part but the last needs at least {_MIN_PART_SIZE}.",
-                    PartNumber=str(part["part_number"]),
-                )
-        streams = [self._store.open_data(p["data_id"]) for p in chosen]
-        try:
-            data_id = self._store.concat_data([(s, p["size"]) for s, p in zip(streams, chosen, strict=True)])
-        finally:
-            for s in streams:
-                s.close()
-        digest = hashlib.md5(b"".join(bytes.fromhex(p["etag"]) for p in chosen)).hexdigest().upper()
-        etag = f"{digest}-{len(chosen)}"
-        crc = 0
-        for part in chosen:
-            crc = wire.crc64_combine(crc, int(part["crc64"]), part["size"])
-        size = sum(p["size"] for p in chosen)
-
-        def finish_upload(db: Any) -> list[str]:
-            if db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is None:
-                raise no_such_upload(upload_id)
-            part_ids = [
-                r["data_id"]
-                for r in db.execute("SELECT data_id FROM parts WHERE upload_id = ?", (upload_id,))
-            ]
-            db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
-            db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
-            return part_ids
-
-        self._commit_object(
-            call,
-            key=call.key,
-            data_id=data_id,
-            size=size,
-            etag=etag,
-            crc=crc,
-            content_type=upload["content_type"],
-            stored_headers=json.loads(upload["stored_headers"]),
-            object_type="Multipart",
-            event_name="ObjectCreated:CompleteMultipartUpload",
-            props={
-                "storage_class": upload["storage_class"],
-                "tags": upload["tags"],
-                "acl": upload["acl"],
-                "symlink_target": None,
-            },
-            extra_sql=finish_upload,
-        )
-        encode = call.encode_keys
-        host = call.header("host") or "localhost"
-        body = (
-            "<CompleteMultipartUploadResult>"
-            + (wire.tag("EncodingType", "url") if encode else "")
-            + wire.tag("Location", f"http://{host}/{call.bucket}/{wire.url_encode(call.key, True)}")
-            + wire.tag("Bucket", call.bucket)
-            + wire.tag("Key", wire.url_encode(call.key, encode))
-            + wire.tag("ETag", f'"{etag}"')
-            + "</CompleteMultipartUploadResult>"
-        )
-        return self._xml(body, headers={"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
-
-    @staticmethod
-    def _chosen_parts(body: bytes, stored: dict[int, Any]) -> list[Any]:
-        root = _parse_xml(body, "CompleteMultipartUpload")
-        chosen: list[Any] = []
-        previous = 0
-        for node in root.findall("Part"):
-            number_text = (node.findtext("PartNumber") or "").strip()
-            if not number_text.isdigit():
-                raise malformed_xml(f"PartNumber {number_text!r} is not a number")
-            number = int(number_text)
-            if number <= previous:
-                raise OssError(
-                    400,
-                    "InvalidPartOrder",
-                    "The list of parts was not in ascending order. Parts list must specified in order by part number.",
-                )
-            previous = number
-            etag = (node.findtext("ETag") or "").strip().strip('"').upper()
-            part = stored.get(number)
-            if part is None or part["etag"] != etag:
-                raise OssError(
-                    400,
-                    "InvalidPart",
-                    "One or more of the specified parts could not be found or the specified entity tag "
-                    "might not have matched the part's entity tag.",
-                    PartNumber=str(number),
-                    ETag=etag,
-                )
-            chosen.append(part)
-        return chosen
-
-    def abort_multipart_upload(self, call: Call) -> Response:
-        upload = self._require_upload(call)
-        with self._store.transaction() as db:
-            part_ids = [
-                r["data_id"]
-                for r in db.execute("SELECT data_id FROM parts WHERE upload_id = ?", (upload["upload_id"],))
-            ]
-            db.execute("DELETE FROM parts WHERE upload_id = ?", (upload["upload_id"],))
-            db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload["upload_id"],))
-        self._store.remove_data(part_ids)
-        return Response(204)
-
-    def list_parts(self, call: Call) -> Response:
-        upload = self._require_upload(call)
-        max_parts = _int_param(call.params, "max-parts", 1000, 1, 1000)
-        marker = _int_param(call.params, "part-number-marker", 0, 0, 10000)
-        rows = self._store.all(
-            "SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
-            upload["upload_id"],
-            marker,
-            max_parts + 1,
-        )
-        truncated = len(rows) > max_parts
-        rows = rows[:max_parts]
-        encode = call.encode_keys
-        body = (
-            "<ListPartsResult>"
-            + wire.tag("Bucket", call.bucket)
-            + wire.tag("Key", wire.url_encode(call.key, encode))
-            + wire.tag("UploadId", upload["upload_id"])
-            + wire.tag("PartNumberMarker", marker)
-            + wire.tag("NextPartNumberMarker", rows[-1]["part_number"] if rows else marker)
-            + wire.tag("MaxParts", max_parts)
-            + wire.tag("IsTruncated", str(truncated).lower())
-            + "".join(
-                "<Part>"
-                + wire.tag("PartNumber", r["part_number"])
-                + wire.tag("LastModified", wire.iso_time(r["last_modified"]))
-                + wire.tag("ETag", f'"{r["etag"]}"')
-                + wire.tag("HashCrc64ecma", r["crc64"])
-                + wire.tag("Size", r["size"])
-                + "</Part>"
-                for r in rows
-            )
-            + "</ListPartsResult>"
-        )
-        return self._xml(body)
+        query = next((name for name in _ACTION_QUERIES if name in params), None)
+        copying = call.header("x-oss-copy-source") is not None
+        form = "multipart/form-data" in (call.header("content-type") or "")
+        b, o, m = self.buckets, self.objects, self.multipart
+        match (level, method, query):
+            case ("service", "GET", None):
+                return b.list_buckets
+            case ("bucket", "PUT", None):
+                return b.put_bucket
+            case ("bucket", "DELETE", None):
+                return b.delete_bucket
+            case ("bucket", "GET", None) if params.get("list-type") == "2":
+                return b.list_objects_v2
+            case ("bucket", "GET", None):
+                return b.list_objects
+            case ("bucket", "GET", "bucketInfo"):
+                return b.get_bucket_info
+            case ("bucket", "GET", "location"):
+                return b.get_bucket_location
+            case ("bucket", "GET", "acl"):
+                return b.get_bucket_acl
+            case ("bucket", "PUT", "acl"):
+                return b.put_bucket_acl
+            case ("bucket", "GET", "live"):
+                return b.list_live_channel
+            case ("bucket", "GET", "uploads"):
+                return m.list_multipart_uploads
+            case ("bucket", "POST", "delete"):
+                return o.delete_multiple_objects
+            case ("bucket", "POST", None) if form:
+                raise not_implemented("PostObject (HTML form upload)")
+            case ("object", "PUT", None):
+                return o.copy_object if copying else o.put_object
+            case ("object", "GET", None):
+                return o.get_object
+            case ("object", "HEAD", None):
+                return o.head_object
+            case ("object", "DELETE", None):
+                return o.delete_object
+            case ("object", "HEAD", "objectMeta"):
+                return o.get_object_meta
+            case ("object", "POST", "append"):
+                return o.append_object
+            case ("object", "PUT", "tagging"):
+                return o.put_object_tagging
+            case ("object", "GET", "tagging"):
+                return o.get_object_tagging
+            case ("object", "DELETE", "tagging"):
+                return o.delete_object_tagging
+            case ("object", "PUT", "symlink"):
+                return o.put_symlink
+            case ("object", "GET", "symlink"):
+                return o.get_symlink
+            case ("object", "PUT", "acl"):
+                return o.put_object_acl
+            case ("object", "GET", "acl"):
+                return o.get_object_acl
+            case ("object", "POST", "restore"):
+                return o.restore_object
+            case ("object", "POST", "uploads"):
+                return m.initiate_multipart_upload
+            case ("object", "PUT", "uploadId"):
+                return m.upload_part_copy if copying else m.upload_part
+            case ("object", "GET", "uploadId"):
+                return m.list_parts
+            case ("object", "POST", "uploadId"):
+                return m.complete_multipart_upload
+            case ("object", "DELETE", "uploadId"):
+                return m.abort_multipart_upload
+        raise not_implemented(f"{method} on a {level} with query {sorted(params)}")
 
     # --- local-only trigger admin API ---------------------------------------------------------
 
     def _admin(self, request: Request) -> Response:
         refusal = self.admin_guard.refusal(request)
         if refusal is not None:
-            return _json(refusal.status, {"Code": refusal.code, "Message": refusal.message})
+            return json_response(refusal.status, {"Code": refusal.code, "Message": refusal.message})
         name = unquote(request.raw_path[len(ADMIN_PREFIX) :].strip("/"))
         try:
             if not name and request.method == "GET":
-                return _json(200, {"triggers": [t.to_config() for t in self.list_triggers()]})
+                return json_response(200, {"triggers": [t.to_config() for t in self.list_triggers()]})
             if name and request.method == "PUT":
                 try:
                     config = json.loads(request.body or b"null")
                 except ValueError as exc:
                     raise OssError(400, "InvalidArgument", f"The trigger body is not JSON: {exc}") from None
-                return _json(200, self.put_trigger(name, config).to_config())
+                return json_response(200, self.put_trigger(name, config).to_config())
             if name and request.method == "GET":
                 trigger = next((t for t in self.list_triggers() if t.name == name), None)
                 if trigger is None:
-                    return _json(404, {"Code": "TriggerNotFound", "Message": f"No trigger named {name!r}."})
-                return _json(200, trigger.to_config())
+                    return json_response(
+                        404, {"Code": "TriggerNotFound", "Message": f"No trigger named {name!r}."}
+                    )
+                return json_response(200, trigger.to_config())
             if name and request.method == "DELETE":
                 if not self.delete_trigger(name):
-                    return _json(404, {"Code": "TriggerNotFound", "Message": f"No trigger named {name!r}."})
+                    return json_response(
+                        404, {"Code": "TriggerNotFound", "Message": f"No trigger named {name!r}."}
+                    )
                 return Response(204)
         except OssError as error:
-            return _json(error.status, {"Code": error.code, "Message": error.message})
-        return _json(
+            return json_response(error.status, {"Code": error.code, "Message": error.message})
+        return json_response(
             405,
             {
                 "Code": "MethodNotAllowed",
@@ -1727,72 +354,3 @@ class OssService:
                 f"or GET {ADMIN_PREFIX}.",
             },
         )
-
-
-def _json(status: int, value: object) -> Response:
-    return Response(status, {"Content-Type": "application/json"}, json.dumps(value).encode())
-
-
-def _user_meta(stored: dict[str, str]) -> dict[str, str]:
-    # Stored values are the header bytes as read (sent back unchanged); events carry their text.
-    return {k: wire.header_text(v) for k, v in stored.items() if k.startswith("x-oss-meta-")}
-
-
-def _stream(stream: BinaryIO, length: int) -> Iterator[bytes]:
-    with stream:
-        remaining = length
-        while remaining > 0:
-            chunk = stream.read(min(_CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
-
-
-def _parse_xml(body: bytes, root_tag: str) -> ElementTree.Element:
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise malformed_xml(str(exc)) from None
-    # S3 clients put their documents in S3's namespace; OSS's have none. Names are compared bare.
-    for element in root.iter():
-        element.tag = element.tag.rpartition("}")[2]
-    if root.tag != root_tag:
-        raise malformed_xml(f"the root element must be <{root_tag}>, not <{root.tag}>")
-    return root
-
-
-def _int_param(params: dict[str, str], name: str, default: int | None, low: int, high: int) -> int:
-    text = params.get(name)
-    if text is None or (text == "" and default is not None):
-        if default is None:
-            raise invalid_argument(f"{name} is required.", name, "")
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise invalid_argument(f"{name} must be an integer from {low} to {high}.", name, text)
-    return int(text)
-
-
-def _copy_range(header: str | None, size: int) -> tuple[int, int]:
-    """``(start, length)`` of ``x-oss-copy-source-range: bytes=first-last`` (the whole source when absent)."""
-    if header is None:
-        return 0, size
-    match = re.fullmatch(r"\s*bytes=(\d+)-(\d+)\s*", header)
-    if not match or int(match.group(1)) > int(match.group(2)) or int(match.group(2)) >= size:
-        raise invalid_argument(
-            f"x-oss-copy-source-range must be bytes=first-last inside the source object ({size} bytes: "
-            f"0-{size - 1}).",
-            "x-oss-copy-source-range",
-            header,
-        )
-    start, end = int(match.group(1)), int(match.group(2))
-    return start, end - start + 1
-
-
-def _http_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None

@@ -89,7 +89,7 @@ def test_a_v4_signature_for_another_region_is_refused(
 def test_keys_with_dot_segments_are_names_not_paths(
     bucket: oss2.Bucket, oss_service: OssService, key: str
 ) -> None:
-    state = oss_service._store.root.parent
+    state = oss_service.store.root.parent
     before = set(state.parent.iterdir())
     body = os.urandom(64)
     bucket.put_object(key, body)
@@ -97,7 +97,7 @@ def test_keys_with_dot_segments_are_names_not_paths(
     assert key in [o.key for o in bucket.list_objects_v2(prefix=key[:1]).object_list]
     # Nothing was made beside the state folder, and inside it only id-named data files.
     assert set(state.parent.iterdir()) == before
-    data = oss_service._store.data_dir
+    data = oss_service.store.data_dir
     for path in data.rglob("*"):
         assert path.relative_to(data).parts[0] != ".." and (path.is_dir() or path.name.isalnum())
     bucket.delete_object(key)
@@ -116,14 +116,14 @@ def test_keys_with_dot_segments_are_names_not_paths(
 def test_invalid_keys_are_refused_before_anything_is_stored(
     bucket: oss2.Bucket, oss_service: OssService, key: str, why: str
 ) -> None:
-    files = sorted(oss_service._store.data_dir.rglob("*"))
+    files = sorted(oss_service.store.data_dir.rglob("*"))
     unchecked = oss2.Bucket(
         bucket.auth, bucket.endpoint, bucket.bucket_name, region=bucket.region, is_verify_object_strict=False
     )
     with pytest.raises(oss2.exceptions.InvalidObjectName) as refused:
         unchecked.put_object(key, b"x")
     assert why in refused.value.message
-    assert sorted(oss_service._store.data_dir.rglob("*")) == files
+    assert sorted(oss_service.store.data_dir.rglob("*")) == files
 
 
 @pytest.mark.parametrize(
