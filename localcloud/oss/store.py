@@ -218,7 +218,9 @@ class Store(Database):
 
     # --- multipart uploads --------------------------------------------------------------------
 
-    def upload_row(self, upload_id: str, bucket: str | None = None, key: str | None = None) -> sqlite3.Row | None:
+    def upload_row(
+        self, upload_id: str, bucket: str | None = None, key: str | None = None
+    ) -> sqlite3.Row | None:
         """The upload, if it exists (and, when given, belongs to ``bucket``/``key``)."""
         row = self.one("SELECT * FROM uploads WHERE upload_id = ?", upload_id)
         if row is None or (bucket is not None and (row["bucket"], row["key"]) != (bucket, key)):
