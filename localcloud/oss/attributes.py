@@ -114,6 +114,8 @@ def restore_header(
     now = time.time() if now is None else now
     if now < ready_at:
         return 'ongoing-request="true"'
+    if now >= expires_at:
+        return None  # the restored copy is gone again: the object reads as never restored
     expiry = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(expires_at))
     return f'ongoing-request="false", expiry-date="{expiry}"'
 
