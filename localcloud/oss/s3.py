@@ -122,7 +122,7 @@ def verify(request: Request, account: Account) -> None:
         raise _error(400, "AuthorizationHeaderMalformed", "SignedHeaders must include host.")
     canonical_query = "&".join(
         f"{k}={v}"
-        for k, v in sorted((_encode(unquote(k), "-_.~"), _encode(unquote(v), "-_.~")) for k, v in query)
+        for k, v in sorted((_encode(k, "-_.~"), _encode(v, "-_.~")) for k, v in query)
     )
     canonical_headers = "".join(
         f"{name}:{' '.join(header_text(request.headers.get(name, '')).split())}\n" for name in names

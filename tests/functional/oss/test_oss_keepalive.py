@@ -30,7 +30,7 @@ def auth(account: Account) -> oss2.AuthBase:
 
 @pytest.fixture
 def etag(bucket: oss2.Bucket) -> str:
-    return bucket.put_object("k.txt", BODY).etag
+    return str(bucket.put_object("k.txt", BODY).etag)
 
 
 def test_http_client_reads_the_next_answer_after_304_204_and_head(bucket: oss2.Bucket, etag: str) -> None:
@@ -75,7 +75,8 @@ def _local_ports(adapter: requests.adapters.HTTPAdapter) -> set[int]:
     pools = adapter.poolmanager.pools
     ports = set()
     for key in pools.keys():  # noqa: SIM118 (urllib3's pool container cannot be iterated)
-        for connection in list(pools[key].pool.queue):
+        idle = pools[key].pool
+        for connection in list(idle.queue if idle is not None else []):
             if connection is not None and connection.sock is not None:
                 ports.add(connection.sock.getsockname()[1])
     return ports

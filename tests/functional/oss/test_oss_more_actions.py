@@ -35,7 +35,7 @@ def v2(account: Account, oss_server: ServiceServer) -> oss.Client:
 
 
 def test_list_multipart_uploads_pages_prefixes_and_markers(bucket: oss2.Bucket) -> None:
-    ids = {}
+    ids: dict[str, list[str]] = {}
     for key in ["a/1", "a/2", "b", "b", "c/x/1", "d"]:
         ids.setdefault(key, []).append(bucket.init_multipart_upload(key).upload_id)
     listed = bucket.list_multipart_uploads()

@@ -189,3 +189,11 @@ def test_s3_uploads_fire_the_same_events(
     by_s3, by_oss = records[0]["oss"]["object"], records[1]["oss"]["object"]
     assert {k: v for k, v in by_s3.items() if k != "key"} == {k: v for k, v in by_oss.items() if k != "key"}
     oss_service.delete_trigger(f"s3-{bucket.bucket_name}")
+
+
+def test_keys_and_query_values_with_percent_signs(s3: Any, bucket: oss2.Bucket) -> None:
+    name = bucket.bucket_name
+    s3.put_object(Bucket=name, Key="odd%41 key+.txt", Body=b"odd")
+    assert bucket.get_object("odd%41 key+.txt").read() == b"odd"
+    listed = s3.list_objects_v2(Bucket=name, Prefix="odd%41")
+    assert [o["Key"] for o in listed["Contents"]] == ["odd%41 key+.txt"]

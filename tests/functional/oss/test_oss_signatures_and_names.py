@@ -51,7 +51,7 @@ def test_a_request_dated_more_than_15_minutes_away_is_refused(
 
         class Skewed(datetime.datetime):
             @classmethod
-            def utcnow(cls) -> Skewed:  # type: ignore[override]
+            def utcnow(cls) -> Skewed:
                 return cls.fromtimestamp(time.time() - 16 * 60, datetime.timezone.utc).replace(tzinfo=None)
 
         monkeypatch.setattr(oss2.auth, "datetime", Skewed)
