@@ -121,8 +121,7 @@ def verify(request: Request, account: Account) -> None:
     if "host" not in names:
         raise _error(400, "AuthorizationHeaderMalformed", "SignedHeaders must include host.")
     canonical_query = "&".join(
-        f"{k}={v}"
-        for k, v in sorted((_encode(k, "-_.~"), _encode(v, "-_.~")) for k, v in query)
+        f"{k}={v}" for k, v in sorted((_encode(k, "-_.~"), _encode(v, "-_.~")) for k, v in query)
     )
     canonical_headers = "".join(
         f"{name}:{' '.join(header_text(request.headers.get(name, '')).split())}\n" for name in names
