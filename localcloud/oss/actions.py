@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.http import Response
-from localcloud.oss import attributes, wire
+from localcloud.oss import attributes, s3, wire
 from localcloud.oss.call import Call, http_time, user_meta, xml_response
 from localcloud.oss.errors import OssError, invalid_argument, no_such_bucket, no_such_key, not_implemented
 from localcloud.oss.events import Deliverer, ObjectFacts, Triggers, build_event
@@ -74,13 +74,31 @@ class Actions:
         crc = wire.crc64(data)
         return md5.result(), crc, written.result()
 
-    def _acl_xml(self, grant: str) -> Response:
+    def _acl_xml(self, call: Call, grant: str) -> Response:
+        """Get(Bucket|Object)Acl's answer: OSS's one-word ``<Grant>``, or S3's grant list when the
+        request came through the S3 API (:func:`localcloud.oss.s3.acl_grants`)."""
+        grants = (
+            s3.acl_grants(self.account.account_id, grant)
+            if s3.is_s3(call.request)
+            else wire.tag("Grant", grant)
+        )
         return xml_response(
             "<AccessControlPolicy>"
             + self._owner_xml()
-            + f"<AccessControlList>{wire.tag('Grant', grant)}</AccessControlList>"
+            + f"<AccessControlList>{grants}</AccessControlList>"
             + "</AccessControlPolicy>"
         )
+
+    @staticmethod
+    def _required_acl(call: Call, header: str) -> str:
+        value = call.header(header)
+        if not value:
+            if s3.is_s3(call.request):
+                raise not_implemented(
+                    "Put(Bucket|Object)Acl with an AccessControlPolicy document (use a canned ACL)"
+                )
+            raise invalid_argument(f"This request needs the {header} header.", header, "")
+        return value
 
     @staticmethod
     def _headers_to_store(call: Call) -> dict[str, str]:

@@ -132,13 +132,13 @@ class Buckets(Actions):
         return xml_response(wire.tag("LocationConstraint", f"oss-{self.account.region}"))
 
     def get_bucket_acl(self, call: Call) -> Response:
-        return self._acl_xml(self._require_bucket(call.bucket)["acl"])
+        return self._acl_xml(call, self._require_bucket(call.bucket)["acl"])
 
     def put_bucket_acl(self, call: Call) -> Response:
         """PutBucketAcl: stored and reported. There is one account locally, and every request is
         signed with its key pair, so the ACL grants nothing more: anonymous requests stay refused
         whatever the ACL says (the cloud would serve a public-read bucket's objects to anyone)."""
-        acl = attributes.bucket_acl(call.header("x-oss-acl"))
+        acl = attributes.bucket_acl(self._required_acl(call, "x-oss-acl"))
         with self._store.transaction():
             if not self._store.set_bucket_acl(call.bucket, acl):
                 raise no_such_bucket(call.bucket)

@@ -448,11 +448,11 @@ class Objects(Actions):
         )
 
     def get_object_acl(self, call: Call) -> Response:
-        return self._acl_xml(self._object_row(call)["acl"])
+        return self._acl_xml(call, self._object_row(call)["acl"])
 
     def put_object_acl(self, call: Call) -> Response:
         """PutObjectAcl (``x-oss-object-acl``): stored and reported, not enforced (see PutBucketAcl)."""
-        acl = attributes.object_acl(call.header("x-oss-object-acl"))
+        acl = attributes.object_acl(self._required_acl(call, "x-oss-object-acl"))
         self._object_row(call)
         self._store.set_object_columns(call.bucket, call.key, acl=acl)
         return Response(200)

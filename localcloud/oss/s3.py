@@ -225,6 +225,23 @@ def s3_response_headers(headers: dict[str, str]) -> dict[str, str]:
     return answered
 
 
+def acl_grants(owner: str, acl: str) -> str:
+    """An OSS ACL as S3's ``<Grant>`` list: the owner's FULL_CONTROL, plus AllUsers READ (and WRITE)
+    for the public ACLs. An object's ``default`` (inherit the bucket's) lists the owner only."""
+    xsi = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+    grants = [
+        f'<Grant><Grantee {xsi} xsi:type="CanonicalUser"><ID>{owner}</ID><DisplayName>{owner}</DisplayName>'
+        "</Grantee><Permission>FULL_CONTROL</Permission></Grant>"
+    ]
+    everyone = "http://acs.amazonaws.com/groups/global/AllUsers"
+    for permission in {"public-read": ["READ"], "public-read-write": ["READ", "WRITE"]}.get(acl, []):
+        grants.append(
+            f'<Grant><Grantee {xsi} xsi:type="Group"><URI>{everyone}</URI></Grantee>'
+            f"<Permission>{permission}</Permission></Grant>"
+        )
+    return "".join(grants)
+
+
 def error_xml(error: OssError, request_id: str, resource: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'

@@ -329,3 +329,14 @@ def test_multipart_keeps_storage_class_and_tags(bucket: oss2.Bucket) -> None:
     assert bucket.head_object("mp.bin").headers["x-oss-storage-class"] == "ColdArchive"
     assert bucket.get_object_tagging("mp.bin").tag_set.tagging_rule == {"t": "1"}
     assert bucket.list_multipart_uploads().upload_list == []
+
+
+def test_put_acl_without_an_acl_is_refused(bucket: oss2.Bucket) -> None:
+    bucket.put_object("o", b"x")
+    with pytest.raises(oss2.exceptions.InvalidArgument) as refused:
+        bucket.put_object_acl("o", "")
+    assert "x-oss-object-acl" in refused.value.message
+    with pytest.raises(oss2.exceptions.InvalidArgument) as bucket_refused:
+        bucket.put_bucket_acl("")
+    assert "x-oss-acl" in bucket_refused.value.message
+    assert bucket.get_object_acl("o").acl == "default"

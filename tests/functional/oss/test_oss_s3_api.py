@@ -197,3 +197,23 @@ def test_keys_and_query_values_with_percent_signs(s3: Any, bucket: oss2.Bucket) 
     assert bucket.get_object("odd%41 key+.txt").read() == b"odd"
     listed = s3.list_objects_v2(Bucket=name, Prefix="odd%41")
     assert [o["Key"] for o in listed["Contents"]] == ["odd%41 key+.txt"]
+
+
+def test_tagging_and_acls_through_s3(s3: Any, bucket: oss2.Bucket) -> None:
+    name = bucket.bucket_name
+    s3.put_object(Bucket=name, Key="t.txt", Body=b"x", ACL="public-read")
+    s3.put_object_tagging(Bucket=name, Key="t.txt", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    assert s3.get_object_tagging(Bucket=name, Key="t.txt")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    assert bucket.get_object_tagging("t.txt").tag_set.tagging_rule == {"k": "v"}
+    assert bucket.get_object_acl("t.txt").acl == "public-read"
+    grants = s3.get_object_acl(Bucket=name, Key="t.txt")["Grants"]
+    assert sorted(g["Permission"] for g in grants) == ["FULL_CONTROL", "READ"]
+    s3.put_bucket_acl(Bucket=name, ACL="public-read-write")
+    assert bucket.get_bucket_acl().acl == "public-read-write"
+    with pytest.raises(ClientError) as document:
+        s3.put_object_acl(
+            Bucket=name,
+            Key="t.txt",
+            AccessControlPolicy={"Grants": [], "Owner": {"ID": "someone"}},
+        )
+    assert document.value.response["Error"]["Code"] == "NotImplemented"
