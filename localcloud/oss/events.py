@@ -42,7 +42,7 @@ import requests
 from immflow.pipeline import TRIGGER_EVENT_NAMES
 
 from localcloud.core.account import Account
-from localcloud.oss.errors import OssError
+from localcloud.oss.errors import OssError, no_such_bucket
 from localcloud.oss.store import Store
 
 log = logging.getLogger("localcloud.oss.events")
@@ -173,9 +173,7 @@ class Triggers:
             check_new_trigger(trigger, list(self._by_name.values()))
             with self._store.transaction():
                 if self._store.bucket_row(trigger.bucket) is None:
-                    raise OssError(
-                        404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=trigger.bucket
-                    )
+                    raise no_such_bucket(trigger.bucket)
                 stored = json.dumps({k: v for k, v in trigger.to_config().items() if k != "name"})
                 self._store.put_trigger(name, trigger.bucket, stored)
             self._by_name[name] = trigger
