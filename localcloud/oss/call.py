@@ -29,10 +29,6 @@ class Call:
         return self.request.headers.get(name)
 
     @property
-    def body(self) -> bytes:
-        return self.request.body
-
-    @property
     def encode_keys(self) -> bool:
         return self.params.get("encoding-type") == "url"
 
