@@ -59,7 +59,7 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.http import Request, Response
-from localcloud.fc import auth, destinations, syaml, triggers
+from localcloud.fc import auth, destinations, runtimes, syaml, triggers
 from localcloud.fc.errors import (
     FcApiError,
     entity_too_large,
@@ -78,7 +78,9 @@ _PUSH_PATH = re.compile(r"^/_localcloud/mns/([^/]+)/([^/]+)$")
 SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
-_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache")
+# Bytecode is kept: a package's unchecked-hash .pyc files are what FC runs (their digests are not
+# part of the version, and a .pyc is only used by the Python whose tag it bears).
+_COPY_IGNORE = shutil.ignore_patterns(".pytest_cache", ".mypy_cache")
 
 
 def _json(status: int, data: Any, request_id: str = "") -> Response:
@@ -202,8 +204,9 @@ class FcService:
 
         A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
         ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
-        ``sys.path`` after the code folder. Third-party packages come from the local cloud's own
-        environment in both cases.
+        ``sys.path`` after the code folder. Third-party packages come from the code folder when the
+        function runs on its runtime's own Python, else from the local cloud's environment
+        (:mod:`localcloud.fc.instances`).
         """
         source = Path(spec.code_dir)
         version = _tree_digest(source)
@@ -247,6 +250,7 @@ class FcService:
         return {
             "name": spec.name,
             "runtime": spec.runtime,
+            "python": runtimes.interpreter_for(spec.runtime).describe(),
             "handler": spec.handler,
             "timeout": spec.timeout,
             "memory_size": spec.memory_size,
