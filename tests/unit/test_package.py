@@ -167,18 +167,24 @@ print(json.dumps({"origins": origins, "magic": importlib.util.MAGIC_NUMBER.hex()
     not os.environ.get("IMMFLOW_TEST_PACKAGE_DEPS"),
     reason="set IMMFLOW_TEST_PACKAGE_DEPS=1 to run the full build (downloads ~40 MB per runtime)",
 )
-@pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
+@pytest.mark.parametrize(
+    ("runtime", "by_target"),
+    [("python3.10", True), ("python3.12", True), ("python3.10", False)],
+    ids=["python3.10", "python3.12", "python3.10-built-without-it"],
+)
 def test_each_runtimes_package_imports_every_handler_on_that_runtimes_python(
-    tmp_path: Path, runtime: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str, by_target: bool
 ) -> None:
     python = target_python(runtime)
     if python is None:
         version = runtime.removeprefix("python")
         pytest.skip(f"no Python {version} on this machine (python{version} on PATH, pyenv or uv)")
+    if not by_target:  # as on a machine without it: this Python's pip, the markers evaluated here
+        monkeypatch.setattr(package, "target_python", lambda runtime: None)
     built = build(ROOT, tmp_path / "fc", runtime=runtime, cache_dir=tmp_path / "cache")
     tag = runtime.removeprefix("python").replace(".", "")
     for function in built:
-        assert function.python == python
+        assert function.python == (python if by_target else None)
         names = {p.name for p in function.path.iterdir()}
         assert {"oss2", "crcmod", "sqlalchemy", "pydantic_core", "alibabacloud_imm20200930"} <= names
         assert any(n.startswith("async_timeout-") for n in names) == (runtime == "python3.10"), names
@@ -186,6 +192,7 @@ def test_each_runtimes_package_imports_every_handler_on_that_runtimes_python(
             p.name.endswith(f"cpython-{tag}-x86_64-linux-gnu.so")
             for p in (function.path / "pydantic_core").iterdir()
         )
+        assert bool(list((function.path / "crcmod").glob("*.so"))) == by_target
         unpacked = _zip_and_unpack(function.path, tmp_path / function.name)
         modules = [*_imported_modules(unpacked / "immflow"), "psycopg", "pymysql"]
         done = subprocess.run(
@@ -200,7 +207,10 @@ def test_each_runtimes_package_imports_every_handler_on_that_runtimes_python(
         assert not outside, outside
         assert "alibabacloud_imm20200930.client" in report["origins"] and "oss2" in report["origins"]
         # Every .pyc is the target's (its magic number) and unchecked-hash (flags 0b01): usable as is
-        # from FC's read-only code folder.
+        # from FC's read-only code folder. Built without the target, there are none.
+        if not by_target:
+            assert list(unpacked.rglob("*.pyc")) == []
+            continue
         compiled = list(unpacked.rglob(f"*.cpython-{tag}.pyc"))
         assert len(compiled) > 1000 and set(unpacked.rglob("*.pyc")) == set(compiled)
         for pyc in compiled:
