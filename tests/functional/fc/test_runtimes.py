@@ -3,13 +3,15 @@ interpreter is reported and the function falls back to the local cloud's Python.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 
-from localcloud.fc import runtimes
+from localcloud.fc import protocol, runtimes, worker
 from tests.functional.fc.conftest import FcCloud, probe_function
 
 PYTHON_310 = runtimes.find_python(3, 10)
@@ -59,3 +61,9 @@ def test_a_missing_interpreter_is_said_once_and_the_function_falls_back(
     assert len(warnings) == 1, warnings
     assert "install Python 3.12" in warnings[0]
     assert "no Python 3.12 on this machine" in described["python"]
+
+
+def test_the_worker_keeps_to_the_oldest_runtimes_grammar() -> None:
+    """The worker and its frame codec run on every runtime's Python, 3.9 the oldest."""
+    for module in (worker, protocol):
+        ast.parse(Path(module.__file__ or "").read_text(), feature_version=(3, 9))
