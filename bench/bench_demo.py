@@ -38,6 +38,8 @@ from immflow.demo.media import make_samples
 from immflow.ledger import Ledger, TaskQuery, default_cli_ledger_url
 from PIL import Image
 
+from localcloud.core.admin import admin_headers
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
 FINAL = ("Succeeded", "Failed")
@@ -182,7 +184,9 @@ def notification_latencies(state_dir: Path) -> tuple[list[float], dict[str, floa
         t.task_id: t.ended_at.timestamp() for t in ledger.list_tasks(TaskQuery()) if t.task_id and t.ended_at
     }
     listed = requests.get(
-        endpoints["fc"] + "/_localcloud/invocations?payload=1&limit=10000", timeout=30
+        endpoints["fc"] + "/_localcloud/invocations?payload=1&limit=10000",
+        headers=admin_headers(endpoints["admin_token"]),
+        timeout=30,
     ).json()
     latencies = []
     for invocation in listed["invocations"]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from localcloud.core.account import Account
+from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.http import Service, ServiceServer
 
@@ -81,6 +82,7 @@ class LocalCloud:
     def __init__(self, state_dir: Path, account: Account, lock: TextIO) -> None:
         self.state_dir = state_dir
         self.account = account
+        self.admin_token = load_or_create_token(state_dir)
         self._lock = lock
         self.services: dict[str, Any] = {}
         self.servers: dict[str, ServiceServer] = {}
@@ -139,7 +141,7 @@ class LocalCloud:
         except BaseException:
             cloud.stop()
             raise
-        atomic_write_bytes(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
+        write_secret_file(state_dir / ENDPOINTS_FILE, json.dumps(cloud.endpoints, indent=2).encode() + b"\n")
         return cloud
 
     def _add(self, name: str, service: Any, host: str, port: int) -> ServiceServer:
@@ -155,7 +157,8 @@ class LocalCloud:
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """``endpoints.json``: URLs for oss, mns, fc; ``host:port`` for imm (what the IMM SDK takes)."""
+        """``endpoints.json``: URLs for oss, mns, fc; ``host:port`` for imm (what the IMM SDK takes);
+        the key pair, and the admin routes' token (`localcloud.core.admin`)."""
         imm = self.servers["imm"]
         return {
             "oss": self.servers["oss"].url,
@@ -166,6 +169,7 @@ class LocalCloud:
             "account_id": self.account.account_id,
             "access_key_id": self.account.access_key_id,
             "access_key_secret": self.account.access_key_secret,
+            "admin_token": self.admin_token,
         }
 
     @property
@@ -201,7 +205,10 @@ def run(state_dir: Path, port_base: int, on_ready: Callable[[dict[str, str]], No
     cloud = LocalCloud.start(state_dir, port_base)
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
-    log.info("local cloud running: %s", {k: v for k, v in cloud.endpoints.items() if "secret" not in k})
+    log.info(
+        "local cloud running: %s",
+        {k: v for k, v in cloud.endpoints.items() if k not in ("access_key_secret", "admin_token")},
+    )
     if on_ready is not None:
         on_ready(cloud.endpoints)
     try:

@@ -1,17 +1,18 @@
 """The local account: its id, region and the one key pair every local service checks.
 
-The key pair is made once per state folder and kept in ``DIR/account.json`` so that
-clients configured from ``endpoints.json`` keep working across restarts.
+The key pair is made once per state folder and kept in ``DIR/account.json`` (0600, in a 0700
+folder) so that clients configured from ``endpoints.json`` keep working across restarts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from localcloud.core.durable import atomic_write_bytes
+from localcloud.core.admin import secure_state_dir, write_secret_file
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Account:
     @classmethod
     def load_or_create(cls, state_dir: Path, region: str = "cn-hangzhou") -> Account:
         path = state_dir / "account.json"
+        secure_state_dir(state_dir)
         if path.exists():
+            os.chmod(path, 0o600)  # a folder from before the key pair was kept secret
             return cls(**json.loads(path.read_text()))
         account = cls.new(region)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(asdict(account), indent=2).encode())
+        write_secret_file(path, json.dumps(asdict(account), indent=2).encode())
         return account

@@ -6,7 +6,7 @@
   ``fc-<function>-<trigger>`` (it shows as the event's ``ruleId``).
 - **mns_topic**: an HTTP-endpoint subscription ``fc-<function>-<trigger>`` on the topic, made
   with aliyun-mns-sdk (NotifyContentFormat JSON, the trigger's notifyStrategy and filterTag),
-  pointing at ``<fc url>/_localcloud/mns/<function>/<trigger>``. Each push is turned into the
+  pointing at ``<fc url>/_localcloud/mns/<function>/<trigger>?token=<admin token>``. Each push is turned into the
   event FC passes (:func:`mns_event`) and queued as an async invocation; the push is answered
   204 once the invocation is durably queued, so MNS's retries cover delivery and FC's async
   retries cover function errors (fc-mns-oss.md §5).
@@ -28,6 +28,7 @@ from urllib.parse import quote
 import requests
 
 from localcloud.core.account import Account
+from localcloud.core.admin import TOKEN_QUERY, admin_headers
 from localcloud.fc.schedule import Schedule
 from localcloud.fc.syaml import FunctionSpec, TriggerSpec
 
@@ -73,7 +74,9 @@ def mns_event(notification: bytes, content_format: str) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def apply_oss(oss_endpoint: str, fc_url: str, spec: FunctionSpec, trigger: TriggerSpec) -> None:
+def apply_oss(
+    oss_endpoint: str, admin_token: str, fc_url: str, spec: FunctionSpec, trigger: TriggerSpec
+) -> None:
     key_filter = (trigger.config.get("filter") or {}).get("key") or {}
     body = {
         "bucket": trigger.arn_tail(),
@@ -83,7 +86,12 @@ def apply_oss(oss_endpoint: str, fc_url: str, spec: FunctionSpec, trigger: Trigg
         "target": {"kind": "fc", "endpoint": fc_url, "service": spec.name, "function": spec.name},
     }
     name = resource_name(spec.name, trigger.name)
-    response = requests.put(f"{oss_endpoint}/_localcloud/triggers/{quote(name)}", json=body, timeout=10)
+    response = requests.put(
+        f"{oss_endpoint}/_localcloud/triggers/{quote(name)}",
+        json=body,
+        headers=admin_headers(admin_token),
+        timeout=10,
+    )
     if response.status_code != 200:
         raise TriggerError(
             f"OSS trigger {trigger.name!r} of function {spec.name!r} on bucket {body['bucket']!r}: "
@@ -91,26 +99,36 @@ def apply_oss(oss_endpoint: str, fc_url: str, spec: FunctionSpec, trigger: Trigg
         )
 
 
-def remove_stale_oss(oss_endpoint: str, spec: FunctionSpec) -> None:
+def remove_stale_oss(oss_endpoint: str, admin_token: str, spec: FunctionSpec) -> None:
     """Delete this function's OSS triggers that the s.yaml no longer has."""
     keep = {resource_name(spec.name, t.name) for t in spec.triggers if t.type == "oss"}
     prefix = resource_name(spec.name, "")
-    listed = requests.get(f"{oss_endpoint}/_localcloud/triggers", timeout=10)
+    headers = admin_headers(admin_token)
+    listed = requests.get(f"{oss_endpoint}/_localcloud/triggers", headers=headers, timeout=10)
     listed.raise_for_status()
     for trigger in listed.json()["triggers"]:
         if trigger["name"].startswith(prefix) and trigger["name"] not in keep:
-            requests.delete(f"{oss_endpoint}/_localcloud/triggers/{quote(trigger['name'])}", timeout=10)
+            requests.delete(
+                f"{oss_endpoint}/_localcloud/triggers/{quote(trigger['name'])}", headers=headers, timeout=10
+            )
 
 
 def apply_mns(
-    mns_endpoint: str, account: Account, fc_url: str, spec: FunctionSpec, trigger: TriggerSpec
+    mns_endpoint: str,
+    account: Account,
+    admin_token: str,
+    fc_url: str,
+    spec: FunctionSpec,
+    trigger: TriggerSpec,
 ) -> None:
     from mns.account import Account as MnsAccount
     from mns.mns_exception import MNSExceptionBase, MNSServerException
     from mns.subscription import SubscriptionMeta
 
     topic_name = trigger.arn_tail()[len("/topics/") :]
-    endpoint = f"{fc_url}/_localcloud/mns/{quote(spec.name)}/{quote(trigger.name)}"
+    # The local MNS cannot add a header to its pushes: the token travels in the subscription's URL,
+    # which only the account's key pair can read back (GetSubscriptionAttributes).
+    endpoint = f"{fc_url}/_localcloud/mns/{quote(spec.name)}/{quote(trigger.name)}?{TOKEN_QUERY}={quote(admin_token)}"
     wanted = SubscriptionMeta(
         endpoint=endpoint,
         notify_strategy=trigger.config.get("notifyStrategy", "BACKOFF_RETRY"),

@@ -23,8 +23,8 @@ the Python methods of :class:`OssService`:
 - ``GET /_localcloud/triggers`` lists them (``{"triggers": [...]}``); ``GET`` or ``DELETE
   /_localcloud/triggers/<name>`` reads or removes one (404 when unknown).
 
-These paths need no signature (the server listens on 127.0.0.1); ``_localcloud`` is not a valid
-bucket name, so they cannot clash with the OSS API. Event shapes and delivery: see
+These paths take the state folder's admin token, not a signature (`localcloud.core.admin`);
+``_localcloud`` is not a valid bucket name, so they cannot clash with the OSS API. Event shapes and delivery: see
 :mod:`localcloud.oss.events`.
 
 Choices where the cloud's behaviour is UNCONFIRMED: PutBucket on a bucket the account already
@@ -52,6 +52,7 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 from localcloud.core.account import Account
+from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
 from localcloud.oss import wire
 from localcloud.oss.auth import SUBRESOURCES, verify_request
@@ -144,6 +145,7 @@ class OssService:
         max_event_age: float = 5 * 3600.0,
     ) -> None:
         self.account = account
+        self.admin_guard = AdminGuard.for_state_dir(state_dir)
         self._store = Store(state_dir / "oss")
         self._store.sweep()
         self._triggers_lock = threading.Lock()
@@ -1216,6 +1218,9 @@ class OssService:
     # --- local-only trigger admin API ---------------------------------------------------------
 
     def _admin(self, request: Request) -> Response:
+        refusal = self.admin_guard.refusal(request)
+        if refusal is not None:
+            return _json(refusal.status, {"Code": refusal.code, "Message": refusal.message})
         name = unquote(request.raw_path[len(ADMIN_PREFIX) :].strip("/"))
         try:
             if not name and request.method == "GET":

@@ -34,7 +34,10 @@ DEFAULT_PORT_BASE = 9410
 SERVICE_NAMES = ("oss", "mns", "imm", "fc")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
-_ENDPOINT_KEYS = (*SERVICE_NAMES, "region", "account_id", "access_key_id", "access_key_secret")
+_ENDPOINT_KEYS = (*SERVICE_NAMES, "region", "account_id", "access_key_id", "access_key_secret", "admin_token")
+#: What `local up` and `local status` show: never the secret or the admin token (they are in the 0600
+#: endpoints.json for clients that need them).
+_SHOWN_KEYS = tuple(key for key in _ENDPOINT_KEYS if key not in ("access_key_secret", "admin_token"))
 
 state_dir_option = click.option(
     "--state-dir",
@@ -183,7 +186,15 @@ def stop(state_dir: Path, timeout: float = STOP_TIMEOUT_SECONDS) -> int | None:
 
 def fc_admin(endpoints: dict[str, str], method: str, path: str, **kwargs: Any) -> Any:
     """Call a ``/_localcloud`` endpoint of the local FC; FC's JSON error becomes a ClickException."""
-    response = requests.request(method, endpoints["fc"] + path, timeout=kwargs.pop("timeout", 120), **kwargs)
+    from localcloud.core.admin import admin_headers
+
+    response = requests.request(
+        method,
+        endpoints["fc"] + path,
+        headers=admin_headers(endpoints["admin_token"]),
+        timeout=kwargs.pop("timeout", 120),
+        **kwargs,
+    )
     if response.status_code >= 400:
         try:
             message = response.json().get("ErrorMessage", response.text)
@@ -260,8 +271,9 @@ def deploy(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> 
 
 def _endpoints_table(endpoints: dict[str, str], title: str) -> Table:
     table = Table(title=title, show_header=False)
-    for key in _ENDPOINT_KEYS:
+    for key in _SHOWN_KEYS:
         table.add_row(key, endpoints[key])
+    table.add_row("key pair, admin token", "in endpoints.json (readable by you only)")
     return table
 
 
@@ -330,7 +342,7 @@ def status(state_dir: Path, as_json: bool) -> None:
     if running:
         endpoints = read_endpoints(state_dir)
         report["pid"] = int((state_dir / "localcloud.pid").read_text().strip())
-        report["endpoints"] = {k: v for k, v in endpoints.items() if k != "access_key_secret"}
+        report["endpoints"] = {k: endpoints[k] for k in _SHOWN_KEYS}
         report["answering"] = {name: answers(endpoints[name]) for name in SERVICE_NAMES}
         if report["answering"]["fc"]:
             report["invocations"] = fc_admin(endpoints, "GET", "/_localcloud/invocations?limit=0")["counts"]

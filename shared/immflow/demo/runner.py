@@ -211,9 +211,11 @@ def poll(ledger: Ledger, progress: list[RunProgress]) -> None:
 def fc_invocations(endpoints: dict[str, str]) -> dict[str, Any]:
     import requests
 
+    from localcloud.core.admin import admin_headers
+
     url = endpoints["fc"] + "/_localcloud/invocations?state=failed&limit=5"
     try:
-        response = requests.get(url, timeout=10)
+        response = requests.get(url, headers=admin_headers(endpoints["admin_token"]), timeout=10)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
     except (requests.RequestException, ValueError) as error:

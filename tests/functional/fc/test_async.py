@@ -14,6 +14,7 @@ import requests
 from mns.account import Account as MnsAccount
 from mns.queue import QueueMeta
 
+from localcloud.core.admin import admin_headers, load_or_create_token
 from tests.functional.fc.conftest import FcCloud, probe_function
 
 ASYNC = {"x-fc-invocation-type": "Async"}
@@ -120,8 +121,9 @@ def test_accepted_async_invocation_survives_kill_9_and_runs_after_restart(
     s_yaml = fc_cloud.write_s_yaml(probe_function("slow", timeout=120))
     process, url = _serve(state, 0)
     try:
+        admin = admin_headers(load_or_create_token(state))
         requests.post(
-            f"{url}/_localcloud/deploy", json={"s_yaml": str(s_yaml)}, timeout=30
+            f"{url}/_localcloud/deploy", json={"s_yaml": str(s_yaml)}, headers=admin, timeout=30
         ).raise_for_status()
         fc_cloud.fc_url = url
         marker = tmp_path / "started"
@@ -141,7 +143,9 @@ def test_accepted_async_invocation_survives_kill_9_and_runs_after_restart(
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            listed = requests.get(f"{url}/_localcloud/invocations", timeout=5).json()["invocations"]
+            listed = requests.get(f"{url}/_localcloud/invocations", headers=admin, timeout=5).json()[
+                "invocations"
+            ]
             (invocation,) = [i for i in listed if i["request_id"] == request_id]
             if invocation["state"] == "succeeded":
                 break

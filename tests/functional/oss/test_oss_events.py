@@ -16,6 +16,7 @@ import requests
 from oss2.models import PartInfo
 
 from localcloud.core.account import Account
+from localcloud.core.admin import admin_headers
 from localcloud.core.http import ServiceServer
 from localcloud.oss import OssService
 from localcloud.oss.errors import OssError
@@ -40,8 +41,12 @@ def _register(service: OssService, name: str, bucket: oss2.Bucket, sink: Any, **
     )
 
 
-def test_admin_api_register_list_delete(oss_server: ServiceServer, bucket: oss2.Bucket, sink: Any) -> None:
+def test_admin_api_register_list_delete(
+    oss_service: OssService, oss_server: ServiceServer, bucket: oss2.Bucket, sink: Any
+) -> None:
     base = f"{oss_server.url}/_localcloud/triggers"
+    session = requests.Session()
+    session.headers.update(admin_headers(oss_service.admin_guard.token))
     config = {
         "bucket": bucket.bucket_name,
         "events": ["oss:ObjectCreated:PutObject"],
@@ -49,30 +54,30 @@ def test_admin_api_register_list_delete(oss_server: ServiceServer, bucket: oss2.
         "suffix": ".jpg",
         "target": {"kind": "http", "url": sink.url},
     }
-    created = requests.put(f"{base}/t-admin", json=config)
+    created = session.put(f"{base}/t-admin", json=config)
     assert created.status_code == 200 and created.json()["prefix"] == "in/"
-    assert "t-admin" in [t["name"] for t in requests.get(base).json()["triggers"]]
-    assert requests.get(f"{base}/t-admin").json()["suffix"] == ".jpg"
-    overlapping = requests.put(f"{base}/t-other", json={**config, "prefix": "in/sub/", "suffix": "g"})
+    assert "t-admin" in [t["name"] for t in session.get(base).json()["triggers"]]
+    assert session.get(f"{base}/t-admin").json()["suffix"] == ".jpg"
+    overlapping = session.put(f"{base}/t-other", json={**config, "prefix": "in/sub/", "suffix": "g"})
     assert overlapping.status_code == 400
     assert (
         overlapping.json()["Message"] == "Cannot specify overlapping prefix and suffix with same event type."
     )
     # Other event types, or disjoint prefixes, do not overlap.
     assert (
-        requests.put(
+        session.put(
             f"{base}/t-del", json={**config, "events": ["oss:ObjectRemoved:DeleteObject"]}
         ).status_code
         == 200
     )
-    assert requests.put(f"{base}/t-out", json={**config, "prefix": "out/"}).status_code == 200
-    bad = requests.put(f"{base}/t-bad", json={**config, "events": ["ObjectCreated:Put"]})
+    assert session.put(f"{base}/t-out", json={**config, "prefix": "out/"}).status_code == 200
+    bad = session.put(f"{base}/t-bad", json={**config, "events": ["ObjectCreated:Put"]})
     assert bad.status_code == 400 and "matches no OSS event" in bad.json()["Message"]
-    missing = requests.put(f"{base}/t-nobucket", json={**config, "bucket": "no-such-bucket-x"})
+    missing = session.put(f"{base}/t-nobucket", json={**config, "bucket": "no-such-bucket-x"})
     assert missing.status_code == 404 and missing.json()["Code"] == "NoSuchBucket"
     for name in ("t-admin", "t-del", "t-out"):
-        assert requests.delete(f"{base}/{name}").status_code == 204
-    assert requests.delete(f"{base}/t-admin").status_code == 404
+        assert session.delete(f"{base}/{name}").status_code == 204
+    assert session.delete(f"{base}/t-admin").status_code == 404
 
 
 def test_overlap_rule(oss_service: OssService, bucket: oss2.Bucket, sink: Any) -> None:

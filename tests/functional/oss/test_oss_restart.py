@@ -17,6 +17,7 @@ import requests
 from oss2.models import PartInfo
 
 from localcloud.core.account import Account
+from localcloud.core.admin import admin_headers, load_or_create_token
 
 
 class OssProcess:
@@ -75,7 +76,10 @@ def test_kill_9_keeps_objects_and_queued_events(
         "suffix": "",
         "target": {"kind": "http", "url": sink.url},
     }
-    assert requests.put(f"{first.url}/_localcloud/triggers/t1", json=trigger).status_code == 200
+    admin = admin_headers(load_or_create_token(tmp_path))
+    assert (
+        requests.put(f"{first.url}/_localcloud/triggers/t1", json=trigger, headers=admin).status_code == 200
+    )
     sink.fail_next = 10**6  # nothing gets through before the kill: every event is still queued
 
     written: dict[str, bytes] = {}
@@ -103,9 +107,8 @@ def test_kill_9_keeps_objects_and_queued_events(
     assert [p.etag for p in bucket.list_parts("mp", upload_id).parts] == [part.etag]
     bucket.complete_multipart_upload("mp", upload_id, [PartInfo(1, part.etag)])
     assert bucket.get_object("mp").read() == b"p" * 1000
-    assert [t["name"] for t in requests.get(f"{second.url}/_localcloud/triggers").json()["triggers"]] == [
-        "t1"
-    ]
+    listed = requests.get(f"{second.url}/_localcloud/triggers", headers=admin).json()["triggers"]
+    assert [t["name"] for t in listed] == ["t1"]
 
     # 21 puts + 2 appends before the kill, 1 complete after it.
     records = sink.wait_for(24, timeout=30)
