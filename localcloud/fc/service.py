@@ -33,7 +33,8 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
 - ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
   like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
   answers ``{"functions": [...]}``, or 400 JSON naming the field.
-- ``GET /_localcloud/functions``: the deployed functions.
+- ``GET /_localcloud/functions``: the deployed functions, each with ``python``: the interpreter its
+  runtime runs on, or why it falls back to the local cloud's (:mod:`localcloud.fc.runtimes`).
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
   event when ``payload=1``) for waiting on quiescence and measuring trigger latency.
