@@ -1,7 +1,7 @@
 """``immflow package``: the code folder of each function, ready for ``s deploy`` (``build/fc/<function>/``).
 
-Each folder holds the handler (``index.py``), the ``immflow`` library (without the CLI, the demo
-and this module, which no function imports), ``pipeline.yaml``, and the functions' third-party
+Each folder holds the handler (``index.py``), the ``immflow`` library (without the CLI, the demo,
+the dashboard and this module, which no function imports), ``pipeline.yaml``, and the functions' third-party
 dependencies, pinned to the versions installed here (the versions the tests ran with). Everything
 is built for the runtime named, not for the Python running this build:
 
@@ -67,7 +67,7 @@ RUNTIME_DEPENDENCIES = (
 )
 SOURCE_ONLY = ("oss2", "crcmod")
 CRC_EXTENSION_PACKAGE = "crcmod"
-_LIBRARY_EXCLUDES = ("cli", "demo", "package.py", "__pycache__", "*.pyc")
+_LIBRARY_EXCLUDES = ("cli", "demo", "ui", "package.py", "__pycache__", "*.pyc")
 #: Bumped when the layout of a cached dependency folder changes.
 _CACHE_FORMAT = 1
 
