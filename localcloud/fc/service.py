@@ -34,7 +34,8 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
   like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
   answers ``{"functions": [...]}``, or 400 JSON naming the field.
   ``{"ros": {...}}`` instead deploys functions of a ROS template (:meth:`FcService.deploy_ros`).
-- ``GET /_localcloud/functions``: the deployed functions.
+- ``GET /_localcloud/functions``: the deployed functions, each with ``python``: the interpreter its
+  runtime runs on, or why it falls back to the local cloud's (:mod:`localcloud.fc.runtimes`).
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
   event when ``payload=1``) for waiting on quiescence and measuring trigger latency.
@@ -70,7 +71,7 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.fc import auth, destinations, names, ros, syaml, triggers
+from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
 from localcloud.fc.api3 import PREFIX as API3_PREFIX
 from localcloud.fc.api3 import Fc3Api, list_page
 from localcloud.fc.errors import (
@@ -93,7 +94,9 @@ _PUSH_PATH = re.compile(r"^/_localcloud/mns/([^/]+)/([^/]+)$")
 SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
-_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache")
+# Bytecode is kept: a package's unchecked-hash .pyc files are what FC runs (their digests are not
+# part of the version, and a .pyc is only used by the Python whose tag it bears).
+_COPY_IGNORE = shutil.ignore_patterns(".pytest_cache", ".mypy_cache")
 
 
 def _json(status: int, data: Any, request_id: str = "") -> Response:
@@ -280,8 +283,9 @@ class FcService:
 
         A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
         ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
-        ``sys.path`` after the code folder. Third-party packages come from the local cloud's own
-        environment in both cases.
+        ``sys.path`` after the code folder. Third-party packages come from the code folder when the
+        function runs on its runtime's own Python, else from the local cloud's environment
+        (:mod:`localcloud.fc.instances`).
         """
         source = Path(spec.code_dir)
         version = _tree_digest(source)
@@ -327,6 +331,7 @@ class FcService:
         return {
             "name": spec.name,
             "runtime": spec.runtime,
+            "python": runtimes.interpreter_for(spec.runtime).describe(),
             "handler": spec.handler,
             "timeout": spec.timeout,
             "memory_size": spec.memory_size,

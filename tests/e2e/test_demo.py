@@ -7,6 +7,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,14 @@ from typing import Any
 import imageio_ffmpeg
 import oss2
 import pytest
+from e2e_support import CLI, REPO
+from immflow.cli.local import functions_runtime
 from immflow.flow.lineage import run_id_for
 from immflow.ledger import Ledger, default_cli_ledger_url
 from PIL import Image
 from pypdf import PdfReader
+
+from localcloud.fc.runtimes import RUNTIME_PYTHON, find_python
 
 pytestmark = pytest.mark.e2e
 
@@ -130,3 +135,21 @@ def test_a_new_upload_with_plain_oss2_goes_through_the_pipeline(demo: dict[str, 
         for uri in task.outputs:
             _check_output(endpoints, uri, key, tmp_path)
     assert json.loads(_fetch(endpoints, run.manifest_uri))["succeeded"] is True
+
+
+def test_the_functions_ran_on_their_runtimes_python(demo: dict[str, Any]) -> None:
+    """s.yaml names python3.10: with a Python 3.10 on the machine, the demo's functions ran on it."""
+    runtime = functions_runtime(REPO / "s.yaml")
+    assert runtime in RUNTIME_PYTHON
+    major, minor = RUNTIME_PYTHON[runtime]
+    status = subprocess.run(
+        [*CLI, "local", "status", "--json", "--state-dir", str(demo["state_path"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [python] = json.loads(status.stdout)["pythons"]
+    if find_python(major, minor) is None and sys.version_info[:2] != (major, minor):
+        assert f"no Python {major}.{minor} on this machine" in python, python
+        pytest.skip(f"no Python {major}.{minor} here: the functions ran on {sys.version.split()[0]}")
+    assert python.startswith(f"{runtime}: Python {major}.{minor}."), python

@@ -161,7 +161,7 @@ def demo(
         else:
             console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
             endpoints = start_detached(state_dir, port_base)
-        environ = deploy_environ(s_yaml, state_dir)
+        environ = deploy_environ(s_yaml, state_dir, console.print)
         deployment = runner.read_deployment(s_yaml, endpoints, environ)
         runner.apply(endpoints, deployment)
         deploy(endpoints, s_yaml, environ)

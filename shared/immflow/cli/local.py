@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,10 @@ state_dir_option = click.option(
     show_default=True,
     help="Folder with the local cloud's state and endpoints.json.",
 )
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def read_endpoints(state_dir: Path) -> dict[str, str]:
@@ -217,24 +222,50 @@ def is_immflow_project(folder: Path) -> bool:
     )
 
 
-def deploy_environ(s_yaml: Path, state_dir: Path) -> dict[str, str]:
+def functions_runtime(s_yaml: Path) -> str | None:
+    """The one runtime the fc3 functions of ``s_yaml`` name, or None when they name several or a variable."""
+    try:
+        document = yaml.safe_load(s_yaml.read_text())
+        resources = document["resources"].values()
+        named = {
+            str(r["props"]["runtime"]) for r in resources if str(r.get("component", "")).startswith("fc3")
+        }
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None  # the deploy itself says what is wrong with the file
+    return named.pop() if len(named) == 1 else None
+
+
+def deploy_environ(s_yaml: Path, state_dir: Path, say: Callable[[str], None] = _say) -> dict[str, str]:
     """The environment an s.yaml is deployed with on the local FC (``${env(...)}`` resolves in it).
 
     It is this shell's, as with ``s deploy``. For immflow's own s.yaml (its folder holds
     functions/, shared/immflow and pipeline.yaml) the functions are first built with
-    `immflow.package.build` into ``state_dir/build/fc``: the same folders the cloud gets (handler,
-    immflow, pipeline.yaml) minus the third-party packages, which the local FC's instances take
-    from this environment instead of downloading them; ``IMMFLOW_CODE_DIR`` points the s.yaml at
-    them, unless it is already set in this shell.
+    `immflow.package.build` into ``state_dir/build/fc``, the same folders the cloud gets, and
+    ``IMMFLOW_CODE_DIR`` points the s.yaml at them, unless it is already set in this shell:
+
+    - when this machine has the Python of the functions' runtime (and it is not this one), with the
+      dependencies built for it, since the local FC runs them on that Python with their code folder
+      alone (localcloud.fc.runtimes). The dependencies are cached per runtime and requirement set,
+      so only the first deploy pays for them (about a minute; ``scripts/setup`` prepares them);
+    - otherwise without them: the local FC runs the functions on its own Python, whose environment
+      (this one) has them.
     """
     environ = dict(os.environ)
     project = s_yaml.resolve().parent
     if is_immflow_project(project) and "IMMFLOW_CODE_DIR" not in environ:
-        from immflow.package import PackageError, build
+        from immflow.package import RUNTIMES, PackageError, build, default_cache_dir, target_python
 
+        runtime = functions_runtime(s_yaml)
+        python = target_python(runtime) if runtime in RUNTIMES else None
         out = (state_dir / "build" / "fc").resolve()
         try:
-            build(project, out, dependencies=False)
+            if runtime is not None and python not in (None, sys.executable):
+                say(
+                    f"building the functions for {runtime} with {python} (dependencies cached in {default_cache_dir()})"
+                )
+                build(project, out, runtime=runtime, cache_dir=default_cache_dir())
+            else:
+                build(project, out, dependencies=False)
         except PackageError as error:
             raise click.ClickException(str(error)) from None
         environ["IMMFLOW_CODE_DIR"] = str(out)
@@ -325,9 +356,10 @@ def status(state_dir: Path, as_json: bool) -> None:
         report["answering"] = {name: answers(endpoints[name]) for name in SERVICE_NAMES}
         if report["answering"]["fc"]:
             report["invocations"] = fc_admin(endpoints, "GET", "/_localcloud/invocations?limit=0")["counts"]
-            report["functions"] = [
-                f["name"] for f in fc_admin(endpoints, "GET", "/_localcloud/functions")["functions"]
-            ]
+            functions = fc_admin(endpoints, "GET", "/_localcloud/functions")["functions"]
+            report["functions"] = [f["name"] for f in functions]
+            # Which Python runs each runtime, and the fallback notice when it is missing here.
+            report["pythons"] = sorted({f["python"] for f in functions if "python" in f})
     if as_json:
         click.echo(json.dumps(report))
     elif not running:
@@ -343,6 +375,8 @@ def status(state_dir: Path, as_json: bool) -> None:
         console.print(table)
         if "functions" in report:
             console.print(f"functions: {', '.join(report['functions']) or '(none deployed)'}")
+            for python in report["pythons"]:
+                console.print(f"python: {python}")
             console.print("invocations: " + ", ".join(f"{k} {v}" for k, v in report["invocations"].items()))
     if not running:
         sys.exit(1)
