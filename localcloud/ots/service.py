@@ -441,8 +441,10 @@ class OtsService:
                 raise parameter_invalid(f"The limit must be greater than 0, got {request.limit}.")
             limit = min(request.limit, MAX_RANGE_ROWS)
         read = _ReadOptions.of(request, "GetRange")
+        # Without a filter every scanned row is returned, so limit + 1 rows tell whether more remain.
+        scan_limit = MAX_RANGE_ROWS + 1 if read.filter is not None else limit + 1
         scanned = self._store.scan(
-            instance, table.name, start_key, end_key, forward=forward, limit=MAX_RANGE_ROWS + 1
+            instance, table.name, start_key, end_key, forward=forward, limit=scan_limit
         )
         rows: list[tuple[list[tuple[str, PkValue]], list[plainbuffer.Cell]]] = []
         next_start: StoredRow | None = None
