@@ -284,8 +284,8 @@ class OtsService:
         """PutRow: replace the whole row, under its condition."""
         request = _parse(pb.PutRowRequest, body, "PutRow")
         _no_transaction(request)
-        table = self._table(instance, request.table_name)
-        with self._store.write() as db:
+        with self._store.write() as db:  # the table is looked up inside: DeleteTable cannot interleave
+            table = self._table(instance, request.table_name)
             row = self._write(
                 db, instance, table, pb.PUT, request.row, request.condition, request.return_content
             )
@@ -299,8 +299,8 @@ class OtsService:
         """
         request = _parse(pb.UpdateRowRequest, body, "UpdateRow")
         _no_transaction(request)
-        table = self._table(instance, request.table_name)
         with self._store.write() as db:
+            table = self._table(instance, request.table_name)
             row = self._write(
                 db, instance, table, pb.UPDATE, request.row_change, request.condition, request.return_content
             )
@@ -310,8 +310,8 @@ class OtsService:
         """DeleteRow: remove the row, under its condition (EXPECT_NOT_EXIST is refused)."""
         request = _parse(pb.DeleteRowRequest, body, "DeleteRow")
         _no_transaction(request)
-        table = self._table(instance, request.table_name)
         with self._store.write() as db:
+            table = self._table(instance, request.table_name)
             row = self._write(
                 db, instance, table, pb.DELETE, request.primary_key, request.condition, request.return_content
             )
@@ -322,7 +322,7 @@ class OtsService:
 
         The filter is evaluated on the whole stored row, whatever ``columns_to_get`` names. The
         primary key is always returned whole; a row none of whose asked-for columns exist is
-        answered as no row, as the cloud does.
+        answered as no row.
         """
         request = _parse(pb.GetRowRequest, body, "GetRow")
         _no_transaction(request)
