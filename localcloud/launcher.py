@@ -131,6 +131,8 @@ class LocalCloud:
                 "IMMFLOW_OSS_ENDPOINT": oss.url,
                 "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
                 "IMMFLOW_LEDGER_URL": ledger_url(state_dir),
+                # Every local function instance runs on this machine's disk (immflow.settings).
+                "IMMFLOW_LEDGER_SHARED_DISK": "1",
             }
             fc_service = FcService(
                 state_dir,

@@ -2,7 +2,7 @@
 
 Two forms (imm-api.md §6.3, §6.4), as ``alibabacloud_tea_openapi`` computes them:
 
-* ACS3-HMAC-SHA256 (the SDK's default): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
+* ACS3-HMAC-SHA256 (the SDK's default; :mod:`localcloud.core.acs3`): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
   SignedHeaders=<names>,Signature=<hex>`` over the canonical request (method, ``/``, the sorted
   query with RFC 3986 encoding of the decoded values, the signed headers, SHA-256 of the body).
   The signed ``host`` is the header as sent, i.e. the endpoint string the client was configured with.
@@ -21,11 +21,10 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import quote, quote_plus
 
+from localcloud.core import acs3
 from localcloud.core.account import Account
 from localcloud.core.http import Request
 from localcloud.imm.errors import ImmError
-
-ACS3 = "ACS3-HMAC-SHA256"
 
 
 def _mismatch(detail: str) -> ImmError:
@@ -45,25 +44,6 @@ def _unknown_key(key_id: str) -> ImmError:
     )
 
 
-def acs3_signature(request: Request, query: Mapping[str, str], signed_headers: list[str], secret: str) -> str:
-    canonical_query = "&".join(f"{key}={quote(query[key], safe='~')}" for key in sorted(query))
-    canonical_headers = "".join(
-        f"{name}:{request.headers.get(name, '').strip()}\n" for name in signed_headers
-    )
-    canonical_request = "\n".join(
-        [
-            request.method,
-            request.raw_path or "/",
-            canonical_query,
-            canonical_headers,
-            ";".join(signed_headers),
-            hashlib.sha256(request.body).hexdigest(),
-        ]
-    )
-    to_sign = f"{ACS3}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
-
-
 def v1_signature(params: Mapping[str, str], secret: str, method: str = "POST") -> str:
     canonical = "&".join(
         f"{quote(key, safe='~')}={quote(params[key], safe='~')}"
@@ -78,18 +58,11 @@ def v1_signature(params: Mapping[str, str], secret: str, method: str = "POST") -
 def check(request: Request, query: Mapping[str, str], form: Mapping[str, str], account: Account) -> None:
     """Raise the gateway's error for a request that is not signed with the account's key."""
     authorization = request.headers.get("authorization", "")
-    if authorization.startswith(ACS3 + " "):
-        fields = dict(
-            part.strip().partition("=")[::2]
-            for part in authorization[len(ACS3) + 1 :].split(",")
-            if part.strip()
-        )
-        key_id = fields.get("Credential", "")
-        if key_id != account.access_key_id:
-            raise _unknown_key(key_id)
-        signed_headers = [name for name in fields.get("SignedHeaders", "").split(";") if name]
-        expected = acs3_signature(request, query, signed_headers, account.access_key_secret)
-        if not hmac.compare_digest(expected, fields.get("Signature", "")):
+    fields = acs3.parse_authorization(authorization)
+    if fields is not None:
+        if fields.key_id != account.access_key_id:
+            raise _unknown_key(fields.key_id)
+        if not acs3.signature_matches(request, query, fields, account.access_key_secret):
             raise _mismatch("ACS3-HMAC-SHA256")
         return
     if "Signature" in query:

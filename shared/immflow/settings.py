@@ -7,6 +7,14 @@ about 60 ms to every cold start for nothing.
 
 Credentials are not settings: they rotate (FC hands out STS keys) and on python3.10 they come from the
 invocation's context, so `immflow.fc.credentials_for` picks them per invocation.
+
+The ledger (``IMMFLOW_LEDGER_URL``) defaults to the stack's Tablestore instance, ``tablestore://immflow``
+(`immflow.ledger.tablestore`; its endpoint follows the region unless ``IMMFLOW_OTS_ENDPOINT`` names one,
+as the local cloud does). A function running on FC (``FC_INSTANCE_ID`` is set) with a SQLite URL refuses
+to start: every FC instance has its own disk, so a SQLite file there is one ledger per instance, whose
+claims cannot stop another instance from creating a task again. The local FC runs every instance on one
+machine's disk and says so by giving its functions ``IMMFLOW_LEDGER_SHARED_DISK=1``; with it, SQLite is
+allowed (the functions' SQL tests run that way). Nothing else should set it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from immflow.errors import ImmflowError
 from immflow.ossuri import OssUri
 
-DEFAULT_LEDGER_URL = "sqlite:////tmp/immflow-ledger.sqlite"
+DEFAULT_LEDGER_URL = "tablestore://immflow"
+SHARED_DISK_VARIABLE = "IMMFLOW_LEDGER_SHARED_DISK"
+"""Set to ``1`` by the local FC only: its function instances share one disk, so SQLite is one ledger."""
 DEFAULT_REGION = "cn-hangzhou"
 DEFAULT_MANIFEST_FOLDER = "immflow/manifests/"
 DEFAULT_RECONCILE_AFTER_SECONDS = 900
@@ -80,6 +90,16 @@ class Settings(BaseModel):
         return OssUri(folder.bucket, f"{folder.key}{run_id}.json")
 
 
+def region_from_env(environ: Mapping[str, str]) -> str:
+    """``IMMFLOW_REGION``, else the region FC runs the function in, else `DEFAULT_REGION`."""
+    return (
+        environ.get("IMMFLOW_REGION")
+        or environ.get("FC_REGION")
+        or environ.get("ALIBABA_CLOUD_REGION_ID")
+        or DEFAULT_REGION
+    )
+
+
 def settings_from_env(environ: Mapping[str, str], *, code_dir: Path | None = None) -> Settings:
     """Build `Settings` from `environ`; `code_dir` is the function's code folder (default for the pipeline).
 
@@ -91,12 +111,7 @@ def settings_from_env(environ: Mapping[str, str], *, code_dir: Path | None = Non
             f"missing environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
             "set it in the function's environmentVariables (s.yaml) or in your shell"
         )
-    region = (
-        environ.get("IMMFLOW_REGION")
-        or environ.get("FC_REGION")
-        or environ.get("ALIBABA_CLOUD_REGION_ID")
-        or DEFAULT_REGION
-    )
+    region = region_from_env(environ)
     folder = Path(environ.get("FC_FUNC_CODE_PATH") or code_dir or Path.cwd())
     values: dict[str, object] = {
         "region": region,
@@ -108,6 +123,8 @@ def settings_from_env(environ: Mapping[str, str], *, code_dir: Path | None = Non
     for field, variable in ENVIRONMENT_VARIABLES.items():
         if field not in values and environ.get(variable):
             values[field] = environ[variable]
+    if environ.get("FC_INSTANCE_ID"):
+        _refuse_a_disk_ledger(str(values.get("ledger_url", DEFAULT_LEDGER_URL)), environ)
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
@@ -118,6 +135,20 @@ def settings_from_env(environ: Mapping[str, str], *, code_dir: Path | None = Non
         raise SettingsError(
             f"environment variable {variable}={values.get(field)!r} is invalid: {message}"
         ) from None
+
+
+def _refuse_a_disk_ledger(url: str, environ: Mapping[str, str]) -> None:
+    """On FC, a SQLite ledger is a file on one instance's own disk: refused unless the disks are shared."""
+    if url.split(":", 1)[0].split("+", 1)[0] != "sqlite" or environ.get(SHARED_DISK_VARIABLE) == "1":
+        return
+    raise SettingsError(
+        f"environment variable IMMFLOW_LEDGER_URL={url!r} is a SQLite file, and this function runs on "
+        "Function Compute, where every instance has its own disk: each instance would keep a ledger of its "
+        "own, so its claims could not stop another instance from creating the same IMM task, and no "
+        "instance would see a whole run. Set IMMFLOW_LEDGER_URL=tablestore://<instance> (the Tablestore "
+        "instance template.yml creates; the default is tablestore://immflow) or a PostgreSQL/MySQL URL "
+        "that the function can reach"
+    )
 
 
 @cache

@@ -6,11 +6,8 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,53 +20,6 @@ from PIL import Image
 from pypdf import PdfReader
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
-DEMO_TIMEOUT_SECONDS = 900
-
-
-def _free_port_base() -> int:
-    """Five consecutive ports nothing listens on (the local cloud takes base+0..4)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + 4 > 65535:
-            continue
-        sockets = []
-        try:
-            for offset in range(5):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + offset))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no five consecutive free ports")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state_dir = tmp_path_factory.mktemp("demo") / "state"
-    command = [*CLI, "demo", "--json", "--state-dir", str(state_dir), "--port-base", str(_free_port_base()),
-               "--project", str(REPO), "--timeout", "600"]  # fmt: skip
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS)
-        assert result.returncode == 0, (
-            f"demo failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
-        report = json.loads(result.stdout)
-        report["endpoints"] = json.loads((state_dir / "endpoints.json").read_text())
-        report["state_path"] = state_dir
-        yield report
-    finally:
-        subprocess.run(
-            [*CLI, "local", "down", "--state-dir", str(state_dir)], capture_output=True, timeout=60
-        )
 
 
 def _bucket(endpoints: dict[str, str], name: str) -> oss2.Bucket:

@@ -1,13 +1,14 @@
-"""`immflow tasks list` and `immflow runs list` on an empty ledger say so instead of printing an empty table."""
+"""`immflow tasks list` and `immflow runs list|show`: an empty ledger said in words; URIs whole at 80 columns."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from immflow.cli import main
-from immflow.ledger import Ledger
+from immflow.ledger import Ledger, NewRun, NewTask, utcnow
 
 
 def test_empty_ledger_is_said_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,3 +21,39 @@ def test_empty_ledger_is_said_in_words(tmp_path: Path, monkeypatch: pytest.Monke
     assert (every.exit_code, every.output) == (0, "the ledger has no task yet\n")
     assert (failed.exit_code, failed.output) == (0, "no task matches\n")
     assert runs.exit_code == 0 and runs.output.startswith("the ledger has no run yet")
+
+
+def test_uris_print_whole_on_their_own_line_in_an_80_column_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    now = utcnow()
+    source_key = "uploads/videos/" + "a-rather-long-folder-name/" * 3 + "clip.mp4"
+    output = f"oss://media/processed/{source_key.removesuffix('.mp4')}/web.mp4"
+    ledger.ensure_run(NewRun("run-1", "media", source_key, "E", "ObjectCreated:PutObject", now), now=now)
+    new = NewTask(
+        "c1", "run-1", "videos", "web", "MediaConvert", "CreateMediaConvertTask", None, 1, [], {}, "{}", {}
+    )
+    ledger.claim_task(new, now=now, expires_at=now + timedelta(minutes=5))
+    ledger.mark_created("c1", task_id="MediaConvert-" + "0" * 36, now=now)
+    ledger.record_result(
+        "MediaConvert-" + "0" * 36,
+        status="Succeeded",
+        code="",
+        message="",
+        started_at=now,
+        ended_at=now,
+        outputs=[output],
+        now=now,
+    )
+    runner = CliRunner()
+    shown = runner.invoke(main, ["runs", "show", "run-1", "--state-dir", str(tmp_path)])
+    listed = runner.invoke(main, ["runs", "list", "--state-dir", str(tmp_path)])
+    tasks = runner.invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
+    assert shown.exit_code == listed.exit_code == tasks.exit_code == 0
+    lines = [line.strip() for line in shown.output.splitlines()]
+    assert f"oss://media/{source_key}" in lines and output in lines
+    assert f"oss://media/{source_key}" in [line.strip() for line in listed.output.splitlines()]
+    assert any(line.startswith("MediaConvert-" + "0" * 36) for line in tasks.output.splitlines())

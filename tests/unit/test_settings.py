@@ -26,7 +26,7 @@ def test_defaults_follow_the_region(tmp_path: Path) -> None:
     assert settings.region == "cn-beijing"
     assert settings.imm_endpoint == "imm.cn-beijing.aliyuncs.com"
     assert settings.oss_endpoint == "https://oss-cn-beijing-internal.aliyuncs.com"
-    assert settings.ledger_url == "sqlite:////tmp/immflow-ledger.sqlite"
+    assert settings.ledger_url == "tablestore://immflow"
     assert settings.pipeline_path == tmp_path / "pipeline.yaml"
     assert settings.reconcile_after_seconds == 900
     assert settings.manifest_for(OssUri("media-in", "a/b.mp4"), "r1") == OssUri(
@@ -34,6 +34,27 @@ def test_defaults_follow_the_region(tmp_path: Path) -> None:
     )
     assert settings_from_env({**REQUIRED, "ALIBABA_CLOUD_REGION_ID": "cn-shanghai"}).region == "cn-shanghai"
     assert settings_from_env(REQUIRED).region == "cn-hangzhou"
+
+
+def test_a_function_on_fc_refuses_a_sqlite_ledger_unless_the_local_fc_shares_its_disk() -> None:
+    on_fc = {
+        **REQUIRED,
+        "FC_INSTANCE_ID": "c-1",
+        "IMMFLOW_LEDGER_URL": "sqlite:////tmp/immflow-ledger.sqlite",
+    }
+    with pytest.raises(SettingsError, match=r"own disk.*Set IMMFLOW_LEDGER_URL=tablestore://<instance>"):
+        settings_from_env(on_fc)
+    with pytest.raises(SettingsError, match=r"IMMFLOW_LEDGER_URL='sqlite\+pysqlite:///l\.db'"):
+        settings_from_env({**on_fc, "IMMFLOW_LEDGER_URL": "sqlite+pysqlite:///l.db"})
+    shared = settings_from_env({**on_fc, "IMMFLOW_LEDGER_SHARED_DISK": "1"})
+    assert shared.ledger_url == "sqlite:////tmp/immflow-ledger.sqlite"
+    assert settings_from_env({**REQUIRED, "FC_INSTANCE_ID": "c-1"}).ledger_url == "tablestore://immflow"
+    postgres = "postgresql+psycopg://immflow@db.internal/immflow"
+    assert settings_from_env({**on_fc, "IMMFLOW_LEDGER_URL": postgres}).ledger_url == postgres
+    # Off FC (the CLI, tests), a SQLite ledger is one machine's and fine.
+    assert (
+        settings_from_env({**REQUIRED, "IMMFLOW_LEDGER_URL": "sqlite:///l.db"}).ledger_url == "sqlite:///l.db"
+    )
 
 
 def test_explicit_values_win(tmp_path: Path) -> None:

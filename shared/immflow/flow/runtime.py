@@ -48,6 +48,7 @@ class Services:
         )
 
     def use_credentials(self, credentials: Credentials) -> None:
+        self.ledger.use_credentials(credentials)
         self.imm.use_credentials(credentials)
         self.oss.use_credentials(credentials)
 

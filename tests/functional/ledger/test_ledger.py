@@ -1,23 +1,34 @@
-"""The ledger on SQLite, and on real PostgreSQL and MariaDB servers when they are reachable.
+"""The ledger's contract, one suite run against every backend: SQLite, PostgreSQL, MariaDB and Tablestore.
 
 Server tests use a schema (PostgreSQL) or database (MariaDB) of their own, dropped afterwards. They skip
 when the server cannot be reached, unless ``IMMFLOW_REQUIRE_POSTGRES`` / ``IMMFLOW_REQUIRE_MYSQL`` is set
-(CI sets them), in which case an unreachable server fails the test.
+(CI sets them), in which case an unreachable server fails the test. Tablestore is the local one
+(``ots_server``), reached with the official SDK as a deployed function reaches the cloud's.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from immflow.fc import Credentials
 from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key, default_cli_ledger_url
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier
+
+    from tests.functional.conftest import LocalOts
 
 POSTGRES_URL = os.environ.get(
     "IMMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -38,20 +49,38 @@ def _server_or_skip(url: str, required_variable: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Backend:
+    """How to open one backend's ledger: in this process, or again in another one."""
+
+    name: str
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> Ledger:
+        return Ledger(self.url, **self.options)
+
+
 @pytest.fixture(
     params=[
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("mysql", marks=pytest.mark.mysql),
+        "tablestore",
     ]
 )
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    name = f"immflow_test_{uuid.uuid4().hex[:12]}"
-    if request.param == "sqlite":
-        found = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
-        found.create_schema()
-        yield found
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "tablestore":
+        ots: LocalOts = request.getfixturevalue("ots_server")
+        keys = Credentials(ots.account.access_key_id, ots.account.access_key_secret)
+        yield Backend(
+            "tablestore", f"tablestore://{ots.instance}", {"endpoint": ots.url, "credentials": keys}
+        )
         return
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+        return
+    name = f"immflow_test_{uuid.uuid4().hex[:12]}"
     url, variable = (
         (POSTGRES_URL, "IMMFLOW_REQUIRE_POSTGRES")
         if request.param == "postgres"
@@ -64,13 +93,18 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     with admin.begin() as connection:
         connection.execute(text(create))
     try:
-        found = Ledger(url, schema=name)
-        found.create_schema()
-        yield found
+        yield Backend(request.param, url, {"schema": name})
     finally:
         with admin.begin() as connection:
             connection.execute(text(drop))
         admin.dispose()
+
+
+@pytest.fixture
+def ledger(backend: Backend) -> Ledger:
+    found = backend.open()
+    found.create_schema()
+    return found
 
 
 def _run(run_id: str = "run1", key: str = "in/a.mp4") -> NewRun:
@@ -281,3 +315,132 @@ def test_the_cli_default_ledger_lives_in_the_state_dir() -> None:
     assert (
         default_cli_ledger_url(Path(".immflow")) == f"sqlite:///{Path.cwd() / '.immflow' / 'ledger.sqlite3'}"
     )
+
+
+def _claim_in_another_process(backend: Backend, barrier: Barrier, states: Queue[str]) -> None:
+    ledger = backend.open()
+    barrier.wait(timeout=60)
+    states.put(ledger.claim_task(_task(), now=T0, expires_at=T0 + timedelta(minutes=1)).state)
+
+
+def test_processes_claiming_one_task_let_exactly_one_through(backend: Backend, ledger: Ledger) -> None:
+    # Separate processes, each with its own client or connection pool: what two FC instances are.
+    ledger.ensure_run(_run(), now=T0)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    states: Queue[str] = context.Queue()
+    processes = [
+        context.Process(target=_claim_in_another_process, args=(backend, barrier, states)) for _ in range(4)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    assert sorted(states.get(timeout=10) for _ in processes) == ["busy"] * 3 + ["claimed"]
+    [task] = ledger.tasks_of_run("run1")
+    assert task.status == "Creating"
+
+
+def test_concurrent_take_overs_of_an_expired_claim_let_exactly_one_through(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))
+    later = T0 + timedelta(minutes=5)
+    claims: list[tuple[str, bool]] = []
+    barrier = threading.Barrier(5)
+
+    def claim() -> None:
+        barrier.wait()
+        found = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1))
+        claims.append((found.state, found.retaken))
+
+    threads = [threading.Thread(target=claim) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claims) == [("busy", False)] * 4 + [("claimed", True)]
+
+
+def test_a_released_claim_is_taken_by_the_next_delivery_or_reconcile(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    first = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=10))
+    assert not ledger.take_over_creation(first.task, now=T0, expires_at=T0 + timedelta(minutes=10))
+    ledger.release_claim(new.claim_key, now=T0 + timedelta(seconds=1))
+    assert ledger.take_over_creation(
+        first.task, now=T0 + timedelta(seconds=2), expires_at=T0 + timedelta(minutes=1)
+    )
+    assert (
+        ledger.claim_task(new, now=T0 + timedelta(seconds=3), expires_at=T0 + timedelta(minutes=1)).state
+        == "busy"
+    )
+
+    result = claim_key("result", "MC-1", "Succeeded")
+    assert ledger.claim_result(result, now=T0, expires_at=T0 + timedelta(minutes=10)) == "claimed"
+    ledger.release_claim(result, now=T0 + timedelta(seconds=1))
+    assert (
+        ledger.claim_result(result, now=T0 + timedelta(seconds=2), expires_at=T0 + timedelta(minutes=1))
+        == "claimed"
+    )
+    ledger.finish_claim(result, now=T0 + timedelta(seconds=3))
+    ledger.release_claim(result, now=T0 + timedelta(seconds=4))  # a done claim stays done
+    assert (
+        ledger.claim_result(result, now=T0 + timedelta(hours=1), expires_at=T0 + timedelta(hours=2)) == "done"
+    )
+
+
+def test_tasks_by_row_number_and_status_follow_every_change(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    claimed = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).task
+    assert ledger.find_task(str(claimed.row_id)) == claimed
+    assert ledger.find_task("MC-unknown") is None and ledger.find_task("999999") is None
+    assert [t.status for t in ledger.list_tasks(TaskQuery(status="Creating"))] == ["Creating"]
+    ledger.mark_created(new.claim_key, task_id="MC-1", now=T0)
+    assert ledger.list_tasks(TaskQuery(status="Creating")) == []
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(status="Running"))] == ["MC-1"]
+    ledger.record_result(
+        "MC-1", status="Succeeded", code="", message="", started_at=T0, ended_at=T0, outputs=[], now=T0
+    )
+    assert ledger.list_tasks(TaskQuery(status="Running")) == []
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(status="Succeeded"))] == ["MC-1"]
+    found = ledger.find_task("MC-1")
+    assert found is not None and found.row_id == claimed.row_id and found.status == "Succeeded"
+    assert not ledger.mark_lost(found, reason="too late", now=T0)  # a final task is not lost
+
+
+def test_runs_newest_first_by_status_and_limit_and_tasks_of_every_run_of_a_source(ledger: Ledger) -> None:
+    ledger.ensure_run(_run("run1"), now=T0)
+    ledger.ensure_run(_run("run2"), now=T0 + timedelta(seconds=1))
+    ledger.ensure_run(_run("run3", "in/other.mp4"), now=T0 + timedelta(seconds=2))
+    assert [r.run_id for r in ledger.list_runs()] == ["run3", "run2", "run1"]
+    assert [r.run_id for r in ledger.list_runs(limit=2)] == ["run3", "run2"]
+    assert [r.run_id for r in ledger.list_runs(source="oss://media-in/in/a.mp4")] == ["run2", "run1"]
+    ledger.finish_run("run1", manifest_uri="oss://media-in/m/run1.json", now=T0)
+    assert [r.run_id for r in ledger.list_runs(status="Done")] == ["run1"]
+    assert [r.run_id for r in ledger.list_runs(source="oss://media-in/in/a.mp4", status="Running")] == [
+        "run2"
+    ]
+    _created(ledger, "web", "MC-1", run_id="run1")
+    _created(ledger, "web", "MC-2", run_id="run2")
+    _created(ledger, "web", "MC-3", run_id="run3")
+    source = TaskQuery(source="oss://media-in/in/a.mp4")
+    assert [t.task_id for t in ledger.list_tasks(source)] == ["MC-1", "MC-2"]
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(limit=2))] == ["MC-1", "MC-2"]
+    assert [t.task_id for t in ledger.list_tasks(TaskQuery(source=source.source, run_id="run2"))] == ["MC-2"]
+    assert ledger.list_runs(source="oss://media-in/none") == []
+    assert ledger.get_run("run-unknown") is None
+    assert not ledger.run_is_complete("run-unknown")
+
+
+def test_children_of_several_parents_in_row_order(ledger: Ledger) -> None:
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MC-1")
+    _created(ledger, "thumb", "MC-2")
+    _created(ledger, "a", "MC-3", parent="MC-1")
+    _created(ledger, "b", "MC-4", parent="MC-2")
+    _created(ledger, "c", "MC-5", parent="MC-1")
+    assert [t.task_id for t in ledger.children_of(["MC-2", "MC-1"])] == ["MC-3", "MC-4", "MC-5"]
+    assert ledger.children_of([]) == [] and ledger.children_of(["MC-3"]) == []

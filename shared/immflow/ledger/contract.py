@@ -1,0 +1,511 @@
+"""The ledger's contract: its records, its queries, and the claim algorithm, written once.
+
+Every run (one per uploaded object version) and every IMM task immflow started is kept in the ledger.
+Idempotency is kept here, in claims next to the rows they protect, rather than with Powertools'
+idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
+cold start). Like that utility's ``BasePersistenceLayer``, the algorithm lives once, in `Ledger`, and each
+backend (a `LedgerBackend`) fills in a few small operations:
+
+* A **create claim** (key: bucket/key/ETag/rule/task for an upload's task; parent TaskId/task/output for
+  a follow-up) is inserted together with the task row, in state ``Creating``, *before* IMM is called,
+  so two deliveries of one event cannot both create it: the second finds the claim. A claim has an
+  in-progress expiry; a delivery that finds an expired claim (the first one stopped before it recorded
+  IMM's TaskId) takes it over with a compare-and-set, and creates the task unless IMM already has it
+  (`immflow.flow.creation`).
+* A **result claim** (key: TaskId + Status) is taken before a result is recorded and marked done after
+  its follow-ups are claimed, so a notification delivered twice, or delivered again after reconcile saw
+  the same result through GetTask, changes the ledger once.
+
+The algorithm (`Ledger._acquire`, over `LedgerBackend`'s operations): read the claim; done -> ``done``; absent -> insert it (the backend's
+insert fails when the key exists: a unique key in SQL, ``EXPECT_NOT_EXIST`` in Tablestore) -> ``claimed``;
+present or lost the insert -> take it over when it is still in progress and expired (one conditional
+update) -> ``claimed`` (retaken), else ``busy``.
+
+``Ledger(url)`` opens the backend the URL names (`open_backend`): ``tablestore://<instance>`` is `immflow.ledger.tablestore`,
+anything else a SQLAlchemy URL for `immflow.ledger.sql`. Each backend's module is imported only when a
+URL names it (``import tablestore`` costs 300-400 ms, SQLAlchemy ~150 ms: docs/ledger.md).
+
+Times are timezone-aware UTC datetimes; a naive one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from immflow.errors import ImmflowError
+from immflow.fc import Credentials
+
+TaskStatus = Literal["Creating", "Running", "Succeeded", "Failed", "Lost"]
+FINAL_STATUSES: frozenset[str] = frozenset({"Succeeded", "Failed", "Lost"})
+OPEN_STATUSES: frozenset[str] = frozenset({"Creating", "Running"})
+RunStatus = Literal["Running", "Done"]
+ClaimKind = Literal["create", "result"]
+ClaimStatus = Literal["in_progress", "done"]
+TABLESTORE_SCHEME = "tablestore://"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def claim_key(*parts: str | None) -> str:
+    """A fixed-length key for a claim: SHA-256 of the parts (None written as "")."""
+    return hashlib.sha256("\x1f".join(part or "" for part in parts).encode("utf-8")).hexdigest()
+
+
+def iso_time(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with ``Z``, as the cloud writes times; ``None`` stays ``None``."""
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+class LedgerError(ImmflowError):
+    pass
+
+
+def aware(value: datetime) -> datetime:
+    """`value` in UTC; a naive datetime is refused (the ledger would not know its zone)."""
+    if value.tzinfo is None:
+        raise LedgerError(f"naive datetime {value!r} given to the ledger; use timezone-aware UTC times")
+    return value.astimezone(timezone.utc)
+
+
+def tag_text(value: Any) -> str:
+    """A tag's value as the tag queries compare it: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    run_id: str
+    bucket: str
+    key: str
+    etag: str
+    event_name: str
+    upload_time: datetime
+    size: int | None = None
+    content_type: str | None = None
+
+    @property
+    def source_uri(self) -> str:
+        return f"oss://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    source_uri: str
+    bucket: str
+    key: str
+    etag: str
+    event_name: str
+    upload_time: datetime
+    size: int | None
+    content_type: str | None
+    status: RunStatus
+    manifest_uri: str | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task immflow is about to create: everything but IMM's TaskId, including the full request."""
+
+    claim_key: str
+    run_id: str
+    rule: str
+    task_name: str
+    task_type: str
+    action: str
+    parent_task_id: str | None
+    depth: int
+    sources: Sequence[str]
+    tags: Mapping[str, Any]
+    user_data: str
+    request: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    row_id: int
+    claim_key: str
+    task_id: str | None
+    run_id: str
+    rule: str
+    task_name: str
+    task_type: str
+    action: str
+    parent_task_id: str | None
+    depth: int
+    status: TaskStatus
+    code: str
+    message: str
+    sources: list[str]
+    outputs: list[str]
+    tags: dict[str, Any]
+    user_data: str
+    request: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    updated_at: datetime
+    claim_expires_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        """The task as JSON, as the manifest and ``immflow tasks`` show it."""
+        return {
+            "task_id": self.task_id,
+            "rule": self.rule,
+            "task": self.task_name,
+            "type": self.task_type,
+            "parent": self.parent_task_id,
+            "depth": self.depth,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "sources": self.sources,
+            "outputs": self.outputs,
+            "tags": self.tags,
+            "created_at": iso_time(self.created_at),
+            "started_at": iso_time(self.started_at),
+            "ended_at": iso_time(self.ended_at),
+        }
+
+
+ClaimState = Literal["claimed", "done", "busy"]
+
+
+@dataclass(frozen=True)
+class CreateClaim:
+    """The outcome of claiming a task: ``claimed`` (create it now), ``done`` (already created or
+    failed: skip it) or ``busy`` (another invocation is creating it right now)."""
+
+    state: ClaimState
+    task: TaskRecord
+    retaken: bool = False
+    """Claimed by taking over an earlier attempt's expired or released claim: that attempt may have
+    reached IMM before it stopped, so look for its task before creating another."""
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    run_id: str | None = None
+    source: str | None = None
+    """An ``oss://bucket/key``: the tasks of every run of that object."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+
+    def matches(self, task: TaskRecord) -> bool:
+        """Whether `task` passes every filter but ``source`` (which needs the runs): a backend that
+        reads candidates through one index checks the other filters with this."""
+        return (
+            (self.run_id is None or task.run_id == self.run_id)
+            and all(
+                key in task.tags and tag_text(task.tags[key]) == value for key, value in self.tags.items()
+            )
+            and (self.status is None or task.status == self.status)
+            and (self.since is None or task.created_at >= self.since)
+            and (self.until is None or task.created_at < self.until)
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a backend reads of a claim: its state and until when an in-progress one is held."""
+
+    status: ClaimStatus
+    expires_at: datetime
+
+
+class LedgerBackend(ABC):
+    """What a backend fills in: rows, conditional writes and the queries its indexes answer."""
+
+    url: str
+
+    @abstractmethod
+    def use_credentials(self, credentials: Credentials) -> None:
+        """Use the invocation's keys from now on; a backend that needs none (SQL) ignores them."""
+
+    @abstractmethod
+    def create_schema(self) -> None:
+        """Create whatever tables are missing (locally and from the CLI; a deployed stack has them)."""
+
+    @abstractmethod
+    def insert_run(self, run: NewRun, *, now: datetime) -> bool:
+        """Insert the run in state ``Running``; False when it exists already."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    def list_runs(self, *, source: str | None, status: str | None, limit: int | None) -> list[RunRecord]:
+        """Newest first."""
+
+    @abstractmethod
+    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None: ...
+
+    @abstractmethod
+    def statuses_of_run(self, run_id: str) -> Collection[str]:
+        """The status of each task of the run (repeats allowed)."""
+
+    @abstractmethod
+    def read_claim(self, kind: ClaimKind, key: str) -> Claim | None: ...
+
+    @abstractmethod
+    def insert_claim(
+        self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None
+    ) -> bool:
+        """Insert an in-progress claim (for ``create``, with `new` as a ``Creating`` task, atomically);
+        False when the key exists already. Only one of many concurrent callers may get True."""
+
+    @abstractmethod
+    def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
+        """Compare-and-set: when the claim is in progress and expired before `now`, hold it until
+        `expires_at` and return True; otherwise change nothing and return False."""
+
+    @abstractmethod
+    def release_claim(self, key: str, *, now: datetime) -> None:
+        """Expire an in-progress claim of either kind now."""
+
+    @abstractmethod
+    def finish_result_claim(self, key: str, *, now: datetime) -> None: ...
+
+    @abstractmethod
+    def task_by_claim(self, key: str) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def task_by_id(self, task_id: str) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def task_by_row(self, row_id: int) -> TaskRecord | None: ...
+
+    @abstractmethod
+    def update_task(
+        self, task: TaskRecord, *, expect: frozenset[str], changes: Mapping[str, Any], close_claim: bool
+    ) -> bool:
+        """Apply `changes` (TaskRecord field -> value) when the task's status is in `expect`, and with
+        `close_claim` mark its create claim done (whether or not the status matched); True when the
+        task changed."""
+
+    @abstractmethod
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """The tasks matching every filter of `query`, oldest first (creation time, then row number)."""
+
+    @abstractmethod
+    def stale_tasks(self, *, started_before: datetime, now: datetime) -> list[TaskRecord]:
+        """``Running`` since before `started_before`, and ``Creating`` with an expired claim; oldest first."""
+
+    @abstractmethod
+    def children_of(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks whose parent is one of `task_ids`, in row order."""
+
+
+def open_backend(url: str, **options: Any) -> LedgerBackend:
+    """The backend `url` names, its module imported only now."""
+    if url.startswith(TABLESTORE_SCHEME):
+        from immflow.ledger.tablestore import TablestoreBackend
+
+        return TablestoreBackend(url, **options)
+    from immflow.ledger.sql import SqlBackend
+
+    return SqlBackend(url, **options)
+
+
+class Ledger:
+    """The ledger: ``Ledger(url, **options)`` opens the backend `url` names (`open_backend`; options
+    go to it: ``schema`` for SQL, ``endpoint`` and ``credentials`` for Tablestore)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.backend = open_backend(url, **options)
+
+    def use_credentials(self, credentials: Credentials) -> None:
+        """Use the invocation's keys from now on (FC refreshes them per invocation)."""
+        self.backend.use_credentials(credentials)
+
+    def create_schema(self) -> None:
+        """Create whatever tables are missing (locally and from the CLI; a deployed stack has them)."""
+        self.backend.create_schema()
+
+    # ---- runs
+
+    def ensure_run(self, run: NewRun, *, now: datetime) -> RunRecord:
+        """The run's record, inserting it the first time this object version is seen."""
+        found = self.get_run(run.run_id)
+        if found is not None:
+            return found
+        self.backend.insert_run(run, now=aware(now))  # False: a concurrent delivery inserted it first
+        found = self.get_run(run.run_id)
+        if found is None:
+            raise LedgerError(f"run {run.run_id} could not be recorded")
+        return found
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        return self.backend.get_run(run_id)
+
+    def list_runs(
+        self, *, source: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
+        """Newest first."""
+        return self.backend.list_runs(source=source, status=status, limit=limit)
+
+    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
+        self.backend.finish_run(run_id, manifest_uri=manifest_uri, now=aware(now))
+
+    def run_is_complete(self, run_id: str) -> bool:
+        """True when the run has tasks and none of them is still being created or running."""
+        statuses = self.backend.statuses_of_run(run_id)
+        return bool(statuses) and not any(status in OPEN_STATUSES for status in statuses)
+
+    # ---- claims: the algorithm, once
+
+    def _acquire(
+        self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None = None
+    ) -> Literal["claimed", "retaken", "done", "busy"]:
+        now, expires_at = aware(now), aware(expires_at)
+        found = self.backend.read_claim(kind, key)
+        if found is not None and found.status == "done":
+            return "done"  # the common redelivery: one read, no failed insert
+        if found is None:
+            if self.backend.insert_claim(kind, key, now=now, expires_at=expires_at, new=new):
+                return "claimed"
+            found = self.backend.read_claim(kind, key)
+            if found is not None and found.status == "done":
+                return "done"
+        return "retaken" if self.backend.take_over(kind, key, now=now, expires_at=expires_at) else "busy"
+
+    def claim_task(self, new: NewTask, *, now: datetime, expires_at: datetime) -> CreateClaim:
+        """Insert the task in state ``Creating`` with its claim, or report what is already there.
+
+        An existing claim that expired while still ``Creating`` (its creator stopped) is taken over.
+        """
+        outcome = self._acquire("create", new.claim_key, now=now, expires_at=expires_at, new=new)
+        task = self._require_task(new.claim_key)
+        if outcome == "retaken":
+            return CreateClaim("claimed", task, retaken=True)
+        return CreateClaim(outcome, task)
+
+    def take_over_creation(self, task: TaskRecord, *, now: datetime, expires_at: datetime) -> bool:
+        """Claim an expired ``Creating`` task (for reconcile); False when someone else holds it."""
+        return self.backend.take_over("create", task.claim_key, now=aware(now), expires_at=aware(expires_at))
+
+    def claim_result(self, key: str, *, now: datetime, expires_at: datetime) -> ClaimState:
+        """``claimed``: record this result now; ``done``: already recorded; ``busy``: being recorded."""
+        outcome = self._acquire("result", key, now=now, expires_at=expires_at)
+        return "claimed" if outcome == "retaken" else outcome
+
+    def release_claim(self, key: str, *, now: datetime) -> None:
+        """Give an in-progress claim up (this invocation is about to fail), so the next delivery takes it."""
+        self.backend.release_claim(key, now=aware(now))
+
+    def finish_claim(self, key: str, *, now: datetime) -> None:
+        """Mark a result claim done: its result and follow-ups are recorded."""
+        self.backend.finish_result_claim(key, now=aware(now))
+
+    # ---- task state
+
+    def mark_created(self, claim: str, *, task_id: str, now: datetime) -> TaskRecord:
+        now = aware(now)
+        changes = {"task_id": task_id, "status": "Running", "started_at": now, "updated_at": now}
+        self._change(claim, expect=frozenset({"Creating"}), changes=changes)
+        return self._require_task(claim)
+
+    def mark_create_failed(self, claim: str, *, code: str, message: str, now: datetime) -> TaskRecord:
+        """IMM refused to create the task (a permanent error): the task ends ``Failed`` with IMM's code."""
+        now = aware(now)
+        changes = {"status": "Failed", "code": code, "message": message, "ended_at": now, "updated_at": now}
+        self._change(claim, expect=frozenset({"Creating"}), changes=changes)
+        return self._require_task(claim)
+
+    def _change(self, claim: str, *, expect: frozenset[str], changes: Mapping[str, Any]) -> None:
+        """End a create claim with `changes` to its task."""
+        task = self._require_task(claim)
+        self.backend.update_task(task, expect=expect, changes=changes, close_claim=True)
+
+    def record_result(
+        self,
+        task_id: str,
+        *,
+        status: str,
+        code: str,
+        message: str,
+        started_at: datetime | None,
+        ended_at: datetime | None,
+        outputs: Sequence[str],
+        now: datetime,
+    ) -> bool:
+        """Record a task's final state; False when the task is unknown or already had a final result.
+
+        ``Lost`` (reconcile gave up on it) may still be replaced by a real result that arrives late.
+        """
+        now = aware(now)
+        task = self.get_task(task_id)
+        if task is None:
+            return False
+        changes: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "message": message,
+            "outputs": list(outputs),
+            "ended_at": aware(ended_at) if ended_at is not None else now,
+            "updated_at": now,
+        }
+        if started_at is not None:
+            changes["started_at"] = aware(started_at)
+        return self.backend.update_task(
+            task, expect=frozenset({"Creating", "Running", "Lost"}), changes=changes, close_claim=False
+        )
+
+    def mark_lost(self, task: TaskRecord, *, reason: str, now: datetime) -> bool:
+        now = aware(now)
+        changes = {"status": "Lost", "code": "Lost", "message": reason, "ended_at": now, "updated_at": now}
+        return self.backend.update_task(task, expect=OPEN_STATUSES, changes=changes, close_claim=True)
+
+    # ---- reading tasks
+
+    def _require_task(self, key: str) -> TaskRecord:
+        found = self.backend.task_by_claim(key)
+        if found is None:
+            raise LedgerError(f"no task holds claim {key}")
+        return found
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        """A task by IMM TaskId."""
+        return self.backend.task_by_id(task_id)
+
+    def find_task(self, identifier: str) -> TaskRecord | None:
+        """A task by IMM TaskId, or by ledger row number (tasks IMM refused have no TaskId)."""
+        found = self.get_task(identifier)
+        if found is None and identifier.isdigit():
+            found = self.backend.task_by_row(int(identifier))
+        return found
+
+    def tasks_of_run(self, run_id: str) -> list[TaskRecord]:
+        return self.list_tasks(TaskQuery(run_id=run_id))
+
+    def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        """The tasks matching every filter of `query`, oldest first (creation time, then row number)."""
+        return self.backend.list_tasks(query)
+
+    def stale_tasks(self, *, started_before: datetime, now: datetime) -> list[TaskRecord]:
+        """Tasks reconcile should look at: ``Running`` since before `started_before`, and ``Creating``
+        ones whose claim expired (their creator stopped and no redelivery came); oldest first."""
+        return self.backend.stale_tasks(started_before=aware(started_before), now=aware(now))
+
+    def children_of(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """The tasks whose parent is one of `task_ids`, in row order."""
+        return self.backend.children_of(task_ids)

@@ -1,0 +1,108 @@
+"""What only the Tablestore ledger has: its tables as data, the message for missing ones, and index rows
+checked against the rows they point to."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+import pytest
+from immflow.fc import Credentials
+from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key
+from immflow.ledger.tablestore import TABLES, TASKS_BY_RUN, TASKS_BY_STATUS, TablestoreBackend
+
+if TYPE_CHECKING:
+    from tests.functional.conftest import LocalOts
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+def _open(ots: LocalOts) -> Ledger:
+    keys = Credentials(ots.account.access_key_id, ots.account.access_key_secret)
+    return Ledger(f"tablestore://{ots.instance}", endpoint=ots.url, credentials=keys)
+
+
+def _backend(ledger: Ledger) -> TablestoreBackend:
+    assert isinstance(ledger.backend, TablestoreBackend)
+    return ledger.backend
+
+
+def _new_task(name: str = "web") -> NewTask:
+    return NewTask(
+        claim_key=claim_key("run1", name),
+        run_id="run1",
+        rule="videos",
+        task_name=name,
+        task_type="MediaConvert",
+        action="CreateMediaConvertTask",
+        parent_task_id=None,
+        depth=1,
+        sources=["oss://media-in/in/a.mp4"],
+        tags={"profile": "web"},
+        user_data="{}",
+        request={"ProjectName": "p"},
+    )
+
+
+def test_create_schema_creates_exactly_the_tables_template_yml_declares(ots_server: LocalOts) -> None:
+    ledger = _open(ots_server)
+    ledger.create_schema()
+    ledger.create_schema()  # the second time finds them all
+    client = ots_server.client()
+    assert sorted(client.list_table()) == sorted(table.name for table in TABLES)
+    for table in TABLES:
+        assert [
+            tuple(column) for column in client.describe_table(table.name).table_meta.schema_of_primary_key
+        ] == list(table.primary_key)
+
+
+def test_a_missing_table_is_named_with_what_creates_it(ots_server: LocalOts) -> None:
+    ledger = _open(ots_server)
+    with pytest.raises(LedgerError, match=r"immflow_runs does not exist in instance immflow .*template\.yml"):
+        ledger.get_run("run1")
+
+
+def test_keys_come_from_the_environment_when_none_are_given(
+    ots_server: LocalOts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", ots_server.account.access_key_id)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ots_server.account.access_key_secret)
+    monkeypatch.setenv("IMMFLOW_OTS_ENDPOINT", ots_server.url)
+    ledger = Ledger(f"tablestore://{ots_server.instance}")
+    ledger.create_schema()
+    assert ledger.list_runs() == []
+    ledger.use_credentials(Credentials(ots_server.account.access_key_id, "wrong-secret"))
+    with pytest.raises(Exception, match="OTSAuthFailed"):
+        ledger.list_runs()
+
+
+def test_index_rows_of_a_writer_that_stopped_half_way_are_skipped(ots_server: LocalOts) -> None:
+    ledger = _open(ots_server)
+    ledger.create_schema()
+    ledger.ensure_run(NewRun("run1", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0), now=T0)
+    claimed = ledger.claim_task(_new_task(), now=T0, expires_at=T0 + timedelta(minutes=1)).task
+    # A writer that stopped after writing its index rows, before its task row:
+    client = ots_server.client()
+    orphan = [("claim_key", claim_key("never-written"))]
+    for table, key in [
+        (TASKS_BY_RUN, [("run_id", "run1"), ("created_at", 1), ("row_id", 99)]),
+        (TASKS_BY_STATUS, [("status", "Creating"), ("created_at", 1), ("row_id", 99)]),
+    ]:
+        _backend(ledger)._put(
+            table, key, dict(orphan)
+        )  # the backend's own write, as the stopped writer made it
+    # ... and an index row left pointing at a row that has moved on (another row number):
+    _backend(ledger)._put(
+        TASKS_BY_STATUS,
+        [("status", "Creating"), ("created_at", 2), ("row_id", 98)],
+        {"claim_key": claimed.claim_key},
+    )
+    assert [t.row_id for t in ledger.tasks_of_run("run1")] == [claimed.row_id]
+    assert [t.row_id for t in ledger.list_tasks(TaskQuery(status="Creating"))] == [claimed.row_id]
+    assert [t.row_id for t in ledger.stale_tasks(started_before=T0, now=T0 + timedelta(hours=1))] == [
+        claimed.row_id
+    ]
+    assert (
+        client.get_row(TASKS_BY_RUN.name, [("run_id", "run1"), ("created_at", 1), ("row_id", 99)])[1]
+        is not None
+    )
