@@ -20,6 +20,13 @@ from urllib.parse import unquote
 log = logging.getLogger("localcloud.http")
 
 
+def _loggable(path: str) -> str:
+    # Imported here: localcloud.core.admin imports this module.
+    from localcloud.core.redact import redact_url
+
+    return redact_url(path)
+
+
 @dataclass
 class Request:
     method: str
@@ -116,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = service.handle(request)
         except Exception:
-            log.exception("%s: unhandled error on %s %s", service.name, self.command, self.path)
+            log.exception("%s: unhandled error on %s %s", service.name, self.command, _loggable(self.path))
             response = Response(500, {"Content-Type": "text/plain"}, b"internal error in the local cloud")
         body = response.body
         length = len(body) if isinstance(body, bytes) else response.length
@@ -139,7 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 for chunk in body:
                     self.wfile.write(chunk)
-        log.debug("%s %s %s -> %s", service.name, self.command, self.path, response.status)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s -> %s", service.name, self.command, _loggable(self.path), response.status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
