@@ -157,15 +157,14 @@ class SignatureChecker:
 
     def _signed_at(self, value: str | None, name: str) -> float:
         text = _required(value, name)
-        try:
-            moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        except ValueError:
+        moment = _utc(text)
+        if moment is None:
             raise ImmError(
                 400,
                 "InvalidTimeStamp.Format",
                 f"Specified time stamp or date value is not well formatted: {name} {text!r} must be UTC like "
                 "2018-01-01T12:00:00Z.",
-            ) from None
+            )
         signed_at = moment.timestamp()
         skew = signed_at - self._clock()
         if abs(skew) > SIGNATURE_WINDOW_SECONDS:
@@ -186,6 +185,16 @@ class SignatureChecker:
                 "Specified signature nonce was used already: every request needs a new nonce (the official "
                 "SDKs make one per request, retries included).",
             )
+
+
+def _utc(text: str) -> datetime | None:
+    """``2018-01-01T12:00:00Z`` (what the SDKs send), also with milliseconds."""
+    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
+        try:
+            return datetime.strptime(text, layout).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
 
 
 def _required(value: str | None, name: str) -> str:
