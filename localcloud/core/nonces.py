@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from localcloud.core.acs3 import MAX_SKEW_SECONDS
 from localcloud.core.sqlite import Database
 
 #: How far a request's date may be from the server's clock, either way (docs/signatures.md).
-SIGNATURE_WINDOW_SECONDS = 15 * 60
+SIGNATURE_WINDOW_SECONDS = MAX_SKEW_SECONDS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nonces (

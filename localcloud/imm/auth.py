@@ -2,7 +2,7 @@
 
 Two forms (imm-api.md §6.3, §6.4), as ``alibabacloud_tea_openapi`` computes them:
 
-* ACS3-HMAC-SHA256 (the SDK's default): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
+* ACS3-HMAC-SHA256 (the SDK's default; :mod:`localcloud.core.acs3`): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
   SignedHeaders=<names>,Signature=<hex>`` over the canonical request (method, ``/``, the sorted
   query with RFC 3986 encoding of the decoded values, the signed headers, SHA-256 of the body).
   The signed ``host`` is the header as sent, i.e. the endpoint string the client was configured with.
@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from urllib.parse import quote, quote_plus
 
+from localcloud.core import acs3
 from localcloud.core.account import Account
 from localcloud.core.http import Request
 from localcloud.core.nonces import SIGNATURE_WINDOW_SECONDS, NonceLedger
 from localcloud.imm.errors import ImmError
 
-ACS3 = "ACS3-HMAC-SHA256"
 #: Headers an ACS3 signature must cover besides every ``x-acs-*`` header sent.
 ACS3_REQUIRED_SIGNED = ("host", "x-acs-date", "x-acs-signature-nonce")
 
@@ -56,25 +56,6 @@ def _unknown_key(key_id: str) -> ImmError:
         "InvalidAccessKeyId.NotFound",
         f"Specified access key is not found: {key_id!r}. Use the access key in the local cloud's endpoints.json.",
     )
-
-
-def acs3_signature(request: Request, query: Mapping[str, str], signed_headers: list[str], secret: str) -> str:
-    canonical_query = "&".join(f"{key}={quote(query[key], safe='~')}" for key in sorted(query))
-    canonical_headers = "".join(
-        f"{name}:{request.headers.get(name, '').strip()}\n" for name in signed_headers
-    )
-    canonical_request = "\n".join(
-        [
-            request.method,
-            request.raw_path or "/",
-            canonical_query,
-            canonical_headers,
-            ";".join(signed_headers),
-            hashlib.sha256(request.body).hexdigest(),
-        ]
-    )
-    to_sign = f"{ACS3}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def v1_signature(params: Mapping[str, str], secret: str, method: str = "POST") -> str:
@@ -99,9 +80,9 @@ class SignatureChecker:
     def check(self, request: Request, query: Mapping[str, str], form: Mapping[str, str]) -> None:
         """Raise the gateway's error for a request that is not signed with the account's key, is
         out of the time window, or replays a nonce."""
-        authorization = request.headers.get("authorization", "")
-        if authorization.startswith(ACS3 + " "):
-            self._check_acs3(request, query, authorization)
+        fields = acs3.parse_authorization(request.headers.get("authorization", ""))
+        if fields is not None:
+            self._check_acs3(request, query, fields)
         elif "Signature" in query:
             self._check_v1(request, query, form)
         else:
@@ -112,16 +93,9 @@ class SignatureChecker:
                 "Signature parameters (the official SDKs do both).",
             )
 
-    def _check_acs3(self, request: Request, query: Mapping[str, str], authorization: str) -> None:
-        fields = dict(
-            part.strip().partition("=")[::2]
-            for part in authorization[len(ACS3) + 1 :].split(",")
-            if part.strip()
-        )
-        key_id = fields.get("Credential", "")
-        if key_id != self._account.access_key_id:
-            raise _unknown_key(key_id)
-        signed_headers = [name for name in fields.get("SignedHeaders", "").split(";") if name]
+    def _check_acs3(self, request: Request, query: Mapping[str, str], fields: acs3.Authorization) -> None:
+        if fields.key_id != self._account.access_key_id:
+            raise _unknown_key(fields.key_id)
         signed_at = self._signed_at(request.headers.get("x-acs-date"), "x-acs-date")
         nonce = _required(request.headers.get("x-acs-signature-nonce"), "x-acs-signature-nonce")
         unsigned = [
@@ -129,7 +103,7 @@ class SignatureChecker:
             for name in sorted(
                 {*ACS3_REQUIRED_SIGNED, *(h for h in request.headers if h.startswith("x-acs-"))}
             )
-            if name not in signed_headers
+            if name not in fields.signed_headers
         ]
         if unsigned:
             raise ImmError(
@@ -138,8 +112,7 @@ class SignatureChecker:
                 f"The request signature does not conform to Aliyun standards: SignedHeaders must include "
                 f"{', '.join(unsigned)}.",
             )
-        expected = acs3_signature(request, query, signed_headers, self._account.access_key_secret)
-        if not hmac.compare_digest(expected, fields.get("Signature", "")):
+        if not acs3.signature_matches(request, query, fields, self._account.access_key_secret):
             raise _mismatch("ACS3-HMAC-SHA256")
         self._spend(nonce, signed_at)
 

@@ -140,6 +140,18 @@ def summarize(stderr: str, lines: int = 3) -> str:
     return " | ".join(meaningful[-lines:]) or "ffmpeg failed without a message"
 
 
+#: What ffmpeg's demuxers say of a source whose data stops before its index says it should.
+_TRUNCATED = ("partial file", "moov atom not found")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output_seconds: float
+    """How much output ffmpeg wrote, in seconds (its last ``out_time``)."""
+    truncated: bool
+    """ffmpeg reported the source's data ending early (a cut-off upload)."""
+
+
 def run(
     args: Sequence[str],
     *,
@@ -147,7 +159,7 @@ def run(
     on_progress: Callable[[float], None] | None = None,
     timeout: float = 3600,
     cwd: Path | None = None,
-) -> None:
+) -> RunResult:
     """Run ``ffmpeg <args>``; ``on_progress`` gets 0..1 when ``duration`` (seconds of output) is known."""
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
     log.debug("imm: %s", shlex.join(command))
@@ -165,12 +177,15 @@ def run(
     reader.start()
     timer = threading.Timer(timeout, lambda: _kill(proc))
     timer.start()
+    output_seconds = 0.0
     try:
         for line in proc.stdout or ():
-            if on_progress and duration > 0 and line.startswith("out_time_us="):
+            if line.startswith("out_time_us="):
                 value = line.partition("=")[2].strip()
                 if value.isdigit():
-                    on_progress(min(1.0, int(value) / 1e6 / duration))
+                    output_seconds = int(value) / 1e6
+                    if on_progress and duration > 0:
+                        on_progress(min(1.0, output_seconds / duration))
         code = proc.wait()
     finally:
         timer.cancel()
@@ -179,6 +194,8 @@ def run(
         if code < 0 and code == -signal.SIGKILL:
             raise TaskFailure("InternalError", f"ffmpeg took longer than {timeout:.0f} s and was stopped.")
         raise TaskFailure("InvalidArgument", "ffmpeg failed: " + summarize("".join(tail)))
+    stderr = "".join(tail)
+    return RunResult(output_seconds, any(marker in stderr for marker in _TRUNCATED))
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:

@@ -18,10 +18,14 @@ from typing import Any
 from immflow.ossuri import OssUri
 from PIL import Image, ImageColor, UnidentifiedImageError
 
+from localcloud.imm import inputs
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure, invalid_argument
 
 SPLICE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+# Pillow's own guard (a warning past 89 M pixels, an error past twice that) would fire before the
+# size check against IMM's limits can name them: the check in `inputs` is the guard here.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def check_splicing(params: Mapping[str, Any]) -> None:
@@ -52,8 +56,10 @@ def _load(ctx: TaskContext, sources: list[Mapping[str, Any]]) -> list[Image.Imag
         path = ctx.fetch(uri, f"image-{index}")
         try:
             with Image.open(path) as opened:
+                # Pillow reads only the header here: refuse a huge image before decoding it.
+                inputs.check_image_size(str(uri), *opened.size)
                 image = opened.copy()
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise TaskFailure(
                 "InvalidArgument", f"{uri} is not an image the local IMM can read: {exc}"
             ) from None

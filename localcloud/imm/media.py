@@ -51,7 +51,7 @@ from typing import Any
 
 from immflow.ossuri import OssUri
 
-from localcloud.imm import ffmpeg
+from localcloud.imm import ffmpeg, inputs
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure, invalid_argument, not_available
 
@@ -522,14 +522,32 @@ def _transcode(
     out = ctx.workdir / f"target-{where[8:-1]}.{extension}"
     if muxer in ("mp4", "mov", "ipod"):
         args += ["-movflags", "+faststart"]
-    ffmpeg.run(
+    result = ffmpeg.run(
         [*args, "-f", muxer, str(out)],
         duration=info.duration,
         on_progress=progress,
         timeout=ctx.media_timeout,
     )
+    _check_complete(result, info, args)
     ctx.oss.upload(uri, out)
     return uri
+
+
+def _check_complete(result: ffmpeg.RunResult, info: ffmpeg.MediaInfo, args: list[str]) -> None:
+    """Fail the task when the source turned out to be cut off (see `localcloud.imm.inputs`).
+
+    The decoded length is compared with the stated one only when the output keeps every kind of
+    stream the source has: a video track shorter than its audio is no defect of an audio-only output.
+    """
+    if result.truncated:
+        raise TaskFailure(
+            "InvalidArgument",
+            f"The source is damaged or truncated: its data ends early (it decodes to {result.output_seconds:.2f} s "
+            f"of the {info.duration:.2f} s its container states).",
+        )
+    dropped = ("-vn" in args and info.video) or ("-an" in args and info.audio)
+    if not dropped:
+        inputs.check_decoded_duration(info.duration, result.output_seconds)
 
 
 def _hls(
@@ -566,12 +584,13 @@ def _hls(
     args += ["-hls_segment_filename", str(folder / f"seg%d.{segment_ext}")]
     if fmp4:
         args += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]
-    ffmpeg.run(
+    result = ffmpeg.run(
         [*args, str(folder / "playlist.m3u8")],
         duration=info.duration,
         on_progress=progress,
         timeout=ctx.media_timeout,
     )
+    _check_complete(result, info, args)
 
     template = str(target["URI"])
     if "{index}" in template.replace("{{", ""):

@@ -41,6 +41,7 @@ from immflow.ossuri import OssUri
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PdfReadError
 
+from localcloud.imm import inputs
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure, invalid_argument, not_available
 
@@ -207,6 +208,7 @@ def run(ctx: TaskContext) -> dict[str, Any]:
     source_uri = OssUri.parse(request["SourceURI"], field="SourceURI")
     source_type = str(request.get("SourceType") or source_uri.ext or "docx").lower()
     source = ctx.fetch(source_uri, f"source.{source_type}")
+    inputs.check_office_document(source, source_type)
     ctx.report_progress(0.1)
     pdf = source if source_type == "pdf" else _to_pdf(ctx, source)
     ctx.report_progress(0.6)

@@ -23,6 +23,8 @@ _SHORT_PROBLEMS = {
     "extra_forbidden": "unknown field (not accepted here)",
 }
 _INPUT_PREVIEW_CHARS = 80
+TOO_DEEP = "nested too deeply to parse (no payload of the cloud nests more than a few levels)"
+"""The problem of a payload whose nesting would exhaust Python's stack (json and pydantic recurse)."""
 
 
 def _assume_utc(value: datetime) -> datetime:
@@ -60,6 +62,8 @@ def parse_model(model_cls: type[ModelT], data: object, kind: str, *, strict: boo
         return model_cls.model_validate(data, strict=strict)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
+    except RecursionError:
+        raise PayloadError(kind, "", TOO_DEEP) from None
     first = errors[0]
     problem = _problem(first)
     if len(errors) > 1:
@@ -101,6 +105,8 @@ def load_json(text: str | bytes, kind: str, field: str = "") -> Any:
         raise PayloadError(
             kind, field, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise PayloadError(kind, field, TOO_DEEP) from None
 
 
 def expect_object(value: object, kind: str, field: str = "") -> dict[str, Any]:

@@ -170,7 +170,11 @@ _Loaded = tuple[Any, dict[Path_, yaml.Mark], list[tuple[Path_, yaml.Mark]]]
 
 def _load_yaml(text: str, report: Report) -> _Loaded | None:
     """The document, where each key and item starts, and the keys written twice (with where)."""
-    loader = _Yaml12Loader(text)
+    try:
+        loader = _Yaml12Loader(text)  # the reader refuses control characters here already
+    except yaml.YAMLError as exc:
+        report.problems.append(_yaml_problem(exc))
+        return None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -184,6 +188,16 @@ def _load_yaml(text: str, report: Report) -> _Loaded | None:
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         report.problems.append(_yaml_problem(exc))
+        return None
+    except RecursionError:
+        report.problems.append(
+            Problem(
+                "error",
+                (),
+                "the YAML is nested too deeply to read",
+                "a pipeline nests a few levels, not thousands",
+            )
+        )
         return None
     finally:
         loader.dispose()

@@ -143,6 +143,18 @@ def test_a_decoded_dict_is_accepted_too() -> None:
         (lambda r: r.update(eventName="oss:ObjectCreated:PutObject"), "events.0.eventName", "ObjectCreated"),
         (lambda r: r.update(eventTime="yesterday"), "events.0.eventTime", "datetime"),
         (lambda r: r["oss"].pop("bucket"), "events.0.oss.bucket", "field required"),
+        (
+            lambda r: r["oss"]["object"].update(size=-5),
+            "events.0.oss.object.size",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda r: r["oss"]["object"].update(key="k" * 10_000_000),
+            "events.0.oss.object.key",
+            "at most 1023 bytes",
+        ),
+        (lambda r: r["oss"]["object"].update(key="é" * 512), "events.0.oss.object.key", "this one is 1,024"),
+        (lambda r: r["oss"]["bucket"].update(name="b" * 64), "events.0.oss.bucket.name", "at most 63"),
     ],
     ids=[
         "missing-key",
@@ -152,6 +164,10 @@ def test_a_decoded_dict_is_accepted_too() -> None:
         "prefixed-event",
         "bad-time",
         "no-bucket",
+        "negative-size",
+        "10-MB-key",
+        "key-over-1023-bytes",
+        "bucket-name-too-long",
     ],
 )
 def test_malformed_records_name_the_field(mutate: Any, field: str, problem: str) -> None:

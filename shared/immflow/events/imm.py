@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from immflow.errors import PayloadError
-from immflow.parsing import EpochMsDatetime, UtcDatetime, expect_object, load_json, parse_model
+from immflow.parsing import TOO_DEEP, EpochMsDatetime, UtcDatetime, expect_object, load_json, parse_model
 
 KIND = "IMM notification"
 GET_TASK_KIND = "IMM GetTask response"
@@ -161,14 +161,19 @@ def parse_imm_notification(body: str | bytes) -> ImmNotification:
 def _decode_body(body: str | bytes) -> Any:
     text = body if isinstance(body, str) else _utf8(body)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    try:
-        # binascii.Error, UnicodeDecodeError and JSONDecodeError are all ValueErrors.
-        return json.loads(base64.b64decode("".join(text.split()), validate=True).decode("utf-8"))
-    except ValueError:
-        raise PayloadError(KIND, "", f"neither JSON nor Base64-encoded JSON (starts {text[:40]!r})") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+        try:
+            # binascii.Error, UnicodeDecodeError and JSONDecodeError are all ValueErrors.
+            return json.loads(base64.b64decode("".join(text.split()), validate=True).decode("utf-8"))
+        except ValueError:
+            raise PayloadError(
+                KIND, "", f"neither JSON nor Base64-encoded JSON (starts {text[:40]!r})"
+            ) from None
+    except RecursionError:
+        raise PayloadError(KIND, "", TOO_DEEP) from None
 
 
 def _utf8(body: bytes) -> str:

@@ -130,8 +130,8 @@ def _json_object_or_none(text: str) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
+    except (json.JSONDecodeError, RecursionError):
+        return None  # a STREAM body is the published message, whatever it holds
     return data if isinstance(data, dict) else None
 
 

@@ -48,9 +48,15 @@ class _CloudModel(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+#: OSS's own limits (OSS documentation, "Bucket naming conventions" and "Object naming conventions"):
+#: anything longer did not come from OSS, and would only bloat logs and ledger rows.
+MAX_BUCKET_NAME = 63
+MAX_KEY_BYTES = 1023
+
+
 class OssBucket(_CloudModel):
     arn: str
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_BUCKET_NAME)
     ownerIdentity: str
     virtualBucket: str | None = None
     """Only in older samples, always ``""`` there."""
@@ -66,13 +72,23 @@ class OssObjectMeta(_CloudModel):
 
 class OssObject(_CloudModel):
     key: str = Field(min_length=1)
-    """The object name, raw (see the module docstring)."""
-    eTag: str | None = None
+    """The object name, raw (see the module docstring); at most 1023 bytes of UTF-8, as OSS allows."""
+    eTag: str | None = Field(default=None, max_length=128)
     """Upper-case hex MD5 (``-N`` suffixed for multipart uploads), without quotes."""
-    size: int | None = None
+    size: int | None = Field(default=None, ge=0)
     deltaSize: int | None = None
     """Size change of the bucket: ``size`` for a new object, ``new - old`` for an overwrite."""
     objectMeta: OssObjectMeta | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_fits_oss(cls, key: str) -> str:
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > MAX_KEY_BYTES:
+            raise ValueError(
+                f"an OSS object key is at most {MAX_KEY_BYTES} bytes of UTF-8; this one is {size:,}"
+            )
+        return key
 
 
 class OssDetails(_CloudModel):
