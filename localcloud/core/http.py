@@ -20,11 +20,20 @@ from urllib.parse import unquote
 log = logging.getLogger("localcloud.http")
 
 
-def _loggable(path: str) -> str:
-    # Imported here: localcloud.core.admin imports this module.
-    from localcloud.core.redact import redact_url
+class _TokenBlanked(logging.Filter):
+    """Request paths are logged with the admin token blanked: the MNS push route carries it as
+    ``?token=`` (localcloud/core/admin.py)."""
 
-    return redact_url(path)
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Imported here: localcloud.core.admin, which redact imports, imports this module.
+        from localcloud.core.redact import redact_url
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+log.addFilter(_TokenBlanked())
 
 
 @dataclass
@@ -123,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = service.handle(request)
         except Exception:
-            log.exception("%s: unhandled error on %s %s", service.name, self.command, _loggable(self.path))
+            log.exception("%s: unhandled error on %s %s", service.name, self.command, self.path)
             response = Response(500, {"Content-Type": "text/plain"}, b"internal error in the local cloud")
         body = response.body
         length = len(body) if isinstance(body, bytes) else response.length
@@ -146,8 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 for chunk in body:
                     self.wfile.write(chunk)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s %s -> %s", service.name, self.command, _loggable(self.path), response.status)
+        log.debug("%s %s %s -> %s", service.name, self.command, self.path, response.status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 

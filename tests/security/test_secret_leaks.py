@@ -38,6 +38,7 @@ from security_support import mns_account
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard, load_or_create_token
+from localcloud.core.http import log as http_log
 from localcloud.core.redact import SecretsFilter, redact_url
 from localcloud.launcher import LocalCloud
 
@@ -199,6 +200,13 @@ def test_urls_are_logged_with_the_token_blanked() -> None:
     )
     assert redact_url("/x?a=1&token=abc&b=2") == "/x?a=1&token=***&b=2"
     assert redact_url("/x?tokens=1") == "/x?tokens=1"
+
+
+def test_the_http_servers_log_lines_blank_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    """The server logs each request's path (and an unhandled error's): the MNS push route has the token."""
+    with caplog.at_level(logging.DEBUG, logger="localcloud.http"):
+        http_log.debug("%s %s %s -> %s", "fc", "POST", "/_localcloud/mns/f/t?token=the-admin-token", 204)
+    assert "/_localcloud/mns/f/t?token=*** -> 204" in caplog.text and "the-admin-token" not in caplog.text
 
 
 def test_reprs_leave_the_secret_and_the_token_out(tmp_path: Path) -> None:
