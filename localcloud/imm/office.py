@@ -49,41 +49,13 @@ ACTION = "CreateOfficeConversionTask"
 TARGET_TYPES = frozenset({"pdf", "png", "jpg", "txt"})
 #: The documented SourceType values; the value names the downloaded file, so nothing else may pass.
 SOURCE_TYPES = frozenset(
-    [
-        "doc",
-        "docx",
-        "wps",
-        "wpss",
-        "docm",
-        "dotm",
-        "dot",
-        "dotx",
-        "pptx",
-        "ppt",
-        "pot",
-        "potx",
-        "pps",
-        "ppsx",
-        "dps",
-        "dpt",
-        "pptm",
-        "potm",
-        "ppsm",
-        "dpss",
-        "xls",
-        "xlt",
-        "et",
-        "ett",
-        "xlsx",
-        "xltx",
-        "csv",
-        "xlsb",
-        "xlsm",
-        "xltm",
-        "ets",
+    {
+        "doc", "docx", "wps", "wpss", "docm", "dotm", "dot", "dotx",
+        "pptx", "ppt", "pot", "potx", "pps", "ppsx", "dps", "dpt", "pptm", "potm", "ppsm", "dpss",
+        "xls", "xlt", "et", "ett", "xlsx", "xltx", "csv", "xlsb", "xlsm", "xltm", "ets",
         "pdf",
-    ]
-)
+    }
+)  # fmt: skip
 _PAGES = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
 
 
