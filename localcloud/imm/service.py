@@ -41,8 +41,8 @@ from immflow.tasks import TASK_REQUESTS_BY_ACTION, TaskRequest
 from localcloud.core.account import Account
 from localcloud.core.http import Request, Response
 from localcloud.core.nonces import NonceLedger
-from localcloud.imm import auth, images, media, office, wire
-from localcloud.imm.engine import Engine
+from localcloud.imm import auth, wire
+from localcloud.imm.engine import PROCESSORS, Engine
 from localcloud.imm.errors import (
     ImmError,
     invalid_argument,
@@ -79,14 +79,6 @@ SDK_TASK_ACTIONS = frozenset(
         "CreateHighlightTask",
     }
 )
-#: Local feature checks per task type, run at create time after the request model has parsed.
-_LOCAL_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
-    "MediaConvert": media.check_supported,
-    "OfficeConversion": office.check_supported,
-    "ImageSplicing": images.check_splicing,
-}
-#: Target fields that name a folder rather than an object.
-_PREFIX_TARGETS = {("OfficeConversion", "TargetURIPrefix"), ("FileUncompression", "TargetURI")}
 
 #: 1 to 128 letters, digits, ``-`` or ``_``, starting with a letter or ``_`` (docs/signatures.md).
 PROJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
@@ -342,8 +334,8 @@ class ImmService:
         if notification.get("RocketMQ"):
             raise invalid_argument("RocketMQ notification is not available locally; use Notification.MNS.")
         tags = request.get("Tags")
-        self._check_uris(task_type, request, tags)
-        check = _LOCAL_CHECKS.get(task_type)
+        self._check_uris(request_class, request, tags)
+        check = PROCESSORS[task_type].check
         if check is not None:
             check(request)
         task_id = f"{task_type}-{uuid.uuid4()}"
@@ -363,21 +355,30 @@ class ImmService:
         self._engine.wake()
         return {"TaskId": task_id, "EventId": event_id}
 
-    def _check_uris(self, task_type: str, request: Mapping[str, Any], tags: Mapping[str, Any] | None) -> None:
-        for field, uri in _source_fields(task_type, request):
-            prefix = task_type == "FileCompression" and field.endswith(".URI")
+    def _check_uris(
+        self, request_class: type[TaskRequest], request: Mapping[str, Any], tags: Mapping[str, Any] | None
+    ) -> None:
+        for source in request_class.source_fields(request):
             try:
-                OssUri.parse(uri, field=field, allow_prefix=prefix)
+                OssUri.parse(source.uri, field=source.field, allow_prefix=source.folder)
             except OssUriError as exc:
                 raise invalid_argument(str(exc)) from None
-        for field, template in _target_fields(task_type, request):
+        targets = [
+            (target.field, target.template, target.shape.layout == "folder")
+            for target in request_class.target_fields(request)
+            if target.template
+        ]
+        extended = (request.get("Notification") or {}).get("ExtendedMessageURI")
+        if extended:
+            targets.append(("Notification.ExtendedMessageURI", extended, False))
+        # A type that provides no variables of its own is named in no error about them.
+        task_type = request_class.TASK_TYPE if request_class.TEMPLATE_VARIABLES else None
+        for field, template, folder in targets:
             try:
                 parsed = templates.parse(template)
-                parsed.check(
-                    task_type if task_type in templates.TASK_SPECIFIC_VARIABLES else None, tags or {}
-                )
+                parsed.check(task_type, tags or {})
                 sample = parsed.expand(_SAMPLE_VALUES, tags or {})
-                OssUri.parse(sample, field=field, allow_prefix=(task_type, field) in _PREFIX_TARGETS)
+                OssUri.parse(sample, field=field, allow_prefix=folder)
             except templates.TemplateError as exc:
                 raise invalid_argument(f"{field}: {exc}") from None
             except OssUriError as exc:
@@ -500,30 +501,6 @@ def _tag_matches(tags: Mapping[str, Any] | None, key: str, value: str) -> bool:
         return False
     have = tags[key]
     return (have if isinstance(have, str) else json.dumps(have)) == value
-
-
-def _source_fields(task_type: str, request: Mapping[str, Any]) -> list[tuple[str, str]]:
-    fields = [("SourceURI", request["SourceURI"])] if request.get("SourceURI") else []
-    if request.get("SourceManifestURI"):
-        fields.append(("SourceManifestURI", request["SourceManifestURI"]))
-    for index, source in enumerate(request.get("Sources") or []):
-        if source.get("URI"):
-            fields.append((f"Sources[{index}].URI", source["URI"]))
-    return fields
-
-
-def _target_fields(task_type: str, request: Mapping[str, Any]) -> list[tuple[str, str]]:
-    fields = [(name, request[name]) for name in ("TargetURI", "TargetURIPrefix") if request.get(name)]
-    extended = (request.get("Notification") or {}).get("ExtendedMessageURI")
-    if extended:
-        fields.append(("Notification.ExtendedMessageURI", extended))
-    for index, target in enumerate(request.get("Targets") or []):
-        if target.get("URI"):
-            fields.append((f"Targets[{index}].URI", target["URI"]))
-        for kind in ("Snapshots", "Sprites", "Animations"):
-            for number, image in enumerate((target.get("Image") or {}).get(kind) or []):
-                fields.append((f"Targets[{index}].Image.{kind}[{number}].URI", image["URI"]))
-    return fields
 
 
 def _tag_selector(text: str) -> list[tuple[str, str]]:

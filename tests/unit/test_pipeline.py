@@ -12,11 +12,10 @@ from immflow.pipeline import (
     FollowUp,
     Match,
     Pipeline,
-    PipelineError,
     TriggerFilter,
     UnknownTaskError,
-    load_pipeline,
 )
+from immflow.validation import PipelineError, load_pipeline
 from pydantic import ValidationError
 
 #: What ObjectCreated:* means in a trigger: every finished object, written out (no multipart steps).
@@ -499,3 +498,11 @@ def test_wildcards_never_match_the_steps_of_a_multipart_upload() -> None:
 def test_naming_a_multipart_step_is_refused_with_the_event_to_use() -> None:
     with pytest.raises(ValueError, match="CompleteMultipartUpload"):
         Match.model_validate({"events": ["oss:ObjectCreated:UploadPart"]})
+
+
+def test_the_local_oss_accepts_every_event_a_rule_can_put_in_a_trigger() -> None:
+    from immflow.pipeline import TRIGGER_EVENT_NAMES
+
+    from localcloud.oss.events import EVENT_NAMES
+
+    assert set(TRIGGER_EVENT_NAMES) == set(EVENT_NAMES)

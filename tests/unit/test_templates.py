@@ -36,7 +36,6 @@ def _expand(template: str, **kwargs: object) -> str:
 def test_parse_splits_literals_and_variables() -> None:
     parsed = parse("oss://{bucket}/out/{tags.custom}/{dirname}/{barename}.{autoext}")
     assert parsed.variables == ("bucket", "tags.custom", "dirname", "barename", "autoext")
-    assert parsed.tag_keys == frozenset({"custom"})
     assert parsed.builtin_variables == frozenset({"bucket", "dirname", "barename", "autoext"})
     assert parsed.parts[0] == "oss://"
 

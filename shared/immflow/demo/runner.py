@@ -30,7 +30,8 @@ from immflow.errors import ImmflowError
 from immflow.flow.lineage import run_id_for
 from immflow.ledger import Ledger, RunRecord, TaskRecord, default_cli_ledger_url
 from immflow.ossuri import OssUri
-from immflow.pipeline import Pipeline, load_pipeline
+from immflow.pipeline import Pipeline
+from immflow.validation import load_pipeline
 
 DEFAULT_SERVICE_ROLE = "AliyunIMMDefaultRole"
 UPLOAD_EVENT = "ObjectCreated:PutObject"

@@ -25,7 +25,8 @@ from immflow.flow.runtime import Call
 from immflow.ledger import RunRecord, TaskRecord
 from immflow.logging import logger
 from immflow.ossuri import OssUri
-from immflow.pipeline import TargetField, TaskSpec
+from immflow.pipeline import TaskSpec
+from immflow.tasks import TASK_TYPES, TargetField
 from immflow.templates import UPLOAD_TIME_VARIABLES, TemplateError, output_pattern, parse
 
 
@@ -98,14 +99,14 @@ def outside_targets(targets: Sequence[Target], uris: Sequence[str]) -> list[str]
 def discover_outputs(
     call: Call, task: TaskRecord, targets: Sequence[Target], named: Sequence[str] = ()
 ) -> list[str]:
-    """The objects `task` wrote: OSS listed under each of its `targets`, plus for MediaConvert the
-    `named` URIs (from its notification) that one of its targets holds."""
+    """The objects `task` wrote: OSS listed under each of its `targets`, plus, for the types whose
+    notification names outputs (MediaConvert), the `named` URIs that one of its targets holds."""
     services = call.services
     found: list[str] = []
     for target in targets:
         listed = call.retry(partial(services.oss.list_objects, target.prefix))
         found.extend(str(item.uri) for item in listed if target.pattern.match(item.uri.key))
-    if task.task_type == "MediaConvert":
+    if TASK_TYPES[task.task_type].NOTIFICATION_NAMES_OUTPUTS:
         found.extend(
             uri
             for uri in named

@@ -20,8 +20,9 @@ from immflow.fc import Credentials, Invocation, credentials_for
 from immflow.flow.retry import with_retries
 from immflow.ledger import Ledger, utcnow
 from immflow.logging import start_invocation
-from immflow.pipeline import Pipeline, load_pipeline
+from immflow.pipeline import Pipeline
 from immflow.settings import Settings, load_settings
+from immflow.validation import load_pipeline
 
 T = TypeVar("T")
 
