@@ -8,9 +8,11 @@ is the in-process form for tests (free ports when ``port_base`` is None).
 One local cloud per state folder: an exclusive lock on ``DIR/localcloud.lock`` is held while it
 runs, so a second launcher on the same folder fails at once instead of corrupting state.
 
-The functions run by the local FC get the local endpoints over their s.yaml values:
-``IMMFLOW_OSS_ENDPOINT``, ``IMMFLOW_IMM_ENDPOINT`` and ``IMMFLOW_LEDGER_URL`` (=
-``sqlite:///DIR/ledger.sqlite3``).
+The local cloud knows no application: whoever starts it says what its functions need, as
+``function_env`` (``--function-env NAME=VALUE``, repeated): variables set in every function's
+environment over its s.yaml values, where ``{oss}``, ``{mns}``, ``{imm}`` and ``{ots}`` stand for
+those services' endpoints (as ``endpoints.json`` writes them; ``{{`` and ``}}`` are literal braces).
+``immflow local up`` hands it immflow's (`immflow.cli.local.function_env`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,8 +51,19 @@ class LaunchError(RuntimeError):
     """The local cloud cannot start; the message says why and what to do."""
 
 
-def ledger_url(state_dir: Path) -> str:
-    return f"sqlite:///{state_dir.resolve() / 'ledger.sqlite3'}"
+def _function_env(function_env: Mapping[str, str], endpoints: Mapping[str, str]) -> dict[str, str]:
+    """`function_env` with the endpoint placeholders filled in (see the module docstring)."""
+    filled = {}
+    for name, value in function_env.items():
+        try:
+            filled[name] = value.format_map(endpoints)
+        except (KeyError, ValueError, IndexError) as error:
+            names = ", ".join("{" + endpoint + "}" for endpoint in endpoints)
+            raise LaunchError(
+                f"function environment {name}={value!r}: {error!r} is not an endpoint placeholder; "
+                f"use {names}, and {{{{ or }}}} for a literal brace"
+            ) from None
+    return filled
 
 
 def _lock(state_dir: Path) -> TextIO:
@@ -99,11 +112,13 @@ class LocalCloud:
         *,
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
+        function_env: Mapping[str, str] | None = None,
     ) -> LocalCloud:
         """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
-        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests).
+        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``function_env`` is
+        what every function gets over its s.yaml environment (see the module docstring).
         """
         from localcloud.fc import FcService
         from localcloud.imm import ImmService
@@ -127,14 +142,9 @@ class LocalCloud:
                 host,
                 port(2),
             )
-            cloud._add("ots", OtsService(state_dir, account), host, port(4))
-            overrides = {
-                "IMMFLOW_OSS_ENDPOINT": oss.url,
-                "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
-                "IMMFLOW_LEDGER_URL": ledger_url(state_dir),
-                # Every local function instance runs on this machine's disk (immflow.settings).
-                "IMMFLOW_LEDGER_SHARED_DISK": "1",
-            }
+            ots = cloud._add("ots", OtsService(state_dir, account), host, port(4))
+            endpoints = {"oss": oss.url, "mns": mns.url, "imm": f"{imm.host}:{imm.port}", "ots": ots.url}
+            overrides = _function_env(function_env or {}, endpoints)
             fc_service = FcService(
                 state_dir,
                 account,
@@ -209,12 +219,17 @@ class LocalCloud:
         self.stop()
 
 
-def run(state_dir: Path, port_base: int, on_ready: Callable[[dict[str, str]], None] | None = None) -> int:
+def run(
+    state_dir: Path,
+    port_base: int,
+    on_ready: Callable[[dict[str, str]], None] | None = None,
+    function_env: Mapping[str, str] | None = None,
+) -> int:
     """Run in the foreground until SIGTERM/SIGINT; ``on_ready`` gets the endpoints once serving."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    cloud = LocalCloud.start(state_dir, port_base)
+    cloud = LocalCloud.start(state_dir, port_base, function_env=function_env)
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
@@ -234,16 +249,36 @@ def run(state_dir: Path, port_base: int, on_ready: Callable[[dict[str, str]], No
     return 0
 
 
+def _variable(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m localcloud.launcher", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--state-dir", type=Path, default=Path(".immflow"))
+    parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
+    parser.add_argument(
+        "--function-env",
+        type=_variable,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in every function's environment; {oss}, {mns}, {imm}, {ots} stand for the endpoints",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return run(args.state_dir, args.port_base, lambda endpoints: print(json.dumps(endpoints), flush=True))
+        return run(
+            args.state_dir,
+            args.port_base,
+            lambda endpoints: print(json.dumps(endpoints), flush=True),
+            dict(args.function_env),
+        )
     except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -127,6 +127,22 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def function_env(state_dir: Path) -> dict[str, str]:
+    """What immflow's functions need from the local cloud of `state_dir`, over their s.yaml values: its
+    OSS and IMM endpoints (the launcher's ``{oss}`` and ``{imm}``) and its ledger, a SQLite file every
+    local function instance shares (`immflow.settings`)."""
+    from immflow.ledger import default_cli_ledger_url
+    from immflow.settings import ENVIRONMENT_VARIABLES, SHARED_DISK_VARIABLE
+
+    ledger_url = default_cli_ledger_url(state_dir)
+    return {
+        ENVIRONMENT_VARIABLES["oss_endpoint"]: "{oss}",
+        ENVIRONMENT_VARIABLES["imm_endpoint"]: "{imm}",
+        ENVIRONMENT_VARIABLES["ledger_url"]: ledger_url.replace("{", "{{").replace("}", "}}"),
+        SHARED_DISK_VARIABLE: "1",
+    }
+
+
 def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, str]:
     """Start the launcher in the background and wait until every port answers."""
     if is_running(state_dir):
@@ -155,6 +171,7 @@ def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEO
                 str(state_dir),
                 "--port-base",
                 str(port_base),
+                *(f"--function-env={name}={value}" for name, value in function_env(state_dir).items()),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -334,7 +351,7 @@ def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
             )
 
     try:
-        run(state_dir, port_base, on_ready=ready)
+        run(state_dir, port_base, on_ready=ready, function_env=function_env(state_dir))
     except LaunchError as error:
         raise click.ClickException(str(error)) from None
 
