@@ -56,7 +56,8 @@ from localcloud.imm.store import Store, TaskRow
 
 log = logging.getLogger("localcloud.imm")
 
-#: Every asynchronous action of the SDK (imm-api.md §3.1); only those in TASK_REQUESTS_BY_ACTION run.
+#: Every asynchronous action of the SDK (imm-api.md §3.1); those with a request model and a local
+#: processor run (`LOCAL_TASKS`), the others answer NotImplemented.
 SDK_TASK_ACTIONS = frozenset(
     {
         "CreateMediaConvertTask",
@@ -79,6 +80,10 @@ SDK_TASK_ACTIONS = frozenset(
         "CreateHighlightTask",
     }
 )
+LOCAL_TASKS = {
+    action: request for action, request in TASK_REQUESTS_BY_ACTION.items() if request.TASK_TYPE in PROCESSORS
+}
+"""The task actions the local IMM runs: immflow's request model validates them, a processor runs them."""
 
 #: 1 to 128 letters, digits, ``-`` or ``_``, starting with a letter or ``_`` (docs/signatures.md).
 PROJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
@@ -187,8 +192,8 @@ class ImmService:
             action = wire.action_of(request, query)
             params = {k: v for k, v in {**form, **query}.items() if k not in wire.V1_SIGNATURE_PARAMETERS}
             self._throttle(params.get("ProjectName", ""))
-            if action in TASK_REQUESTS_BY_ACTION:
-                body = self._create_task(TASK_REQUESTS_BY_ACTION[action], params, request_id)
+            if action in LOCAL_TASKS:
+                body = self._create_task(LOCAL_TASKS[action], params, request_id)
             elif action in self._actions:
                 body = self._actions[action](params)
             elif action in SDK_TASK_ACTIONS:

@@ -565,3 +565,11 @@ def test_more_compression_sources_than_imm_takes_point_to_the_manifest() -> None
         FileCompressionRequest, {"ProjectName": "p", "TargetURI": "oss://b-1/out.zip", "Sources": sources}
     )
     assert "at most 100" in str(problem) and "SourceManifestURI" in str(problem)
+
+
+def test_every_task_type_immflow_starts_runs_in_the_local_imm() -> None:
+    from localcloud.imm.engine import PROCESSORS
+    from localcloud.imm.service import LOCAL_TASKS
+
+    assert set(PROCESSORS) == set(TASK_TYPES)
+    assert LOCAL_TASKS == TASK_REQUESTS_BY_ACTION
