@@ -165,17 +165,17 @@ class TaskRequest(_Wire):
         ``TargetURI`` (an object, or a folder for the types in `TARGET_URI_NAMES_A_FOLDER`) and
         ``TargetURIPrefix`` (a folder). Checked or not, as `source_fields`."""
         fields = []
-        if _text(params, "TargetURI"):
+        if isinstance(params.get("TargetURI"), str):
             shape = OutputShape("folder") if cls.TARGET_URI_NAMES_A_FOLDER else FILE
             fields.append(TargetField(("TargetURI",), params["TargetURI"], shape))
-        if _text(params, "TargetURIPrefix"):
+        if isinstance(params.get("TargetURIPrefix"), str):
             fields.append(TargetField(("TargetURIPrefix",), params["TargetURIPrefix"], OutputShape("folder")))
         return fields
 
     @classmethod
     def failure_echo(cls, request: Mapping[str, Any]) -> dict[str, Any]:
         """What the notification of a failed task repeats of its request: its source and target
-        fields (docs/imm-notifications.md)."""
+        fields (only MediaConvert's notification fields are documented, docs/imm.md)."""
         return {name: request[name] for name in _ECHOED_WHEN_FAILED if name in request}
 
     @classmethod
@@ -607,7 +607,7 @@ class MediaConvertRequest(TaskRequest):
 
     @classmethod
     def failure_echo(cls, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Only the source URIs, as ``Sources[]`` entries with ``SubtitleSources`` null."""
+        """The documented ``Sources`` (``URI``, ``SubtitleSources``) only (docs/imm.md)."""
         sources = request.get("Sources", [])
         return {"Sources": [{"URI": source.get("URI", ""), "SubtitleSources": None} for source in sources]}
 
