@@ -375,7 +375,7 @@ def test_office_sources_travel_in_the_form_body(recorder: tuple[str, list[dict[s
     assert set(captured[0]["body"]) == {"Sources"}
 
 
-def test_registry_actions_tags_and_json_parameters_follow_the_reference() -> None:
+def test_registry_actions_and_tags_follow_the_reference() -> None:
     assert {name: cls.ACTION for name, cls in TASK_TYPES.items()} == {
         "MediaConvert": "CreateMediaConvertTask",
         "OfficeConversion": "CreateOfficeConversionTask",
