@@ -106,11 +106,7 @@ _SAMPLE_VALUES = {
     "barename": "name",
     "basename": "name.ext",
     "ext": "ext",
-    "streamindex": "0",
-    "index": "1",
-    "resolution": "640x360",
-    "autoext": "ext",
-    "sheetname": "sheet1",
+    **templates.TASK_VARIABLE_EXAMPLES,
     **{name: "01" for name in templates.UPLOAD_TIME_VARIABLES | templates.TASK_TIME_VARIABLES},
 }
 

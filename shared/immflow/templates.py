@@ -224,6 +224,15 @@ TASK_VARIABLE_PATTERNS: Mapping[str, str] = {
     "autoext": r"[A-Za-z0-9]+",
     "sheetname": r"[^/]+",
 }
+#: A value IMM could put where each task-specific variable stands, for checks that expand a template
+#: without a real output (the local IMM's create-time check, `immflow validate`'s loop examples).
+TASK_VARIABLE_EXAMPLES: Mapping[str, str] = {
+    "index": "1",
+    "streamindex": "0",
+    "resolution": "1280x720",
+    "autoext": "dat",
+    "sheetname": "Sheet1",
+}
 #: What any source can put where a public variable stands (see `OssUri` for the parts of a key).
 PUBLIC_VARIABLE_PATTERNS: Mapping[str, str] = {
     "bucket": r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",

@@ -43,6 +43,7 @@ from immflow.pipeline import (
 from immflow.tasks import SOURCE_PARAMETERS, OutputShape, dotted_path
 from immflow.templates import (
     TASK_SPECIFIC_VARIABLES,
+    TASK_VARIABLE_EXAMPLES,
     TemplateError,
     allowed_variables,
     parse,
@@ -831,8 +832,7 @@ def _example_outputs(
 ) -> Iterator[OssUri]:
     task = entry.task
     autoext = shape.container or shape.image_format or task.params.get("TargetType") or "dat"
-    task_values = {"index": "1", "streamindex": "0", "resolution": "1280x720", "sheetname": "Sheet1"}
-    task_values["autoext"] = str(autoext).lower()
+    task_values = {**TASK_VARIABLE_EXAMPLES, "autoext": str(autoext).lower()}
     values = public_values(source, upload_time=_EXAMPLE_TIME, task_time=_EXAMPLE_TIME) | task_values
     try:
         text = parse(template).expand(values, entry.rule.task_tags(task))
