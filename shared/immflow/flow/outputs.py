@@ -25,7 +25,6 @@ from immflow.flow.runtime import Call
 from immflow.ledger import RunRecord, TaskRecord
 from immflow.logging import logger
 from immflow.ossuri import OssUri
-from immflow.pipeline import TaskSpec
 from immflow.tasks import TASK_TYPES, TargetField
 from immflow.templates import UPLOAD_TIME_VARIABLES, TemplateError, output_pattern, parse
 
@@ -63,7 +62,7 @@ def task_targets(call: Call, run: RunRecord, task: TaskRecord, result: ImmTaskRe
         return []
     source = OssUri.parse(task.sources[0])
     task_time = result.StartTime or task.started_at or services.now()
-    fields = TaskSpec(name=task.task_name, type=task.task_type, params=task.request).target_fields()
+    fields = TASK_TYPES[task.task_type].target_fields(task.request)
     upload_time: datetime | None = None
     targets: list[Target] = []
     for field in fields:
