@@ -331,11 +331,25 @@ class Ledger:
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
-        self.backend = open_backend(url, **options)
+        self._options = options
+        self._backend: LedgerBackend | None = None
+        self._credentials: Credentials | None = None
+
+    @property
+    def backend(self) -> LedgerBackend:
+        """The backend, opened (its module imported) on first use: an invocation that never reads the
+        ledger, such as on_upload ignoring an object no rule matches, never pays for the import."""
+        if self._backend is None:
+            self._backend = open_backend(self.url, **self._options)
+            if self._credentials is not None:
+                self._backend.use_credentials(self._credentials)
+        return self._backend
 
     def use_credentials(self, credentials: Credentials) -> None:
         """Use the invocation's keys from now on (FC refreshes them per invocation)."""
-        self.backend.use_credentials(credentials)
+        self._credentials = credentials
+        if self._backend is not None:
+            self._backend.use_credentials(credentials)
 
     def create_schema(self) -> None:
         """Create whatever tables are missing (locally and from the CLI; a deployed stack has them)."""
