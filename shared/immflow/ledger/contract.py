@@ -16,14 +16,15 @@ backend (a `LedgerBackend`) fills in a few small operations:
   its follow-ups are claimed, so a notification delivered twice, or delivered again after reconcile saw
   the same result through GetTask, changes the ledger once.
 
-The algorithm (`Ledger._acquire`, over `LedgerBackend`'s operations): read the claim; done -> ``done``; absent -> insert it (the backend's
-insert fails when the key exists: a unique key in SQL, ``EXPECT_NOT_EXIST`` in Tablestore) -> ``claimed``;
-present or lost the insert -> take it over when it is still in progress and expired (one conditional
-update) -> ``claimed`` (retaken), else ``busy``.
+The algorithm (`Ledger._acquire`, over `LedgerBackend`'s operations): read the claim; done -> ``done``;
+absent -> insert it (the backend's insert fails when the key exists: a unique key in SQL,
+``EXPECT_NOT_EXIST`` in Tablestore) -> ``claimed``; present, or the insert lost -> take it over when it is
+still in progress and expired (one conditional update) -> ``claimed`` (retaken), else ``busy``.
 
-``Ledger(url)`` opens the backend the URL names (`open_backend`): ``tablestore://<instance>`` is `immflow.ledger.tablestore`,
-anything else a SQLAlchemy URL for `immflow.ledger.sql`. Each backend's module is imported only when a
-URL names it (``import tablestore`` costs 300-400 ms, SQLAlchemy ~150 ms: docs/ledger.md).
+``Ledger(url)`` opens the backend the URL names (`open_backend`), on first use: ``tablestore://<instance>``
+is `immflow.ledger.tablestore`, anything else a SQLAlchemy URL for `immflow.ledger.sql`. A backend's
+module is imported only then (``import tablestore`` costs 300-500 ms, SQLAlchemy 150-300 ms:
+docs/ledger.md).
 
 Times are timezone-aware UTC datetimes; a naive one is refused.
 """
