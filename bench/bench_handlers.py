@@ -14,6 +14,9 @@ ledger (the deployed default; its cold start includes ``import tablestore``):
   load, as a handler that builds its clients at import time does.
 * **warm**: per event once the instance is warm, for events that need no cloud call (a redelivered
   upload, a redelivered notification, an empty reconcile): immflow's own overhead, without network.
+* **GetTask**: what confirming a notification adds to on_task_done (docs/imm-notifications.md): one
+  warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
+  of its answer (median of ``--warm`` calls).
 
 Ratios are measured in the same run (medians of ``--runs`` processes each): ours on SQL / baseline (also on
 SQL), and ours on Tablestore / ours on SQL.
@@ -227,6 +230,28 @@ class Bench:
             for body in bodies[:count]
         ]
 
+    def get_task_cost(self, notification_event: str, count: int) -> list[float]:
+        """Seconds per warm GetTask (and parse) of the notification's task, as on_task_done makes it."""
+        from immflow.adapters.imm import ImmAdapter
+        from immflow.events.imm import parse_get_task_response, parse_imm_notification
+        from immflow.events.mns import parse_mns_trigger_event
+        from immflow.fc import Credentials
+
+        result = parse_imm_notification(parse_mns_trigger_event(notification_event.encode()).body).content
+        imm = ImmAdapter(
+            endpoint=self.env["IMMFLOW_IMM_ENDPOINT"],
+            region=self.account.region,
+            credentials=Credentials(self.account.access_key_id, self.account.access_key_secret),
+        )
+        seconds: list[float] = []
+        for index in range(count + 1):
+            started = time.perf_counter()
+            parse_get_task_response(imm.get_task("bench", result.TaskType, result.TaskId))
+            if index:  # the first call builds the client
+                seconds.append(time.perf_counter() - started)
+            time.sleep(0.02)  # stay under the local IMM's 100 calls/s per project (it throttles beyond)
+        return seconds
+
     def child(self, handler: str, variant: str, events: list[str], ledger: str) -> dict[str, Any]:
         events_file = self.state / f"events-{uuid.uuid4().hex}.json"
         events_file.write_text(json.dumps(events))
@@ -296,6 +321,7 @@ def main() -> None:
                     warm[handler, ledger] = bench.child(handler, "ours", [event] * (args.warm + 1), ledger)[
                         "warm"
                     ]
+            get_task = bench.get_task_cost(notification, args.warm)
         finally:
             bench.close()
 
@@ -322,6 +348,10 @@ def main() -> None:
     )
     print(
         "warm = median per redelivered event (no IMM/OSS call; the Tablestore ledger still reads its rows)."
+    )
+    print(
+        f"GetTask confirming a notification (warm, local IMM): median {statistics.median(get_task) * 1000:.2f}ms, "
+        f"p90 {statistics.quantiles(get_task, n=10)[-1] * 1000:.2f}ms per notification"
     )
 
 

@@ -20,6 +20,22 @@ from urllib.parse import unquote
 log = logging.getLogger("localcloud.http")
 
 
+class _TokenBlanked(logging.Filter):
+    """Request paths are logged with the admin token blanked: the MNS push route carries it as
+    ``?token=`` (localcloud/core/admin.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Imported here: localcloud.core.admin, which redact imports, imports this module.
+        from localcloud.core.redact import redact_url
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+log.addFilter(_TokenBlanked())
+
+
 @dataclass
 class Request:
     method: str
@@ -120,6 +136,24 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(500, {"Content-Type": "text/plain"}, b"internal error in the local cloud")
         body = response.body
         length = len(body) if isinstance(body, bytes) else response.length
+        # HTTP forbids a body on 1xx, 204 and 304 answers and on any answer to HEAD (RFC 9110
+        # 6.4.1): a client does not read one, so bytes sent anyway would be taken as the start
+        # of the next answer on the keep-alive connection. 204 and 304 also carry no
+        # Content-Length of a body; HEAD keeps the one the GET would have had.
+        bodiless_status = response.status < 200 or response.status in (204, 304)
+        if bodiless_status or self.command == "HEAD":
+            if not isinstance(body, bytes):
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+            body = b""
+            if bodiless_status:
+                length = None
+                response.headers = {
+                    k: v
+                    for k, v in response.headers.items()
+                    if k.lower() not in ("content-length", "content-type", "transfer-encoding")
+                }
         # send_response would add its own Server and Date even when the service sets them
         # (OSS answers "Server: AliyunOSS"), giving duplicate headers.
         self.send_response_only(response.status)
@@ -133,12 +167,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "content-length" not in sent and length is not None:
             self.send_header("Content-Length", str(length))
         self.end_headers()
-        if self.command != "HEAD":
-            if isinstance(body, bytes):
-                self.wfile.write(body)
-            else:
-                for chunk in body:
-                    self.wfile.write(chunk)
+        if isinstance(body, bytes):
+            self.wfile.write(body)
+        else:
+            for chunk in body:
+                self.wfile.write(chunk)
         log.debug("%s %s %s -> %s", service.name, self.command, self.path, response.status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = _dispatch

@@ -1,13 +1,15 @@
-"""The FC 2.0 request signature (fc-mns-oss.md §9), checked against the local account's key.
+"""The FC 2.0 request signature (docs/fc-api.md), checked against the local account's key.
 
 ``Authorization: FC <id>:base64(HMAC-SHA256(secret, StringToSign))`` where StringToSign is
 ``METHOD\\ncontent-md5\\ncontent-type\\ndate\\n`` + every ``x-fc-*`` header, lower-cased and
 sorted, as ``name:value\\n`` + the *unescaped* path (``fc2/auth.py`` 2.5.2). Invocation paths
 carry no query, so the ``proxy``-style query lines are not needed here.
 
-Differences from the cloud: an ``x-fc-security-token`` is accepted and not checked (the local
-cloud has no STS), and the Date is not checked for clock skew (FC's error table documents no
-code for it).
+The ``Date`` must be within 15 minutes of the local clock, as in the cloud (403
+``RequestTimeTooSkewed``, see :func:`localcloud.fc.errors.request_time_too_skewed`).
+
+Difference from the cloud: an ``x-fc-security-token`` is accepted and not checked (the local
+cloud has no STS).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import base64
 import hashlib
 import hmac
 
+from localcloud.core import acs3
 from localcloud.core.account import Account
 from localcloud.core.http import Request
-from localcloud.fc.errors import FcApiError, missing_header
+from localcloud.fc.errors import FcApiError, missing_header, request_time_too_skewed
 
 SIGNATURE_NOT_MATCH = (
     "The request signature we calculated does not match the signature you provided. "
@@ -62,3 +65,6 @@ def check(request: Request, account: Account) -> None:
     expected = sign(account.access_key_secret, string_to_sign(request))
     if not hmac.compare_digest(expected, signature):
         raise FcApiError(403, "SignatureNotMatch", SIGNATURE_NOT_MATCH)
+    problem = acs3.request_age_problem(request.headers["date"])
+    if problem:
+        raise request_time_too_skewed(problem)

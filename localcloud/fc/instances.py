@@ -5,6 +5,13 @@ a function gets up to ``max_instances`` of them and further requests wait for on
 The initializer runs once per instance, before its first invocation. A request that overruns
 its timeout kills the instance (FC does the same: the next request starts a fresh one).
 
+Each instance runs on the Python of its function's runtime (:mod:`localcloud.fc.runtimes`). On
+another Python than the local cloud's, the worker starts isolated (``-E -S``): the code folder,
+the worker's extra paths and the standard library are all it sees, as on FC, so the code folder
+must carry its dependencies built for that Python (``immflow package --runtime``). On the local
+cloud's own Python (the runtime's version, or the fallback when it is missing) the instance also
+sees the local cloud's packages and ``PYTHONPATH``.
+
 Not enforced locally: ``memorySize`` (a Python process's address space is no measure of FC's
 memory accounting), the 4 KB limit on environment variables, and idle reclaiming: warm
 instances are kept until the function is redeployed or the service closes.
@@ -24,7 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from localcloud.fc import runtimes
 from localcloud.fc.protocol import read_frame, write_frame
+
+#: The folder holding the ``localcloud`` package: the worker starts there to import its module,
+#: then makes the code folder its working directory and first import path.
+_WORKER_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -68,9 +80,17 @@ class Instance:
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: BinaryIO = open(launch.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         env = {**launch.env, "FC_INSTANCE_ID": self.instance_id}
+        self.interpreter = runtimes.interpreter_for(launch.meta["runtime"])
+        if self.interpreter.host:
+            python = [sys.executable]
+        else:
+            python = [self.interpreter.path, "-E", "-S"]
+            env.pop("PYTHONPATH", None)  # the local cloud's paths hold packages built for its own Python
+        code_dir = os.path.abspath(launch.code_path)  # the worker starts elsewhere
+        worker = ["-m", "localcloud.fc.worker", str(requests_read), str(replies_write), code_dir]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.fc.worker", str(requests_read), str(replies_write)],
-            cwd=launch.code_path,
+            [*python, *worker],
+            cwd=_WORKER_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,

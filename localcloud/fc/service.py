@@ -1,6 +1,12 @@
-"""The local Function Compute: deploy an fc3 ``s.yaml``, invoke through the FC 2.0 API, run triggers.
+"""The local Function Compute: deploy an fc3 ``s.yaml``, serve the FC 2.0 and 3.0 APIs, run triggers.
 
-Invoke API (fc-mns-oss.md §9), so ``fc2.Client(endpoint=..., accessKeyID=...,
+FC 3.0 (``/2023-03-30/...``, ``alibabacloud-fc20230330``): see :mod:`localcloud.fc.api3`. FC 2.0
+ListFunctions and GetFunction (``GET /2016-08-15/services/{service}/functions[/{function}]``):
+see :meth:`FcService._read_api2`; like InvokeFunction they accept any service name. Both APIs
+refuse a request dated more than 15 minutes off the local clock. ``docs/fc-api.md`` has the
+sources, ``docs/local-cloud-compatibility.md`` the list of what is served.
+
+Invoke API (docs/fc-api.md), so ``fc2.Client(endpoint=..., accessKeyID=...,
 accessKeySecret=...).invoke_function(service, function, payload, headers)`` works unchanged:
 ``POST /2016-08-15/services/{service}[.{qualifier}]/functions/{function}/invocations``, signed
 with the ``FC`` HMAC-SHA256 scheme (:mod:`localcloud.fc.auth`). fc3 functions have no service,
@@ -16,8 +22,8 @@ so **any service name and qualifier are accepted** and the function is looked up
   intervals are not documented; the local default of 1 s keeps development fast), dropped once
   older than ``maxAsyncEventAgeInSeconds``, and routed to ``destinationConfig.onSuccess`` /
   ``onFailure`` (:mod:`localcloud.fc.destinations`).
-- Every response carries ``X-Fc-Request-Id``; API errors are JSON ``{"ErrorCode",
-  "ErrorMessage"}``. Payload limits: 32 MB sync, 128 KB async (FC's documented limits).
+- Every response carries ``X-Fc-Request-Id``; FC 2.0 API errors are JSON ``{"ErrorCode",
+  "ErrorMessage"}``, FC 3.0's ``{"Code", "Message", "RequestId"}``. Payload limits: 32 MB sync, 128 KB async (FC's documented limits).
   ``x-fc-log-type: Tail`` is accepted but no log is returned (each function's output goes to
   ``<state>/fc/logs/<function>.log``).
 
@@ -25,15 +31,18 @@ Local-only admin endpoints (the state folder's admin token instead of a signatur
 `localcloud.core.admin`; ``_localcloud`` is no valid service path):
 
 - ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
-  like :meth:`FcService.deploy`; answers ``{"functions": [...]}``, or 400 JSON naming the field.
-- ``GET /_localcloud/functions``: the deployed functions.
+  like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
+  answers ``{"functions": [...]}``, or 400 JSON naming the field.
+  ``{"ros": {...}}`` instead deploys functions of a ROS template (:meth:`FcService.deploy_ros`).
+- ``GET /_localcloud/functions``: the deployed functions, each with ``python``: the interpreter its
+  runtime runs on, or why it falls back to the local cloud's (:mod:`localcloud.fc.runtimes`).
 - ``GET /_localcloud/invocations?state=queued|running|succeeded|failed&function=f&limit=n&payload=1``:
   ``{"counts": {state: n}, "invocations": [...]}`` (newest first; each with ``started``, and its
   event when ``payload=1``) for waiting on quiescence and measuring trigger latency.
 - ``POST /_localcloud/mns/<function>/<trigger>?token=<admin token>``: the MNS topic trigger's push
   endpoint (the local MNS cannot send a header, so the token is in the subscription's URL).
 
-Function environment (fc-mns-oss.md §3.3, as ``s local invoke`` sets it): ``FC_FUNC_CODE_PATH``,
+Function environment (docs/fc-api.md, as ``s local invoke`` sets it): ``FC_FUNC_CODE_PATH``,
 ``FC_FUNCTION_NAME``, ``FC_FUNCTION_HANDLER``, ``FC_FUNCTION_MEMORY_SIZE``, ``FC_REGION``,
 ``FC_ACCOUNT_ID``, ``FC_INSTANCE_ID``, ``FC_RUNTIME``, ``FC_TIMEOUT``, ``FC_CUSTOM_LISTEN_PORT``,
 ``FC_INITIALIZER_HANDLER``/``FC_INITIALIZATION_TIMEOUT`` with an initializer,
@@ -54,6 +63,7 @@ import shutil
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -61,7 +71,9 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.http import Request, Response
-from localcloud.fc import auth, destinations, syaml, triggers
+from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
+from localcloud.fc.api3 import PREFIX as API3_PREFIX
+from localcloud.fc.api3 import Fc3Api, list_page
 from localcloud.fc.errors import (
     FcApiError,
     entity_too_large,
@@ -76,11 +88,15 @@ from localcloud.fc.store import STATES, Deployed, Invocation, Store
 log = logging.getLogger("localcloud.fc")
 
 _INVOKE_PATH = re.compile(r"^/2016-08-15/services/([^/]+)/functions/([^/]+)/invocations/?$")
+_FUNCTIONS_PATH = re.compile(r"^/2016-08-15/services/([^/]+)/functions/?$")
+_FUNCTION_PATH = re.compile(r"^/2016-08-15/services/([^/]+)/functions/([^/]+)/?$")
 _PUSH_PATH = re.compile(r"^/_localcloud/mns/([^/]+)/([^/]+)$")
 SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
-_COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache")
+# Bytecode is kept: a package's unchecked-hash .pyc files are what FC runs (their digests are not
+# part of the version, and a .pyc is only used by the Python whose tag it bears).
+_COPY_IGNORE = shutil.ignore_patterns(".pytest_cache", ".mypy_cache")
 
 
 def _json(status: int, data: Any, request_id: str = "") -> Response:
@@ -139,6 +155,7 @@ class FcService:
         self._async_workers = async_workers
         self._dispatchers: list[threading.Thread] = []
         self._timers: triggers.Timers | None = None
+        self._api3 = Fc3Api(self)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -178,35 +195,97 @@ class FcService:
         """Register every fc3 function of ``s_yaml``, build its code, apply its triggers.
 
         Raises :class:`localcloud.fc.syaml.SYamlError` (the file is wrong),
-        :class:`localcloud.fc.triggers.TriggerError` (OSS or MNS refused a trigger: e.g. the
-        bucket or topic does not exist yet) or :class:`destinations.DestinationError`.
+        :class:`localcloud.fc.names.InvalidName`, :class:`localcloud.fc.triggers.TriggerError`
+        (OSS or MNS refused a trigger: e.g. the bucket or topic does not exist yet) or
+        :class:`destinations.DestinationError`; see :meth:`deploy_specs`.
         """
         specs = syaml.load(s_yaml, self.account, environ)
+        return self.deploy_specs(specs, Path(s_yaml).resolve().parent)
+
+    def deploy_ros(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Register the functions of a ROS template that :mod:`localcloud.ros` resolved (:mod:`localcloud.fc.ros`).
+
+        Raises :class:`localcloud.fc.ros.RosFunctionError` (a property is wrong, or the code cannot be
+        read from the local OSS) and whatever :meth:`deploy_specs` raises once the specs are built.
+        """
+        region = str(request.get("region") or self.account.region)
+        code_root = self.root / "ros-code"
+        specs = [
+            ros.function_spec(entry, region, self.account, self.oss_endpoint, code_root)
+            for entry in request.get("functions") or []
+        ]
+        return self.deploy_specs(specs, code_root)
+
+    def deploy_specs(self, specs: list[syaml.FunctionSpec], project_dir: Path) -> list[dict[str, Any]]:
+        """Deploy ``specs`` all or nothing: a refusal leaves no function registered or changed.
+
+        Every name, destination and schedule is checked before any file is touched (a name
+        is FC's, :mod:`localcloud.fc.names`, so no folder named after it leaves the state
+        folder). Then the code is snapshotted and the triggers applied; if either fails, the new
+        snapshots are removed and the triggers already applied are put back as they were (best
+        effort: an MNS subscription made for a brand-new function stays, pushing to a function
+        that does not exist). Only then are the functions registered, in one transaction.
+        """
         for spec in specs:
-            for arn in (spec.async_config.on_success, spec.async_config.on_failure):
-                if arn:
-                    destinations.check_arn(arn)
-            for trigger in spec.triggers:
-                if trigger.type == "timer":
-                    Schedule.parse(trigger.config["cronExpression"])
-        summaries = []
-        for spec in specs:
-            deployed = self._build(spec, Path(s_yaml).resolve().parent)
+            self._check_spec(spec)
+        code_root = self.root / "code"
+        existing = {p for spec in specs for p in (code_root / spec.name).glob("*")}
+        built: list[Deployed] = []
+        applied: list[syaml.FunctionSpec] = []
+        try:
+            for spec in specs:
+                built.append(self._build(spec, project_dir))
+            for deployed in built:
+                applied.append(deployed.spec)
+                self._apply_triggers(deployed.spec)
+        except Exception:
+            self._undo_deploy(
+                applied, {p for spec in specs for p in (code_root / spec.name).glob("*")} - existing
+            )
+            raise
+        configured_async = {d.spec.name for d in built if d.spec.async_config != syaml.AsyncConfig()}
+        with self._functions_lock:
+            self._store.put_functions(built, configured_async)
+            self._functions.update((d.spec.name, d) for d in built)
+        for deployed in built:
+            self._pool.retire(deployed.spec.name)
+        return [self._describe(d) for d in built]
+
+    def _check_spec(self, spec: syaml.FunctionSpec) -> None:
+        names.check_function_name(spec.name, f"function {spec.name!r}: functionName")
+        for trigger in spec.triggers:
+            names.check_trigger_name(trigger.name, f"function {spec.name!r}: triggerName")
+            if trigger.type == "timer":
+                Schedule.parse(trigger.config["cronExpression"])
+        for arn in (spec.async_config.on_success, spec.async_config.on_failure):
+            if arn:
+                destinations.check_arn(arn)
+
+    def _undo_deploy(self, applied: list[syaml.FunctionSpec], new_snapshots: set[Path]) -> None:
+        for spec in applied:
             with self._functions_lock:
-                self._store.put_function(deployed)
-                self._functions[spec.name] = deployed
-            self._pool.retire(spec.name)
-            self._apply_triggers(spec)
-            summaries.append(self._describe(deployed))
-        return summaries
+                previous = self._functions.get(spec.name)
+            try:
+                self._apply_triggers(previous.spec if previous else replace(spec, triggers=()))
+            except Exception as error:
+                log.error(
+                    "could not restore the triggers of function %s after a failed deploy: %s",
+                    spec.name,
+                    error,
+                )
+        for path in new_snapshots:
+            shutil.rmtree(path, ignore_errors=True)
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
 
     def _build(self, spec: syaml.FunctionSpec, project_dir: Path) -> Deployed:
         """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy.
 
         A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
         ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
-        ``sys.path`` after the code folder. Third-party packages come from the local cloud's own
-        environment in both cases.
+        ``sys.path`` after the code folder. Third-party packages come from the code folder when the
+        function runs on its runtime's own Python, else from the local cloud's environment
+        (:mod:`localcloud.fc.instances`).
         """
         source = Path(spec.code_dir)
         version = _tree_digest(source)
@@ -252,6 +331,7 @@ class FcService:
         return {
             "name": spec.name,
             "runtime": spec.runtime,
+            "python": runtimes.interpreter_for(spec.runtime).describe(),
             "handler": spec.handler,
             "timeout": spec.timeout,
             "memory_size": spec.memory_size,
@@ -318,7 +398,10 @@ class FcService:
 
     def _deployed(self, function: str) -> Deployed:
         with self._functions_lock:
-            deployed = self._functions.get(function)
+            return self._deployed_locked(function)
+
+    def _deployed_locked(self, function: str) -> Deployed:
+        deployed = self._functions.get(function)
         if deployed is None:
             raise function_not_found(function)
         return deployed
@@ -424,6 +507,13 @@ class FcService:
         try:
             if request.raw_path.startswith("/_localcloud/"):
                 return self._admin(request, request_id)
+            if request.raw_path == API3_PREFIX or request.raw_path.startswith(API3_PREFIX + "/"):
+                return self._api3.handle(request, request_id)
+            if request.method == "GET" and (
+                _FUNCTIONS_PATH.match(request.raw_path) or _FUNCTION_PATH.match(request.raw_path)
+            ):
+                auth.check(request, self.account)
+                return self._read_api2(request, request_id)
             match = _INVOKE_PATH.match(request.path)
             if request.method != "POST" or not match:
                 raise path_not_supported(request.method, request.path)
@@ -463,6 +553,65 @@ class FcService:
         headers.update({"X-Fc-Error-Type": "UnhandledInvocationError", "Content-Type": "application/json"})
         return Response(200, headers, json.dumps(outcome.error).encode())
 
+    def _read_api2(self, request: Request, request_id: str) -> Response:
+        """FC 2.0's ListFunctions and GetFunction over the fc3 functions.
+
+        fc3 functions have no service, so **any service name (and qualifier) is accepted**, as for
+        InvokeFunction, and lists or finds the same functions. ListFunctions pages by ``limit``
+        (1-100, default 20), ``nextToken`` or ``startKey`` (a function name to start from), and
+        filters by ``prefix``. The fields are FC 2.0's ``function`` object; ``codeChecksum`` is the
+        local code snapshot's digest, not a CRC-64 of a zip.
+        """
+        single = _FUNCTION_PATH.match(request.raw_path)
+        if single:
+            deployed = self.function(unquote(single.group(2)))
+            return _json(200, self._describe_api2(deployed), request_id)
+        query = request.query()
+        query["nextToken"] = max(query.get("nextToken", ""), query.get("startKey", ""))
+        by_name = {d.spec.name: d for d in self.functions()}
+        page, next_token = list_page(list(by_name), query)
+        body: dict[str, Any] = {"functions": [self._describe_api2(by_name[n]) for n in page]}
+        if next_token:
+            body["nextToken"] = next_token
+        return _json(200, body, request_id)
+
+    def _describe_api2(self, deployed: Deployed) -> dict[str, Any]:
+        described = self._api3.describe_function(deployed)
+        for key in ("functionArn", "state", "lastUpdateStatus", "instanceLifecycleConfig"):
+            described.pop(key, None)
+        described["initializer"] = deployed.spec.initializer
+        described["initializationTimeout"] = deployed.spec.initializer_timeout
+        return described
+
+    # --- for the FC 3.0 API (localcloud.fc.api3) --------------------------------------------------
+
+    def function(self, name: str) -> Deployed:
+        """The deployed function ``name``; raises FunctionNotFound."""
+        return self._deployed(name)
+
+    def functions(self) -> list[Deployed]:
+        with self._functions_lock:
+            return list(self._functions.values())
+
+    def function_times(self, name: str) -> tuple[float, float]:
+        return self._store.function_times(name)
+
+    def async_config_times(self, name: str) -> tuple[float, float] | None:
+        return self._store.async_config_times(name)
+
+    def set_async_config(self, name: str, config: syaml.AsyncConfig) -> Deployed:
+        """Give function ``name`` a new async config, durably; later async invocations use it."""
+        with self._functions_lock:
+            deployed = self._deployed_locked(name)
+            updated = replace(deployed, spec=replace(deployed.spec, async_config=config))
+            self._store.put_async_config(updated)
+            self._functions[name] = updated
+        return updated
+
+    def invoke(self, request: Request, function: str, request_id: str) -> Response:
+        """InvokeFunction, the same for FC 2.0 and 3.0 (headers, status, body)."""
+        return self._invoke(request, function, request_id)
+
     def _admin(self, request: Request, request_id: str) -> Response:
         path = request.path
         push = _PUSH_PATH.match(path)
@@ -474,7 +623,10 @@ class FcService:
         if path == "/_localcloud/deploy" and request.method == "POST":
             try:
                 body = json.loads(request.body or b"{}")
-                summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
+                if "ros" in body:
+                    summaries = self.deploy_ros(body["ros"])
+                else:
+                    summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
             except (ValueError, KeyError, TypeError, triggers.TriggerError) as error:
                 raise invalid_argument(f"deploy failed: {error}") from error
             return _json(200, {"functions": summaries}, request_id)

@@ -12,6 +12,7 @@ Invocation states: ``queued`` (async, waiting or between retries), ``running``, 
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ CREATE TABLE IF NOT EXISTS invocations (
     error_type TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '',
     destination_error TEXT NOT NULL DEFAULT '', started REAL);
 CREATE INDEX IF NOT EXISTS invocations_due ON invocations (state, next_at);
+CREATE TABLE IF NOT EXISTS function_times (
+    name TEXT PRIMARY KEY, created REAL NOT NULL, modified REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS async_configs (
+    function TEXT PRIMARY KEY, created REAL NOT NULL, modified REAL NOT NULL);
 """
 
 STATES = ("queued", "running", "succeeded", "failed")
@@ -109,19 +114,61 @@ class Store:
 
     # functions
 
-    def put_function(self, deployed: Deployed) -> None:
+    def put_functions(self, deployed: list[Deployed], configured_async: set[str]) -> None:
+        """Register ``deployed`` in one transaction (a deploy is all or nothing).
+
+        ``configured_async`` names the functions whose s.yaml has an ``asyncInvokeConfig``; the
+        others have none afterwards, as after ``s deploy`` (GetAsyncInvokeConfig answers 404).
+        """
+        now = time.time()
+        with self._db.transaction() as db:
+            for one in deployed:
+                name = one.spec.name
+                db.execute(
+                    "INSERT OR REPLACE INTO functions VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        one.spec.to_json(),
+                        str(one.code_path),
+                        "\n".join(one.extra_paths),
+                        one.version,
+                        now,
+                    ),
+                )
+                self._touch(db, "function_times", "name", name, now)
+                if name in configured_async:
+                    self._touch(db, "async_configs", "function", name, now)
+                else:
+                    db.execute("DELETE FROM async_configs WHERE function=?", (name,))
+
+    def put_async_config(self, deployed: Deployed) -> None:
+        """Store a function whose async config was just put (PutAsyncInvokeConfig)."""
+        now = time.time()
         with self._db.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO functions VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    deployed.spec.name,
-                    deployed.spec.to_json(),
-                    str(deployed.code_path),
-                    "\n".join(deployed.extra_paths),
-                    deployed.version,
-                    time.time(),
-                ),
+                "UPDATE functions SET spec=? WHERE name=?", (deployed.spec.to_json(), deployed.spec.name)
             )
+            self._touch(db, "async_configs", "function", deployed.spec.name, now)
+
+    @staticmethod
+    def _touch(db: sqlite3.Connection, table: str, key: str, name: str, now: float) -> None:
+        db.execute(
+            f"INSERT INTO {table} ({key}, created, modified) VALUES (?, ?, ?) "
+            f"ON CONFLICT({key}) DO UPDATE SET modified=excluded.modified",
+            (name, now, now),
+        )
+
+    def function_times(self, name: str) -> tuple[float, float]:
+        """When function ``name`` was first deployed and last changed (epoch seconds)."""
+        row = self._db.one("SELECT created, modified FROM function_times WHERE name=?", name)
+        if row is None:  # deployed by a local cloud from before these times were kept
+            row = self._db.one("SELECT deployed_at, deployed_at FROM functions WHERE name=?", name)
+        return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+
+    def async_config_times(self, function: str) -> tuple[float, float] | None:
+        """When ``function``'s async config was set and last changed; None when it has none."""
+        row = self._db.one("SELECT created, modified FROM async_configs WHERE function=?", function)
+        return (float(row[0]), float(row[1])) if row else None
 
     def functions(self) -> dict[str, Deployed]:
         rows = self._db.all("SELECT spec, code_path, extra_paths, version FROM functions")

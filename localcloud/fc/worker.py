@@ -1,9 +1,13 @@
-"""One FC function instance: ``python -m localcloud.fc.worker <request fd> <reply fd>``.
+"""One FC function instance: ``python -m localcloud.fc.worker <request fd> <reply fd> <code folder>``.
 
 The local FC starts one such process per instance with FC's environment already set (``FC_*``,
-``ALIBABA_CLOUD_*`` and the function's variables) and the code folder as working directory.
-The process imports only the standard library and this package's frame codec before it loads
-the handler, so the function sees a clean interpreter, as on FC.
+``ALIBABA_CLOUD_*`` and the function's variables), from the folder that holds ``localcloud``;
+the worker then makes the code folder its working directory and puts it first on ``sys.path``
+in place of that folder. The process imports only the standard library and this package's frame
+codec before it loads the handler, so the function sees a clean interpreter, as on FC.
+
+It runs on the Python of the function's runtime (3.9, 3.10 or 3.12), not the local cloud's, so
+this module and :mod:`localcloud.fc.protocol` keep to syntax and library calls 3.9 has.
 
 Requests: ``{"op": "init", ...}`` runs the initializer once; ``{"op": "invoke", ...}`` calls
 ``handler(event: bytes, context)``. Replies: ``{"ok": true}`` with the return value as payload
@@ -113,8 +117,9 @@ def _call(target: Callable[..., Any], *args: Any) -> tuple[dict[str, Any], bytes
 
 def main(argv: list[str]) -> int:
     global _request_id
-    requests_fd, replies_fd = int(argv[0]), int(argv[1])
-    sys.path.insert(0, os.getcwd())
+    requests_fd, replies_fd, code_dir = int(argv[0]), int(argv[1]), argv[2]
+    os.chdir(code_dir)
+    sys.path[0] = code_dir  # ``-m`` put the folder holding localcloud there
     _configure_logging()
     handler: Callable[..., Any] | None = None
     while True:

@@ -2,7 +2,7 @@
 
 Two forms (imm-api.md §6.3, §6.4), as ``alibabacloud_tea_openapi`` computes them:
 
-* ACS3-HMAC-SHA256 (the SDK's default): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
+* ACS3-HMAC-SHA256 (the SDK's default; :mod:`localcloud.core.acs3`): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
   SignedHeaders=<names>,Signature=<hex>`` over the canonical request (method, ``/``, the sorted
   query with RFC 3986 encoding of the decoded values, the signed headers, SHA-256 of the body).
   The signed ``host`` is the header as sent, i.e. the endpoint string the client was configured with.
@@ -11,6 +11,14 @@ Two forms (imm-api.md §6.3, §6.4), as ``alibabacloud_tea_openapi`` computes th
 
 A security token (``x-acs-security-token`` / ``SecurityToken``) is accepted and not checked: the
 local cloud has no STS, and FC hands functions the account's own keys with a token.
+
+As the gateway does (docs/signatures.md): a request dated more than 15 minutes from the server's
+clock either way (``x-acs-date`` / ``Timestamp``) is refused ``InvalidTimeStamp.Expired``, and a
+nonce (``x-acs-signature-nonce`` / ``SignatureNonce``) is good for one request
+(``SignatureNonceUsed``; :class:`~localcloud.core.nonces.NonceLedger`). An ACS3 signature must
+cover ``host``, ``x-acs-date``, ``x-acs-signature-nonce`` and every other ``x-acs-*`` header sent,
+else a replay could change them (``IncompleteSignature``). A nonce is spent only by a request whose
+signature is good, so nobody without the key can spend the SDK's nonces.
 """
 
 from __future__ import annotations
@@ -18,14 +26,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from urllib.parse import quote, quote_plus
 
+from localcloud.core import acs3
 from localcloud.core.account import Account
 from localcloud.core.http import Request
+from localcloud.core.nonces import SIGNATURE_WINDOW_SECONDS, NonceLedger
 from localcloud.imm.errors import ImmError
 
-ACS3 = "ACS3-HMAC-SHA256"
+#: Headers an ACS3 signature must cover besides every ``x-acs-*`` header sent.
+ACS3_REQUIRED_SIGNED = ("host", "x-acs-date", "x-acs-signature-nonce")
 
 
 def _mismatch(detail: str) -> ImmError:
@@ -45,25 +58,6 @@ def _unknown_key(key_id: str) -> ImmError:
     )
 
 
-def acs3_signature(request: Request, query: Mapping[str, str], signed_headers: list[str], secret: str) -> str:
-    canonical_query = "&".join(f"{key}={quote(query[key], safe='~')}" for key in sorted(query))
-    canonical_headers = "".join(
-        f"{name}:{request.headers.get(name, '').strip()}\n" for name in signed_headers
-    )
-    canonical_request = "\n".join(
-        [
-            request.method,
-            request.raw_path or "/",
-            canonical_query,
-            canonical_headers,
-            ";".join(signed_headers),
-            hashlib.sha256(request.body).hexdigest(),
-        ]
-    )
-    to_sign = f"{ACS3}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
-
-
 def v1_signature(params: Mapping[str, str], secret: str, method: str = "POST") -> str:
     canonical = "&".join(
         f"{quote(key, safe='~')}={quote(params[key], safe='~')}"
@@ -75,34 +69,112 @@ def v1_signature(params: Mapping[str, str], secret: str, method: str = "POST") -
     return base64.b64encode(digest).decode()
 
 
-def check(request: Request, query: Mapping[str, str], form: Mapping[str, str], account: Account) -> None:
-    """Raise the gateway's error for a request that is not signed with the account's key."""
-    authorization = request.headers.get("authorization", "")
-    if authorization.startswith(ACS3 + " "):
-        fields = dict(
-            part.strip().partition("=")[::2]
-            for part in authorization[len(ACS3) + 1 :].split(",")
-            if part.strip()
-        )
-        key_id = fields.get("Credential", "")
-        if key_id != account.access_key_id:
-            raise _unknown_key(key_id)
-        signed_headers = [name for name in fields.get("SignedHeaders", "").split(";") if name]
-        expected = acs3_signature(request, query, signed_headers, account.access_key_secret)
-        if not hmac.compare_digest(expected, fields.get("Signature", "")):
+class SignatureChecker:
+    """Checks each request's signature, date and nonce against the account's key."""
+
+    def __init__(self, account: Account, nonces: NonceLedger, clock: Callable[[], float] = time.time) -> None:
+        self._account = account
+        self._nonces = nonces
+        self._clock = clock
+
+    def check(self, request: Request, query: Mapping[str, str], form: Mapping[str, str]) -> None:
+        """Raise the gateway's error for a request that is not signed with the account's key, is
+        out of the time window, or replays a nonce."""
+        fields = acs3.parse_authorization(request.headers.get("authorization", ""))
+        if fields is not None:
+            self._check_acs3(request, query, fields)
+        elif "Signature" in query:
+            self._check_v1(request, query, form)
+        else:
+            raise ImmError(
+                400,
+                "MissingAuthorization",
+                "The request is not signed: send an ACS3-HMAC-SHA256 Authorization header or the RPC "
+                "Signature parameters (the official SDKs do both).",
+            )
+
+    def _check_acs3(self, request: Request, query: Mapping[str, str], fields: acs3.Authorization) -> None:
+        if fields.key_id != self._account.access_key_id:
+            raise _unknown_key(fields.key_id)
+        signed_at = self._signed_at(request.headers.get("x-acs-date"), "x-acs-date")
+        nonce = _required(request.headers.get("x-acs-signature-nonce"), "x-acs-signature-nonce")
+        unsigned = [
+            name
+            for name in sorted(
+                {*ACS3_REQUIRED_SIGNED, *(h for h in request.headers if h.startswith("x-acs-"))}
+            )
+            if name not in fields.signed_headers
+        ]
+        if unsigned:
+            raise ImmError(
+                400,
+                "IncompleteSignature",
+                f"The request signature does not conform to Aliyun standards: SignedHeaders must include "
+                f"{', '.join(unsigned)}.",
+            )
+        if not acs3.signature_matches(request, query, fields, self._account.access_key_secret):
             raise _mismatch("ACS3-HMAC-SHA256")
-        return
-    if "Signature" in query:
+        self._spend(nonce, signed_at)
+
+    def _check_v1(self, request: Request, query: Mapping[str, str], form: Mapping[str, str]) -> None:
         key_id = query.get("AccessKeyId", "")
-        if key_id != account.access_key_id:
+        if key_id != self._account.access_key_id:
             raise _unknown_key(key_id)
-        expected = v1_signature({**form, **query}, account.access_key_secret, request.method)
+        params = {**form, **query}
+        signed_at = self._signed_at(params.get("Timestamp"), "Timestamp")
+        nonce = _required(params.get("SignatureNonce"), "SignatureNonce")
+        expected = v1_signature(params, self._account.access_key_secret, request.method)
         if not hmac.compare_digest(expected, query["Signature"]):
             raise _mismatch("HMAC-SHA1")
-        return
-    raise ImmError(
-        400,
-        "MissingAuthorization",
-        "The request is not signed: send an ACS3-HMAC-SHA256 Authorization header or the RPC Signature "
-        "parameters (the official SDKs do both).",
-    )
+        self._spend(nonce, signed_at)
+
+    def _signed_at(self, value: str | None, name: str) -> float:
+        text = _required(value, name)
+        moment = _utc(text)
+        if moment is None:
+            raise ImmError(
+                400,
+                "InvalidTimeStamp.Format",
+                f"Specified time stamp or date value is not well formatted: {name} {text!r} must be UTC like "
+                "2018-01-01T12:00:00Z.",
+            )
+        signed_at = moment.timestamp()
+        skew = signed_at - self._clock()
+        if abs(skew) > SIGNATURE_WINDOW_SECONDS:
+            raise ImmError(
+                400,
+                "InvalidTimeStamp.Expired",
+                f"Specified time stamp or date value is expired: {name} {text} is {abs(skew) / 60:.0f} minutes "
+                f"{'behind' if skew < 0 else 'ahead of'} the server's clock (at most 15 are accepted); fix the "
+                "client's clock.",
+            )
+        return signed_at
+
+    def _spend(self, nonce: str, signed_at: float) -> None:
+        if not self._nonces.use(nonce, signed_at):
+            raise ImmError(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already: every request needs a new nonce (the official "
+                "SDKs make one per request, retries included).",
+            )
+
+
+def _utc(text: str) -> datetime | None:
+    """``2018-01-01T12:00:00Z`` (what the SDKs send), also with milliseconds."""
+    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
+        try:
+            return datetime.strptime(text, layout).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise ImmError(
+            400,
+            "MissingParameter",
+            f"The input parameter {name} that is mandatory for signing is not supplied.",
+        )
+    return value

@@ -11,10 +11,17 @@ recorded together, once, when it ends.
 
 Notifications: the final state and the outbox row are one transaction; the publisher sends each
 row to the MNS topic with aliyun-mns-sdk and deletes it once MNS has accepted it, retrying with
-backoff (up to a minute apart) while MNS is down or the topic is missing. Each final state is
-therefore published once; the one window for a duplicate is a crash between MNS accepting the
-message and the row's deletion (milliseconds), and the envelope ``id`` (the task's EventId) lets a
-consumer drop such a duplicate.
+backoff (up to a minute apart) while MNS is down or the topic is missing, for about a day
+(`MAX_PUBLISH_ATTEMPTS`); an error retrying cannot cure (MNS refuses the message itself) is logged
+and the notification dropped at once. Either way GetTask still has the task's final state. Each final
+state is therefore published at most once; the one window for a duplicate is a crash between MNS
+accepting the message and the row's deletion (milliseconds), and the envelope ``id`` (the task's
+EventId) lets a consumer drop such a duplicate.
+
+A notification that would be larger than MNS accepts (64 KB: an ArchiveFileInspection of a few
+hundred files) is sent with the result's common fields only (docs/imm-notifications.md: the
+details go to ``Notification.ExtendedMessageURI``, the message carries the status; what IMM does
+without one is UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -51,7 +58,29 @@ PROCESSORS: dict[str, Processor] = {
     "ImageToPDF": images.to_pdf,
 }
 _ECHO_FIELDS = ("SourceURI", "SourceManifestURI", "Sources", "TargetURI", "TargetURIPrefix")
+COMMON_FIELDS = (
+    "ProjectName",
+    "DatasetName",
+    "RequestId",
+    "StartTime",
+    "EndTime",
+    "UserData",
+    "TaskType",
+    "TaskId",
+    "Status",
+    "Code",
+    "Message",
+    "EventSourceId",
+    "Tags",
+)
+"""What every notification carries (docs/imm-notifications.md), whatever the result's size."""
+MNS_MAX_MESSAGE_BYTES = 65536
+"""The largest message body an MNS topic accepts (its MaximumMessageSize at most)."""
 MAX_PUBLISH_BACKOFF = 60.0
+MAX_PUBLISH_ATTEMPTS = 1450
+"""About a day of retries at `MAX_PUBLISH_BACKOFF`, as MNS's own longest push retry policy."""
+PERMANENT_PUBLISH_ERRORS = frozenset({"InvalidArgument", "MalformedXML", "AccessDenied"})
+"""MNS error codes that the same message published again would meet again."""
 PURGE_INTERVAL = 3600.0
 
 
@@ -202,12 +231,7 @@ class Engine:
         topic = ((task.request.get("Notification") or {}).get("MNS") or {}).get("TopicName")
         envelope = None
         if topic:
-            envelope = (
-                topic,
-                json.dumps(
-                    self._envelope(task, content, end_time), ensure_ascii=False, separators=(",", ":")
-                ),
-            )
+            envelope = (topic, self._notification_body(task, content, end_time))
         self._store.finish(
             task.task_id,
             status=status,
@@ -222,6 +246,21 @@ class Engine:
             with self._wake_publisher:
                 self._wake_publisher.notify_all()
 
+    def _notification_body(self, task: TaskRow, content: dict[str, Any], end_time: float) -> str:
+        """The envelope as JSON text, with the common fields only if the whole result would not fit."""
+        body = _json(self._envelope(task, content, end_time))
+        size = len(body.encode())
+        if size <= MNS_MAX_MESSAGE_BYTES:
+            return body
+        log.warning(
+            "imm: the notification of %s would be %d bytes, more than MNS accepts; sent with the common "
+            "fields only (the full result goes to Notification.ExtendedMessageURI when the request sets it)",
+            task.task_id,
+            size,
+        )
+        common = {name: content[name] for name in COMMON_FIELDS if name in content}
+        return _json(self._envelope(task, common, end_time))
+
     def _envelope(self, task: TaskRow, content: dict[str, Any], end_time: float) -> dict[str, str]:
         """The message body IMM publishes (imm-api.md §1.2)."""
         return {
@@ -230,7 +269,7 @@ class Engine:
             "type": f"imm:Task:{task.task_type}",
             "subject": f"acs:imm:{self._account.region}:{self._account.account_id}:{task.project}/imm:Task:{task.task_type}",
             "time": str(int(end_time * 1000)),
-            "content": json.dumps(content, ensure_ascii=False, separators=(",", ":")),
+            "content": _json(content),
         }
 
     # outbox -------------------------------------------------------------------------------------
@@ -252,6 +291,18 @@ class Engine:
                 try:
                     mns.get_topic(row.topic).publish_message(TopicMessage(row.body))
                 except Exception as exc:
+                    permanent = getattr(exc, "type", "") in PERMANENT_PUBLISH_ERRORS
+                    if permanent or row.attempts + 1 >= MAX_PUBLISH_ATTEMPTS:
+                        log.error(
+                            "imm: notification of %s to topic %s dropped after %d attempts (%s); "
+                            "GetTask still has the task's final state",
+                            row.task_id,
+                            row.topic,
+                            row.attempts + 1,
+                            exc,
+                        )
+                        self._store.notification_dropped(row.id)
+                        continue
                     delay = min(MAX_PUBLISH_BACKOFF, 0.5 * 2**row.attempts)
                     log.warning(
                         "imm: notification of %s to topic %s not sent (%s); retry in %.1f s",
@@ -268,3 +319,7 @@ class Engine:
             with self._wake_publisher:
                 if not self._stopping:
                     self._wake_publisher.wait(timeout=wait)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -266,6 +266,13 @@ class Store:
         return None if row is None or row[0] is None else float(row[0])
 
     def notification_sent(self, outbox_id: int) -> None:
+        self._delete_notification(outbox_id)
+
+    def notification_dropped(self, outbox_id: int) -> None:
+        """Give a notification up (MNS refuses it for good, or after a day of retries)."""
+        self._delete_notification(outbox_id)
+
+    def _delete_notification(self, outbox_id: int) -> None:
         with self._db.transaction() as db:
             db.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 

@@ -12,8 +12,11 @@
 The canonical strings follow ``oss2/auth.py`` (2.19.1) exactly; the v1 subresource whitelist is
 imported from oss2 so it cannot drift from what the SDK signs.
 
-Differences from the cloud: the v4 scope's region is taken as the client sent it (the cloud
-also rejects a region other than the bucket's); STS security tokens are not accepted.
+Header values are signed as the text the client meant (:func:`wire.header_text`): oss2 signs the
+UTF-8 string of a non-ASCII ``x-oss-meta-*`` value and sends its UTF-8 bytes. A v4 scope must
+name the account's region, as the cloud requires the bucket's. A request dated more than 15
+minutes from the server's clock is refused (``RequestTimeTooSkewed``). Differences from the
+cloud: STS security tokens are not accepted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from oss2.auth import ProviderAuth
 from localcloud.core.account import Account
 from localcloud.core.http import Request
 from localcloud.oss.errors import OssError
+from localcloud.oss.wire import header_text
 
 SUBRESOURCES = ProviderAuth._subresource_key_set
 
@@ -125,7 +129,7 @@ def _mismatch(provided: str, string_to_sign: bytes, key_id: str, **extra: str) -
 def _v1_string_to_sign(request: Request, params: dict[str, str], bucket: str, key: str, date: str) -> bytes:
     headers = request.headers
     oss_headers = sorted((k, v) for k, v in headers.items() if k.startswith("x-oss-"))
-    canonical_headers = "".join(f"{k}:{v}\n" for k, v in oss_headers)
+    canonical_headers = "".join(f"{k}:{header_text(v)}\n" for k, v in oss_headers)
     subresources = sorted((k, v) for k, v in params.items() if k in SUBRESOURCES)
     resource = f"/{bucket}/{key}" if bucket else "/"
     if subresources:
@@ -206,6 +210,15 @@ def _v4_signature(
             ArgumentValue=credential,
         )
     _check_key_id(key_id, account)
+    if region != account.region:
+        raise OssError(
+            400,
+            "InvalidArgument",
+            f"Invalid signing region in Authorization header: the request is signed for {region!r}, "
+            f"but this OSS serves {account.region!r}; sign with region={account.region!r}.",
+            ArgumentName="Credential",
+            ArgumentValue=credential,
+        )
     uri = _v4_encode(f"/{bucket}/{key}" if bucket else "/", keep_slash=True)
     query = "&".join(
         f"{k}={v}" if v else k
@@ -221,7 +234,7 @@ def _v4_signature(
             request.method,
             uri,
             query,
-            "".join(f"{k}:{v}\n" for k, v in signed),
+            "".join(f"{k}:{header_text(v)}\n" for k, v in signed),
             ";".join(sorted(additional)),
             request.headers.get("x-oss-content-sha256", "UNSIGNED-PAYLOAD"),
         ]

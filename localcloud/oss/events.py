@@ -32,6 +32,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ import requests
 from immflow.pipeline import TRIGGER_EVENT_NAMES
 
 from localcloud.core.account import Account
-from localcloud.oss.errors import OssError
+from localcloud.oss.errors import OssError, no_such_bucket
 from localcloud.oss.store import Store
 
 log = logging.getLogger("localcloud.oss.events")
@@ -152,6 +153,53 @@ def check_new_trigger(trigger: Trigger, existing: list[Trigger]) -> None:
         )
 
 
+class Triggers:
+    """The registered triggers, kept in memory for matching and in the store for restarts."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._by_name = {
+            row["name"]: Trigger.from_config(row["name"], json.loads(row["config"]))
+            for row in store.trigger_configs()
+        }
+
+    def put(self, name: str, config: dict[str, Any]) -> Trigger:
+        """Register (or replace) trigger ``name``; raises :class:`OssError` when invalid."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", name):
+            raise _trigger_error("Trigger names are 1-128 letters, digits, '_' or '-'.")
+        trigger = Trigger.from_config(name, config)
+        with self._lock:
+            check_new_trigger(trigger, list(self._by_name.values()))
+            with self._store.transaction():
+                if self._store.bucket_row(trigger.bucket) is None:
+                    raise no_such_bucket(trigger.bucket)
+                stored = json.dumps({k: v for k, v in trigger.to_config().items() if k != "name"})
+                self._store.put_trigger(name, trigger.bucket, stored)
+            self._by_name[name] = trigger
+        return trigger
+
+    def delete(self, name: str) -> bool:
+        with self._lock, self._store.transaction():
+            found = self._store.remove_trigger(name)
+            self._by_name.pop(name, None)
+            return found
+
+    def all(self) -> list[Trigger]:
+        with self._lock:
+            return sorted(self._by_name.values(), key=lambda t: t.name)
+
+    def matching(self, bucket: str, event_name: str, key: str) -> list[Trigger]:
+        with self._lock:
+            return [t for t in self._by_name.values() if t.bucket == bucket and t.matches(event_name, key)]
+
+    def forget_bucket(self, bucket: str) -> None:
+        """Drop a deleted bucket's triggers from memory (the store drops its rows with the bucket)."""
+        with self._lock:
+            for name in [n for n, t in self._by_name.items() if t.bucket == bucket]:
+                del self._by_name[name]
+
+
 @dataclass(frozen=True)
 class ObjectFacts:
     """What an event says about the object it is about."""
@@ -251,8 +299,7 @@ class Deliverer:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def pending(self) -> int:
-        row = self._store.one("SELECT COUNT(*) FROM deliveries")
-        return int(row[0]) if row else 0
+        return self._store.count_deliveries()
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -268,20 +315,12 @@ class Deliverer:
         with self._cond:
             while not self._stopping:
                 busy = sorted(self._in_flight)
-                marks = ",".join("?" * len(busy))
-                row = self._store.one(
-                    f"SELECT * FROM deliveries WHERE next_attempt <= ? AND id NOT IN ({marks}) "
-                    "ORDER BY next_attempt, id LIMIT 1",
-                    time.time(),
-                    *busy,
-                )
+                row = self._store.next_delivery(time.time(), busy)
                 if row is not None:
                     self._in_flight.add(row["id"])
                     return dict(row)
-                upcoming = self._store.one(
-                    f"SELECT MIN(next_attempt) FROM deliveries WHERE id NOT IN ({marks})", *busy
-                )
-                wait = 1.0 if upcoming is None or upcoming[0] is None else upcoming[0] - time.time()
+                upcoming = self._store.next_attempt_time(busy)
+                wait = 1.0 if upcoming is None else upcoming - time.time()
                 self._cond.wait(max(0.01, min(wait, 1.0)))
             return None
 
@@ -301,9 +340,9 @@ class Deliverer:
                     self._cond.notify_all()
 
     def _settle(self, job: dict[str, Any], error: str | None) -> None:
-        with self._store.transaction() as db:
+        with self._store.transaction():
             if error is None:
-                db.execute("DELETE FROM deliveries WHERE id = ?", (job["id"],))
+                self._store.remove_delivery(job["id"])
                 return
             attempts = job["attempts"] + 1
             if time.time() - job["created"] > self._max_event_age:
@@ -314,7 +353,7 @@ class Deliverer:
                     self._max_event_age,
                     error,
                 )
-                db.execute("DELETE FROM deliveries WHERE id = ?", (job["id"],))
+                self._store.remove_delivery(job["id"])
                 return
             delay = min(self._retry_cap, self._retry_base * 2 ** (attempts - 1))
             log.warning(
@@ -324,10 +363,7 @@ class Deliverer:
                 error,
                 delay,
             )
-            db.execute(
-                "UPDATE deliveries SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?",
-                (attempts, time.time() + delay, error, job["id"]),
-            )
+            self._store.retry_delivery(job["id"], attempts, time.time() + delay, error)
 
     def _send(self, target: dict[str, Any], payload: bytes) -> str | None:
         """Deliver once; ``None`` when accepted, else what went wrong."""

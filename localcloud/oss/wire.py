@@ -56,17 +56,34 @@ def decode_key(raw: str) -> str:
 
 
 def check_key(key: str) -> None:
+    """OSS's documented key rules: 1-1023 bytes of UTF-8, not starting with ``/`` or ``\\``.
+
+    ``..`` segments, ``./`` and names that look like absolute paths are legal keys and are kept
+    as they are: the store names files by random ids, never by key (see
+    :mod:`localcloud.oss.store`), so no key can reach a path. NUL is refused although OSS does
+    not document it: a key must be writable into the XML of a listing, and XML 1.0 cannot carry it.
+    """
     problem = ""
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    if not key:
+        problem = "The object name must not be empty."
+    elif len(key.encode("utf-8")) > MAX_KEY_BYTES:
         problem = f"The Length of Object name must be less than {MAX_KEY_BYTES + 1}."
     elif key.startswith(("/", "\\")):
         problem = "The object name must not start with '/' or '\\'."
     elif "\x00" in key:
         problem = "The object name must not contain NUL characters."
-    elif ".." in re.split(r"[/\\]", key):
-        problem = "The object name must not contain '..' path segments."
     if problem:
         raise OssError(400, "InvalidObjectName", problem, ObjectName=key)
+
+
+def header_text(value: str) -> str:
+    """A header value as the text the client meant: the server reads header bytes as ISO-8859-1,
+    and clients (oss2 among them) send non-ASCII values, such as ``x-oss-meta-*``, as UTF-8.
+    Bytes that are not UTF-8 stay as they were read."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def tag(name: str, value: object) -> str:

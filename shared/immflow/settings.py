@@ -47,6 +47,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     "imm_endpoint": "IMMFLOW_IMM_ENDPOINT",
     "oss_endpoint": "IMMFLOW_OSS_ENDPOINT",
     "reconcile_after_seconds": "IMMFLOW_RECONCILE_AFTER_SECONDS",
+    "verify_notifications": "IMMFLOW_VERIFY_NOTIFICATIONS",
 }
 REQUIRED_VARIABLES = ("IMMFLOW_PROJECT", "IMMFLOW_TOPIC")
 
@@ -70,6 +71,9 @@ class Settings(BaseModel):
     imm_endpoint: str
     oss_endpoint: str
     reconcile_after_seconds: int = Field(default=DEFAULT_RECONCILE_AFTER_SECONDS, ge=1)
+    verify_notifications: bool = True
+    """Confirm each notification with GetTask before recording it (docs/imm-notifications.md). Turn it
+    off only when nobody but IMM can publish to the topic: a forged message is then believed."""
 
     @field_validator("manifest_uri")
     @classmethod

@@ -6,70 +6,25 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import imageio_ffmpeg
 import oss2
 import pytest
+from e2e_support import CLI, REPO
+from immflow.cli.local import functions_runtime
 from immflow.flow.lineage import run_id_for
 from immflow.ledger import local_ledger
 from PIL import Image
 from pypdf import PdfReader
 
+from localcloud.fc.runtimes import RUNTIME_PYTHON, find_python
+
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
-DEMO_TIMEOUT_SECONDS = 900
-
-
-def _free_port_base() -> int:
-    """Five consecutive ports nothing listens on (the local cloud takes base+0..4)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + 4 > 65535:
-            continue
-        sockets = []
-        try:
-            for offset in range(5):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + offset))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no five consecutive free ports")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state_dir = tmp_path_factory.mktemp("demo") / "state"
-    command = [*CLI, "demo", "--json", "--state-dir", str(state_dir), "--port-base", str(_free_port_base()),
-               "--project", str(REPO), "--timeout", "600"]  # fmt: skip
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=DEMO_TIMEOUT_SECONDS)
-        assert result.returncode == 0, (
-            f"demo failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
-        report = json.loads(result.stdout)
-        report["endpoints"] = json.loads((state_dir / "endpoints.json").read_text())
-        report["state_path"] = state_dir
-        yield report
-    finally:
-        subprocess.run(
-            [*CLI, "local", "down", "--state-dir", str(state_dir)], capture_output=True, timeout=60
-        )
 
 
 def _bucket(endpoints: dict[str, str], name: str) -> oss2.Bucket:
@@ -180,3 +135,21 @@ def test_a_new_upload_with_plain_oss2_goes_through_the_pipeline(demo: dict[str, 
         for uri in task.outputs:
             _check_output(endpoints, uri, key, tmp_path)
     assert json.loads(_fetch(endpoints, run.manifest_uri))["succeeded"] is True
+
+
+def test_the_functions_ran_on_their_runtimes_python(demo: dict[str, Any]) -> None:
+    """s.yaml names python3.10: with a Python 3.10 on the machine, the demo's functions ran on it."""
+    runtime = functions_runtime(REPO / "s.yaml")
+    assert runtime in RUNTIME_PYTHON
+    major, minor = RUNTIME_PYTHON[runtime]
+    status = subprocess.run(
+        [*CLI, "local", "status", "--json", "--state-dir", str(demo["state_path"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [python] = json.loads(status.stdout)["pythons"]
+    if find_python(major, minor) is None and sys.version_info[:2] != (major, minor):
+        assert f"no Python {major}.{minor} on this machine" in python, python
+        pytest.skip(f"no Python {major}.{minor} here: the functions ran on {sys.version.split()[0]}")
+    assert python.startswith(f"{runtime}: Python {major}.{minor}."), python

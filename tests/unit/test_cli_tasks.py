@@ -1,22 +1,27 @@
-"""`immflow tasks list` and `immflow runs list` on an empty ledger say so instead of printing an empty table."""
+"""`immflow tasks list` and `immflow runs list|show`: an empty ledger said in words; URIs whole at 80 columns."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from immflow.cli import main
-from immflow.ledger import Ledger
+from immflow.ledger import Ledger, NewRun, NewTask, utcnow
+
+
+def _local_sql_ledger(state_dir: Path) -> Ledger:
+    """A local cloud started with a SQL ledger names it in endpoints.json; the CLI reads that one."""
+    url = f"sqlite:///{state_dir / 'ledger.sqlite3'}"
+    (state_dir / "endpoints.json").write_text(json.dumps({"ledger": url}))
+    return Ledger(url)
 
 
 def test_empty_ledger_is_said_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    # A local cloud started with a SQL ledger names it in endpoints.json; the CLI reads that one.
-    (tmp_path / "endpoints.json").write_text(json.dumps({"ledger": url}))
-    assert Ledger(url).list_runs() == []  # the tables, no rows
+    assert _local_sql_ledger(tmp_path).list_runs() == []  # the tables, no rows
     runner = CliRunner()
     every = runner.invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
     failed = runner.invoke(main, ["tasks", "list", "--status", "Failed", "--state-dir", str(tmp_path)])
@@ -33,3 +38,39 @@ def test_without_a_local_cloud_the_cli_says_how_to_start_one(
     found = CliRunner().invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
     assert found.exit_code == 1
     assert "immflow local up --detach --state-dir" in found.output and "IMMFLOW_LEDGER_URL" in found.output
+
+
+def test_uris_print_whole_on_their_own_line_in_an_80_column_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    ledger = _local_sql_ledger(tmp_path)
+    now = utcnow()
+    source_key = "uploads/videos/" + "a-rather-long-folder-name/" * 3 + "clip.mp4"
+    output = f"oss://media/processed/{source_key.removesuffix('.mp4')}/web.mp4"
+    ledger.ensure_run(NewRun("run-1", "media", source_key, "E", "ObjectCreated:PutObject", now), now=now)
+    new = NewTask(
+        "c1", "run-1", "videos", "web", "MediaConvert", "CreateMediaConvertTask", None, 1, [], {}, "{}", {}
+    )
+    ledger.claim_task(new, now=now, expires_at=now + timedelta(minutes=5))
+    ledger.mark_created("c1", task_id="MediaConvert-" + "0" * 36, now=now)
+    ledger.record_result(
+        "MediaConvert-" + "0" * 36,
+        status="Succeeded",
+        code="",
+        message="",
+        started_at=now,
+        ended_at=now,
+        outputs=[output],
+        now=now,
+    )
+    runner = CliRunner()
+    shown = runner.invoke(main, ["runs", "show", "run-1", "--state-dir", str(tmp_path)])
+    listed = runner.invoke(main, ["runs", "list", "--state-dir", str(tmp_path)])
+    tasks = runner.invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
+    assert shown.exit_code == listed.exit_code == tasks.exit_code == 0
+    lines = [line.strip() for line in shown.output.splitlines()]
+    assert f"oss://media/{source_key}" in lines and output in lines
+    assert f"oss://media/{source_key}" in [line.strip() for line in listed.output.splitlines()]
+    assert any(line.startswith("MediaConvert-" + "0" * 36) for line in tasks.output.splitlines())

@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from immflow.ledger.tablestore import default_endpoint
 from immflow.pipeline import load_pipeline
 from immflow.settings import ENVIRONMENT_VARIABLES, settings_from_env
 
@@ -21,6 +22,9 @@ FUNCTIONS = {
     "reconcile": "immflow-reconcile",
 }
 ACCOUNT_ID = "1234567890123456"
+#: Every setting, and the Tablestore ledger's endpoint (immflow.ledger.tablestore reads it; the public one
+#: of the template's instance, which a function without a VPC reaches).
+DEPLOYED_VARIABLES = {*ENVIRONMENT_VARIABLES.values(), "IMMFLOW_OTS_ENDPOINT"}
 _EXPRESSION = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -104,8 +108,8 @@ def test_every_setting_is_set_for_every_function_in_both_files(tmp_path: Path) -
     assert set(template_functions) == set(FUNCTIONS.values())
     for folder, name in FUNCTIONS.items():
         environment = _s_yaml()[folder]["props"]["environmentVariables"]
-        assert set(environment) == set(ENVIRONMENT_VARIABLES.values())
-        assert set(template_functions[name]["EnvironmentVariables"]) == set(ENVIRONMENT_VARIABLES.values())
+        assert set(environment) == DEPLOYED_VARIABLES
+        assert set(template_functions[name]["EnvironmentVariables"]) == DEPLOYED_VARIABLES
         settings = settings_from_env({k: str(v) for k, v in environment.items()}, code_dir=tmp_path)
         assert settings.pipeline_path == tmp_path / "pipeline.yaml"
         assert settings.imm_endpoint == "imm.cn-hangzhou.aliyuncs.com"
@@ -160,8 +164,29 @@ def test_the_result_and_timer_triggers() -> None:
     assert {"ALIYUN::MNS::Topic", "ALIYUN::MNS::Queue", "ALIYUN::RAM::Role", "ALIYUN::FC3::Trigger"} <= types
 
 
-def _actions(policy: dict[str, Any]) -> set[str]:
-    return {action for statement in policy["Statement"] for action in statement["Action"]}
+def _actions(policy: dict[str, Any], effect: str = "Allow") -> set[str]:
+    return {
+        action
+        for statement in policy["Statement"]
+        if statement["Effect"] == effect
+        for action in statement["Action"]
+    }
+
+
+def _with_defaults(value: Any, parameters: dict[str, Any]) -> Any:
+    """A template value with each Fn::Sub resolved as ram/*.json writes it: parameter defaults, `*` for region and account."""
+    if isinstance(value, list):
+        return [_with_defaults(item, parameters) for item in value]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        names = {
+            **{k: v.get("Default") for k, v in parameters.items()},
+            "ALIYUN::Region": "*",
+            "ALIYUN::AccountId": "*",
+        }
+        return re.sub(r"\$\{([^}]+)\}", lambda match: str(names[match.group(1)]), value["Fn::Sub"])
+    if isinstance(value, dict):
+        return {key: _with_defaults(item, parameters) for key, item in value.items()}
+    return value
 
 
 def test_roles_are_least_privilege_and_template_yml_uses_the_same_policies() -> None:
@@ -169,20 +194,32 @@ def test_roles_are_least_privilege_and_template_yml_uses_the_same_policies() -> 
     upload, done, reconcile = (
         policies[f"{n}-policy.json"] for n in ("on-upload", "on-task-done", "reconcile")
     )
-    assert "imm:GetTask" not in _actions(upload) and "oss:PutObject" not in _actions(upload)
+    assert "imm:GetTask" not in _actions(upload)
+    assert not {a for a in _actions(upload) if a.startswith("oss:")}  # it reads only the event
     assert {"imm:GetTask", "oss:ListObjects", "oss:PutObject"} <= _actions(done)
     assert "imm:GetTask" in _actions(reconcile)
+    for policy in (upload, done, reconcile):
+        assert {"ots:GetRow", "ots:PutRow", "ots:UpdateRow", "ots:GetRange"} <= _actions(policy)
+        assert not {a for a in _actions(policy) if a.startswith("ots:") and ("Table" in a or "Instance" in a)}
+        # Only IMM may publish to the topic: every function role denies it, whatever else it is given later.
+        assert "mns:PublishMessage" not in _actions(policy)
+        assert "mns:PublishMessage" in _actions(policy, "Deny")
+    assert "mns:SendMessage" in _actions(upload) and "mns:SendMessage" in _actions(done)
     assert {"oss:GetObject", "oss:PutObject", "mns:PublishMessage"} <= _actions(
         policies["imm-service-role-policy.json"]
     )
+    template = _template()
     roles = {
-        res["Properties"]["RoleName"]: res["Properties"]["Policies"][0]["PolicyDocument"]
-        for res in _template()["Resources"].values()
+        res["Properties"]["RoleName"]: _with_defaults(
+            res["Properties"]["Policies"][0]["PolicyDocument"], template["Parameters"]
+        )
+        for res in template["Resources"].values()
         if res["Type"] == "ALIYUN::RAM::Role"
     }
-    assert _actions(roles["immflow-on-upload"]) == _actions(upload)
-    assert _actions(roles["immflow-on-task-done"]) == _actions(done)
-    assert _actions(roles["immflow-reconcile"]) == _actions(reconcile)
+    assert roles["immflow-on-upload"] == upload
+    assert roles["immflow-on-task-done"] == done
+    assert roles["immflow-reconcile"] == reconcile
+    assert roles["immflow-imm-service"] == policies["imm-service-role-policy.json"]
 
 
 def test_the_local_fc_reads_s_yaml() -> None:
@@ -191,3 +228,47 @@ def test_the_local_fc_reads_s_yaml() -> None:
 
     specs = syaml.load(ROOT / "s.yaml", Account.new(), {"IMMFLOW_CODE_DIR": "./functions"})
     assert {spec.name for spec in specs} == set(FUNCTIONS.values())
+
+
+def _template_value(value: Any, template: dict[str, Any]) -> Any:
+    """A template.yml value as ROS gives it with the parameters' defaults in cn-hangzhou, account ACCOUNT_ID."""
+    names = {k: v.get("Default") for k, v in template["Parameters"].items()}
+    names.update({"ALIYUN::Region": "cn-hangzhou", "ALIYUN::AccountId": ACCOUNT_ID})
+    resources = template["Resources"]
+    if isinstance(value, list):
+        return [_template_value(item, template) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return names[value["Ref"]]
+    if set(value) == {"Fn::Sub"}:
+        return re.sub(r"\$\{([^}]+)\}", lambda match: str(names[match.group(1)]), value["Fn::Sub"])
+    if set(value) == {"Fn::GetAtt"}:
+        resource, attribute = value["Fn::GetAtt"]
+        properties = resources[resource]["Properties"]
+        if attribute == "Arn":
+            return f"acs:ram::{ACCOUNT_ID}:role/{properties['RoleName']}"
+        return _template_value(properties[{"Name": "Name"}.get(attribute, attribute)], template)
+    return {key: _template_value(item, template) for key, item in value.items()}
+
+
+def test_s_yaml_deploys_onto_what_template_yml_creates() -> None:
+    """Same functions, roles, environment (Tablestore ledger included) and log config in both files."""
+    template = _template()
+    functions = {
+        res["Properties"]["FunctionName"]: _template_value(res["Properties"], template)
+        for res in template["Resources"].values()
+        if res["Type"] == "ALIYUN::FC3::Function"
+    }
+    for resource in _s_yaml().values():
+        props = resource["props"]
+        function = functions[props["functionName"]]
+        assert props["role"] == function["Role"]
+        assert props["environmentVariables"] == function["EnvironmentVariables"]
+        assert props["environmentVariables"]["IMMFLOW_LEDGER_URL"] == "tablestore://immflow"
+        assert props["environmentVariables"]["IMMFLOW_OTS_ENDPOINT"] == default_endpoint(
+            "immflow", "cn-hangzhou"
+        )
+        assert props["logConfig"]["project"] == function["LogConfig"]["Project"]
+        assert props["logConfig"]["logstore"] == function["LogConfig"]["Logstore"]
+        assert (props["memorySize"], props["timeout"]) == (function["MemorySize"], function["Timeout"])

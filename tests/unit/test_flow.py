@@ -18,9 +18,15 @@ from immflow.events.imm import ImmTaskResult, parse_imm_notification
 from immflow.events.oss import parse_oss_event
 from immflow.fc import Invocation
 from immflow.flow.lineage import Lineage, run_id_for
-from immflow.flow.reconcile import reconcile
+from immflow.flow.reconcile import ReconcileError, reconcile
 from immflow.flow.requests import INVALID_REQUEST
-from immflow.flow.results import NotYetRecordedError, handle_result, on_task_done
+from immflow.flow.results import (
+    NotYetFinalError,
+    NotYetRecordedError,
+    ResultSummary,
+    handle_result,
+    on_task_done,
+)
 from immflow.flow.runtime import Call, Services
 from immflow.flow.upload import on_upload
 from immflow.ledger import Ledger, NewTask
@@ -111,6 +117,9 @@ class FakeImm:
     list_failures: list[ServiceError] = field(default_factory=list)
     other_listed: list[dict[str, Any]] = field(default_factory=list)
     """TaskInfos ListTasks shows besides the created tasks."""
+    got: list[str] = field(default_factory=list)
+    """TaskIds asked for with GetTask."""
+    get_failures: list[ServiceError] = field(default_factory=list)
 
     def use_credentials(self, credentials: object) -> None:
         pass
@@ -137,6 +146,7 @@ class FakeImm:
                 "TaskId": _fake_task_id(action, number),
                 "TaskType": _fake_task_id(action, number).split("-")[0],
                 "Status": "Running",
+                "StartTime": "2026-11-28T12:00:01Z",
                 "UserData": request.get("UserData"),
                 "TaskRequestDefinition": json.dumps(request),
             }
@@ -151,7 +161,12 @@ class FakeImm:
             None,
         )
 
-    def get_task(self, project: str, task_type: str, task_id: str) -> dict[str, Any]:
+    def get_task(
+        self, project: str, task_type: str, task_id: str, *, request_definition: bool = False
+    ) -> dict[str, Any]:
+        self.got.append(task_id)
+        if self.get_failures:
+            raise self.get_failures.pop(0)
         if task_id not in self.tasks:
             raise ServiceError(
                 "IMM",
@@ -161,7 +176,27 @@ class FakeImm:
                 status=400,
                 retryable=False,
             )
-        return self.tasks[task_id]
+        answer = dict(self.tasks[task_id])
+        if request_definition:
+            number = int(task_id.rsplit("-", 1)[1])
+            answer["TaskRequestDefinition"] = json.dumps(self.created[number - 1][1])
+        return answer
+
+    def finish(self, task_id: str, status: str = "Succeeded", **extra: Any) -> dict[str, Any]:
+        """End a created task: GetTask reports it `status` from now on; returns its notification content."""
+        number = int(task_id.rsplit("-", 1)[1])
+        _, request = self.created[number - 1]
+        self.tasks[task_id] = {
+            "ProjectName": "p",
+            "TaskType": task_id.split("-")[0],
+            "TaskId": task_id,
+            "Status": status,
+            "UserData": request.get("UserData", ""),
+            "StartTime": "2026-11-28T12:00:01Z",
+            "EndTime": "2026-11-28T12:00:02Z",
+            **extra,
+        }
+        return {name: value for name, value in self.tasks[task_id].items()}
 
 
 def _fake_task_id(action: str, number: int) -> str:
@@ -437,17 +472,19 @@ def test_the_run_completes_with_a_manifest_once_every_task_ended(world: World) -
     ]
 
 
+def _notify(world: World, content: Mapping[str, Any]) -> ResultSummary:
+    return on_task_done(world.call, parse_imm_notification(json.dumps(content)))
+
+
 def test_notifications_for_unknown_tasks(world: World) -> None:
-    foreign = json.dumps(
-        {
-            "ProjectName": "p",
-            "TaskType": "MediaConvert",
-            "TaskId": "MediaConvert-x",
-            "Status": "Succeeded",
-            "UserData": "theirs",
-        }
-    )
-    assert on_task_done(world.call, parse_imm_notification(foreign)).outcome == "foreign"
+    foreign = {
+        "ProjectName": "p",
+        "TaskType": "MediaConvert",
+        "TaskId": "MediaConvert-x",
+        "Status": "Succeeded",
+        "UserData": "theirs",
+    }
+    assert _notify(world, foreign).outcome == "foreign"
     _upload(world)
     lineage = Lineage(
         run=run_id_for("media", "in/cat.png", "ETAG1"),
@@ -457,17 +494,130 @@ def test_notifications_for_unknown_tasks(world: World) -> None:
         task="pdf",
         depth=2,
     )
-    ours = json.dumps(
-        {
-            "ProjectName": "p",
-            "TaskType": "ImageToPDF",
-            "TaskId": "ImageToPDF-9",
-            "Status": "Succeeded",
-            "UserData": lineage.to_user_data(),
-        }
-    )
+    # Our lineage, but a task IMM does not know: someone wrote it.
+    ours = {**foreign, "TaskType": "ImageToPDF", "TaskId": "ImageToPDF-9", "UserData": lineage.to_user_data()}
+    assert _notify(world, ours).outcome == "suspicious"
+    assert world.imm.got == ["ImageToPDF-9"]
+
+
+def test_a_notification_is_confirmed_with_get_task_before_it_is_recorded(world: World) -> None:
+    _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    content = world.imm.finish("ImageSplicing-1")
+    summary = _notify(world, {**content, "TargetURI": "oss://media/out/cat-images.jpg"})
+    assert (summary.outcome, summary.outputs, summary.follow_ups) == ("recorded", 1, 1)
+    assert world.imm.got == ["ImageSplicing-1"]
+    task = world.ledger.get_task("ImageSplicing-1")
+    assert task is not None and task.started_at == datetime(2026, 11, 28, 12, 0, 1, tzinfo=timezone.utc)
+    assert _notify(world, content).outcome == "duplicate"
+
+
+def test_a_notification_that_disagrees_with_get_task_changes_nothing(world: World) -> None:
+    _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    content = world.imm.finish("ImageSplicing-1")
+    for forged in (
+        {**content, "Status": "Failed", "Code": "InternalError"},
+        {**content, "UserData": "{}"},
+        {**content, "TargetURI": "oss://media/private/secret.png"},
+    ):
+        assert _notify(world, forged).outcome == "suspicious"
+        task = world.ledger.get_task("ImageSplicing-1")
+        assert task is not None and (task.status, task.outputs) == ("Running", [])
+    assert len(world.imm.created) == 2  # no follow-up
+    # The genuine one is not taken for a duplicate of any of them.
+    summary = _notify(world, content)
+    assert (summary.outcome, summary.status, summary.outputs) == ("recorded", "Succeeded", 1)
+
+
+def test_a_notification_for_a_task_imm_still_runs_is_retried(world: World) -> None:
+    _upload(world)
+    content = world.imm.finish("ImageSplicing-1")
+    world.imm.tasks["ImageSplicing-1"]["Status"] = "Running"
+    with pytest.raises(NotYetFinalError):
+        _notify(world, content)
+    task = world.ledger.get_task("ImageSplicing-1")
+    assert task is not None and task.status == "Running"
+    world.imm.tasks["ImageSplicing-1"]["Status"] = "Succeeded"
+    assert _notify(world, content).outcome == "recorded"
+
+
+def test_mediaconvert_outputs_named_outside_its_targets_are_refused(world: World) -> None:
+    _upload(world, "videos/clip.mov")
+    content = world.imm.finish("MediaConvert-1")
+    world.oss.objects["oss://media/v/clip/web.mp4"] = b"mp4"
+    world.oss.objects["oss://media/private/secret.mp4"] = b"secret"
+    forged = {**content, "Targets": [{"URI": "oss://media/private/secret.mp4"}]}
+    assert _notify(world, forged).outcome == "suspicious"
+    genuine = {**content, "Targets": [{"URI": "oss://media/v/clip/web.mp4"}]}
+    assert _notify(world, genuine).outcome == "recorded"
+    task = world.ledger.get_task("MediaConvert-1")
+    assert task is not None and task.outputs == ["oss://media/v/clip/web.mp4"]
+
+
+def test_without_verification_only_the_outputs_are_checked(world: World) -> None:
+    world.services.settings = world.services.settings.model_copy(update={"verify_notifications": False})
+    _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    content = world.imm.finish("ImageSplicing-1")
+    assert _notify(world, {**content, "TargetURI": "oss://media/private/x.png"}).outcome == "suspicious"
+    assert _notify(world, content).outcome == "recorded"
+    assert world.imm.got == []
+    # A notification without the result (cut short, or without its times) is completed by GetTask.
+    world.imm.finish("FileUncompression-2", status="Failed", Code="InvalidArgument")
+    bare = {"ProjectName": "p", "TaskType": "FileUncompression", "TaskId": "FileUncompression-2"}
+    summary = _notify(world, {**bare, "Status": "Failed"})
+    assert (summary.outcome, summary.status) == ("recorded", "Failed")
+    assert world.imm.got == ["FileUncompression-2"]
+    task = world.ledger.get_task("FileUncompression-2")
+    assert task is not None and task.code == "InvalidArgument"
+
+
+def test_a_cut_short_notification_is_completed_with_get_task(world: World) -> None:
+    _upload(world)
+    world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
+    content = world.imm.finish("FileUncompression-2")
+    body = json.dumps(content | {"Files": [{"Path": f"f{index}.txt"} for index in range(500)]})
+    envelope = {"source": "acs.imm", "type": "imm:Task:FileUncompression", "content": body[:2000]}
+    notification = parse_imm_notification(json.dumps(envelope))
+    assert notification.truncated and notification.content.TaskId == "FileUncompression-2"
+    summary = on_task_done(world.call, notification)
+    assert (summary.outcome, summary.status, summary.outputs) == ("recorded", "Succeeded", 1)
+
+
+def test_a_notification_adopts_the_task_whose_creator_died_before_recording_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after_create(world, monkeypatch)
+    with pytest.raises(RuntimeError):
+        _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    content = world.imm.finish("ImageSplicing-1")
+    # The creator's claim is held for its whole timeout: it may still record the task itself.
     with pytest.raises(NotYetRecordedError):
-        on_task_done(world.call, parse_imm_notification(ours))
+        _notify(world, content)
+    world.clock.now += timedelta(seconds=61)
+    summary = _notify(world, content)
+    assert (summary.outcome, summary.outputs, summary.follow_ups) == ("recorded", 1, 1)
+    assert [a for a, _ in world.imm.created] == ["CreateImageSplicingTask", "CreateImageToPDFTask"]
+    task = world.ledger.get_task("ImageSplicing-1")
+    assert task is not None and task.status == "Succeeded"
+    assert task.started_at == datetime(2026, 11, 28, 12, 0, 1, tzinfo=timezone.utc)
+    # The sibling IMM never got is still Creating, for the upload's redelivery or reconcile.
+    [unzip] = [t for t in world.ledger.tasks_of_run(task.run_id) if t.task_name == "unzip"]
+    assert unzip.status == "Creating"
+
+
+def test_a_notification_matching_no_open_claim_of_its_run_is_ignored(world: World) -> None:
+    _upload(world)
+    world.imm.finish("ImageSplicing-1")
+    lineage = Lineage.from_user_data(world.imm.tasks["ImageSplicing-1"]["UserData"])
+    assert lineage is not None
+    # IMM has a task with our lineage that no claim of ours stands for (IMM's twin of ImageSplicing-1).
+    world.imm.created.append(world.imm.created[0])
+    twin = world.imm.finish("ImageSplicing-3")
+    assert _notify(world, twin).outcome == "foreign"
+    assert world.ledger.get_task("ImageSplicing-3") is None
 
 
 def test_reconcile_settles_lost_finished_and_stuck_tasks(world: World) -> None:
@@ -543,6 +693,45 @@ def test_reconcile_adopts_the_task_imm_accepted_before_its_creator_died(
     assert reconcile(world.call).created == 2
     assert len(world.imm.created) == 2
     assert world.ledger.get_task("ImageSplicing-1") is not None
+
+
+def test_reconcile_adopts_with_imms_start_time_and_asks_for_the_result_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after_create(world, monkeypatch)
+    with pytest.raises(RuntimeError):
+        _upload(world)
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    world.imm.finish("ImageSplicing-1")
+    world.clock.now += timedelta(seconds=905)
+    summary = reconcile(world.call)
+    assert summary.created == 2 and summary.finished == ["ImageSplicing-1"]
+    preview = world.ledger.get_task("ImageSplicing-1")
+    assert preview is not None and preview.status == "Succeeded" and len(preview.outputs) == 1
+
+
+def test_one_failing_task_does_not_block_reconcile(world: World) -> None:
+    _upload(world)
+    _upload(world, "in/dog.png")
+    for task_id in ("ImageSplicing-1", "FileUncompression-2", "ImageSplicing-3", "FileUncompression-4"):
+        world.imm.finish(task_id)
+    # The oldest task's GetTask fails for good (say its project's role lost its permission).
+    world.imm.get_failures = [
+        ServiceError("IMM", "GetTask", "Forbidden.NoPermission", "no", status=403, retryable=False)
+    ]
+    world.clock.now += timedelta(seconds=901)
+    with pytest.raises(ReconcileError, match=r"1 of 4 stale tasks .*ImageSplicing-1"):
+        reconcile(world.call)
+    statuses = {
+        t: world.ledger.get_task(t).status
+        for t in ("ImageSplicing-1", "FileUncompression-2", "ImageSplicing-3")
+    }  # type: ignore[union-attr]
+    assert statuses == {
+        "ImageSplicing-1": "Running",
+        "FileUncompression-2": "Succeeded",
+        "ImageSplicing-3": "Succeeded",
+    }
+    assert "ImageSplicing-1" in reconcile(world.call).finished  # the next run settles it
 
 
 def test_only_a_listed_task_with_the_claims_user_data_and_sources_is_adopted(world: World) -> None:

@@ -89,6 +89,7 @@ def test_handlers_return_json_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
             "still_running": 0,
             "lost": [],
             "created": 0,
+            "failed": [],
         }
     finally:
         load_settings.cache_clear()

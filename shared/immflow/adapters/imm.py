@@ -86,9 +86,16 @@ class ImmAdapter:
             event_id=str(body.get("EventId") or ""),
         )
 
-    def get_task(self, project: str, task_type: str, task_id: str) -> dict[str, Any]:
-        """GetTask's response body in IMM's field names (``GetTaskResponseBody.to_map()``)."""
-        return self._call("GetTask", {"ProjectName": project, "TaskType": task_type, "TaskId": task_id})
+    def get_task(
+        self, project: str, task_type: str, task_id: str, *, request_definition: bool = False
+    ) -> dict[str, Any]:
+        """GetTask's response body in IMM's field names (``GetTaskResponseBody.to_map()``); with
+        `request_definition`, ``TaskRequestDefinition`` holds the create request as JSON text (for the
+        task types IMM keeps it for, docs/imm-notifications.md)."""
+        request: dict[str, Any] = {"ProjectName": project, "TaskType": task_type, "TaskId": task_id}
+        if request_definition:
+            request["RequestDefinition"] = True
+        return self._call("GetTask", request)
 
     def find_task(
         self,

@@ -1,4 +1,4 @@
-"""OSS over ``oss2``: list a prefix, write a JSON document.
+"""OSS over ``oss2``: list a prefix, write a JSON document, and read objects (for the dashboard).
 
 The "client" of oss2 is per bucket (``oss2.Bucket``), so the ready-made form is a callable that gives
 the ``Bucket`` for a name. Errors: 5xx answers and network failures are retryable, the rest permanent.
@@ -6,8 +6,9 @@ the ``Bucket`` for a name. Errors: 5xx answers and network failures are retryabl
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +18,7 @@ from immflow.fc import Credentials
 from immflow.ossuri import OssUri
 
 SERVICE = "OSS"
+_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,13 @@ class ObjectInfo:
     uri: OssUri
     size: int
     etag: str
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    etag: str
+    content_type: str
 
 
 class OssAdapter:
@@ -85,6 +94,32 @@ class OssAdapter:
         except Exception as exc:
             raise _service_error("GetObjectMeta", exc) from exc
         return datetime.fromtimestamp(int(meta.last_modified), tz=timezone.utc)
+
+    def head(self, uri: OssUri) -> ObjectHead | None:
+        """The object's size, ETag and content type; None when it does not exist (any more)."""
+        from oss2.exceptions import NoSuchKey, NotFound
+
+        try:
+            result = self.bucket(uri.bucket).head_object(uri.key)
+        except (NoSuchKey, NotFound):
+            return None
+        except Exception as exc:
+            raise _service_error("HeadObject", exc) from exc
+        return ObjectHead(
+            int(result.content_length or 0),
+            str(result.etag or ""),
+            str(result.content_type or "application/octet-stream"),
+        )
+
+    def read_range(self, uri: OssUri, first: int, last: int) -> Iterator[bytes]:
+        """Bytes ``first..last`` (inclusive) of the object, in chunks, never the whole object at once."""
+        try:
+            stream = self.bucket(uri.bucket).get_object(uri.key, byte_range=(first, last))
+        except Exception as exc:
+            raise _service_error("GetObject", exc) from exc
+        with contextlib.closing(stream):
+            while chunk := stream.read(_CHUNK):
+                yield chunk
 
     def put_json(self, uri: OssUri, document: object) -> None:
         data = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False).encode("utf-8")

@@ -23,6 +23,7 @@ COMMAND_MODULES = {
     "package": "immflow.cli.package",
     "runs": "immflow.cli.tasks",
     "tasks": "immflow.cli.tasks",
+    "ui": "immflow.cli.ui",
     "validate": "immflow.cli.validate",
 }
 

@@ -93,30 +93,26 @@ def _still_running(progress: list[RunProgress]) -> list[str]:
 def _print_results(
     console: Console, reports: list[dict[str, Any]], problems: list[str], state_dir: Path
 ) -> None:
+    def say(indent: int, text: str) -> None:
+        # soft_wrap: a URI is never cut into fragments, whatever the terminal's width.
+        console.print("  " * indent + text, soft_wrap=True, highlight=False)
+
     for report in reports:
-        table = Table(
-            title=f"{report['source']}  (rule {report['rule']}, run {report['run_id']})", title_justify="left"
-        )
-        for column in ("task", "type", "status", "output", "size"):
-            table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+        console.print()
+        say(0, f"[bold]{report['source']}[/bold]")
+        say(1, f"rule {report['rule']}, run {report['run_id']}")
         for task in report["tasks"]:
-            name = ("  " * (task["depth"] - 1)) + task["task"]
-            outputs = task["outputs"] or [{"uri": "(no output files)", "size": None}]
-            for index, output in enumerate(outputs):
-                size = "" if output["size"] is None else f"{output['size']:,}"
-                first = index == 0
-                table.add_row(
-                    name if first else "",
-                    task["type"] if first else "",
-                    task["status"] if first else "",
-                    output["uri"],
-                    size,
-                )
-        console.print(table)
+            depth = task["depth"]
+            say(depth, f"{task['task']}  {task['type']}  {task['status']}")
+            if not task["outputs"]:
+                say(depth + 1, "(no output files)")
+            for output in task["outputs"]:
+                size = "" if output["size"] is None else f"  ({output['size']:,} bytes)"
+                say(depth + 1, f"{output['uri']}{size}")
         manifest = report["manifest"]
-        console.print(
-            f"  manifest: {manifest['uri'] or '(none)'}"
-            + (f" ({manifest['size']:,} bytes)" if manifest["size"] else "")
+        say(1, "manifest:")
+        say(
+            2, (manifest["uri"] or "(none)") + (f"  ({manifest['size']:,} bytes)" if manifest["size"] else "")
         )
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s):[/bold red]")
@@ -150,7 +146,10 @@ def _default_project() -> Path:
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
               help="Seconds to wait for every run to finish.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (no live display).")
-def demo(state_dir: Path, project_dir: Path | None, port_base: int, timeout: float, as_json: bool) -> None:
+@click.option("--ui", "with_ui", is_flag=True, help="Then serve the dashboard until Ctrl-C.")
+def demo(
+    state_dir: Path, project_dir: Path | None, port_base: int, timeout: float, as_json: bool, with_ui: bool
+) -> None:
     """Run the pipeline end to end on the local cloud with sample media it makes itself."""
     console = Console(stderr=as_json, quiet=as_json)
     project = (project_dir or _default_project()).resolve()
@@ -162,7 +161,7 @@ def demo(state_dir: Path, project_dir: Path | None, port_base: int, timeout: flo
         else:
             console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
             endpoints = start_detached(state_dir, port_base)
-        environ = deploy_environ(s_yaml, state_dir)
+        environ = deploy_environ(s_yaml, state_dir, console.print)
         deployment = runner.read_deployment(s_yaml, endpoints, environ)
         runner.apply(endpoints, deployment)
         deploy(endpoints, s_yaml, environ)
@@ -216,5 +215,24 @@ def demo(state_dir: Path, project_dir: Path | None, port_base: int, timeout: flo
         click.echo(runner.summary_json(reports, problems, extra))
     else:
         _print_results(console, reports, problems, state_dir)
+    # The dashboard's port is the local cloud's base + 9 (whatever base the running cloud has).
+    ui_port = int(endpoints["oss"].rsplit(":", 1)[1]) + 9
+    if with_ui:
+        from immflow.cli.ui import build_dashboard, serve
+
+        serve(
+            build_dashboard(state_dir, None, project / "pipeline.yaml"),
+            "127.0.0.1",
+            ui_port,
+            None,
+            open_browser=False,
+        )
+    elif not as_json:
+        console.print(
+            f"See the runs, their outputs and the pipeline in the dashboard: "
+            f"`immflow ui --state-dir {state_dir} --port {ui_port}`, then open http://127.0.0.1:{ui_port}/ "
+            "(or run the demo with --ui).",
+            soft_wrap=True,
+        )
     if problems:
         sys.exit(1)

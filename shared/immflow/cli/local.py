@@ -1,4 +1,4 @@
-"""``immflow local up|down|status|deploy``: run the local cloud and deploy an s.yaml onto it.
+"""``immflow local up|down|status|deploy``: run the local cloud and deploy template.yml or an s.yaml onto it.
 
 The state folder (default ``.immflow`` in the current folder) holds everything the local cloud
 keeps: ``account.json`` (the key pair), ``endpoints.json`` (DESIGN.md's shape, for clients),
@@ -17,11 +17,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 import requests
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -29,6 +31,8 @@ from immflow.cli import main
 
 DEFAULT_STATE_DIR = Path(".immflow")
 DEFAULT_PORT_BASE = 9410
+#: The bucket `local deploy template.yml` uploads the function zips to when CodeBucket is not given.
+LOCAL_CODE_BUCKET = "immflow-code"
 SERVICE_NAMES = ("oss", "mns", "imm", "fc", "ots")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
@@ -52,6 +56,10 @@ state_dir_option = click.option(
     show_default=True,
     help="Folder with the local cloud's state and endpoints.json.",
 )
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def read_endpoints(state_dir: Path) -> dict[str, str]:
@@ -214,24 +222,50 @@ def is_immflow_project(folder: Path) -> bool:
     )
 
 
-def deploy_environ(s_yaml: Path, state_dir: Path) -> dict[str, str]:
+def functions_runtime(s_yaml: Path) -> str | None:
+    """The one runtime the fc3 functions of ``s_yaml`` name, or None when they name several or a variable."""
+    try:
+        document = yaml.safe_load(s_yaml.read_text())
+        resources = document["resources"].values()
+        named = {
+            str(r["props"]["runtime"]) for r in resources if str(r.get("component", "")).startswith("fc3")
+        }
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None  # the deploy itself says what is wrong with the file
+    return named.pop() if len(named) == 1 else None
+
+
+def deploy_environ(s_yaml: Path, state_dir: Path, say: Callable[[str], None] = _say) -> dict[str, str]:
     """The environment an s.yaml is deployed with on the local FC (``${env(...)}`` resolves in it).
 
     It is this shell's, as with ``s deploy``. For immflow's own s.yaml (its folder holds
     functions/, shared/immflow and pipeline.yaml) the functions are first built with
-    `immflow.package.build` into ``state_dir/build/fc``: the same folders the cloud gets (handler,
-    immflow, pipeline.yaml) minus the third-party packages, which the local FC's instances take
-    from this environment instead of downloading them; ``IMMFLOW_CODE_DIR`` points the s.yaml at
-    them, unless it is already set in this shell.
+    `immflow.package.build` into ``state_dir/build/fc``, the same folders the cloud gets, and
+    ``IMMFLOW_CODE_DIR`` points the s.yaml at them, unless it is already set in this shell:
+
+    - when this machine has the Python of the functions' runtime (and it is not this one), with the
+      dependencies built for it, since the local FC runs them on that Python with their code folder
+      alone (localcloud.fc.runtimes). The dependencies are cached per runtime and requirement set,
+      so only the first deploy pays for them (about a minute; ``scripts/setup`` prepares them);
+    - otherwise without them: the local FC runs the functions on its own Python, whose environment
+      (this one) has them.
     """
     environ = dict(os.environ)
     project = s_yaml.resolve().parent
     if is_immflow_project(project) and "IMMFLOW_CODE_DIR" not in environ:
-        from immflow.package import PackageError, build
+        from immflow.package import RUNTIMES, PackageError, build, default_cache_dir, target_python
 
+        runtime = functions_runtime(s_yaml)
+        python = target_python(runtime) if runtime in RUNTIMES else None
         out = (state_dir / "build" / "fc").resolve()
         try:
-            build(project, out, dependencies=False)
+            if runtime is not None and python not in (None, sys.executable):
+                say(
+                    f"building the functions for {runtime} with {python} (dependencies cached in {default_cache_dir()})"
+                )
+                build(project, out, runtime=runtime, cache_dir=default_cache_dir())
+            else:
+                build(project, out, dependencies=False)
         except PackageError as error:
             raise click.ClickException(str(error)) from None
         environ["IMMFLOW_CODE_DIR"] = str(out)
@@ -322,9 +356,10 @@ def status(state_dir: Path, as_json: bool) -> None:
         report["answering"] = {name: answers(endpoints[name]) for name in SERVICE_NAMES}
         if report["answering"]["fc"]:
             report["invocations"] = fc_admin(endpoints, "GET", "/_localcloud/invocations?limit=0")["counts"]
-            report["functions"] = [
-                f["name"] for f in fc_admin(endpoints, "GET", "/_localcloud/functions")["functions"]
-            ]
+            functions = fc_admin(endpoints, "GET", "/_localcloud/functions")["functions"]
+            report["functions"] = [f["name"] for f in functions]
+            # Which Python runs each runtime, and the fallback notice when it is missing here.
+            report["pythons"] = sorted({f["python"] for f in functions if "python" in f})
     if as_json:
         click.echo(json.dumps(report))
     elif not running:
@@ -340,22 +375,226 @@ def status(state_dir: Path, as_json: bool) -> None:
         console.print(table)
         if "functions" in report:
             console.print(f"functions: {', '.join(report['functions']) or '(none deployed)'}")
+            for python in report["pythons"]:
+                console.print(f"python: {python}")
             console.print("invocations: " + ", ".join(f"{k} {v}" for k, v in report["invocations"].items()))
     if not running:
         sys.exit(1)
 
 
+def _is_ros_template(path: Path) -> bool:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(document, dict) and "ROSTemplateFormatVersion" in document
+
+
+def missing_resources(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> list[str]:
+    """What the functions of ``s_yaml`` need and the local cloud lacks: its triggers' buckets and topics, its
+    failure-destination queues, the IMM project they name. Each entry says which resource and who needs it."""
+    import oss2
+    from mns.account import Account as MnsAccount
+    from mns.mns_exception import MNSServerException
+
+    from localcloud.core.account import Account
+    from localcloud.fc import syaml
+
+    account = Account(
+        endpoints["account_id"],
+        endpoints["region"],
+        endpoints["access_key_id"],
+        endpoints["access_key_secret"],
+    )
+    try:
+        specs = syaml.load(s_yaml, account, environ)
+    except syaml.SYamlError as error:
+        raise click.ClickException(str(error)) from None
+    auth = oss2.Auth(endpoints["access_key_id"], endpoints["access_key_secret"])
+    mns = MnsAccount(endpoints["mns"], endpoints["access_key_id"], endpoints["access_key_secret"])
+    missing: dict[str, list[str]] = {}
+    for spec in specs:
+        for trigger in spec.triggers:
+            if trigger.type == "oss":
+                try:
+                    oss2.Bucket(auth, endpoints["oss"], trigger.arn_tail()).get_bucket_info()
+                except oss2.exceptions.NoSuchBucket:
+                    missing.setdefault(f"bucket {trigger.arn_tail()!r}", []).append(
+                        f"OSS trigger {trigger.name} of {spec.name}"
+                    )
+            elif trigger.type == "mns_topic":
+                topic = trigger.arn_tail().removeprefix("/topics/")
+                try:
+                    mns.get_topic(topic).get_attributes()
+                except MNSServerException as error:
+                    if error.type != "TopicNotExist":
+                        raise
+                    missing.setdefault(f"MNS topic {topic!r}", []).append(
+                        f"trigger {trigger.name} of {spec.name}"
+                    )
+        for arn in (spec.async_config.on_success, spec.async_config.on_failure):
+            tail = arn.split(":", 4)[-1]
+            if arn.startswith("acs:mns:") and tail.startswith("/queues/"):
+                queue = tail.removeprefix("/queues/").removesuffix("/messages")
+                try:
+                    mns.get_queue(queue).get_attributes()
+                except MNSServerException as error:
+                    if error.type != "QueueNotExist":
+                        raise
+                    missing.setdefault(f"MNS queue {queue!r}", []).append(
+                        f"the failure destination of {spec.name}"
+                    )
+    projects: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.environment.get("IMMFLOW_PROJECT"):
+            projects.setdefault(spec.environment["IMMFLOW_PROJECT"], []).append(spec.name)
+    for project, users in projects.items():
+        if not _imm_project_exists(endpoints, project):
+            missing[f"IMM project {project!r}"] = [f"IMMFLOW_PROJECT of {', '.join(users)}"]
+    return [f"{resource} (for {', '.join(users)})" for resource, users in missing.items()]
+
+
+def _imm_project_exists(endpoints: dict[str, str], project: str) -> bool:
+    from alibabacloud_imm20200930 import models
+    from alibabacloud_imm20200930.client import Client
+    from alibabacloud_tea_openapi.models import Config
+    from Tea.exceptions import TeaException
+
+    client = Client(
+        Config(
+            access_key_id=endpoints["access_key_id"],
+            access_key_secret=endpoints["access_key_secret"],
+            endpoint=endpoints["imm"],
+            protocol="http",
+            region_id=endpoints["region"],
+        )
+    )
+    try:
+        client.get_project(models.GetProjectRequest(project_name=project))
+    except TeaException as error:
+        if error.code != "ResourceNotFound":
+            raise
+        return False
+    return True
+
+
+def upload_code(
+    endpoints: dict[str, str], project: Path, state_dir: Path, bucket: str, prefix: str
+) -> list[str]:
+    """What a cloud deploy of template.yml asks of the user, done for the local cloud: `immflow package`
+    (third-party packages left out: the local FC takes them from this environment), one zip per function,
+    uploaded with oss2 to ``oss://bucket/prefix<function>.zip`` (the bucket is created if missing)."""
+    import io
+    import zipfile
+
+    import oss2
+
+    from immflow.package import PackageError, build
+
+    try:
+        built = build(project, (state_dir / "build" / "fc").resolve(), dependencies=False)
+    except PackageError as error:
+        raise click.ClickException(str(error)) from None
+    code_bucket = oss2.Bucket(
+        oss2.Auth(endpoints["access_key_id"], endpoints["access_key_secret"]), endpoints["oss"], bucket
+    )
+    try:
+        code_bucket.get_bucket_info()
+    except oss2.exceptions.NoSuchBucket:
+        code_bucket.create_bucket()
+    keys = []
+    for function in built:
+        data = io.BytesIO()
+        with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(function.path.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    archive.write(path, path.relative_to(function.path).as_posix())
+        key = f"{prefix}{function.name}.zip"
+        code_bucket.put_object(key, data.getvalue())
+        keys.append(f"oss://{bucket}/{key}")
+    return keys
+
+
+def deploy_template(
+    endpoints: dict[str, str], template: Path, state_dir: Path, parameters: dict[str, str]
+) -> list[dict[str, str]]:
+    """Create every resource of a ROS template on the local cloud; for immflow's own template the code
+    is packaged and uploaded to CodeBucket first (default ``immflow-code`` locally)."""
+    from localcloud.ros import RosError
+    from localcloud.ros import deploy as ros_deploy
+
+    declared = yaml.safe_load(template.read_text()).get("Parameters") or {}
+    project = template.resolve().parent
+    if is_immflow_project(project) and "CodeBucket" in declared:
+        parameters = {"CodeBucket": LOCAL_CODE_BUCKET, **parameters}
+        prefix = parameters.get("CodePrefix", str(declared.get("CodePrefix", {}).get("Default", "")))
+        upload_code(endpoints, project, state_dir, parameters["CodeBucket"], prefix)
+    try:
+        created = ros_deploy(template, endpoints, state_dir.resolve(), parameters)
+    except RosError as error:
+        raise click.ClickException(str(error)) from None
+    return [entry.to_dict() for entry in created]
+
+
+def _parameters(values: tuple[str, ...]) -> dict[str, str]:
+    parameters = {}
+    for value in values:
+        name, sep, given = value.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r}: write NAME=VALUE", param_hint="--parameter")
+        parameters[name] = given
+    return parameters
+
+
 @local.command(name="deploy")
-@click.argument("s_yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="s.yaml")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default="s.yaml")
 @state_dir_option
+@click.option(
+    "--parameter",
+    "-p",
+    "parameters",
+    multiple=True,
+    help="NAME=VALUE for a template.yml parameter (repeatable); CodeBucket defaults to immflow-code locally.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def deploy_command(s_yaml: Path, state_dir: Path, as_json: bool) -> None:
-    """Deploy the fc3 functions and triggers of S_YAML onto the running local FC (like `s deploy`)."""
-    functions = deploy(read_endpoints(state_dir), s_yaml, deploy_environ(s_yaml, state_dir))
+def deploy_command(file: Path, state_dir: Path, parameters: tuple[str, ...], as_json: bool) -> None:
+    """Deploy FILE onto the running local cloud.
+
+    A ROS template (template.yml) creates every resource it declares: bucket, topic, queue, IMM
+    project and its service role, Tablestore tables, functions and their triggers (SLS resources are
+    reported as skipped: the local cloud has no log service). An s.yaml deploys the fc3 functions and
+    triggers onto what exists (like `s deploy`), and names any bucket, topic or queue it lacks.
+    """
+    endpoints = read_endpoints(state_dir)
+    if _is_ros_template(file):
+        created = deploy_template(endpoints, file, state_dir, _parameters(parameters))
+        if as_json:
+            click.echo(json.dumps({"resources": created}))
+            return
+        table = Table(title=f"deployed {file}")
+        for column in ("resource", "type", "name", "status", "note"):
+            table.add_column(column)
+        for entry in created:
+            table.add_row(
+                entry["logical_id"], entry["type"], entry["physical_id"], entry["status"], entry["note"]
+            )
+        Console().print(table)
+        return
+    if parameters:
+        raise click.UsageError("--parameter is for ROS templates; an s.yaml reads ${env(...)} instead")
+    environ = deploy_environ(file, state_dir)
+    missing = missing_resources(endpoints, file, environ)
+    if missing:
+        raise click.ClickException(
+            f"{file} deploys onto resources the local cloud at {state_dir} does not have: {'; '.join(missing)}. "
+            f"Create them first with `immflow local deploy template.yml --state-dir {state_dir}` "
+            "(the template creates the whole stack), then deploy this file again."
+        )
+    functions = deploy(endpoints, file, environ)
     if as_json:
         click.echo(json.dumps({"functions": functions}))
         return
-    table = Table(title=f"deployed {s_yaml}")
+    table = Table(title=f"deployed {file}")
     for column in ("function", "runtime", "handler", "triggers"):
         table.add_column(column)
     for function in functions:

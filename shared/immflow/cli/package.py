@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from immflow.cli import main
-from immflow.package import RUNTIMES, build
+from immflow.package import RUNTIMES, build, bytecode_notice, default_cache_dir
 
 
 @main.command("package")
@@ -38,9 +38,19 @@ from immflow.package import RUNTIMES, build
     help="Leave the third-party packages out (for a quick look, not for deploying).",
 )
 def package(runtime: str, out: Path, project: Path, no_deps: bool) -> None:
-    """Build build/fc/<function>/: the handler, immflow, pipeline.yaml and the pinned dependencies."""
-    for function in build(project.resolve(), out, runtime=runtime, dependencies=not no_deps):
+    """Build build/fc/<function>/: the handler, immflow, pipeline.yaml and the pinned dependencies.
+
+    Dependencies and bytecode are for RUNTIME's Python, built by that Python when this machine has
+    it; the dependencies are cached (see `immflow.package`).
+    """
+    cache = default_cache_dir()
+    built = build(project.resolve(), out, runtime=runtime, dependencies=not no_deps, cache_dir=cache)
+    for function in built:
         click.echo(
             f"{function.name}: {function.path}{'' if function.dependencies else ' (without dependencies)'}"
         )
+    if built[0].python:
+        click.echo(f"built by {built[0].python} (dependencies cached in {cache})")
+    else:
+        click.echo(f"warning: {bytecode_notice(runtime)}", err=True)
     click.echo(f"deploy with: IMMFLOW_CODE_DIR={out} s deploy")

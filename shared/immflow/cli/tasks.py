@@ -17,7 +17,6 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
-from rich.tree import Tree
 
 from immflow.cli import main
 from immflow.ledger import (
@@ -133,17 +132,14 @@ def list_tasks(
     if not found:
         click.echo("no task matches" if (tag_values or status or run_id) else "the ledger has no task yet")
         return
-    table = Table("task", "rule/task", "type", "status", "outputs", "created")
+    console = Console()
     for task in found:
-        table.add_row(
-            task.task_id or f"#{task.row_id}",
-            f"{task.rule}/{task.task_name}",
-            task.task_type,
-            _status(task.status),
-            str(len(task.outputs)),
-            iso_time(task.created_at) or "",
+        # One line per task, never a table: TaskIds and URIs stay whole at any terminal width.
+        console.print(
+            f"{task.task_id or f'#{task.row_id}'}  {task.rule}/{task.task_name}  {task.task_type}  "
+            f"{_status(task.status)}  {len(task.outputs)} output(s)  {iso_time(task.created_at) or ''}",
+            soft_wrap=True,
         )
-    Console().print(table)
 
 
 @tasks.command("show")
@@ -191,16 +187,14 @@ def list_runs(limit: int, as_json: bool, state_dir: Path) -> None:
     if not found:
         click.echo("the ledger has no run yet: upload a file the pipeline matches, or run immflow demo")
         return
-    table = Table("run", "source", "status", "tasks", "created")
+    console = Console()
     for run in found:
-        table.add_row(
-            run.run_id,
-            run.source_uri,
-            _status(run.status),
-            str(len(ledger.tasks_of_run(run.run_id))),
-            iso_time(run.created_at) or "",
+        console.print(
+            f"{run.run_id}  {_status(run.status)}  {len(ledger.tasks_of_run(run.run_id))} task(s)  "
+            f"{iso_time(run.created_at) or ''}",
+            soft_wrap=True,
         )
-    Console().print(table)
+        console.print(f"  {run.source_uri}", soft_wrap=True, highlight=False)
 
 
 @runs.command("show")
@@ -233,20 +227,28 @@ def show_run(run_id: str, as_json: bool, state_dir: Path) -> None:
             )
         )
         return
-    tree = Tree(f"run {run.run_id}  {run.source_uri}  {_status(run.status)}")
+    # Printed line by line rather than as a rich Tree: a tree wraps a long URI into indented
+    # fragments, which neither copy nor grep well. Every URI is whole, on a line of its own.
+    console = Console()
 
-    def add(branch: Tree, task: TaskRecord) -> None:
+    def say(indent: int, text: str) -> None:
+        console.print("  " * indent + text, soft_wrap=True, highlight=False)
+
+    say(0, f"run {run.run_id}  {_status(run.status)}")
+    say(1, run.source_uri)
+
+    def add(depth: int, task: TaskRecord) -> None:
         label = f"{task.rule}/{task.task_name} ({task.task_type}) {_status(task.status)}  {task.task_id or f'#{task.row_id}'}"
+        say(depth, label)
         if task.code:
-            label += f"  [red]{task.code}: {task.message}[/]"
-        node = branch.add(label)
+            say(depth + 1, f"[red]{task.code}: {task.message}[/]")
         for output in task.outputs:
-            node.add(f"[cyan]{output}[/]")
+            say(depth + 1, f"[cyan]{output}[/]")
         for child in children.get(task.task_id, []) if task.task_id else []:
-            add(node, child)
+            add(depth + 1, child)
 
     for task in children.get(None, []):
-        add(tree, task)
+        add(1, task)
     if run.manifest_uri:
-        tree.add(f"manifest: {run.manifest_uri}")
-    Console().print(tree)
+        say(1, "manifest:")
+        say(2, run.manifest_uri)

@@ -8,7 +8,11 @@ code after parsing. Forms accepted by `parse_imm_notification` (imm-api.md §1.2
   object and ``time`` as an int are accepted too;
 * the EventBridge CloudEvents form, the task result being the object in ``data``;
 * the older form without an envelope: the body is the task result itself;
-* any of these Base64-encoded (UNCONFIRMED whether IMM ever does this; JSON is tried first).
+* any of these Base64-encoded (UNCONFIRMED whether IMM ever does this; JSON is tried first);
+* an envelope whose ``content`` string was cut short (a result too big for one MNS message; whether
+  IMM ever cuts it is UNCONFIRMED, docs/imm-notifications.md): the leading common fields are read
+  from what is there and the notification is marked `ImmNotification.truncated`, so the functions
+  read the result with GetTask.
 
 The models keep IMM's field names and allow unknown fields: the content of task types other than
 MediaConvert is UNCONFIRMED (imm-facts-2.md §1) and the local IMM echoes the request's ``SourceURI``,
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -29,6 +34,7 @@ from immflow.parsing import TOO_DEEP, EpochMsDatetime, UtcDatetime, expect_objec
 
 KIND = "IMM notification"
 GET_TASK_KIND = "IMM GetTask response"
+TYPE_PREFIX = "imm:Task:"
 
 
 def _none_to_empty(value: object) -> object:
@@ -130,7 +136,10 @@ class ImmTaskResult(_CloudModel):
 
 
 class ImmNotification(_CloudModel):
-    """A task-finished notification. The envelope fields are None for the older form without one."""
+    """A task-finished notification. The envelope fields are None for the older form without one.
+
+    Whatever it says is a claim by whoever published it; `immflow.flow.results` confirms it with GetTask.
+    """
 
     id: str | None = None
     source: str | None = None
@@ -140,6 +149,14 @@ class ImmNotification(_CloudModel):
     time: EpochMsDatetime | None = None
     """Epoch ms (a string) in the MNS envelope, RFC 3339 in EventBridge's."""
     content: ImmTaskResult
+    truncated: bool = False
+    """``content`` was cut short: only its leading common fields were read (no outputs, no times)."""
+
+    @property
+    def lacks_result(self) -> bool:
+        """Whether the task's result must be read with GetTask: the content was cut short or leaves out
+        the times every IMM result carries."""
+        return self.truncated or self.content.StartTime is None or self.content.EndTime is None
 
 
 def parse_imm_notification(body: str | bytes) -> ImmNotification:
@@ -147,15 +164,39 @@ def parse_imm_notification(body: str | bytes) -> ImmNotification:
     data = expect_object(_decode_body(body), KIND)
     if "content" in data:
         content = data["content"]
+        truncated = False
         if isinstance(content, str):
-            content = load_json(content, KIND, field="content")
-        envelope = {**data, "content": expect_object(content, KIND, field="content")}
+            try:
+                content = load_json(content, KIND, field="content")
+            except PayloadError as exc:
+                content, truncated = _leading_fields(content, data.get("type"), exc.problem), True
+        envelope = {**data, "content": expect_object(content, KIND, field="content"), "truncated": truncated}
     elif isinstance(data.get("data"), dict) and ("specversion" in data or data.get("source") == "acs.imm"):
         envelope = {name: value for name, value in data.items() if name != "data"}
         envelope["content"] = data["data"]
     else:
         envelope = {"content": data}
     return parse_model(ImmNotification, envelope, KIND)
+
+
+# The common fields IMM writes first in ``content`` (docs/imm-notifications.md), JSON string values only.
+_LEADING_FIELD = re.compile(r'"(ProjectName|UserData|TaskType|TaskId|Status)"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def _leading_fields(content: str, envelope_type: object, problem: str) -> dict[str, Any]:
+    """The common fields of a ``content`` that is not whole JSON; a `PayloadError` unless the task's
+    id, type, project and final status are all there."""
+    fields: dict[str, Any] = {}
+    for match in _LEADING_FIELD.finditer(content):
+        fields.setdefault(match.group(1), json.loads(match.group(2)))
+    if "TaskType" not in fields and isinstance(envelope_type, str) and envelope_type.startswith(TYPE_PREFIX):
+        fields["TaskType"] = envelope_type[len(TYPE_PREFIX) :]
+    missing = [name for name in ("ProjectName", "TaskType", "TaskId", "Status") if name not in fields]
+    if missing:
+        raise PayloadError(
+            KIND, "content", f"{problem}, and not a cut-short result either (no {', '.join(missing)})"
+        )
+    return fields
 
 
 def _decode_body(body: str | bytes) -> Any:

@@ -9,26 +9,30 @@ accepted the task but before the TaskId was recorded) first asks IMM's ListTasks
 IMM has no idempotency token: a task of the same type started since the claim, with the claimed
 request's ``UserData`` (the lineage) and the same source URIs (fan-out siblings share the lineage but
 not the sources), is adopted instead of creating a second one. It is recorded ``Running`` even if it
-already ended, so its result takes the one result path: the notification, redelivered until the TaskId
-is in the ledger (`immflow.flow.results.NotYetRecordedError`), or reconcile's GetTask. A first claim
-pays no ListTasks call.
+already ended, with IMM's start time (so reconcile asks for it on time), and its result takes the one
+result path: the notification (`immflow.flow.results` adopts it too), or reconcile's GetTask. A first
+claim pays no ListTasks call.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from immflow.adapters import ServiceError
 from immflow.flow.requests import INVALID_REQUEST, PlannedTask
 from immflow.flow.runtime import Call
 from immflow.ledger import CreateClaim, TaskRecord
 from immflow.logging import correlation, logger
+from immflow.parsing import UtcDatetime
 
 CLOCK_SKEW = timedelta(minutes=1)
 """How far IMM's StartTime may be before the ledger's claim time (two clocks)."""
+_START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(UtcDatetime | None)
 
 
 def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
@@ -82,7 +86,7 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
                 services.settings.project,
                 task.task_type,
                 started_since=task.created_at - CLOCK_SKEW,
-                matches=_same_request(task.request),
+                matches=same_request(task.request),
             )
         )
         if found is not None:
@@ -92,7 +96,9 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
                     "IMM already had this task (its creator stopped before recording it); adopted",
                     extra={**extra, "imm_status": found.get("Status")},
                 )
-            return services.ledger.mark_created(task.claim_key, task_id=task_id, now=services.now())
+            # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
+            started = imm_start_time(found) or services.now()
+            return services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
     try:
         created = call.retry(lambda: services.imm.create_task(task.action, task.request))
     except ServiceError as exc:
@@ -107,9 +113,18 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
     return services.ledger.mark_created(task.claim_key, task_id=created.task_id, now=services.now())
 
 
-def _same_request(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    """Whether a ListTasks ``TaskInfo`` is `request`'s task: same ``UserData`` and same source URIs.
-    A task listed without ``TaskRequestDefinition`` cannot be told from a fan-out sibling: no match."""
+def imm_start_time(info: Mapping[str, Any]) -> datetime | None:
+    """The ``StartTime`` of a ListTasks ``TaskInfo`` or GetTask answer, or None if it has none readable."""
+    try:
+        return _START_TIME.validate_python(info.get("StartTime"))
+    except ValueError:
+        return None
+
+
+def same_request(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a ListTasks ``TaskInfo`` (or GetTask answer) is `request`'s task: same ``UserData`` and
+    same source URIs. A task without ``TaskRequestDefinition`` cannot be told from a fan-out sibling:
+    no match."""
     user_data, sources = request.get("UserData"), _source_uris(request)
 
     def matches(info: Mapping[str, Any]) -> bool:

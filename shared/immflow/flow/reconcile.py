@@ -6,25 +6,34 @@ longer knows (``ResourceNotFound``) or that is older than IMM's 7-day retention 
 with the reason, so its run can finish. A ``Creating`` task whose claim expired (its creator died
 between claiming and recording, and no redelivery came) is created now from the request the ledger
 kept, unless ListTasks shows the dead creator had in fact reached IMM: then that task is adopted
-(`immflow.flow.creation.create_claimed`).
+(`immflow.flow.creation.create_claimed`) with IMM's start time, and asked for at once if that is past
+the wait.
+
+Each task is handled on its own: one that fails (its bucket was deleted, IMM refuses a call) is logged
+and counted, and the others go on; the invocation then fails, naming the failed tasks, so the failure
+is visible (FC's metrics and failure destination) without blocking the tasks behind it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from immflow.adapters import ServiceError
+from immflow.errors import ImmflowError
 from immflow.events.imm import parse_get_task_response
 from immflow.flow.creation import create_claimed
 from immflow.flow.manifest import complete_run_if_done
-from immflow.flow.results import handle_result
+from immflow.flow.results import NOT_FOUND_CODES, handle_result
 from immflow.flow.runtime import Call
 from immflow.ledger import TaskRecord
 from immflow.logging import correlation, logger
 
 IMM_TASK_RETENTION = timedelta(days=7)
-NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceNotFound.Task", "TaskNotFound"})
+
+
+class ReconcileError(ImmflowError):
+    """Some tasks could not be reconciled (each is logged); the others were."""
 
 
 @dataclass
@@ -34,9 +43,12 @@ class ReconcileSummary:
     still_running: int = 0
     lost: list[str] = field(default_factory=list)
     created: int = 0
+    failed: list[str] = field(default_factory=list)
+    """TaskIds (ledger row numbers for tasks without one) that raised; each is logged."""
 
 
 def reconcile(call: Call) -> ReconcileSummary:
+    """Settle every stale task; raises `ReconcileError` at the end if any of them failed."""
     services = call.services
     now = services.now()
     started_before = now - timedelta(seconds=services.settings.reconcile_after_seconds)
@@ -49,14 +61,28 @@ def reconcile(call: Call) -> ReconcileSummary:
             break
         summary.checked += 1
         with correlation(run_id=task.run_id, task_id=task.task_id or ""):
-            if task.status == "Creating":
-                _finish_creation(call, task, summary)
-            else:
-                _check(call, task, summary)
+            try:
+                if task.status == "Creating":
+                    _finish_creation(call, task, summary, started_before)
+                else:
+                    _check(call, task, summary)
+            except Exception as exc:  # one task's failure must not block the others
+                summary.failed.append(task.task_id or f"row {task.row_id}")
+                logger.exception(
+                    "task could not be reconciled; going on with the others",
+                    extra={"rule": task.rule, "task": task.task_name, "problem": str(exc)},
+                )
+    if summary.failed:
+        raise ReconcileError(
+            f"{len(summary.failed)} of {summary.checked} stale tasks could not be reconciled "
+            f"({', '.join(summary.failed)}); the others were: see the log lines of these tasks"
+        )
     return summary
 
 
-def _finish_creation(call: Call, task: TaskRecord, summary: ReconcileSummary) -> None:
+def _finish_creation(
+    call: Call, task: TaskRecord, summary: ReconcileSummary, started_before: datetime
+) -> None:
     services = call.services
     now = services.now()
     if not services.ledger.take_over_creation(task, now=now, expires_at=call.claim_expiry(now)):
@@ -73,6 +99,8 @@ def _finish_creation(call: Call, task: TaskRecord, summary: ReconcileSummary) ->
     summary.created += 1
     if created.is_final:
         complete_run_if_done(call, task.run_id)
+    elif created.started_at is not None and created.started_at < started_before:
+        _check(call, created, summary)  # adopted, and started long enough ago
 
 
 def _check(call: Call, task: TaskRecord, summary: ReconcileSummary) -> None:

@@ -1,27 +1,42 @@
 """A task's result, from a notification (``on_task_done``) or from GetTask (``reconcile``): record it,
 find its outputs, start its follow-ups, finish the run.
 
-Idempotent by a result claim keyed by TaskId + Status (`immflow.ledger`): a notification delivered
-twice, or after reconcile already saw the result, changes nothing the second time; follow-ups have
-their own create claims, so a redelivery after a crash half-way creates each one once.
+A notification is a hint, not the truth (docs/imm-notifications.md): anyone allowed to publish to the
+topic can write one. So ``on_task_done`` asks IMM's GetTask (signed, authoritative) for the task's
+final state and records that; a notification that disagrees with GetTask (status, code, type,
+project, UserData), or names outputs outside the task's own targets (as the ledger kept its request),
+is logged as suspicious with both versions and changes nothing. ``IMMFLOW_VERIFY_NOTIFICATIONS=false``
+skips the GetTask for stacks whose topic only IMM can publish to; a notification cut short or without
+the result's times is still completed with GetTask.
+
+Idempotent by a result claim keyed by TaskId + the *confirmed* Status (`immflow.ledger`): a notification
+delivered twice, or after reconcile already saw the result, changes nothing the second time (once the
+ledger holds a final result, a notification for the task only goes on from it, without asking
+GetTask); a forged one takes no claim, so the genuine one is not taken for a duplicate. Follow-ups have their own create
+claims, so a redelivery after a crash half-way creates each one once.
 
 A result for a TaskId the ledger does not know is either someone else's task on the same topic (no
-immflow lineage in its UserData, or a run immflow never saw): logged and ignored; or one of ours that
-finished before the invocation that created it recorded its TaskId (lineage names a known run): then
-`NotYetRecordedError` is raised, so FC delivers it again a little later.
+immflow lineage in its UserData, or a run immflow never saw): logged and ignored; or one of ours whose
+creator stopped between CreateTask and recording the TaskId. Its lineage names the run, rule and task:
+the task IMM confirms is matched to that ``Creating`` claim by UserData and source URIs (as
+`immflow.flow.creation` adopts), the claim is taken over and the result recorded at once. While the
+creator may still be alive (its claim has not expired) `NotYetRecordedError` is raised, so FC delivers
+the notification again a little later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from immflow.adapters import ServiceError
 from immflow.errors import ImmflowError
-from immflow.events.imm import ImmNotification, ImmTaskResult
-from immflow.flow.creation import claim_and_create
+from immflow.events.imm import GetTaskResponse, ImmNotification, ImmTaskResult, parse_get_task_response
+from immflow.flow.creation import claim_and_create, imm_start_time, same_request
 from immflow.flow.lineage import Lineage
 from immflow.flow.manifest import complete_run_if_done
-from immflow.flow.outputs import discover_outputs
+from immflow.flow.outputs import Target, discover_outputs, outside_targets, task_targets
 from immflow.flow.requests import PlannedTask, plan_task
 from immflow.flow.runtime import Call
 from immflow.ledger import RunRecord, TaskRecord, claim_key
@@ -29,11 +44,20 @@ from immflow.logging import correlation, logger
 from immflow.ossuri import OssUri
 from immflow.pipeline import UnknownTaskError
 
-Outcome = Literal["recorded", "duplicate", "in-progress", "foreign"]
+Outcome = Literal["recorded", "duplicate", "in-progress", "foreign", "suspicious"]
+
+NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceNotFound.Task", "TaskNotFound"})
+COMPARED_FIELDS = ("ProjectName", "TaskType", "Status", "Code", "UserData")
+"""What a notification must say as GetTask does. Times are left out (the two may write them with
+different precision), and so is ``Message`` (a human text): the ledger takes both from GetTask."""
 
 
 class NotYetRecordedError(ImmflowError):
     """An immflow task's result arrived before its creator recorded it; a later delivery will find it."""
+
+
+class NotYetFinalError(ImmflowError):
+    """The notification says the task ended, GetTask says it is still running: early, or forged."""
 
 
 @dataclass(frozen=True)
@@ -47,25 +71,192 @@ class ResultSummary:
 
 
 def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
-    result = notification.content
-    with correlation(task_id=result.TaskId):
-        task = call.services.ledger.get_task(result.TaskId)
+    claimed = notification.content
+    with correlation(task_id=claimed.TaskId):
+        task = call.services.ledger.get_task(claimed.TaskId)
+        confirmed: ImmTaskResult | None
         if task is None:
-            lineage = Lineage.from_user_data(result.UserData)
-            if lineage is not None and call.services.ledger.get_run(lineage.run) is not None:
-                raise NotYetRecordedError(
-                    f"task {result.TaskId} ({lineage.rule}/{lineage.task} of run {lineage.run}) is not in the "
-                    "ledger yet; its creator has probably not recorded it: retry later"
+            adopted = _adopt(call, notification)
+            if isinstance(adopted, ResultSummary):
+                return adopted
+            task, confirmed = adopted
+        elif task.is_final and task.status != "Lost":
+            # Recorded already, from a confirmed result, which no notification can change: go on from
+            # the ledger's result (a duplicate, or the redelivery after a crash half-way through the
+            # follow-ups), without asking GetTask.
+            return handle_result(call, task, _recorded_result(call, task))
+        elif call.services.settings.verify_notifications or notification.lacks_result:
+            confirmed = _confirm(call, task, notification)
+        else:
+            confirmed = claimed
+        if confirmed is None:
+            return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
+        with correlation(run_id=task.run_id):
+            run = _run_of(call, task)
+            targets = task_targets(call, run, task, confirmed)
+            named = claimed.output_uris()
+            foreign = outside_targets(targets, named)
+            if foreign:
+                _suspicious(
+                    notification, "it names outputs outside the task's targets", foreign_outputs=foreign
                 )
-            logger.info(
-                "notification for a task immflow did not start; ignored",
-                extra={"task_type": result.TaskType, "status": result.Status},
+                return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
+            return handle_result(call, task, confirmed, named=named, targets=targets)
+
+
+def _recorded_result(call: Call, task: TaskRecord) -> ImmTaskResult:
+    assert task.task_id is not None and task.status in ("Succeeded", "Failed")
+    return ImmTaskResult(
+        ProjectName=call.services.settings.project,
+        TaskType=task.task_type,
+        TaskId=task.task_id,
+        Status=task.status,
+        Code=task.code,
+        Message=task.message,
+        StartTime=task.started_at,
+        EndTime=task.ended_at,
+        UserData=task.user_data,
+    )
+
+
+def _confirm(call: Call, task: TaskRecord, notification: ImmNotification) -> ImmTaskResult | None:
+    """The task's final result as GetTask reports it, or None when the notification disagrees with it."""
+    services = call.services
+    assert task.task_id is not None  # found by the notification's TaskId
+    task_id = task.task_id
+    try:
+        body = call.retry(lambda: services.imm.get_task(services.settings.project, task.task_type, task_id))
+    except ServiceError as exc:
+        if exc.code in NOT_FOUND_CODES:
+            _suspicious(notification, f"GetTask answered {exc.code}")
+            return None
+        raise
+    return _final_agreeing(notification, parse_get_task_response(body))
+
+
+def _final_agreeing(notification: ImmNotification, answer: GetTaskResponse) -> ImmTaskResult | None:
+    confirmed = answer.final_result()
+    if confirmed is None:
+        logger.warning(
+            "suspicious notification: it says the task ended, GetTask says it is still running; "
+            "changing nothing until a later delivery",
+            extra={"notification": _dump(notification.content), "get_task": _dump(answer)},
+        )
+        raise NotYetFinalError(
+            f"task {answer.TaskId} is still Running according to GetTask although a notification says "
+            f"{notification.content.Status}: retry later"
+        )
+    if notification.truncated:
+        return confirmed  # only its leading fields were readable: nothing more to compare
+    disagreeing = [
+        name
+        for name in COMPARED_FIELDS
+        if getattr(notification.content, name) != getattr(confirmed, name)
+        # A field left out of a notification (IMM writes every common one) is no disagreement.
+        and name in notification.content.model_fields_set
+    ]
+    if disagreeing:
+        _suspicious(notification, "it disagrees with GetTask", fields=disagreeing, get_task=_dump(answer))
+        return None
+    return confirmed
+
+
+def _adopt(call: Call, notification: ImmNotification) -> tuple[TaskRecord, ImmTaskResult] | ResultSummary:
+    """Adopt the ``Creating`` claim the notification's task belongs to (see the module docstring), or
+    say why not: a foreign task, a suspicious notification, or `NotYetRecordedError`."""
+    services = call.services
+    ledger = services.ledger
+    claimed = notification.content
+    lineage = Lineage.from_user_data(claimed.UserData)
+    if lineage is None or ledger.get_run(lineage.run) is None:
+        logger.info(
+            "notification for a task immflow did not start; ignored",
+            extra={"task_type": claimed.TaskType, "status": claimed.Status},
+        )
+        return ResultSummary(claimed.TaskId, "foreign", claimed.Status)
+    with correlation(run_id=lineage.run):
+        try:
+            body = call.retry(
+                lambda: services.imm.get_task(
+                    services.settings.project, claimed.TaskType, claimed.TaskId, request_definition=True
+                )
             )
-            return ResultSummary(result.TaskId, "foreign", result.Status)
-        return handle_result(call, task, result)
+        except ServiceError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                _suspicious(notification, f"GetTask answered {exc.code}")
+                return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
+            raise
+        answer = parse_get_task_response(body)
+        confirmed = _final_agreeing(notification, answer)
+        if confirmed is None:
+            return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
+        recorded = ledger.get_task(claimed.TaskId)
+        if recorded is not None:  # its creator recorded it meanwhile
+            return recorded, confirmed
+        info = answer.model_dump()
+        candidates = [
+            task
+            for task in ledger.tasks_of_run(lineage.run)
+            if task.status == "Creating"
+            and (task.rule, task.task_name) == (lineage.rule, lineage.task)
+            and task.task_type == answer.TaskType
+            and same_request(task.request)(info)
+        ]
+        if not candidates:
+            if not answer.TaskRequestDefinition:
+                raise NotYetRecordedError(
+                    f"task {claimed.TaskId} ({lineage.rule}/{lineage.task} of run {lineage.run}) is not in "
+                    "the ledger and IMM keeps no request definition to match it to its claim: retry later"
+                )
+            logger.warning(
+                "notification for a task of a known run that matches none of its open claims; ignored",
+                extra={"rule": lineage.rule, "task": lineage.task, "status": claimed.Status},
+            )
+            return ResultSummary(claimed.TaskId, "foreign", claimed.Status)
+        claim = candidates[0]
+        now = services.now()
+        if not ledger.take_over_creation(claim, now=now, expires_at=call.claim_expiry(now)):
+            raise NotYetRecordedError(
+                f"task {claimed.TaskId} ({lineage.rule}/{lineage.task} of run {lineage.run}) is not in the "
+                "ledger yet and its creator's claim is still held: retry later"
+            )
+        started = imm_start_time(info) or now
+        task = ledger.mark_created(claim.claim_key, task_id=claimed.TaskId, now=started)
+        logger.warning(
+            "task adopted from its notification (its creator stopped before recording it)",
+            extra={"rule": claim.rule, "task": claim.task_name, "status": confirmed.Status},
+        )
+        return task, confirmed
 
 
-def handle_result(call: Call, task: TaskRecord, result: ImmTaskResult) -> ResultSummary:
+def _suspicious(notification: ImmNotification, reason: str, **details: Any) -> None:
+    logger.warning(
+        f"suspicious notification ignored: {reason}",
+        extra={"notification": _dump(notification.content), "envelope_id": notification.id, **details},
+    )
+
+
+def _dump(model: ImmTaskResult | GetTaskResponse) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _run_of(call: Call, task: TaskRecord) -> RunRecord:
+    run = call.services.ledger.get_run(task.run_id)
+    if run is None:
+        raise ImmflowError(f"the ledger has task {task.task_id} but not its run {task.run_id}")
+    return run
+
+
+def handle_result(
+    call: Call,
+    task: TaskRecord,
+    result: ImmTaskResult,
+    *,
+    named: Sequence[str] = (),
+    targets: Sequence[Target] | None = None,
+) -> ResultSummary:
+    """Record a confirmed `result` of `task` once. `named`: output URIs its notification gave, already
+    checked against the task's `targets` (computed here when not given)."""
     services = call.services
     ledger = services.ledger
     key = claim_key("result", result.TaskId, result.Status)
@@ -83,7 +274,7 @@ def handle_result(call: Call, task: TaskRecord, result: ImmTaskResult) -> Result
                 result.TaskId, "duplicate" if state == "done" else "in-progress", result.Status
             )
         try:
-            summary = _record(call, task, result)
+            summary = _record(call, task, result, named, targets)
         except BaseException:
             ledger.release_claim(key, now=services.now())
             raise
@@ -91,13 +282,19 @@ def handle_result(call: Call, task: TaskRecord, result: ImmTaskResult) -> Result
         return summary
 
 
-def _record(call: Call, task: TaskRecord, result: ImmTaskResult) -> ResultSummary:
+def _record(
+    call: Call,
+    task: TaskRecord,
+    result: ImmTaskResult,
+    named: Sequence[str],
+    targets: Sequence[Target] | None,
+) -> ResultSummary:
     services = call.services
     ledger = services.ledger
-    run = ledger.get_run(task.run_id)
-    if run is None:
-        raise ImmflowError(f"the ledger has task {result.TaskId} but not its run {task.run_id}")
-    outputs = discover_outputs(call, run, task, result)
+    run = _run_of(call, task)
+    if targets is None:
+        targets = task_targets(call, run, task, result)
+    outputs = discover_outputs(call, task, targets, named)
     ledger.record_result(
         result.TaskId,
         status=result.Status,

@@ -71,3 +71,20 @@ def test_a_video_gets_its_web_version_and_posters(harness: Harness, tmp_path: Pa
     # ... and the outputs were found by listing OSS with the templates' patterns.
     folder = f"oss://fn-media/processed/uploads/videos/{harness.prefix}/clip"
     assert sorted(web.outputs) == [f"{folder}/poster-1.jpg", f"{folder}/poster-2.jpg", f"{folder}/web.mp4"]
+
+
+def test_an_archive_too_big_for_one_notification_completes_at_once(harness: Harness) -> None:
+    # ~800 entries: the inspection's whole result would be more than MNS's 64 KB message limit.
+    names = [f"a-folder-with-a-rather-long-name/entry-number-{index:04d}-padded.txt" for index in range(800)]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"x")
+    key = harness.key("archives", "many.zip")
+    started = harness.on_upload(harness.put(key, buffer.getvalue()))["started"]
+    run_id = harness.ledger.get_task(started[0]).run_id  # type: ignore[union-attr]
+    fed = harness.run_to_end(run_id, timeout=60)  # no wait for reconcile
+    assert all(len(body.encode()) <= 65536 for body in fed)
+    tasks = {t.task_name: t for t in harness.ledger.tasks_of_run(run_id)}
+    assert (tasks["inspect"].status, tasks["unzip"].status) == ("Succeeded", "Succeeded")
+    assert len(tasks["unzip"].outputs) == 800

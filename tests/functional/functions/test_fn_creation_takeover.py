@@ -15,6 +15,7 @@ import pytest
 from alibabacloud_imm20200930 import models
 from functions_support import BUCKET, PROJECT, Harness
 from immflow.flow.lineage import run_id_for
+from immflow.flow.results import NotYetRecordedError
 from immflow.ledger import Ledger, utcnow
 from test_fn_images import png
 
@@ -120,3 +121,31 @@ def test_fan_out_siblings_sharing_user_data_are_told_apart_by_their_sources(
         assert sibling.status == "Running" and sibling.task_id in held
         definition = json.loads(held[sibling.task_id].task_request_definition)
         assert [source["URI"] for source in definition["Sources"]] == sibling.sources
+
+
+def test_a_notification_records_a_task_its_creator_never_recorded(
+    harness: Harness, crash_after_create: Callable[[], None]
+) -> None:
+    key = harness.key("images", "orphan.png")
+    event = harness.put(key, png("olive"))
+    crash_after_create()
+    with pytest.raises(RuntimeError, match="died"):
+        harness.on_upload(event)
+    [task] = harness.ledger.tasks_of_run(run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"]))
+    assert task.status == "Creating" and task.task_id is None
+    [held] = _imm_tasks(harness, task.run_id)  # IMM has the task, the ledger has no TaskId for it
+    notification = harness.notification_for(held.task_id)
+    # While the creator's claim is held it may still record the task: FC delivers the notification again.
+    with pytest.raises(NotYetRecordedError):
+        harness.on_task_done(notification)
+
+    _expire_open_claims(harness, task.run_id)  # the dead creator's timeout has passed
+    summary = harness.on_task_done(notification)
+    assert (summary["outcome"], summary["status"], summary["follow_ups"]) == ("recorded", "Succeeded", 1)
+    recorded = harness.ledger.get_task(held.task_id)
+    assert recorded is not None and recorded.claim_key == task.claim_key and len(recorded.outputs) == 1
+    # The redelivered upload event then changes nothing; IMM holds the one task.
+    assert harness.on_upload(event)["started"] == []
+    assert [t.task_id for t in _imm_tasks(harness, task.run_id) if t.task_type == "ImageSplicing"] == [
+        held.task_id
+    ]

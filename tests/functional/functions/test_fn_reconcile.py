@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from functions_support import Harness, wait_until
+import oss2
+import pytest
+from functions_support import Harness, oss_event, wait_until
+from immflow.flow.reconcile import ReconcileError
 from immflow.ledger import NewTask, claim_key, utcnow
 from test_fn_images import png
 
@@ -66,3 +69,31 @@ def test_a_task_imm_does_not_know_is_lost_and_its_run_completes(harness: Harness
     wait_until(settled, what="run completion")
     run = harness.ledger.get_run(run_id)
     assert run is not None and run.status == "Done"
+
+
+def test_a_task_whose_bucket_is_gone_does_not_block_the_others(harness: Harness) -> None:
+    doomed = oss2.Bucket(harness.cloud.bucket.auth, harness.cloud.oss_url, f"fn-doomed-{harness.prefix}")
+    doomed.create_bucket()
+    key = harness.key("images", "doomed.png")
+    doomed.put_object(key, png("gray"))
+    event = oss_event(harness.cloud, key, png("gray"))
+    event["events"][0]["oss"]["bucket"]["name"] = doomed.bucket_name
+    [doomed_id] = harness.on_upload(event)["started"]
+    [other_id] = harness.on_upload(harness.put(harness.key("images", "fine.png"), png("navy")))["started"]
+    wait_until(
+        lambda: all(harness.get_task("ImageSplicing", t).status != "Running" for t in (doomed_id, other_id)),
+        what="IMM tasks end",
+    )
+    for listed in oss2.ObjectIterator(doomed):
+        doomed.delete_object(listed.key)
+    doomed.delete_bucket()
+    time.sleep(1.1)  # IMMFLOW_RECONCILE_AFTER_SECONDS is 1 in these tests
+
+    # The oldest task fails (its outputs cannot be listed): logged, counted, and the invocation fails ...
+    with pytest.raises(ReconcileError, match=doomed_id):
+        harness.reconcile()
+    # ... after the task behind it was settled.
+    other = harness.ledger.get_task(other_id)
+    assert other is not None and other.status == "Succeeded" and len(other.outputs) == 1
+    stuck = harness.ledger.get_task(doomed_id)
+    assert stuck is not None and stuck.status == "Running"

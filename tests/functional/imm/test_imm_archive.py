@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import sqlite3
 import tarfile
+import time
 import zipfile
 
 from alibabacloud_imm20200930 import models
@@ -180,3 +182,58 @@ def test_image_splicing_and_image_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify
     pages = PdfReader(io.BytesIO(cloud.bucket.get_object("pdfs/pics.pdf").read())).pages
     assert len(pages) == 2
     assert (round(float(pages[0].mediabox.width)), round(float(pages[0].mediabox.height))) == (50, 100)
+
+
+def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    names = [f"a-folder-with-a-rather-long-name/entry-number-{index:04d}-padded.txt" for index in range(800)]
+    cloud.bucket.put_object("arc/many.zip", _zip(dict.fromkeys(names, b"x")))
+    notification = models.Notification(
+        mns=models.MNS(topic_name="imm-done"), extended_message_uri=cloud.uri("arc/many.json")
+    )
+    request = models.CreateArchiveFileInspectionTaskRequest(
+        project_name=PROJECT, source_uri=cloud.uri("arc/many.zip"), notification=notification
+    )
+    task_id = imm.create_archive_file_inspection_task(request).body.task_id
+    # It arrives at once (the whole result would be ~120 KB, more than MNS's 64 KB) ...
+    result = inbox.wait(task_id, timeout=30).content
+    [body] = inbox.raw[task_id]
+    assert len(body.encode()) <= 65536
+    # ... with the status and the other common fields, and without the listing ...
+    assert (result.Status, result.TaskType, result.StartTime is not None) == (
+        "Succeeded",
+        "ArchiveFileInspection",
+        True,
+    )
+    assert "Files" not in result.model_dump()
+    # ... which the ExtendedMessageURI file holds in full.
+    extended = json.loads(cloud.bucket.get_object("arc/many.json").read())
+    assert [entry["Path"] for entry in extended["Files"]] == names
+
+
+def test_a_notification_mns_refuses_for_good_is_not_retried(cloud: Cloud, make_imm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mns.topic import TopicMeta
+
+    topic = "imm-tiny-topic"
+    meta = TopicMeta()
+    meta.set_maximum_message_size(1024)  # smaller than any notification: MNS answers InvalidArgument
+    cloud.mns.get_topic(topic).create(meta)
+    extra = make_imm()
+    cloud.bucket.put_object("arc/small.zip", _zip({f"entry-{index}.txt": b"a" for index in range(20)}))
+    request = models.CreateArchiveFileInspectionTaskRequest(
+        project_name=PROJECT,
+        source_uri=cloud.uri("arc/small.zip"),
+        notification=models.Notification(mns=models.MNS(topic_name=topic)),
+    )
+    task_id = extra.client.create_archive_file_inspection_task(request).body.task_id
+    outbox = sqlite3.connect(tmp_path / "imm-0" / "imm" / "imm.sqlite3")
+    deadline = time.monotonic() + 20
+    while True:
+        task = extra.client.get_task(
+            models.GetTaskRequest(project_name=PROJECT, task_type="ArchiveFileInspection", task_id=task_id)
+        ).body
+        pending = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        if task.status == "Succeeded" and pending == 0:
+            break  # dropped after its one refused attempt, not left to be retried for ever
+        assert time.monotonic() < deadline, f"task {task.status}, {pending} notification(s) still queued"
+        time.sleep(0.1)
+    outbox.close()

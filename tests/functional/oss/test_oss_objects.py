@@ -152,7 +152,8 @@ def test_object_errors(bucket: oss2.Bucket) -> None:
     bucket.delete_object("missing")  # deleting a missing key succeeds, as in OSS
 
 
-@pytest.mark.parametrize("key", ["../escape", "a/../../b", "a/..", "x" * 1024])
+# Keys with ".." segments are legal OSS keys: see test_oss_signatures_and_names.py.
+@pytest.mark.parametrize("key", ["x" * 1024, "é" * 512])
 def test_invalid_object_names(bucket: oss2.Bucket, key: str) -> None:
     with pytest.raises(oss2.exceptions.InvalidObjectName):
         bucket.put_object(key, b"x")
@@ -303,10 +304,8 @@ def test_batch_delete(bucket: oss2.Bucket) -> None:
 def test_unimplemented_subresources_answer_501(bucket: oss2.Bucket) -> None:
     bucket.put_object("k", b"x")
     for call in (
-        lambda: bucket.get_bucket_acl(),
         lambda: bucket.get_bucket_lifecycle(),
-        lambda: bucket.get_object_tagging("k"),
-        lambda: bucket.put_symlink("k", "link"),
+        lambda: bucket.get_bucket_versioning(),
         lambda: bucket.get_object("k", process="image/resize,w_10"),
     ):
         with pytest.raises(oss2.exceptions.ServerError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from oss2.models import PartInfo
 
 from localcloud.core.account import Account
 from localcloud.core.admin import admin_headers, load_or_create_token
+from localcloud.core.http import ServiceServer
+from localcloud.oss import OssService
 
 
 class OssProcess:
@@ -117,3 +120,44 @@ def test_kill_9_keeps_objects_and_queued_events(
     assert len(puts) == 21
     overwrite = next(o for o in puts if o["eTag"] == hashlib.md5(b"overwritten").hexdigest().upper())
     assert overwrite["key"] == "obj/0 é+.bin" and overwrite["deltaSize"] == len(b"overwritten") - 1000
+
+
+def test_a_state_folder_from_before_storage_classes_and_tags_still_opens(tmp_path: Path) -> None:
+    """Objects stored before the attribute columns existed read as Standard, untagged, default ACL."""
+    state = tmp_path / "state"
+    (state / "oss").mkdir(parents=True)
+    old = sqlite3.connect(state / "oss" / "meta.sqlite")
+    old.executescript(
+        """
+        CREATE TABLE buckets (name TEXT PRIMARY KEY, created REAL NOT NULL, storage_class TEXT NOT NULL,
+            acl TEXT NOT NULL);
+        CREATE TABLE objects (bucket TEXT NOT NULL, key TEXT NOT NULL, data_id TEXT NOT NULL,
+            size INTEGER NOT NULL, etag TEXT NOT NULL, crc64 TEXT NOT NULL, content_type TEXT NOT NULL,
+            stored_headers TEXT NOT NULL, object_type TEXT NOT NULL, last_modified REAL NOT NULL,
+            PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+        CREATE TABLE uploads (upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL, key TEXT NOT NULL,
+            initiated REAL NOT NULL, content_type TEXT NOT NULL, stored_headers TEXT NOT NULL);
+        INSERT INTO buckets VALUES ('old-bucket', 0, 'Standard', 'private');
+        INSERT INTO objects VALUES ('old-bucket', 'k', '00aa', 0, 'D41D8CD98F00B204E9800998ECF8427E', '0',
+            'text/plain', '{}', 'Normal', 0);
+        INSERT INTO uploads VALUES ('u1', 'old-bucket', 'k2', 0, 'text/plain', '{}');
+        """
+    )
+    old.close()
+    (state / "oss" / "data" / "00").mkdir(parents=True)
+    (state / "oss" / "data" / "00" / "00aa").write_bytes(b"")
+    account = Account.load_or_create(state)
+    service = OssService(state, account)
+    server = ServiceServer(service).start()
+    try:
+        bucket = oss2.Bucket(
+            oss2.Auth(account.access_key_id, account.access_key_secret), server.url, "old-bucket"
+        )
+        head = bucket.head_object("k")
+        assert head.headers["x-oss-storage-class"] == "Standard"
+        assert bucket.get_object_tagging("k").tag_set.tagging_rule == {}
+        assert bucket.get_object_acl("k").acl == "default"
+        assert [u.upload_id for u in bucket.list_multipart_uploads().upload_list] == ["u1"]
+    finally:
+        server.stop()
+        service.close()

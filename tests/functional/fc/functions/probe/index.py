@@ -10,6 +10,7 @@ after that. It returns the record as JSON.
 import json
 import os
 import pathlib
+import sys
 import time
 
 INITIALIZED = 0
@@ -37,6 +38,8 @@ def handler(event, context):
         "credentials_key": getattr(getattr(context, "credentials", None), "access_key_id", None),
         "initialized": INITIALIZED,
         "pid": os.getpid(),
+        "python": "{}.{}".format(*sys.version_info[:2]),
+        "sys_path": sys.path,
         "cwd": os.getcwd(),
         "env": {
             k: v

@@ -1,0 +1,253 @@
+"""OSS's S3-compatible API on the same port: AWS Signature V4, ``x-amz-*`` headers, S3's errors.
+
+The cloud's OSS accepts requests signed with ``AWS4-HMAC-SHA256`` (header or presigned query),
+path style and virtual-host style, and answers them with the same actions; so does this. A
+request is recognised as S3 by its signature; then:
+
+- the signature is checked as AWS documents SigV4 for S3 (service ``s3``; the scope's region
+  must be the account's), including ``x-amz-content-sha256`` against the body when it is a hash;
+  a body sent ``aws-chunked`` (``STREAMING-*`` payloads) is decoded, its chunk signatures are not
+  checked (a difference: the header signature still covers the request);
+- ``x-amz-*`` request headers become their ``x-oss-*`` forms (``x-amz-meta-*``,
+  ``x-amz-copy-source`` and its conditions and range, ``x-amz-metadata-directive``,
+  ``x-amz-tagging``, ``x-amz-storage-class``, ``x-amz-acl``) so the actions see one API;
+- ``x-oss-meta-*`` and ``x-oss-request-id`` answer as ``x-amz-meta-*`` and ``x-amz-request-id``;
+- errors are S3's ``<Error><Code/><Message/><Resource/><RequestId/></Error>``.
+
+Storage classes map as OSS documents for its S3 API: STANDARD = Standard, STANDARD_IA = IA,
+GLACIER = Archive, DEEP_ARCHIVE = ColdArchive (UNCONFIRMED for DEEP_ARCHIVE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from calendar import timegm
+from urllib.parse import quote, unquote
+from xml.sax.saxutils import escape
+
+from localcloud.core.account import Account
+from localcloud.core.http import Request
+from localcloud.oss.auth import MAX_SKEW_SECONDS
+from localcloud.oss.errors import OssError
+from localcloud.oss.wire import header_text
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+_UNSIGNED = "UNSIGNED-PAYLOAD"
+_STORAGE_CLASSES = {
+    "STANDARD": "Standard",
+    "STANDARD_IA": "IA",
+    "GLACIER": "Archive",
+    "DEEP_ARCHIVE": "ColdArchive",
+}
+_S3_STORAGE_CLASSES = {oss: s3 for s3, oss in _STORAGE_CLASSES.items()}
+
+
+def is_s3(request: Request) -> bool:
+    return request.headers.get("authorization", "").startswith(ALGORITHM) or any(
+        name == "X-Amz-Algorithm" for name, _ in request.query_items(plus_is_space=False)
+    )
+
+
+def _error(status: int, code: str, message: str) -> OssError:
+    return OssError(status, code, message)
+
+
+def _encode(text: str, safe: str) -> str:
+    return quote(text, safe=safe)
+
+
+def verify(request: Request, account: Account) -> None:
+    """Raise :class:`OssError` (S3 codes) unless the request carries the account's SigV4 signature."""
+    params = request.query_items(plus_is_space=False)
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        fields = {}
+        for item in authorization[len(ALGORITHM) :].split(","):
+            name, _, value = item.strip().partition("=")
+            fields[name] = value
+        credential = fields.get("Credential", "")
+        signed_headers = fields.get("SignedHeaders", "")
+        provided = fields.get("Signature", "")
+        amz_date = request.headers.get("x-amz-date", "")
+        payload = request.headers.get("x-amz-content-sha256", "")
+        if not payload:
+            raise _error(
+                400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
+            )
+        signed_time = _parse_time(amz_date)
+        if abs(time.time() - signed_time) > MAX_SKEW_SECONDS:
+            raise _error(
+                403,
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the current time is too large.",
+            )
+        query = params
+    else:
+        values = dict(params)
+        credential = values.get("X-Amz-Credential", "")
+        signed_headers = values.get("X-Amz-SignedHeaders", "")
+        provided = values.get("X-Amz-Signature", "")
+        amz_date = values.get("X-Amz-Date", "")
+        expires = values.get("X-Amz-Expires", "")
+        if not expires.isdigit():
+            raise _error(
+                400, "AuthorizationQueryParametersError", "X-Amz-Expires must be a number of seconds."
+            )
+        if time.time() > _parse_time(amz_date) + int(expires):
+            raise _error(403, "AccessDenied", "Request has expired")
+        payload = _UNSIGNED
+        query = [(k, v) for k, v in params if k != "X-Amz-Signature"]
+    key_id, date, region, service, terminator = (credential.split("/") + [""] * 5)[:5]
+    if terminator != "aws4_request" or service != "s3" or date != amz_date[:8]:
+        raise _error(
+            400,
+            "AuthorizationHeaderMalformed",
+            "The Credential must be '<AccessKeyId>/<yyyymmdd>/<region>/s3/aws4_request'.",
+        )
+    if key_id != account.access_key_id:
+        raise _error(
+            403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records."
+        )
+    if region != account.region:
+        raise _error(
+            400,
+            "AuthorizationHeaderMalformed",
+            f"The authorization header is malformed; the region '{region}' is wrong; expecting "
+            f"'{account.region}'.",
+        )
+    names = [h for h in signed_headers.split(";") if h]
+    if "host" not in names:
+        raise _error(400, "AuthorizationHeaderMalformed", "SignedHeaders must include host.")
+    canonical_query = "&".join(
+        f"{k}={v}" for k, v in sorted((_encode(k, "-_.~"), _encode(v, "-_.~")) for k, v in query)
+    )
+    canonical_headers = "".join(
+        f"{name}:{' '.join(header_text(request.headers.get(name, '')).split())}\n" for name in names
+    )
+    canonical_request = "\n".join(
+        [
+            request.method,
+            _encode(unquote(request.raw_path), "/-_.~"),
+            canonical_query,
+            canonical_headers,
+            ";".join(names),
+            payload,
+        ]
+    )
+    scope = f"{date}/{region}/s3/aws4_request"
+    string_to_sign = "\n".join(
+        [ALGORITHM, amz_date, scope, hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()]
+    )
+    signing_key = ("AWS4" + account.access_key_secret).encode()
+    for part in (date, region, "s3", "aws4_request"):
+        signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+    expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, provided):
+        raise OssError(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+            StringToSign=string_to_sign,
+            CanonicalRequest=canonical_request,
+        )
+    if len(payload) == 64 and payload != hashlib.sha256(request.body).hexdigest():
+        raise _error(
+            400,
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+
+
+def _parse_time(text: str) -> float:
+    try:
+        return float(timegm(time.strptime(text, "%Y%m%dT%H%M%SZ")))
+    except ValueError:
+        raise _error(
+            403, "AccessDenied", "x-amz-date is missing or is not an ISO 8601 basic time (yyyymmddTHHMMSSZ)."
+        ) from None
+
+
+def decode_chunked(request: Request) -> bytes:
+    """The payload of an ``aws-chunked`` body (``<hex size>[;chunk-signature=...]\\r\\n<data>\\r\\n``
+    ... ``0`` and trailers), or the body itself when it is not chunked."""
+    if not request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
+        return request.body
+    body, out, position = request.body, [], 0
+    while True:
+        end = body.find(b"\r\n", position)
+        if end < 0:
+            raise _error(400, "IncompleteBody", "The aws-chunked body ends inside a chunk header.")
+        size = int(body[position:end].split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(body[end + 2 : end + 2 + size])
+        position = end + 2 + size + 2
+    return b"".join(out)
+
+
+def oss_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Request headers with each ``x-amz-*`` one given its ``x-oss-*`` form (kept too)."""
+    translated = dict(headers)
+    for name, value in headers.items():
+        if not name.startswith("x-amz-"):
+            continue
+        oss_name = "x-oss-" + name[len("x-amz-") :]
+        if name == "x-amz-copy-source":
+            value = value if value.startswith("/") else "/" + value
+        elif name == "x-amz-storage-class":
+            value = _STORAGE_CLASSES.get(value, value)
+        elif name == "x-amz-acl":
+            translated["x-oss-object-acl"] = value
+        elif name == "x-amz-metadata-directive" or name == "x-amz-tagging-directive":
+            value = value.upper() if name == "x-amz-metadata-directive" else value.capitalize()
+        translated.setdefault(oss_name, value)
+    return translated
+
+
+def s3_response_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Response headers an S3 client reads: ``x-amz-meta-*``, ``x-amz-request-id``, storage class."""
+    answered: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith("x-oss-meta-"):
+            answered["x-amz-meta-" + name[len("x-oss-meta-") :]] = value
+        elif lower == "x-oss-request-id":
+            answered["x-amz-request-id"] = value
+            answered[name] = value
+        elif lower == "x-oss-storage-class":
+            answered["x-amz-storage-class"] = _S3_STORAGE_CLASSES.get(value, value)
+            answered[name] = value
+        else:
+            answered[name] = value
+    return answered
+
+
+def acl_grants(owner: str, acl: str) -> str:
+    """An OSS ACL as S3's ``<Grant>`` list: the owner's FULL_CONTROL, plus AllUsers READ (and WRITE)
+    for the public ACLs. An object's ``default`` (inherit the bucket's) lists the owner only."""
+    xsi = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+    grants = [
+        f'<Grant><Grantee {xsi} xsi:type="CanonicalUser"><ID>{owner}</ID><DisplayName>{owner}</DisplayName>'
+        "</Grantee><Permission>FULL_CONTROL</Permission></Grant>"
+    ]
+    everyone = "http://acs.amazonaws.com/groups/global/AllUsers"
+    for permission in {"public-read": ["READ"], "public-read-write": ["READ", "WRITE"]}.get(acl, []):
+        grants.append(
+            f'<Grant><Grantee {xsi} xsi:type="Group"><URI>{everyone}</URI></Grantee>'
+            f"<Permission>{permission}</Permission></Grant>"
+        )
+    return "".join(grants)
+
+
+def error_xml(error: OssError, request_id: str, resource: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
+        f"<Code>{escape(error.code)}</Code>"
+        f"<Message>{escape(error.message)}</Message>"
+        f"<Resource>{escape(resource)}</Resource>"
+        f"<RequestId>{request_id}</RequestId>"
+        "</Error>"
+    ).encode()

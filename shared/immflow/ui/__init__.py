@@ -1,0 +1,1 @@
+"""``immflow ui``: the web dashboard (`immflow.ui.app`), over the views of `immflow.ui.data`."""

@@ -1,0 +1,61 @@
+"""The local cloud's fault plan: parsed strictly, reproducible from its seed, logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localcloud.core.faults import FAULT_KINDS, FaultPlan, FaultSpecError
+
+
+def test_a_spec_reads_seed_and_rates() -> None:
+    plan = FaultPlan.parse("seed=7, oss.event.duplicate=0.25,imm.throttle=1")
+    assert (plan.seed, plan.rates) == (7, {"oss.event.duplicate": 0.25, "imm.throttle": 1.0})
+    assert plan.active and not FaultPlan.parse("").active
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("oss.event.vanish=0.1", "unknown fault 'oss.event.vanish'"),
+        ("imm.throttle=2", "from 0 to 1"),
+        ("imm.throttle=often", "a probability is a number"),
+        ("seed=x", "not an integer"),
+        ("imm.throttle", "kind=probability"),
+    ],
+)
+def test_a_bad_spec_says_what_is_wrong(spec: str, problem: str) -> None:
+    with pytest.raises(FaultSpecError, match=problem):
+        FaultPlan.parse(spec)
+
+
+def test_whether_a_fault_fires_depends_on_seed_kind_and_item_only() -> None:
+    items = [f"bucket/key-{n}" for n in range(2000)]
+    first = FaultPlan.parse("seed=3,oss.event.drop=0.1")
+    again = FaultPlan.parse("seed=3,oss.event.drop=0.1")
+    hit = [item for item in items if first.fires("oss.event.drop", item)]
+    assert hit == [item for item in reversed(items) if again.fires("oss.event.drop", item)][::-1]
+    assert 140 < len(hit) < 260  # about 10 %
+    other_seed = FaultPlan.parse("seed=4,oss.event.drop=0.1")
+    assert hit != [item for item in items if other_seed.fires("oss.event.drop", item)]
+    assert not FaultPlan.parse("seed=3").fires("oss.event.drop", items[0])
+
+
+def test_fired_faults_are_logged_and_counted_across_restarts(tmp_path: Path) -> None:
+    plan = FaultPlan.for_state_dir(tmp_path, "seed=1,imm.throttle=1,fc.crash=0")
+    assert plan.fires("imm.throttle", "call-1", "GetTask") and not plan.fires("fc.crash", "x")
+    restarted = FaultPlan.for_state_dir(tmp_path)  # DIR/faults.json keeps the plan
+    assert restarted.to_json() == {"seed": 1, "rates": {"fc.crash": 0.0, "imm.throttle": 1.0}}
+    assert restarted.fires("imm.throttle", "call-2")
+    assert restarted.counts() == {"imm.throttle": 2}
+    logged = [json.loads(line) for line in (tmp_path / "faults.log").read_text().splitlines()]
+    assert [(line["kind"], line["item"], line["detail"]) for line in logged] == [
+        ("imm.throttle", "call-1", "GetTask"),
+        ("imm.throttle", "call-2", ""),
+    ]
+
+
+def test_every_kind_says_what_it_does() -> None:
+    assert all(kind.count(".") >= 1 and description for kind, description in FAULT_KINDS.items())
