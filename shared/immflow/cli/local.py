@@ -127,20 +127,32 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def function_env(state_dir: Path) -> dict[str, str]:
-    """What immflow's functions need from the local cloud of `state_dir`, over their s.yaml values: its
-    OSS and IMM endpoints (the launcher's ``{oss}`` and ``{imm}``) and its ledger, a SQLite file every
-    local function instance shares (`immflow.settings`)."""
-    from immflow.ledger import default_cli_ledger_url
-    from immflow.settings import ENVIRONMENT_VARIABLES, SHARED_DISK_VARIABLE
+def function_env() -> dict[str, str]:
+    """What immflow's functions need from the local cloud, over their s.yaml values: its OSS, IMM and
+    Tablestore endpoints (the launcher's ``{oss}``, ``{imm}``, ``{ots}``) and its ledger, the default
+    one (`immflow.ledger.local_ledger`), in the local Tablestore. Every local function instance runs on
+    this machine's disk, which a SQLite ledger given instead would need (`immflow.settings`)."""
+    from immflow.settings import (
+        DEFAULT_LEDGER_URL,
+        ENVIRONMENT_VARIABLES,
+        OTS_ENDPOINT_VARIABLE,
+        SHARED_DISK_VARIABLE,
+    )
 
-    ledger_url = default_cli_ledger_url(state_dir)
     return {
         ENVIRONMENT_VARIABLES["oss_endpoint"]: "{oss}",
         ENVIRONMENT_VARIABLES["imm_endpoint"]: "{imm}",
-        ENVIRONMENT_VARIABLES["ledger_url"]: ledger_url.replace("{", "{{").replace("}", "}}"),
+        ENVIRONMENT_VARIABLES["ledger_url"]: DEFAULT_LEDGER_URL,
+        OTS_ENDPOINT_VARIABLE: "{ots}",
         SHARED_DISK_VARIABLE: "1",
     }
+
+
+def create_ledger(state_dir: Path) -> None:
+    """Create the local cloud's ledger tables, as template.yml does for a deployed stack."""
+    from immflow.ledger import local_ledger
+
+    local_ledger(state_dir).create_schema()
 
 
 def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, str]:
@@ -171,7 +183,7 @@ def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEO
                 str(state_dir),
                 "--port-base",
                 str(port_base),
-                *(f"--function-env={name}={value}" for name, value in function_env(state_dir).items()),
+                *(f"--function-env={name}={value}" for name, value in function_env().items()),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -188,6 +200,7 @@ def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEO
         if endpoints_path.exists() and endpoints_path.stat().st_mtime >= started_at - 1:
             endpoints = read_endpoints(state_dir)
             if all(answers(endpoints[name]) for name in SERVICE_NAMES):
+                create_ledger(state_dir)
                 return endpoints
         time.sleep(0.1)
     process.terminate()
@@ -343,6 +356,7 @@ def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
     from localcloud.launcher import LaunchError, run
 
     def ready(endpoints: dict[str, str]) -> None:
+        create_ledger(state_dir)
         if as_json:
             click.echo(json.dumps(endpoints))
         else:
@@ -351,7 +365,7 @@ def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
             )
 
     try:
-        run(state_dir, port_base, on_ready=ready, function_env=function_env(state_dir))
+        run(state_dir, port_base, on_ready=ready, function_env=function_env())
     except LaunchError as error:
         raise click.ClickException(str(error)) from None
 

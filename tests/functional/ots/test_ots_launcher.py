@@ -26,4 +26,5 @@ def test_endpoints_json_names_the_tablestore_and_its_instance(tmp_path: Path) ->
 
         assert endpoints["ots"] == cloud.servers["ots"].url
         assert endpoints["ots_instance"] == "immflow"
+        # The launcher makes no table of its own: the ledger's are immflow's to make (immflow local up).
         assert client.list_table() == ("t",)
