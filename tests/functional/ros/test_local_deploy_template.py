@@ -18,7 +18,7 @@ from alibabacloud_imm20200930.client import Client as ImmClient
 from alibabacloud_tea_openapi.models import Config
 from click.testing import CliRunner
 from immflow.cli import main
-from immflow.cli.local import create_ledger, function_env
+from immflow.cli.local import function_env
 from immflow.flow.lineage import run_id_for
 from mns.account import Account as MnsAccount
 from PIL import Image
@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[3]
 def fresh_cloud(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     state_dir = tmp_path / "state"
     cloud = LocalCloud.start(state_dir, fc_options={"async_retry_delay": 0.2}, function_env=function_env())
-    create_ledger(state_dir)
     try:
         yield state_dir, json.loads((state_dir / "endpoints.json").read_text())
     finally:
