@@ -1,22 +1,27 @@
-"""Cold start and warm cost of the three handlers, against a baseline that imports the SDKs eagerly.
+"""Cold start and warm cost of the three handlers, against a hand-written handler and an eager-import one.
 
-Run: ``python bench/bench_handlers.py [--runs 3] [--warm 200]``. The bench starts a local OSS, MNS and
-IMM on free ports (the real local cloud, not fakes) and runs every measurement in a fresh Python
-process, as FC starts an instance:
+Run: ``python bench/bench_handlers.py [--runs 3] [--warm 200]``. The bench starts a local OSS, MNS, IMM
+and Tablestore on free ports (the real local cloud, not fakes) and runs every measurement in a fresh
+Python process, as FC starts an instance, once with the ledger on SQLite and once on Tablestore:
 
 * **cold**: from before ``import index`` to the end of the first invocation (interpreter start-up,
-  the same for both, is left out). The event is real work: on_upload creates two IMM tasks for a new
-  upload; on_task_done records an IMM result (listing OSS for outputs) and creates its follow-up;
-  reconcile checks a ledger with nothing stale.
-* **baseline**: the same handler, preceded by ``import alibabacloud_imm20200930.client, oss2`` at module
-  load, as a handler that builds its clients at import time does.
+  the same for all, is left out). The event is real work: on_upload creates two IMM tasks for a new
+  upload; on_task_done confirms an IMM result with GetTask, records it (listing OSS for outputs) and
+  creates its follow-up; reconcile checks a ledger with nothing stale.
+* **hand-written** (``bench/handwritten/<function>/index.py``): the handler a user writes without
+  immflow: ``json.loads`` of the event, the official SDK clients built at module load, the same cloud
+  calls (CreateXXXTask; GetTask, CreateImageSplicingTask and a PutObject of a manifest; ListTasks of
+  the running tasks), no ledger.
+* **eager**: immflow's handler preceded by ``import alibabacloud_imm20200930.client, oss2`` (and
+  ``tablestore`` for that ledger) at module load, as a handler that builds its clients at import does.
 * **warm**: per event once the instance is warm, for events that need no cloud call (a redelivered
   upload, a redelivered notification, an empty reconcile): immflow's own overhead, without network.
 * **GetTask**: what confirming a notification adds to on_task_done (docs/imm-notifications.md): one
   warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
   of its answer (median of ``--warm`` calls).
 
-Ratios are ours / baseline, measured in the same run (medians of ``--runs`` processes each).
+Ratios are ours / hand-written and ours / eager, measured in the same run (medians of ``--runs``
+processes each). The machine may be shared: run it more than once and compare the spread.
 """
 
 from __future__ import annotations
@@ -63,8 +68,10 @@ CHILD = r"""
 import json, sys, time
 from types import SimpleNamespace
 started = time.perf_counter()
-if sys.argv[2] == "baseline":
+if sys.argv[2] == "eager":
     import alibabacloud_imm20200930.client, oss2  # noqa: F401  (what an eager handler pays at import)
+    if sys.argv[6] == "tablestore":
+        import tablestore  # noqa: F401
 sys.path.insert(0, sys.argv[1])
 import index
 imported = time.perf_counter()
@@ -107,6 +114,7 @@ class Bench:
         from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
+        from localcloud.ots import OtsService
 
         self.state = state
         self.account = Account.new()
@@ -118,7 +126,9 @@ class Bench:
             state, self.account, oss_endpoint=self.servers[0].url, mns_endpoint=self.servers[1].url
         )
         self.servers.append(ServiceServer(imm_service).start())
-        self.services = [imm_service, mns_service, oss_service]
+        ots_service = OtsService(state, self.account)
+        self.servers.append(ServiceServer(ots_service).start())
+        self.services = [ots_service, imm_service, mns_service, oss_service]
         self.bucket = oss2.Bucket(
             oss2.Auth(self.account.access_key_id, self.account.access_key_secret),
             self.servers[0].url,
@@ -150,12 +160,31 @@ class Bench:
             "IMMFLOW_PROJECT": "bench",
             "IMMFLOW_TOPIC": "bench-done",
             "IMMFLOW_PIPELINE": str(state / "pipeline.yaml"),
-            "IMMFLOW_LEDGER_URL": f"sqlite:///{state / 'ledger.sqlite3'}",
             "IMMFLOW_IMM_ENDPOINT": f"127.0.0.1:{self.servers[2].port}",
             "IMMFLOW_OSS_ENDPOINT": self.servers[0].url,
+            "IMMFLOW_OTS_ENDPOINT": self.servers[3].url,
             "IMMFLOW_RECONCILE_AFTER_SECONDS": "900",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": self.account.access_key_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.account.access_key_secret,
             "PYTHONPATH": str(ROOT / "shared"),
         }
+        self.ledger_urls = {
+            "sqlite": f"sqlite:///{state / 'ledger.sqlite3'}",
+            "tablestore": "tablestore://immflow",
+        }
+        self.use_ledger("tablestore")
+        from immflow.fc import Credentials
+        from immflow.ledger import Ledger
+
+        Ledger(
+            self.ledger_urls["tablestore"],
+            endpoint=self.servers[3].url,
+            credentials=Credentials(self.account.access_key_id, self.account.access_key_secret),
+        ).create_schema()
+
+    def use_ledger(self, ledger: str) -> None:
+        self.ledger = ledger
+        self.env["IMMFLOW_LEDGER_URL"] = self.ledger_urls[ledger]
 
     def close(self) -> None:
         for server in reversed(self.servers):
@@ -238,16 +267,18 @@ class Bench:
     def child(self, handler: str, variant: str, events: list[str]) -> dict[str, Any]:
         events_file = self.state / f"events-{uuid.uuid4().hex}.json"
         events_file.write_text(json.dumps(events))
+        code = ROOT / ("bench/handwritten" if variant == "handwritten" else "functions") / handler
         done = subprocess.run(
             [
                 sys.executable,
                 "-c",
                 CHILD,
-                str(ROOT / "functions" / handler),
+                str(code),
                 variant,
                 str(events_file),
                 self.account.access_key_id,
                 self.account.access_key_secret,
+                self.ledger,
             ],
             capture_output=True,
             text=True,
@@ -255,60 +286,87 @@ class Bench:
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"{handler} ({variant}) failed:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"{handler} ({variant}, {self.ledger} ledger) failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
+
+
+VARIANTS = ("handwritten", "eager", "ours")
+HANDLERS = ("on_upload", "on_task_done", "reconcile")
+
+
+def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, Any]:
+    """Cold seconds per (handler, variant), import seconds, and warm seconds per event, on `ledger`."""
+    bench.use_ledger(ledger)
+    cold: dict[tuple[str, str], list[float]] = {}
+    imports: dict[tuple[str, str], list[float]] = {}
+    notifications = bench.notification_events(len(VARIANTS) * runs)
+    for run in range(runs):
+        for variant in VARIANTS:
+            events = {
+                "on_upload": [
+                    bench.upload_event(
+                        f"uploads/cold/{ledger}-{variant}-{run}-{uuid.uuid4().hex[:6]}.png", _png(run)
+                    )
+                ],
+                "on_task_done": [notifications.pop()],
+                "reconcile": ["{}"],
+            }
+            for handler, handler_events in events.items():
+                result = bench.child(handler, variant, handler_events)
+                cold.setdefault((handler, variant), []).append(result["cold"])
+                imports.setdefault((handler, variant), []).append(result["import"])
+    upload = bench.upload_event(f"uploads/warm/{uuid.uuid4().hex[:6]}.png", _png(7))
+    notification = bench.notification_events(1)[0]
+    warm = {
+        "on_upload": bench.child("on_upload", "ours", [upload] * (warm_count + 1))["warm"],
+        "on_task_done": bench.child("on_task_done", "ours", [notification] * (warm_count + 1))["warm"],
+        "reconcile": bench.child("reconcile", "ours", ["{}"] * (warm_count + 1))["warm"],
+    }
+    return {"cold": cold, "imports": imports, "warm": warm, "notification": notification}
+
+
+def report(ledger: str, figures: dict[str, Any]) -> None:
+    cold, imports, warm = figures["cold"], figures["imports"], figures["warm"]
+    print(f"ledger: {ledger}")
+    print(
+        f"{'handler':<14}{'ours':>8}{'hand':>8}{'eager':>8}{'/hand':>7}{'/eager':>8}"
+        f"{'import ours':>13}{'hand':>7}{'eager':>7}{'warm/event':>12}"
+    )
+    for handler in HANDLERS:
+        ours, hand, eager = (statistics.median(cold[handler, v]) for v in ("ours", "handwritten", "eager"))
+        spread = "/".join(f"{value * 1000:.0f}" for value in sorted(cold[handler, "ours"]))
+        print(
+            f"{handler:<14}{ours * 1000:>6.0f}ms{hand * 1000:>6.0f}ms{eager * 1000:>6.0f}ms"
+            f"{ours / hand:>7.2f}{ours / eager:>8.2f}"
+            + "".join(
+                f"{statistics.median(imports[handler, v]) * 1000:>{w}.0f}ms"
+                for v, w in (("ours", 11), ("handwritten", 5), ("eager", 5))
+            )
+            + f"{statistics.median(warm[handler]) * 1000:>10.2f}ms   (ours: {spread} ms)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--ledger", choices=("sqlite", "tablestore", "both"), default="both")
     args = parser.parse_args()
+    ledgers = ("sqlite", "tablestore") if args.ledger == "both" else (args.ledger,)
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(Path(folder))
         try:
-            cold: dict[tuple[str, str], list[float]] = {}
-            imports: dict[tuple[str, str], list[float]] = {}
-            notifications = bench.notification_events(2 * args.runs)
-            for run in range(args.runs):
-                for variant in ("baseline", "ours"):
-                    events = {
-                        "on_upload": [
-                            bench.upload_event(
-                                f"uploads/cold/{variant}-{run}-{uuid.uuid4().hex[:6]}.png", _png(run)
-                            )
-                        ],
-                        "on_task_done": [notifications.pop()],
-                        "reconcile": ["{}"],
-                    }
-                    for handler, handler_events in events.items():
-                        result = bench.child(handler, variant, handler_events)
-                        cold.setdefault((handler, variant), []).append(result["cold"])
-                        imports.setdefault((handler, variant), []).append(result["import"])
-            upload = bench.upload_event(f"uploads/warm/{uuid.uuid4().hex[:6]}.png", _png(7))
-            notification = bench.notification_events(1)[0]
-            warm = {
-                "on_upload": bench.child("on_upload", "ours", [upload] * (args.warm + 1))["warm"],
-                "on_task_done": bench.child("on_task_done", "ours", [notification] * (args.warm + 1))["warm"],
-                "reconcile": bench.child("reconcile", "ours", ["{}"] * (args.warm + 1))["warm"],
-            }
-            get_task = bench.get_task_cost(notification, args.warm)
+            results = {ledger: measure(bench, ledger, args.runs, args.warm) for ledger in ledgers}
+            get_task = bench.get_task_cost(results[ledgers[-1]]["notification"], args.warm)
         finally:
             bench.close()
+    for ledger in ledgers:
+        report(ledger, results[ledger])
+    print("cold = import + first event in a fresh process (median of runs); /hand = ours / hand-written;")
     print(
-        f"{'handler':<14}{'cold ours':>11}{'cold base':>11}{'ratio':>8}{'import ours':>13}{'import base':>13}{'warm/event':>12}"
+        "/eager = ours / immflow with eager SDK imports; warm = median per redelivered event (no cloud call)."
     )
-    for handler in ("on_upload", "on_task_done", "reconcile"):
-        ours, base = statistics.median(cold[handler, "ours"]), statistics.median(cold[handler, "baseline"])
-        print(
-            f"{handler:<14}{ours * 1000:>9.0f}ms{base * 1000:>9.0f}ms{ours / base:>8.2f}"
-            f"{statistics.median(imports[handler, 'ours']) * 1000:>11.0f}ms"
-            f"{statistics.median(imports[handler, 'baseline']) * 1000:>11.0f}ms"
-            f"{statistics.median(warm[handler]) * 1000:>10.2f}ms"
-        )
-    print("cold = import + first event in a fresh process; ratio = ours / baseline (eager SDK imports);")
-    print("warm = median per redelivered event (no cloud call): immflow's own overhead.")
     print(
         f"GetTask confirming a notification (warm, local IMM): median {statistics.median(get_task) * 1000:.2f}ms, "
         f"p90 {statistics.quantiles(get_task, n=10)[-1] * 1000:.2f}ms per notification"
