@@ -16,6 +16,8 @@ Python process, as FC starts an instance, once with the ledger on SQLite and onc
   ``tablestore`` for that ledger) at module load, as a handler that builds its clients at import does.
 * **warm**: per event once the instance is warm, for events that need no cloud call (a redelivered
   upload, a redelivered notification, an empty reconcile): immflow's own overhead, without network.
+* **cpu**: the cold start's CPU seconds (``time.process_time``), less disturbed by other processes on
+  a shared machine than wall time. ``BENCH_PROFILE=<folder>`` writes a cProfile of each cold start there.
 * **GetTask**: what confirming a notification adds to on_task_done (docs/imm-notifications.md): one
   warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
   of its answer (median of ``--warm`` calls).
@@ -65,9 +67,14 @@ rules:
 """
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 from types import SimpleNamespace
-started = time.perf_counter()
+started, started_cpu = time.perf_counter(), time.process_time()
+profile = None
+if os.environ.get("BENCH_PROFILE"):
+    import cProfile
+    profile = cProfile.Profile()
+    profile.enable()
 if sys.argv[2] == "eager":
     import alibabacloud_imm20200930.client, oss2  # noqa: F401  (what an eager handler pays at import)
     if sys.argv[6] == "tablestore":
@@ -80,13 +87,16 @@ def context():
     return SimpleNamespace(request_id="bench", function=SimpleNamespace(name="bench", timeout=60),
                            credentials=SimpleNamespace(access_key_id=sys.argv[4], access_key_secret=sys.argv[5], security_token=""))
 index.handler(events[0].encode(), context())
-first = time.perf_counter()
+first, first_cpu = time.perf_counter(), time.process_time()
+if profile is not None:
+    profile.disable()
+    profile.dump_stats(os.environ["BENCH_PROFILE"] + f"/{os.path.basename(sys.argv[1])}-{sys.argv[2]}.pstats")
 warm = []
 for event in events[1:]:
     t = time.perf_counter()
     index.handler(event.encode(), context())
     warm.append(time.perf_counter() - t)
-print(json.dumps({"import": imported - started, "cold": first - started, "warm": warm}))
+print(json.dumps({"import": imported - started, "cold": first - started, "cpu": first_cpu - started_cpu, "warm": warm}))
 """
 
 
@@ -299,6 +309,7 @@ def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, 
     """Cold seconds per (handler, variant), import seconds, and warm seconds per event, on `ledger`."""
     bench.use_ledger(ledger)
     cold: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     imports: dict[tuple[str, str], list[float]] = {}
     notifications = bench.notification_events(len(VARIANTS) * runs)
     for run in range(runs):
@@ -315,6 +326,7 @@ def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, 
             for handler, handler_events in events.items():
                 result = bench.child(handler, variant, handler_events)
                 cold.setdefault((handler, variant), []).append(result["cold"])
+                cpu.setdefault((handler, variant), []).append(result["cpu"])
                 imports.setdefault((handler, variant), []).append(result["import"])
     upload = bench.upload_event(f"uploads/warm/{uuid.uuid4().hex[:6]}.png", _png(7))
     notification = bench.notification_events(1)[0]
@@ -323,22 +335,23 @@ def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, 
         "on_task_done": bench.child("on_task_done", "ours", [notification] * (warm_count + 1))["warm"],
         "reconcile": bench.child("reconcile", "ours", ["{}"] * (warm_count + 1))["warm"],
     }
-    return {"cold": cold, "imports": imports, "warm": warm, "notification": notification}
+    return {"cold": cold, "cpu": cpu, "imports": imports, "warm": warm, "notification": notification}
 
 
 def report(ledger: str, figures: dict[str, Any]) -> None:
-    cold, imports, warm = figures["cold"], figures["imports"], figures["warm"]
+    cold, cpu, imports, warm = figures["cold"], figures["cpu"], figures["imports"], figures["warm"]
     print(f"ledger: {ledger}")
     print(
-        f"{'handler':<14}{'ours':>8}{'hand':>8}{'eager':>8}{'/hand':>7}{'/eager':>8}"
+        f"{'handler':<14}{'ours':>8}{'hand':>8}{'eager':>8}{'/hand':>7}{'/eager':>8}{'cpu/hand':>10}"
         f"{'import ours':>13}{'hand':>7}{'eager':>7}{'warm/event':>12}"
     )
     for handler in HANDLERS:
         ours, hand, eager = (statistics.median(cold[handler, v]) for v in ("ours", "handwritten", "eager"))
+        cpu_ratio = statistics.median(cpu[handler, "ours"]) / statistics.median(cpu[handler, "handwritten"])
         spread = "/".join(f"{value * 1000:.0f}" for value in sorted(cold[handler, "ours"]))
         print(
             f"{handler:<14}{ours * 1000:>6.0f}ms{hand * 1000:>6.0f}ms{eager * 1000:>6.0f}ms"
-            f"{ours / hand:>7.2f}{ours / eager:>8.2f}"
+            f"{ours / hand:>7.2f}{ours / eager:>8.2f}{cpu_ratio:>10.2f}"
             + "".join(
                 f"{statistics.median(imports[handler, v]) * 1000:>{w}.0f}ms"
                 for v, w in (("ours", 11), ("handwritten", 5), ("eager", 5))
@@ -364,6 +377,7 @@ def main() -> None:
     for ledger in ledgers:
         report(ledger, results[ledger])
     print("cold = import + first event in a fresh process (median of runs); /hand = ours / hand-written;")
+    print("cpu/hand = the same ratio in CPU seconds of the process (steadier than wall time on a busy machine);")
     print(
         "/eager = ours / immflow with eager SDK imports; warm = median per redelivered event (no cloud call)."
     )
