@@ -381,7 +381,9 @@ def main() -> None:
     for ledger in ledgers:
         report(ledger, results[ledger])
     print("cold = import + first event in a fresh process (median of runs); /hand = ours / hand-written;")
-    print("cpu/hand = the same ratio in CPU seconds of the process (steadier than wall time on a busy machine);")
+    print(
+        "cpu/hand = the same ratio in CPU seconds of the process (steadier than wall time on a busy machine);"
+    )
     print(
         "/eager = ours / immflow with eager SDK imports; warm = median per redelivered event (no cloud call)."
     )
