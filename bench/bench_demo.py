@@ -2,10 +2,8 @@
 
 1. **Overhead.** The whole ``immflow demo --json`` (start the local cloud from an empty state
    folder, package and deploy, make and upload the samples, follow every run to its manifest,
-   check every output) against the same media work done directly, one command after another:
-   ffmpeg (transcode to 720p H.264/AAC, three posters, a 4x4 sprite sheet), ``soffice
-   --convert-to pdf`` for the two documents, ``pdftoppm`` for their first five pages, Pillow for
-   the image previews, PDFs and contact sheet, and unzip. Ratio = demo wall time / direct time (the mean of a direct run before and one after the demo).
+   check every output) against the same media work done directly, one command after another
+   (``bench/media_work.py``: the tools and options the local IMM runs). Ratio = demo wall time / direct time (the mean of a direct run before and one after the demo).
 2. **Notification latency**, per IMM task: from the task's ``EndTime`` (IMM's own clock, ms) to
    the start of the on_task_done invocation that IMM's MNS notification triggered (the local FC
    records when each invocation starts), against polling ``GetTask`` every second from the same
