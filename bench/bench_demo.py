@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from immflow.ledger import Ledger, TaskQuery, default_cli_ledger_url
+from immflow.ledger import TaskQuery, local_ledger
 from media_work import direct_media_work, free_port_base, percentiles
 
 from localcloud.core.admin import admin_headers
@@ -52,13 +52,12 @@ class GetTaskPoller(threading.Thread):
         from alibabacloud_tea_openapi.models import Config
 
         endpoints_file = self.state_dir / "endpoints.json"
-        ledger_file = self.state_dir / "ledger.sqlite3"
-        while not (endpoints_file.exists() and ledger_file.exists()) and not self.stop.is_set():
+        while not endpoints_file.exists() and not self.stop.is_set():
             time.sleep(0.1)
         endpoints = json.loads(endpoints_file.read_text())
         client = Client(Config(access_key_id=endpoints["access_key_id"], access_key_secret=endpoints["access_key_secret"],
                                endpoint=endpoints["imm"], protocol="http", region_id=endpoints["region"]))  # fmt: skip
-        ledger = Ledger(default_cli_ledger_url(self.state_dir))
+        ledger = local_ledger(self.state_dir)
         while not self.stop.is_set():
             tick = time.monotonic()
             try:
@@ -82,7 +81,7 @@ class GetTaskPoller(threading.Thread):
 def notification_latencies(state_dir: Path) -> tuple[list[float], dict[str, float]]:
     """Seconds from each task's EndTime to its on_task_done start, and the EndTimes by TaskId."""
     endpoints = json.loads((state_dir / "endpoints.json").read_text())
-    ledger = Ledger(default_cli_ledger_url(state_dir))
+    ledger = local_ledger(state_dir)
     ended = {
         t.task_id: t.ended_at.timestamp() for t in ledger.list_tasks(TaskQuery()) if t.task_id and t.ended_at
     }

@@ -23,7 +23,7 @@ Python process, as FC starts an instance, once with the ledger on SQLite and onc
   of its answer (median of ``--warm`` calls).
 
 Ratios are ours / hand-written and ours / eager, measured in the same run (medians of ``--runs``
-processes each). The machine may be shared: run it more than once and compare the spread.
+processes each), and ours on Tablestore / ours on SQLite. The machine may be shared: run it more than once and compare the spread.
 """
 
 from __future__ import annotations
@@ -391,6 +391,14 @@ def main() -> None:
             bench.close()
     for ledger in ledgers:
         report(ledger, results[ledger])
+    if len(ledgers) == 2:
+        print(
+            "cold, ours on Tablestore / ours on SQLite: "
+            + ", ".join(
+                f"{handler} {statistics.median(results['tablestore']['cold'][handler, 'ours']) / statistics.median(results['sqlite']['cold'][handler, 'ours']):.2f}"
+                for handler in HANDLERS
+            )
+        )
     print("cold = import + first event in a fresh process (median of runs); /hand = ours / hand-written;")
     print(
         "cpu/hand = the same ratio in CPU seconds of the process (steadier than wall time on a busy machine);"
