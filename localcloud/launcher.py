@@ -13,8 +13,8 @@ The functions run by the local FC get the local endpoints over their s.yaml valu
 ``tablestore://immflow``, the local Tablestore's instance, as a deployed stack has it) with
 ``IMMFLOW_OTS_ENDPOINT``, and ``IMMFLOW_LEDGER_SHARED_DISK=1`` (every local instance runs on this
 machine's disk, so a SQLite ledger given to ``LocalCloud.start`` is one ledger: immflow.settings).
-The ledger's URL is in ``endpoints.json`` (``ledger``) for the CLI. Its Tablestore tables are made
-by what deploys the stack, as in the cloud: ``immflow local deploy template.yml`` or ``immflow demo``.
+The launcher creates the ledger's tables in that instance, as template.yml does in the cloud, and
+writes the ledger's URL into ``endpoints.json`` (``ledger``) for the CLI.
 """
 
 from __future__ import annotations
@@ -51,6 +51,18 @@ log = logging.getLogger("localcloud.launcher")
 
 class LaunchError(RuntimeError):
     """The local cloud cannot start; the message says why and what to do."""
+
+
+def _create_ledger_tables(ledger_url: str, ots_url: str, account: Account) -> None:
+    """The tables of a Tablestore ledger in the local instance (what template.yml creates in the cloud);
+    a SQL ledger creates its own on first use."""
+    if not ledger_url.startswith("tablestore://"):
+        return
+    from immflow.fc import Credentials
+    from immflow.ledger import Ledger
+
+    keys = Credentials(account.access_key_id, account.access_key_secret)
+    Ledger(ledger_url, endpoint=ots_url, credentials=keys).create_schema()
 
 
 def _lock(state_dir: Path) -> TextIO:
@@ -133,6 +145,7 @@ class LocalCloud:
             )
             ots = cloud._add("ots", OtsService(state_dir, account), host, port(4))
             cloud.ledger_url = ledger_url or f"tablestore://{DEFAULT_INSTANCE}"
+            _create_ledger_tables(cloud.ledger_url, ots.url, account)
             overrides = {
                 "IMMFLOW_OSS_ENDPOINT": oss.url,
                 "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",

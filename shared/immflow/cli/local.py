@@ -47,7 +47,6 @@ _ENDPOINT_KEYS = (
     "access_key_id",
     "access_key_secret",
     "admin_token",
-    "ledger",
 )
 #: What `local up` and `local status` show: never the secret or the admin token (they are in the 0600
 #: endpoints.json for clients that need them).

@@ -28,7 +28,7 @@ import oss2
 from immflow.demo.media import Sample
 from immflow.errors import ImmflowError
 from immflow.flow.lineage import run_id_for
-from immflow.ledger import Ledger, RunRecord, TaskRecord, endpoints_ledger, local_ledger
+from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline, load_pipeline
 
@@ -94,8 +94,7 @@ def read_deployment(s_yaml: Path, endpoints: dict[str, str], environ: dict[str, 
 
 
 def apply(endpoints: dict[str, str], deployment: Deployment) -> None:
-    """Create the buckets, topics, queues, IMM project and ledger tables the functions need (each
-    idempotent)."""
+    """Create the buckets, topics, queues and IMM project the functions need (each idempotent)."""
     from alibabacloud_imm20200930 import models as imm_models
     from alibabacloud_imm20200930.client import Client as ImmClient
     from alibabacloud_tea_openapi.models import Config
@@ -140,7 +139,6 @@ def apply(endpoints: dict[str, str], deployment: Deployment) -> None:
     except TeaException as error:
         if error.code != "ResourceAlreadyExists":
             raise
-    endpoints_ledger(endpoints).create_schema()
 
 
 @dataclass

@@ -4,7 +4,6 @@ importing this package loads neither backend.
 """
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 from immflow.fc import Credentials
@@ -29,7 +28,8 @@ DEFAULT_STATE_DIR = Path(".immflow")
 
 
 def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
-    """The local cloud's ledger, the one its FC gives the functions: ``endpoints.json`` names it."""
+    """The local cloud's ledger, the one its FC gives the functions: ``endpoints.json`` names it
+    (``ledger``), with the local Tablestore's endpoint and the key pair to reach it."""
     path = state_dir / "endpoints.json"
     try:
         endpoints = json.loads(path.read_text())
@@ -38,15 +38,9 @@ def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
             f"no local cloud in {state_dir} ({path} is missing): start one with "
             f"`immflow local up --detach --state-dir {state_dir}`, or set IMMFLOW_LEDGER_URL"
         ) from None
-    if not isinstance(endpoints.get("ledger"), str):
+    url = endpoints.get("ledger")
+    if not isinstance(url, str):
         raise LedgerError(f"{path} names no ledger: restart the local cloud with `immflow local up`")
-    return endpoints_ledger(endpoints)
-
-
-def endpoints_ledger(endpoints: Mapping[str, str]) -> Ledger:
-    """The ledger ``endpoints`` (a local cloud's ``endpoints.json``) names (``ledger``), reached with its
-    Tablestore endpoint and key pair."""
-    url = endpoints["ledger"]
     if not url.startswith(TABLESTORE_SCHEME):
         return Ledger(url)
     keys = Credentials(endpoints["access_key_id"], endpoints["access_key_secret"])
@@ -66,7 +60,6 @@ __all__ = [
     "TaskQuery",
     "TaskRecord",
     "claim_key",
-    "endpoints_ledger",
     "iso_time",
     "local_ledger",
     "utcnow",

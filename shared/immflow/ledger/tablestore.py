@@ -362,8 +362,8 @@ class TablestoreBackend(LedgerBackend):
     def _missing(self, table: TableSpec) -> LedgerError:
         return LedgerError(
             f"the ledger's Tablestore table {table.name} does not exist in instance {self.instance} "
-            f"({self.endpoint}): deploy template.yml, which creates every ledger table (on the local "
-            "cloud: `immflow local deploy template.yml`, or `immflow demo`)"
+            f"({self.endpoint}): deploy template.yml, which creates every ledger table (for a local "
+            "or test instance, Ledger.create_schema() creates them)"
         )
 
     def _get(self, table: TableSpec, key: Key) -> dict[str, Any] | None:
