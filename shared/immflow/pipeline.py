@@ -16,7 +16,8 @@ Choices where the cloud is silent or the language had to decide:
   (its presence is UNCONFIRMED, fc-mns-oss.md §4): an event without it is not refused for it.
 
 The models alone check only the schema; `immflow.validation` checks the rest (templates, parameters,
-loops, follow-ups), and its `load_pipeline` refuses a file with any error `immflow validate` reports.
+loops, follow-ups); `immflow.pipeline_file.load_pipeline` reads a file, refusing one with any error
+`immflow validate` reports.
 """
 
 from __future__ import annotations

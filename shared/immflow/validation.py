@@ -125,14 +125,6 @@ class PipelineError(ImmflowError, ValueError):
         super().__init__(f"{file} has {len(problems)} error(s); run `immflow validate {file}`:\n{listing}")
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and check a pipeline file; `PipelineError` lists every error `immflow validate` would report."""
-    report = validate_file(path)
-    if report.pipeline is None or report.errors:
-        raise PipelineError(str(path), report.errors)
-    return report.pipeline
-
-
 def validate_file(path: str | Path) -> Report:
     file = str(path)
     try:

@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 from immflow.ledger.tablestore import default_endpoint
+from immflow.pipeline_file import load_pipeline
 from immflow.settings import ENVIRONMENT_VARIABLES, settings_from_env
-from immflow.validation import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The schema Serverless Devs' fc3 component checks each function's props against (tests/schemas/README.md).

@@ -15,7 +15,8 @@ from immflow.pipeline import (
     TriggerFilter,
     UnknownTaskError,
 )
-from immflow.validation import PipelineError, load_pipeline
+from immflow.pipeline_file import load_pipeline
+from immflow.validation import PipelineError
 from pydantic import ValidationError
 
 #: What ObjectCreated:* means in a trigger: every finished object, written out (no multipart steps).
@@ -506,3 +507,39 @@ def test_the_local_oss_accepts_every_event_a_rule_can_put_in_a_trigger() -> None
     from localcloud.oss.events import EVENT_NAMES
 
     assert set(TRIGGER_EVENT_NAMES) == set(EVENT_NAMES)
+
+
+def test_the_checked_form_is_taken_only_for_the_yaml_it_was_made_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import immflow.validation
+    from immflow.pipeline_file import CHECKED_SUFFIX, write_checked
+
+    source = tmp_path / "pipeline.yaml"
+    source.write_text((Path(__file__).parents[2] / "pipeline.yaml").read_text())
+    checked = tmp_path / ("pipeline.yaml" + CHECKED_SUFFIX)
+    written = write_checked(source, checked)
+    validations: list[object] = []
+    real = immflow.validation.validate_file
+    monkeypatch.setattr(immflow.validation, "validate_file", lambda p: validations.append(p) or real(p))
+    assert load_pipeline(source) == written
+    assert validations == []  # taken as it was checked
+    # The YAML is the source of truth: edited after packaging, it is validated again.
+    depth = written.max_depth + 1
+    source.write_text(source.read_text().replace(f"max_depth: {written.max_depth}", f"max_depth: {depth}", 1))
+    assert load_pipeline(source).max_depth == depth
+    assert validations == [source]
+    # An unreadable checked form is ignored too.
+    checked.write_bytes(b"not a pickle")
+    assert load_pipeline(source).max_depth == depth
+    assert len(validations) == 2
+
+
+def test_packaging_refuses_a_pipeline_with_errors(tmp_path: Path) -> None:
+    from immflow.pipeline_file import write_checked
+
+    source = tmp_path / "pipeline.yaml"
+    source.write_text((Path(__file__).parents[1] / "pipelines" / "unknown-follow-up.yaml").read_text())
+    with pytest.raises(PipelineError):
+        write_checked(source, tmp_path / "pipeline.yaml.checked")
+    assert not (tmp_path / "pipeline.yaml.checked").exists()

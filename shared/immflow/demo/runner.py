@@ -31,7 +31,7 @@ from immflow.flow.lineage import run_id_for
 from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline
-from immflow.validation import load_pipeline
+from immflow.pipeline_file import load_pipeline
 
 DEFAULT_SERVICE_ROLE = "AliyunIMMDefaultRole"
 UPLOAD_EVENT = "ObjectCreated:PutObject"

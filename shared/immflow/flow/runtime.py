@@ -21,8 +21,8 @@ from immflow.flow.retry import with_retries
 from immflow.ledger import Ledger, utcnow
 from immflow.logging import start_invocation
 from immflow.pipeline import Pipeline
+from immflow.pipeline_file import load_pipeline
 from immflow.settings import Settings, load_settings
-from immflow.validation import load_pipeline
 
 T = TypeVar("T")
 
