@@ -492,7 +492,12 @@ class Ledger:
             sequence = 1 if head is None else head.sequence + 1
             run_id = run_id_for(upload.bucket, upload.key, upload.etag, sequence)
             started = RunHead(
-                upload.source_uri, run_id, sequence, upload.etag, order, 1 if head is None else head.revision + 1
+                upload.source_uri,
+                run_id,
+                sequence,
+                upload.etag,
+                order,
+                1 if head is None else head.revision + 1,
             )
             # The head first, then the run's row: a stop in between leaves a head whose run a redelivery
             # (or the same bytes again) records; never a run row that no head names.

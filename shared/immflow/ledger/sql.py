@@ -46,10 +46,10 @@ from immflow.fc import Credentials
 from immflow.ledger.contract import (
     Claim,
     ClaimKind,
+    EventOrder,
     LedgerBackend,
     NewRun,
     NewTask,
-    EventOrder,
     RunHead,
     RunRecord,
     TaskQuery,

@@ -72,11 +72,11 @@ from immflow.ledger.contract import (
     TABLESTORE_SCHEME,
     Claim,
     ClaimKind,
+    EventOrder,
     LedgerBackend,
     LedgerError,
     NewRun,
     NewTask,
-    EventOrder,
     RunHead,
     RunRecord,
     TaskQuery,
@@ -576,7 +576,9 @@ class TablestoreBackend(LedgerBackend):
         if found is None or found["real_source_uri"] != source_uri:
             return None  # a longer URI sharing the digest would be another key: never in practice
         order = EventOrder(_required_time(found, "event_time"), found["event_identity"])
-        return RunHead(source_uri, found["run_id"], found["sequence"], found["etag"], order, found["revision"])
+        return RunHead(
+            source_uri, found["run_id"], found["sequence"], found["etag"], order, found["revision"]
+        )
 
     def write_head(self, head: RunHead, *, expect_revision: int | None) -> bool:
         key: Key = [("source_uri", _key_text(head.source_uri))]
