@@ -271,7 +271,9 @@ def oss_event(
     record["eventName"] = event_name
     # As OSS writes them: milliseconds, and a request id of each upload's own (they order uploads of a key).
     now = time.time()
-    record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    record["eventTime"] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    )
     record["responseElements"]["requestId"] = uuid.uuid4().hex.upper()
     record["region"] = cloud.account.region
     record["oss"]["bucket"].update(
