@@ -289,7 +289,30 @@ class SqlBackend(LedgerBackend):
     def create_schema(self) -> None:
         if not self._schema_ready:
             self.t.metadata.create_all(self.engine, checkfirst=True)
+            self._add_run_columns()
             self._schema_ready = True
+
+    def _add_run_columns(self) -> None:
+        """Add the runs table's columns that came with run numbering to a ledger made before them (the
+        values a run recorded then would have had: sequence 0, no request id)."""
+        from sqlalchemy import inspect
+
+        runs = self.t.runs
+        present = {
+            column["name"] for column in inspect(self.engine).get_columns(runs.name, schema=runs.schema)
+        }
+        missing = [column for column in runs.columns if column.name not in present]
+        if not missing:
+            return
+        preparer = self.engine.dialect.identifier_preparer
+        with self.engine.begin() as db:
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                default = {"sequence": " NOT NULL DEFAULT 0", "request_id": " NOT NULL DEFAULT ''"}
+                db.exec_driver_sql(
+                    f"ALTER TABLE {preparer.format_table(runs)} ADD COLUMN {preparer.quote(column.name)} "
+                    f"{kind}{default.get(column.name, '')}"
+                )
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:

@@ -516,3 +516,30 @@ def test_a_done_run_is_superseded_once(ledger: Ledger) -> None:
     found = ledger.get_run(first.run.run_id)
     assert found is not None and found.status == "Superseded" and found.superseded_by == second.run.run_id
     assert [r.run_id for r in ledger.list_runs(status="Superseded")] == [first.run.run_id]
+
+
+def test_a_sql_ledger_made_before_run_numbering_gets_the_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    with create_engine(url).begin() as db:
+        db.execute(
+            text(
+                "CREATE TABLE immflow_runs (run_id VARCHAR(64) PRIMARY KEY, source_uri VARCHAR(1100) NOT NULL, "
+                "bucket VARCHAR(63) NOT NULL, object_key VARCHAR(1023) NOT NULL, etag VARCHAR(128) NOT NULL, "
+                "event_name VARCHAR(64) NOT NULL, upload_time DATETIME NOT NULL, size INTEGER, "
+                "content_type VARCHAR(255), status VARCHAR(16) NOT NULL, manifest_uri VARCHAR(1100), "
+                "created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, ended_at DATETIME)"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO immflow_runs VALUES ('old', 'oss://media-in/in/a.mp4', 'media-in', 'in/a.mp4', 'A', "
+                "'ObjectCreated:PutObject', '2026-11-28 12:00:00', 1, NULL, 'Done', NULL, "
+                "'2026-11-28 12:00:00', '2026-11-28 12:00:00', NULL)"
+            )
+        )
+    ledger = Ledger(url)
+    ledger.create_schema()
+    old = ledger.get_run("old")
+    assert old is not None and old.sequence == 0 and old.request_id == "" and old.superseded_by is None
+    started = ledger.start_run(_upload("B", T0, "r1"), now=T0)
+    assert started.outcome == "started" and started.run is not None and started.run.sequence == 1
