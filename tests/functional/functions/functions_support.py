@@ -78,6 +78,14 @@ rules:
           TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
       - name: inspect
         type: ArchiveFileInspection
+  - name: bombs
+    match: {prefix: uploads/bombs/, suffixes: [.zip]}
+    tasks:
+      - name: unzip
+        type: FileUncompression
+        limits: {max_entries: 3, max_uncompressed_size: 1MB}
+        params:
+          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
   - name: videos
     match: {prefix: uploads/videos/, suffixes: [.mp4]}
     tasks:
