@@ -649,7 +649,7 @@ def test_a_bug_is_reported_without_a_traceback(monkeypatch: pytest.MonkeyPatch) 
 def test_archive_limits_above_imms_or_on_another_task_type() -> None:
     _assert_error("archive-limits.yaml", 8, "archives", "rules[0].tasks[0].limits.max_entries", "80000")
     result, file = _fixture("archive-limits-wrong-type.yaml")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 1 and f"{file}:6:" in result.output, result.output
     assert (
         "FileUncompression tasks only" in result.output
         and "remove it from this ArchiveFileInspection" in result.output
