@@ -89,8 +89,8 @@ def complete_run_if_done(call: Call, run_id: str) -> OssUri | None:
     if not ledger.run_is_complete(run_id):
         return None
     run = ledger.get_run(run_id)
-    if run is None:
-        return None
+    if run is None or run.status == "Superseded":
+        return None  # its manifest stays as written: a newer run's bytes are in its outputs now
     tasks = ledger.tasks_of_run(run_id)
     outputs = list(dict.fromkeys(uri for task in tasks for uri in task.outputs))
     objects = {uri: call.retry(partial(services.oss.head, OssUri.parse(uri))) for uri in outputs}

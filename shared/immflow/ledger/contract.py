@@ -340,7 +340,8 @@ class LedgerBackend(ABC):
         """Newest first."""
 
     @abstractmethod
-    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None: ...
+    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
+        """Mark the run ``Done`` with its manifest; a ``Superseded`` run stays as it is."""
 
     @abstractmethod
     def statuses_of_run(self, run_id: str) -> Collection[str]:

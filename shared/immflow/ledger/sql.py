@@ -372,7 +372,7 @@ class SqlBackend(LedgerBackend):
         with self._begin() as db:
             db.execute(
                 update(runs)
-                .where(runs.c.run_id == run_id)
+                .where(runs.c.run_id == run_id, runs.c.status != "Superseded")
                 .values(status="Done", manifest_uri=manifest_uri, ended_at=now, updated_at=now)
             )
 

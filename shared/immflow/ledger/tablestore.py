@@ -569,7 +569,10 @@ class TablestoreBackend(LedgerBackend):
 
     def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
         changes = {"status": "Done", "manifest_uri": manifest_uri, "ended_at": now, "updated_at": now}
-        self._update(RUNS, [("run_id", run_id)], changes)
+        not_superseded = SingleColumnCondition(
+            "status", "Superseded", ComparatorType.NOT_EQUAL, pass_if_missing=True
+        )
+        self._update(RUNS, [("run_id", run_id)], changes, not_superseded)
 
     def read_head(self, source_uri: str) -> RunHead | None:
         found = self._get(RUN_HEADS, [("source_uri", _key_text(source_uri))])

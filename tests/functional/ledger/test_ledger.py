@@ -516,6 +516,11 @@ def test_a_done_run_is_superseded_once(ledger: Ledger) -> None:
     found = ledger.get_run(first.run.run_id)
     assert found is not None and found.status == "Superseded" and found.superseded_by == second.run.run_id
     assert [r.run_id for r in ledger.list_runs(status="Superseded")] == [first.run.run_id]
+    ledger.finish_run(first.run.run_id, manifest_uri="oss://media-in/m/again.json", now=T0)  # a late repeat
+    again = ledger.get_run(first.run.run_id)
+    assert (
+        again is not None and again.status == "Superseded" and again.manifest_uri == "oss://media-in/m/1.json"
+    )
 
 
 def test_a_sql_ledger_made_before_run_numbering_gets_the_new_columns(tmp_path: Path) -> None:
