@@ -1,7 +1,7 @@
 """The ledger's contract: its records, its queries, and the claim algorithm, written once.
 
-Every run (one per uploaded object version) and every IMM task immflow started is kept in the ledger.
-Idempotency is kept here, in claims next to the rows they protect, rather than with Powertools'
+Every run (one per change of an object's content: `Ledger.start_run`) and every IMM task immflow
+started is kept in the ledger. Idempotency is kept here, in claims next to the rows they protect, rather than with Powertools'
 idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
 cold start). Like that utility's ``BasePersistenceLayer``, the algorithm lives once, in `Ledger`, and each
 backend (a `LedgerBackend`) fills in a few small operations:
@@ -443,7 +443,7 @@ class Ledger:
     # ---- runs
 
     def ensure_run(self, run: NewRun, *, now: datetime) -> RunRecord:
-        """The run's record, inserting it the first time this object version is seen."""
+        """The run's record, inserting it the first time (`start_run` chose its id and sequence)."""
         found = self.get_run(run.run_id)
         if found is not None:
             return found
