@@ -1,8 +1,8 @@
 """The ledger's contract: its records, its queries, and the claim algorithm, written once.
 
 Every run (one per change of an object's content: `Ledger.start_run`) and every IMM task immflow
-started is kept in the ledger. Idempotency is kept here, in claims next to the rows they protect, rather than with Powertools'
-idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
+started is kept in the ledger. Idempotency is kept here, in claims next to the rows they protect,
+rather than with Powertools' idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
 cold start). Like that utility's ``BasePersistenceLayer``, the algorithm lives once, in `Ledger`, and each
 backend (a `LedgerBackend`) fills in a few small operations:
 
