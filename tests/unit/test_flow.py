@@ -553,6 +553,34 @@ def test_a_failed_tasks_leftovers_are_partial_outputs_in_the_manifest(world: Wor
     ]
 
 
+def test_no_moment_between_a_result_and_its_follow_ups_looks_like_a_finished_run(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another invocation ending the run's last other task must never see every task final while a
+    parent's follow-ups are still to start (it would write the manifest of an unfinished run)."""
+    _upload(world)
+    run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
+    world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
+    handle_result(
+        world.call, world.ledger.get_task("FileUncompression-2"), world.result("FileUncompression-2")
+    )  # type: ignore[arg-type]
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    seen: list[bool] = []
+    record_result = world.ledger.record_result
+
+    def record_and_look(*args: Any, **kwargs: Any) -> bool:
+        recorded = record_result(*args, **kwargs)
+        seen.append(world.ledger.run_is_complete(run_id))  # what a concurrent invocation would see now
+        return recorded
+
+    monkeypatch.setattr(world.ledger, "record_result", record_and_look)
+    summary = handle_result(
+        world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
+    )  # type: ignore[arg-type]
+    assert summary.follow_ups == 1 and seen == [False]
+    assert world.ledger.get_run(run_id).status == "Running"  # type: ignore[union-attr]
+
+
 def _notify(world: World, content: Mapping[str, Any]) -> ResultSummary:
     return on_task_done(world.call, parse_imm_notification(json.dumps(content)))
 

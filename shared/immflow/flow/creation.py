@@ -53,6 +53,12 @@ _START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(UtcDatetime | None)
 
 def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
     """Claim every planned task, then create the claimed ones; returns the tasks this call handled."""
+    return create_all(call, *claim_planned(call, planned))
+
+
+def claim_planned(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[CreateClaim], list[TaskRecord]]:
+    """Claim every planned task: the claims to create now, and the tasks already settled here (a
+    request that cannot be built is recorded failed at once)."""
     ledger = call.services.ledger
     now = call.services.now()
     expires = call.claim_expiry(now)
@@ -79,6 +85,12 @@ def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRec
             handled.append(failed)
             continue
         to_create.append(claim)
+    return to_create, handled
+
+
+def create_all(call: Call, to_create: Sequence[CreateClaim], handled: list[TaskRecord]) -> list[TaskRecord]:
+    """Create the claimed tasks; returns `handled` with them added."""
+    ledger = call.services.ledger
     for index, claim in enumerate(to_create):
         try:
             handled.append(create_claimed(call, claim.task, retaken=claim.retaken))

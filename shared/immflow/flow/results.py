@@ -27,13 +27,13 @@ the notification again a little later.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from immflow.adapters import ServiceError
 from immflow.errors import ImmflowError
 from immflow.events.imm import GetTaskResponse, ImmNotification, ImmTaskResult, parse_get_task_response
-from immflow.flow.creation import claim_and_create, imm_start_time, same_request
+from immflow.flow.creation import claim_planned, create_all, imm_start_time, same_request
 from immflow.flow.lineage import Lineage
 from immflow.flow.manifest import complete_run_if_done
 from immflow.flow.outputs import Target, discover_outputs, outside_targets, task_targets
@@ -295,6 +295,13 @@ def _record(
     if targets is None:
         targets = task_targets(call, run, task, result)
     outputs = discover_outputs(call, task, targets, named)
+    # The follow-ups are claimed (as Creating tasks) before the result is recorded: otherwise another
+    # invocation finishing the run's last other task could see every task final in between, and
+    # write the manifest of a run whose follow-ups have not started.
+    ending = replace(
+        task, status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
+    )
+    to_create, handled = claim_planned(call, plan_follow_ups(call, run, ending))
     ledger.record_result(
         result.TaskId,
         status=result.Status,
@@ -317,7 +324,7 @@ def _record(
             "outputs": len(recorded.outputs),
         },
     )
-    follow_ups = claim_and_create(call, plan_follow_ups(call, run, recorded))
+    follow_ups = create_all(call, to_create, handled)
     manifest = complete_run_if_done(call, task.run_id)
     return ResultSummary(
         result.TaskId,
