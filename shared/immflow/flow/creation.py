@@ -4,6 +4,10 @@ Every planned task of an event is claimed first, and only then created: a run co
 none of its tasks is ``Creating`` or ``Running``, so all of an event's tasks must be in the ledger
 before the first one can finish and make a concurrent invocation look at the run.
 
+A FileUncompression task is created only when its source zip is within the task's archive limits
+(`over_archive_limits`, `immflow.archives`); one over them is recorded ``Failed`` (`LIMIT_EXCEEDED`)
+without reaching IMM.
+
 A claim taken over from an earlier attempt (its creator stopped after claiming: maybe after IMM
 accepted the task but before the TaskId was recorded) first asks IMM's ListTasks for that task, since
 IMM has no idempotency token: a task of the same type started since the claim, with the claimed
@@ -17,18 +21,30 @@ claim pays no ListTasks call.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from immflow.adapters import ServiceError
+from immflow.archives import (
+    IMM_MAX_ENTRIES,
+    IMM_MAX_ZIP_BYTES,
+    LIMIT_EXCEEDED,
+    ArchiveLimits,
+    NotAZipError,
+    over_limits,
+    read_zip_directory,
+)
 from immflow.flow.requests import INVALID_REQUEST, PlannedTask
 from immflow.flow.runtime import Call
 from immflow.ledger import CreateClaim, TaskRecord
 from immflow.logging import correlation, logger
+from immflow.ossuri import OssUri
 from immflow.parsing import UtcDatetime
+from immflow.pipeline import UnknownTaskError
 from immflow.tasks import TASK_TYPES
 
 CLOCK_SKEW = timedelta(minutes=1)
@@ -112,6 +128,14 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
             # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
             started = imm_start_time(found) or services.now()
             return services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
+    refusal = over_archive_limits(call, task)
+    if refusal is not None:
+        logger.error(
+            "task not created: its archive is over the task's limits", extra={**extra, "problem": refusal}
+        )
+        return services.ledger.mark_create_failed(
+            task.claim_key, code=LIMIT_EXCEEDED, message=refusal, now=services.now()
+        )
     try:
         created = call.retry(lambda: services.imm.create_task(task.action, task.request))
     except ServiceError as exc:
@@ -124,6 +148,43 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
     with correlation(task_id=created.task_id):
         logger.info("task created", extra={**extra, "imm_request_id": created.request_id})
     return services.ledger.mark_created(task.claim_key, task_id=created.task_id, now=services.now())
+
+
+def over_archive_limits(call: Call, task: TaskRecord) -> str | None:
+    """For a FileUncompression task, why its source zip must not be extracted (over the task's
+    `limits`, or IMM's), read from the zip's central directory with ranged reads; else None. A source
+    that is gone, or not a zip (rar, 7z, damaged), is left to IMM: it fails it with its own code."""
+    services = call.services
+    if task.task_type != "FileUncompression":
+        return None
+    try:
+        limits = services.pipeline.task(task.rule, task.task_name).archive_limits or ArchiveLimits()
+    except UnknownTaskError:
+        limits = ArchiveLimits()  # a claim from an earlier pipeline: IMM's own limits still hold
+    source = OssUri.parse(str(task.request.get("SourceURI") or task.sources[0]))
+    head = call.retry(partial(services.oss.head, source))
+    if head is None:
+        return None
+
+    def read(first: int, last: int) -> Iterator[bytes]:
+        return services.oss.read_range(source, first, last)
+
+    try:
+        directory = call.retry(lambda: read_zip_directory(read, head.size, limits))
+    except NotAZipError as exc:
+        logger.info(
+            "archive limits not checked: no zip directory to read (rar, 7z or damaged: IMM decides)",
+            extra={"source": str(source), "reason": str(exc)},
+        )
+        return None
+    problem = over_limits(directory, limits)
+    if problem is None:
+        return None
+    return (
+        f"{source} was not extracted: {problem}. Raise it in pipeline.yaml, rule {task.rule!r}, task "
+        f"{task.task_name!r}: `limits: {{max_entries: N, max_uncompressed_size: SIZE}}` (IMM's own limits, "
+        f"the most it allows: {IMM_MAX_ENTRIES:,} entries, {IMM_MAX_ZIP_BYTES // 1000**3} GB), or split the archive"
+    )
 
 
 def imm_start_time(info: Mapping[str, Any]) -> datetime | None:

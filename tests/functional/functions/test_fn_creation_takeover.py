@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from alibabacloud_imm20200930 import models
 from functions_support import BUCKET, PROJECT, Harness
-from immflow.flow.lineage import run_id_for
 from immflow.flow.results import NotYetRecordedError
-from immflow.ledger import Ledger, utcnow
+from immflow.ledger import Ledger, run_id_for, utcnow
 from test_fn_images import png
 
 FAN_OUT_PIPELINE = """\
@@ -77,7 +76,9 @@ def test_a_redelivered_upload_adopts_the_task_imm_already_has(
     crash_after_create()
     with pytest.raises(RuntimeError, match="died"):
         harness.on_upload(event)
-    [task] = harness.ledger.tasks_of_run(run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"]))
+    [task] = harness.ledger.tasks_of_run(
+        run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
+    )
     assert task.status == "Creating" and task.task_id is None
     [held] = _imm_tasks(harness, task.run_id)  # IMM did accept it
 
@@ -131,7 +132,9 @@ def test_a_notification_records_a_task_its_creator_never_recorded(
     crash_after_create()
     with pytest.raises(RuntimeError, match="died"):
         harness.on_upload(event)
-    [task] = harness.ledger.tasks_of_run(run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"]))
+    [task] = harness.ledger.tasks_of_run(
+        run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
+    )
     assert task.status == "Creating" and task.task_id is None
     [held] = _imm_tasks(harness, task.run_id)  # IMM has the task, the ledger has no TaskId for it
     notification = harness.notification_for(held.task_id)

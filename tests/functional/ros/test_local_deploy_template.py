@@ -19,7 +19,7 @@ from alibabacloud_tea_openapi.models import Config
 from click.testing import CliRunner
 from immflow.cli import main
 from immflow.cli.local import create_ledger, function_env
-from immflow.flow.lineage import run_id_for
+from immflow.ledger import run_id_for
 from mns.account import Account as MnsAccount
 from PIL import Image
 
@@ -100,7 +100,7 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     put = bucket.put_object(
         "uploads/images/ros/red.jpg", image.getvalue(), headers={"Content-Type": "image/jpeg"}
     )
-    run_id = run_id_for("immflow-media", "uploads/images/ros/red.jpg", put.etag.strip('"').upper())
+    run_id = run_id_for("immflow-media", "uploads/images/ros/red.jpg", put.etag.strip('"').upper(), 1)
     key = f"immflow/manifests/{run_id}.json"
     deadline = time.monotonic() + 120
     while not bucket.object_exists(key):
