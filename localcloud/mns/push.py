@@ -235,9 +235,14 @@ class Pusher:
 
 
 def _push_item(row: sqlite3.Row) -> str:
-    """What a push fault is keyed by: the subscription and the message (its body holds the MessageId)."""
-    digest = hashlib.sha256(row["body"].encode()).hexdigest()[:16]
-    return f"{row['topic']}/{row['subscription']}:{digest}"
+    return push_fault_item(row["topic"], row["subscription"], row["body"])
+
+
+def push_fault_item(topic: str, subscription: str, body: str) -> str:
+    """What a push fault is keyed by: the subscription and the pushed body (which holds the
+    MessageId, except in the SIMPLIFIED format, where it is the message as published)."""
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{topic}/{subscription}:{digest}"
 
 
 def _now_ms() -> int:
