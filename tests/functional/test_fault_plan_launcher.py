@@ -31,9 +31,11 @@ def _imm(cloud: LocalCloud) -> Client:
 
 
 def test_the_plan_is_kept_for_a_restart_and_shown_by_status(tmp_path: Path) -> None:
-    with LocalCloud.start(tmp_path, faults="seed=9,imm.throttle=1,delay_seconds=2") as cloud:
-        with pytest.raises(ThrottlingException):
-            _imm(cloud).list_projects(models.ListProjectsRequest())
+    with (
+        LocalCloud.start(tmp_path, faults="seed=9,imm.throttle=1,delay_seconds=2") as cloud,
+        pytest.raises(ThrottlingException),
+    ):
+        _imm(cloud).list_projects(models.ListProjectsRequest())
     assert json.loads((tmp_path / "faults.json").read_text()) == {
         "seed": 9,
         "rates": {"imm.throttle": 1.0},
