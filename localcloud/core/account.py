@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from localcloud.core.admin import secure_state_dir, write_secret_file
@@ -20,7 +20,8 @@ class Account:
     account_id: str
     region: str
     access_key_id: str
-    access_key_secret: str
+    #: Left out of repr: an Account in a log line or a test failure must not show the secret.
+    access_key_secret: str = field(repr=False)
 
     @classmethod
     def new(cls, region: str = "cn-hangzhou") -> Account:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcloud.core.durable import atomic_write_bytes
@@ -70,7 +70,8 @@ class Refusal:
 
 @dataclass(frozen=True)
 class AdminGuard:
-    token: str
+    #: Left out of repr, like the key secret (localcloud.core.account).
+    token: str = field(repr=False)
 
     @classmethod
     def for_state_dir(cls, state_dir: Path) -> AdminGuard:

@@ -20,6 +20,22 @@ from urllib.parse import unquote
 log = logging.getLogger("localcloud.http")
 
 
+class _TokenBlanked(logging.Filter):
+    """Request paths are logged with the admin token blanked: the MNS push route carries it as
+    ``?token=`` (localcloud/core/admin.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Imported here: localcloud.core.admin, which redact imports, imports this module.
+        from localcloud.core.redact import redact_url
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+log.addFilter(_TokenBlanked())
+
+
 @dataclass
 class Request:
     method: str

@@ -22,12 +22,16 @@ class Database:
     """One connection, guarded by :attr:`lock`; :attr:`changed` is notified after each commit
     that changed rows, so that threads can wait for new work without polling."""
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, schema: str, *, synchronous: str = "FULL") -> None:
+        """``synchronous="NORMAL"`` is for state whose last commits may be lost on power loss
+        (never on a process kill): see the module docstring."""
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=FULL")
+        self._connection.execute(f"PRAGMA synchronous={synchronous}")
         self._connection.executescript(schema)
         # SQLite serialises writers anyway; one lock also keeps a reader's several statements
         # (look up a row, then open its file) from interleaving with a writer.

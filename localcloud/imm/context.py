@@ -34,7 +34,10 @@ class TaskContext:
     _upload_times: dict[OssUri, datetime] = field(default_factory=dict)
 
     def fetch(self, uri: OssUri, name: str) -> Path:
-        """Download ``uri`` into the scratch folder as ``name``."""
+        """Download ``uri`` into the scratch folder as ``name``, a plain file name: whatever part of
+        it came from a request must not lead outside the task's scratch folder."""
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise ValueError(f"{name!r} is not a plain file name for the scratch folder")
         path = self.workdir / name
         self._upload_times[uri] = self.oss.download(uri, path)
         return path

@@ -47,6 +47,15 @@ from localcloud.imm.errors import TaskFailure, invalid_argument, not_available
 
 ACTION = "CreateOfficeConversionTask"
 TARGET_TYPES = frozenset({"pdf", "png", "jpg", "txt"})
+#: The documented SourceType values; the value names the downloaded file, so nothing else may pass.
+SOURCE_TYPES = frozenset(
+    {
+        "doc", "docx", "wps", "wpss", "docm", "dotm", "dot", "dotx",
+        "pptx", "ppt", "pot", "potx", "pps", "ppsx", "dps", "dpt", "pptm", "potm", "ppsm", "dpss",
+        "xls", "xlt", "et", "ett", "xlsx", "xltx", "csv", "xlsb", "xlsm", "xltm", "ets",
+        "pdf",
+    }
+)  # fmt: skip
 _PAGES = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
 
 
@@ -61,6 +70,12 @@ def check_supported(params: Mapping[str, Any]) -> None:
         value = params.get(name)
         if value not in (None, "", "false", "False", False):
             raise not_available(ACTION, f"{name}: {why}")
+    source_type = params.get("SourceType")
+    if source_type and str(source_type).lower() not in SOURCE_TYPES:
+        raise invalid_argument(
+            f"The parameter SourceType must be a document extension such as docx, pptx, xlsx or pdf, "
+            f"not {str(source_type)[:200]!r}."
+        )
     target_type = str(params.get("TargetType") or "")
     if target_type not in TARGET_TYPES:
         raise invalid_argument(

@@ -47,6 +47,7 @@ from immflow.tasks import TASK_REQUESTS_BY_ACTION, TaskRequest
 from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
+from localcloud.core.nonces import NonceLedger
 from localcloud.imm import auth, images, media, office, wire
 from localcloud.imm.engine import Engine
 from localcloud.imm.errors import (
@@ -97,7 +98,8 @@ _PREFIX_TARGETS = {("OfficeConversion", "TargetURIPrefix"), ("FileUncompression"
 
 #: How many distinct calls the fault plan counts repeats of (memory stays flat over a long soak).
 MAX_CALLS_REMEMBERED = 10_000
-PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+#: 1 to 128 letters, digits, ``-`` or ``_``, starting with a letter or ``_`` (docs/signatures.md).
+PROJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 MAX_PROJECTS = 100
 _PROJECT_DEFAULTS = {
     "ProjectMaxDatasetCount": 1_000_000_000,
@@ -159,6 +161,9 @@ class ImmService:
         self._project_qps = project_qps
         root = state_dir / "imm"
         self._store = Store(root / "imm.sqlite3")
+        # Signatures are checked against the real clock: ``clock`` ages tasks, not requests.
+        self._nonces = NonceLedger(root / "nonces.sqlite3")
+        self._signatures = auth.SignatureChecker(account, self._nonces)
         self.policy = Policy(root / "policy.json")
         self._calls: dict[str, tuple[int, int]] = {}
         self._calls_lock = threading.Lock()
@@ -190,6 +195,7 @@ class ImmService:
     def close(self) -> None:
         self._engine.close()
         self._store.close()
+        self._nonces.close()
 
     # transport ----------------------------------------------------------------------------------
 
@@ -199,7 +205,7 @@ class ImmService:
         try:
             query = request.query()
             form = wire.form_params(request)
-            auth.check(request, query, form, self.account)
+            self._signatures.check(request, query, form)
             action = wire.action_of(request, query)
             params = {k: v for k, v in {**form, **query}.items() if k not in wire.V1_SIGNATURE_PARAMETERS}
             self._throttle(params.get("ProjectName", ""))
@@ -256,8 +262,7 @@ class ImmService:
         return limits
 
     def _project(self, params: Mapping[str, str]) -> dict[str, Any]:
-        name = wire.text(params, "ProjectName", required=True)
-        data = self._store.get_project(name)
+        data = self._store.get_project(_project_name(params))
         if data is None:
             raise resource_not_found("project")
         return data
@@ -287,12 +292,7 @@ class ImmService:
         return data
 
     def CreateProject(self, params: dict[str, str]) -> dict[str, Any]:
-        name = wire.text(params, "ProjectName", required=True)
-        if not PROJECT_NAME.match(name):
-            raise invalid_argument(
-                f"The parameter ProjectName {name!r} must be 1 to 128 letters, digits, '-' or '_', starting "
-                "with a letter or '_'."
-            )
+        name = _project_name(params)
         if len(self._store.list_projects("", "", MAX_PROJECTS + 1)) >= MAX_PROJECTS:
             raise ImmError(
                 400, "LimitExceededError", f"resource count exceeds the limit ({MAX_PROJECTS} projects)."
@@ -327,8 +327,7 @@ class ImmService:
         return {"Project": data}
 
     def DeleteProject(self, params: dict[str, str]) -> dict[str, Any]:
-        name = wire.text(params, "ProjectName", required=True)
-        if not self._store.delete_project(name):
+        if not self._store.delete_project(_project_name(params)):
             raise resource_not_found("project")
         return {}
 
@@ -513,6 +512,17 @@ class ImmService:
         if len(rows) > limit:
             body["NextToken"] = _encode_cursor(sort, order, key(page[-1]))
         return body
+
+
+def _project_name(params: Mapping[str, str]) -> str:
+    """The ProjectName of any action, checked against IMM's naming rule before it is looked up."""
+    name = wire.text(params, "ProjectName", required=True)
+    if not PROJECT_NAME.fullmatch(name):
+        raise invalid_argument(
+            f"The parameter ProjectName {name[:200]!r} must be 1 to 128 letters, digits, '-' or '_', starting "
+            "with a letter or '_'."
+        )
+    return name
 
 
 def _tag_matches(tags: Mapping[str, Any] | None, key: str, value: str) -> bool:

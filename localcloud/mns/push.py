@@ -41,6 +41,7 @@ from email.utils import formatdate
 from urllib.parse import urlsplit
 
 from localcloud.core.faults import FaultPlan
+from localcloud.core.redact import redact_url
 from localcloud.mns.errors import MnsError
 from localcloud.mns.queues import OutgoingMessage, Queues
 from localcloud.mns.store import Store
@@ -223,11 +224,18 @@ class Pusher:
             if wait is None:
                 log.warning(
                     "dropping push to %s for %s/%s after %d attempts (%s), as %s does",
-                    row["endpoint"], row["topic"], row["subscription"], failures, failure, row["notify_strategy"],
+                    redact_url(row["endpoint"]), row["topic"], row["subscription"], failures, failure,
+                    row["notify_strategy"],
                 )  # fmt: skip
                 db.execute("DELETE FROM deliveries WHERE id = ?", (row["id"],))
                 return
-            log.info("push to %s failed (%s); retry %d in %.3f s", row["endpoint"], failure, failures, wait)
+            log.info(
+                "push to %s failed (%s); retry %d in %.3f s",
+                redact_url(row["endpoint"]),
+                failure,
+                failures,
+                wait,
+            )
             db.execute(
                 "UPDATE deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?",
                 (failures, _now_ms() + int(wait * self._time_scale * 1000), row["id"]),

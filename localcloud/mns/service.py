@@ -5,6 +5,13 @@ case-sensitive dict); creates answer 201, or 204 when the resource already exist
 attributes, both with ``Location``; errors are the four-field ``<Error>`` document. The query
 string is parsed by hand without turning ``+`` into a space, because the SDK does not encode
 the values it puts there.
+
+The path is split on ``/`` before its segments are percent-decoded, so an encoded ``/`` stays
+inside the name it was sent in (and is refused there) instead of re-routing the request; every
+queue, topic and subscription name in a path is checked against MNS's naming rules before any
+state is read or written (:func:`_check_names`). The cloud's answer to a malformed name on a
+read or delete is not documented: the local MNS answers the same ``Invalid*Name`` /
+``*NameLengthError`` as a create would.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
@@ -28,9 +36,17 @@ from localcloud.mns.queues import (
     QueueInfo,
     QueueMessage,
     Queues,
+    check_queue_name,
 )
 from localcloud.mns.store import Store
-from localcloud.mns.topics import TOPIC_MESSAGE_RETENTION_PERIOD, TopicInfo, TopicMessageIn, Topics
+from localcloud.mns.topics import (
+    TOPIC_MESSAGE_RETENTION_PERIOD,
+    TopicInfo,
+    TopicMessageIn,
+    Topics,
+    check_subscription_name,
+    check_topic_name,
+)
 from localcloud.mns.wire import Field
 
 QUEUE_FIELDS = {
@@ -101,7 +117,8 @@ class MnsService:
     # --- routing ----------------------------------------------------------------------------
 
     def _route(self, request: Request, base_url: str) -> Response:
-        parts = [p for p in request.path.split("/") if p]
+        parts = [unquote(p) for p in request.raw_path.split("/") if p]
+        _check_names(parts)
         query = request.query(plus_is_space=False)
         method = request.method
         match parts:
@@ -306,6 +323,18 @@ class MnsService:
 
 
 # --- parsing ------------------------------------------------------------------------------------
+
+
+def _check_names(parts: list[str]) -> None:
+    """Refuse a queue, topic or subscription name in the path that MNS would not accept."""
+    match parts:
+        case ["queues", queue, *_]:
+            check_queue_name(queue)
+        case ["topics", topic, "subscriptions", subscription, *_]:
+            check_topic_name(topic)
+            check_subscription_name(subscription)
+        case ["topics", topic, *_]:
+            check_topic_name(topic)
 
 
 def _int_query(query: dict[str, str], name: str) -> int | None:

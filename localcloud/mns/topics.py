@@ -24,6 +24,7 @@ from localcloud.mns.errors import (
     topic_not_exist,
 )
 from localcloud.mns.notifications import CONTENT_TYPES, FORMATS, Notification, render
+from localcloud.mns.queues import check_queue_name
 from localcloud.mns.store import Store
 from localcloud.mns.wire import body_md5
 
@@ -66,6 +67,14 @@ class TopicMessageIn:
     #: MessageAttributes children (DirectMail, DirectSMS, Extend) as sent.
     attributes: tuple[tuple[str, str], ...] = ()
     user_properties: tuple[dict[str, str], ...] = ()
+
+
+def check_topic_name(name: str) -> None:
+    _check_name("topic", name)
+
+
+def check_subscription_name(name: str) -> None:
+    _check_name("subscription", name)
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -309,7 +318,8 @@ class Topics:
                 "InvalidEndpoint",
                 f"The endpoint {endpoint!r} is invalid: use http(s)://… or acs:mns:<region>:<account>:queues/<queue>.",
             )
-        region, account_id, _ = parsed
+        region, account_id, queue = parsed
+        check_queue_name(queue)
         if (region, account_id) != (self._account.region, self._account.account_id):
             raise MnsError(
                 400,

@@ -32,6 +32,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from tablestore.protobuf import table_store_pb2 as pb
+from tablestore.protocol import OTSProtocol
 
 from localcloud.core.account import Account
 from localcloud.core.admin import ADMIN_PREFIX, AdminGuard
@@ -63,19 +64,14 @@ ACTIONS = {
     "BatchWriteRow": "batch_write_row",
     "GetRange": "get_range",
 }
-#: API names Tablestore has that the local one refuses with OTSUnsupportOperation (HTTP 501).
-NOT_IMPLEMENTED = frozenset(
-    {
-        "UpdateTable", "ComputeSplitPointsBySize", "ListSearchIndex", "CreateSearchIndex",
-        "UpdateSearchIndex", "DeleteSearchIndex", "DescribeSearchIndex", "Search", "ComputeSplits",
-        "ParallelScan", "CreateIndex", "DropIndex", "StartLocalTransaction", "CommitTransaction",
-        "AbortTransaction", "SQLQuery", "ListStream", "DescribeStream", "GetShardIterator",
-        "GetStreamRecord", "PutTimeseriesData", "CreateTimeseriesTable", "ListTimeseriesTable",
-        "DeleteTimeseriesTable", "DescribeTimeseriesTable", "UpdateTimeseriesTable",
-        "QueryTimeseriesMeta", "GetTimeseriesData", "UpdateTimeseriesMeta", "DeleteTimeseriesMeta",
-        "BulkImport", "BulkExport",
-    }
-)  # fmt: skip
+#: API names Tablestore has that the local one refuses with OTSUnsupportOperation (HTTP 501):
+#: every name the SDK can call (its ``OTSProtocol.api_list``) and the stream and bulk APIs of
+#: ``table_store.proto`` that the Python SDK does not call, less those served here.
+NOT_IMPLEMENTED = (
+    frozenset(OTSProtocol.api_list)
+    | {"ListStream", "DescribeStream", "GetShardIterator", "GetStreamRecord", "ComputeSplitPointsBySize",
+       "BulkImport", "BulkExport"}
+) - ACTIONS.keys()  # fmt: skip
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}\Z")
 #: Tablestore instance names: 3-16 letters, digits and hyphens, starting with a letter, not ending with a hyphen.
@@ -288,8 +284,8 @@ class OtsService:
         """PutRow: replace the whole row, under its condition."""
         request = _parse(pb.PutRowRequest, body, "PutRow")
         _no_transaction(request)
-        table = self._table(instance, request.table_name)
-        with self._store.write() as db:
+        with self._store.write() as db:  # the table is looked up inside: DeleteTable cannot interleave
+            table = self._table(instance, request.table_name)
             row = self._write(
                 db, instance, table, pb.PUT, request.row, request.condition, request.return_content
             )
@@ -303,8 +299,8 @@ class OtsService:
         """
         request = _parse(pb.UpdateRowRequest, body, "UpdateRow")
         _no_transaction(request)
-        table = self._table(instance, request.table_name)
         with self._store.write() as db:
+            table = self._table(instance, request.table_name)
             row = self._write(
                 db, instance, table, pb.UPDATE, request.row_change, request.condition, request.return_content
             )
@@ -314,8 +310,8 @@ class OtsService:
         """DeleteRow: remove the row, under its condition (EXPECT_NOT_EXIST is refused)."""
         request = _parse(pb.DeleteRowRequest, body, "DeleteRow")
         _no_transaction(request)
-        table = self._table(instance, request.table_name)
         with self._store.write() as db:
+            table = self._table(instance, request.table_name)
             row = self._write(
                 db, instance, table, pb.DELETE, request.primary_key, request.condition, request.return_content
             )
@@ -326,7 +322,7 @@ class OtsService:
 
         The filter is evaluated on the whole stored row, whatever ``columns_to_get`` names. The
         primary key is always returned whole; a row none of whose asked-for columns exist is
-        answered as no row, as the cloud does.
+        answered as no row.
         """
         request = _parse(pb.GetRowRequest, body, "GetRow")
         _no_transaction(request)
@@ -445,8 +441,10 @@ class OtsService:
                 raise parameter_invalid(f"The limit must be greater than 0, got {request.limit}.")
             limit = min(request.limit, MAX_RANGE_ROWS)
         read = _ReadOptions.of(request, "GetRange")
+        # Without a filter every scanned row is returned, so limit + 1 rows tell whether more remain.
+        scan_limit = MAX_RANGE_ROWS + 1 if read.filter is not None else limit + 1
         scanned = self._store.scan(
-            instance, table.name, start_key, end_key, forward=forward, limit=MAX_RANGE_ROWS + 1
+            instance, table.name, start_key, end_key, forward=forward, limit=scan_limit
         )
         rows: list[tuple[list[tuple[str, PkValue]], list[plainbuffer.Cell]]] = []
         next_start: StoredRow | None = None

@@ -107,15 +107,34 @@ def test_a_body_that_does_not_match_its_md5_is_refused(ots_server: LocalOts) -> 
     assert "x-ots-contentmd5" in _error_of(answer)[1]
 
 
-def test_missing_headers_and_unknown_operations(ots_server: LocalOts) -> None:
+def test_missing_headers_are_refused(ots_server: LocalOts) -> None:
     headers, body = _signed_request(ots_server, "ListTable", ())
 
     status, _, answer = _post(ots_server, "ListTable", {"x-ots-date": headers["x-ots-date"]}, body)
+
     assert (status, _error_of(answer)[0]) == (400, "OTSParameterInvalid")
 
-    signed_for_nothing, _ = _signed_request(ots_server, "ListTable", ())
-    status, _, answer = _post(ots_server, "NoSuchApi", signed_for_nothing, body)
-    assert status == 403  # the signature covers the operation's path
+
+def test_a_request_signed_for_another_operation_is_refused(ots_server: LocalOts) -> None:
+    headers, body = _signed_request(ots_server, "ListTable", ())
+
+    status, _, answer = _post(ots_server, "DeleteTable", headers, body)
+
+    assert (status, _error_of(answer)[0]) == (403, "OTSAuthFailed")
+
+
+def test_an_unknown_operation_is_a_parameter_error(ots_server: LocalOts) -> None:
+    client = ots_server.client()
+    context = RequestContext(client.credentials_provider.get_credentials())
+    headers = client.protocol._make_request_headers(b"", "/NoSuchApi", client._signer, context)
+
+    status, answer_headers, answer = _post(ots_server, "NoSuchApi", headers, b"")
+
+    assert (status, _error_of(answer)) == (
+        400,
+        ("OTSParameterInvalid", "Unsupported operation: 'NoSuchApi'."),
+    )
+    assert answer_headers["authorization"].startswith("OTS ")
 
 
 def test_answers_carry_what_the_sdk_checks(ots_server: LocalOts) -> None:
