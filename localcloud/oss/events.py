@@ -27,7 +27,7 @@ an event still undelivered after ``max_event_age`` seconds (default 5 h, FC's de
 ``maxAsyncEventAgeInSeconds``) is dropped with an error log line.
 
 Injected faults (:mod:`localcloud.core.faults`), decided on an event's first attempt and keyed by
-its trigger, bucket, key, ETag and request id: ``oss.event.drop`` removes it unsent,
+its trigger, bucket, key and ETag: ``oss.event.drop`` removes it unsent,
 ``oss.event.duplicate`` sends it a second time once it was accepted, ``oss.event.delay`` holds it
 back a seeded share of ``delay_seconds`` (events behind it overtake it). A delayed event is held
 back once per process: after a restart it may be held back once more.
@@ -219,11 +219,12 @@ class ObjectFacts:
 
 
 def _event_item(job: dict[str, Any]) -> str:
-    """What a fault on this delivery is keyed by: the trigger and the event's object and request."""
+    """What a fault on this delivery is keyed by: the trigger and the object version the event is
+    about (not its request id, so the same uploads meet the same faults in another run)."""
     try:
         record = json.loads(job["payload"])["events"][0]
         obj = record["oss"]["object"]
-        what = f"{record['oss']['bucket']['name']}/{obj['key']}@{obj.get('eTag', '')}#{record['responseElements']['requestId']}"
+        what = f"{record['oss']['bucket']['name']}/{obj['key']}@{obj.get('eTag', '')}"
     except (ValueError, KeyError, IndexError, TypeError):
         what = f"delivery-{job['id']}"
     return f"{job['trigger_name']}:{what}"
