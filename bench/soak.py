@@ -368,8 +368,13 @@ class Soak:
             done = self.wait_round(progress, time.monotonic())
             self.round_seconds.append(time.monotonic() - started)
             self.progress.extend(progress)
+            peak = memory.peaks.get(memory.label, {"launcher": 0, "all": 0})
+            injected = Counter(entry["kind"] for entry in self.fault_entries())
             self.say(
-                f"round {index}: {size} uploads {'done' if done else 'NOT all done'} in {self.round_seconds[-1]:.0f} s"
+                f"round {index}: {size} uploads {'done' if done else 'NOT all done'} in "
+                f"{self.round_seconds[-1]:.0f} s ({size / self.round_seconds[-1] * 60:.1f} uploads/min); "
+                f"peak RSS launcher {peak['launcher'] / 2**20:.0f} MiB, all {peak['all'] / 2**20:.0f} MiB; "
+                f"faults so far {sum(injected.values())}: {dict(sorted(injected.items()))}"
             )
             all_done = all_done and done
             first += size
@@ -398,7 +403,7 @@ class Soak:
             request = models.ListTasksRequest(
                 project_name=self.deployment.project, max_results=100, next_token=token
             )
-            body = client.list_tasks(request).body
+            body = _retrying(lambda request=request: client.list_tasks(request)).body
             tasks.extend(body.tasks or [])
             token = body.next_token
             if not token:
@@ -504,6 +509,20 @@ class Soak:
             except ValueError:
                 continue
         return entries
+
+
+def _retrying(call: Any, attempts: int = 10) -> Any:
+    """The soak's own IMM calls meet the fault plan too: retry throttling and 5xx as a client would."""
+    from alibabacloud_tea_openapi.exceptions import ServerException, ThrottlingException
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (ThrottlingException, ServerException):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def _memory_problems(peaks: dict[str, dict[str, int]]) -> list[str]:
