@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import requests
@@ -29,6 +29,9 @@ from rich.table import Table
 
 from immflow.cli import main
 from localcloud.core.faults import FAULT_KINDS, FaultPlan, FaultSpecError
+
+if TYPE_CHECKING:
+    from immflow import package
 
 DEFAULT_STATE_DIR = Path(".immflow")
 DEFAULT_PORT_BASE = 9410
@@ -259,23 +262,28 @@ def deploy_environ(s_yaml: Path, state_dir: Path, say: Callable[[str], None] = _
     environ = dict(os.environ)
     project = s_yaml.resolve().parent
     if is_immflow_project(project) and "IMMFLOW_CODE_DIR" not in environ:
-        from immflow.package import RUNTIMES, PackageError, build, default_cache_dir, target_python
-
-        runtime = functions_runtime(s_yaml)
-        python = target_python(runtime) if runtime in RUNTIMES else None
         out = (state_dir / "build" / "fc").resolve()
-        try:
-            if runtime is not None and python not in (None, sys.executable):
-                say(
-                    f"building the functions for {runtime} with {python} (dependencies cached in {default_cache_dir()})"
-                )
-                build(project, out, runtime=runtime, cache_dir=default_cache_dir())
-            else:
-                build(project, out, dependencies=False)
-        except PackageError as error:
-            raise click.ClickException(str(error)) from None
+        build_for_local_fc(project, out, functions_runtime(s_yaml), say)
         environ["IMMFLOW_CODE_DIR"] = str(out)
     return environ
+
+
+def build_for_local_fc(
+    project: Path, out: Path, runtime: str | None, say: Callable[[str], None] = _say
+) -> list[package.BuiltFunction]:
+    """Build immflow's functions into ``out`` for the local FC, as `deploy_environ` says."""
+    from immflow.package import RUNTIMES, PackageError, build, default_cache_dir, target_python
+
+    python = target_python(runtime) if runtime in RUNTIMES else None
+    try:
+        if runtime is not None and python not in (None, sys.executable):
+            say(
+                f"building the functions for {runtime} with {python} (dependencies cached in {default_cache_dir()})"
+            )
+            return build(project, out, runtime=runtime, cache_dir=default_cache_dir())
+        return build(project, out, dependencies=False)
+    except PackageError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def deploy(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> list[dict[str, Any]]:
@@ -505,23 +513,30 @@ def _imm_project_exists(endpoints: dict[str, str], project: str) -> bool:
     return True
 
 
+def template_runtime(template: Path) -> str | None:
+    """The one runtime the ALIYUN::FC3::Function resources of ``template`` name, or None."""
+    try:
+        resources = (yaml.safe_load(template.read_text()).get("Resources") or {}).values()
+        named = {
+            str(r["Properties"]["Runtime"]) for r in resources if r.get("Type") == "ALIYUN::FC3::Function"
+        }
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None  # the deploy itself says what is wrong with the file
+    return named.pop() if len(named) == 1 else None
+
+
 def upload_code(
-    endpoints: dict[str, str], project: Path, state_dir: Path, bucket: str, prefix: str
+    endpoints: dict[str, str], project: Path, template: Path, state_dir: Path, bucket: str, prefix: str
 ) -> list[str]:
     """What a cloud deploy of template.yml asks of the user, done for the local cloud: `immflow package`
-    (third-party packages left out: the local FC takes them from this environment), one zip per function,
-    uploaded with oss2 to ``oss://bucket/prefix<function>.zip`` (the bucket is created if missing)."""
+    (for the template's runtime, as `build_for_local_fc` builds), one zip per function, uploaded with
+    oss2 to ``oss://bucket/prefix<function>.zip`` (the bucket is created if missing)."""
     import io
     import zipfile
 
     import oss2
 
-    from immflow.package import PackageError, build
-
-    try:
-        built = build(project, (state_dir / "build" / "fc").resolve(), dependencies=False)
-    except PackageError as error:
-        raise click.ClickException(str(error)) from None
+    built = build_for_local_fc(project, (state_dir / "build" / "fc").resolve(), template_runtime(template))
     code_bucket = oss2.Bucket(
         oss2.Auth(endpoints["access_key_id"], endpoints["access_key_secret"]), endpoints["oss"], bucket
     )
@@ -532,9 +547,10 @@ def upload_code(
     keys = []
     for function in built:
         data = io.BytesIO()
-        with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        # Level 1: the dependencies make each zip about 100 MB, and only the local FC reads it.
+        with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for path in sorted(function.path.rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
+                if path.is_file():
                     archive.write(path, path.relative_to(function.path).as_posix())
         key = f"{prefix}{function.name}.zip"
         code_bucket.put_object(key, data.getvalue())
@@ -555,7 +571,7 @@ def deploy_template(
     if is_immflow_project(project) and "CodeBucket" in declared:
         parameters = {"CodeBucket": LOCAL_CODE_BUCKET, **parameters}
         prefix = parameters.get("CodePrefix", str(declared.get("CodePrefix", {}).get("Default", "")))
-        upload_code(endpoints, project, state_dir, parameters["CodeBucket"], prefix)
+        upload_code(endpoints, project, template, state_dir, parameters["CodeBucket"], prefix)
     try:
         created = ros_deploy(template, endpoints, state_dir.resolve(), parameters)
     except RosError as error:

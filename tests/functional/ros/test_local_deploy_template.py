@@ -55,7 +55,7 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     state_dir, endpoints = fresh_cloud
     result = _deploy("template.yml", state_dir)
     assert result.exit_code == 0, result.output
-    resources = {r["logical_id"]: r for r in json.loads(result.output)["resources"]}
+    resources = {r["logical_id"]: r for r in json.loads(result.stdout)["resources"]}
     for name in ("MediaBucket", "ResultsTopic", "FailedEventsQueue", "ImmServiceRole", "ImmProject"):
         assert resources[name]["status"] == "created", resources[name]
     for name in ("OnUpload", "OnTaskDone", "Reconcile", "OnTaskDoneTrigger", "ReconcileAsyncConfig"):
@@ -111,11 +111,11 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     # Step two: s.yaml updates the functions the template created.
     updated = _deploy("s.yaml", state_dir)
     assert updated.exit_code == 0, updated.output
-    names = {f["name"] for f in json.loads(updated.output)["functions"]}
+    names = {f["name"] for f in json.loads(updated.stdout)["functions"]}
     assert names == {"immflow-on-upload", "immflow-on-task-done", "immflow-reconcile"}
 
     # A second deploy finds everything in place.
-    again = {r["logical_id"]: r for r in json.loads(_deploy("template.yml", state_dir).output)["resources"]}
+    again = {r["logical_id"]: r for r in json.loads(_deploy("template.yml", state_dir).stdout)["resources"]}
     assert again["MediaBucket"]["status"] == again["ImmProject"]["status"] == "exists"
 
 
