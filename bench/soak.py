@@ -69,6 +69,7 @@ DEFAULT_RATES = {
     "mns.push.fail": 0.05,
     "imm.throttle": 0.03,
     "imm.error": 0.02,
+    "imm.response.lost": 0.02,
     "imm.hang": 0.03,
     "imm.notification.lost": 0.05,
     "fc.crash": 0.03,

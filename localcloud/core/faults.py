@@ -8,7 +8,7 @@ and ``hang_seconds=N`` (`FAULT_SETTINGS`) set how long delays and hanging tasks 
 
 Where each kind is injected (each at the place the real fault would happen):
 ``localcloud.oss.events.Deliverer`` (oss.event.*), ``localcloud.mns.push.Pusher`` (mns.push.*),
-``localcloud.imm.service.ImmService.handle`` (imm.throttle, imm.error),
+``localcloud.imm.service.ImmService.handle`` (imm.throttle, imm.error, imm.response.lost),
 ``localcloud.imm.engine.Engine`` (imm.hang, imm.notification.lost), ``localcloud.fc.service``
 (fc.crash); ``localcloud.kill`` is done and recorded by ``bench/soak.py``.
 
@@ -42,6 +42,7 @@ FAULT_KINDS: dict[str, str] = {
     "mns.push.fail": "one attempt of a topic push fails as a 5xx answer would; the strategy retries it",
     "imm.throttle": "an IMM API call answers Throttling.User",
     "imm.error": "an IMM API call answers HTTP 500 InternalError",
+    "imm.response.lost": "an IMM API call is carried out, but its answer is lost: HTTP 500 InternalError",
     "imm.hang": "an IMM task waits a long time before it starts",
     "imm.notification.lost": "an IMM task's notification is never published",
     "fc.crash": "a function's worker process is killed in the middle of an invocation",

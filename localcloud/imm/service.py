@@ -16,8 +16,10 @@ answers an empty success. Differences from the cloud are stated where they happe
   datasets locally.
 * Injected faults (:mod:`localcloud.core.faults`): ``imm.throttle`` answers a call
   ``Throttling.User`` with ``x-acs-retry-after``, ``imm.error`` answers HTTP 500 ``InternalError``;
-  both before the action runs (nothing is created), keyed by the action, its parameters and how
-  many times this process has seen that same call, so a client's retry of it may pass.
+  both before the action runs (nothing is created); ``imm.response.lost`` answers 500
+  ``InternalError`` *after* the action ran (a task was created, but the client cannot know). Each is
+  keyed by the action, its parameters and how many times this process has seen that same call, so
+  a client's retry of it may pass.
 * A source that does not exist, or that the project's ``ServiceRole`` may not read
   (:mod:`localcloud.imm.policy`), is found when the task runs: it ends ``Failed``.
 """
@@ -209,7 +211,7 @@ class ImmService:
             action = wire.action_of(request, query)
             params = {k: v for k, v in {**form, **query}.items() if k not in wire.V1_SIGNATURE_PARAMETERS}
             self._throttle(params.get("ProjectName", ""))
-            self._inject_fault(action, params)
+            fault_item = self._inject_fault(action, params)
             if action in TASK_REQUESTS_BY_ACTION:
                 body = self._create_task(TASK_REQUESTS_BY_ACTION[action], params, request_id)
             elif action in self._actions:
@@ -222,6 +224,8 @@ class ImmService:
                 raise invalid_argument("No action: send the x-acs-action header or the Action parameter.")
             else:
                 raise not_available(action)
+            if fault_item and self._faults.fires("imm.response.lost", fault_item, action):
+                raise internal_error()  # the action was carried out; only its answer is lost
         except ImmError as error:
             return wire.error_response(error, request_id, host)
         return wire.json_response({"RequestId": request_id, **body}, request_id)
@@ -240,10 +244,11 @@ class ImmService:
         if count > int(data["ProjectQueriesPerSecond"]):
             raise throttled()
 
-    def _inject_fault(self, action: str, params: Mapping[str, str]) -> None:
-        """Refuse a call as the fault plan says: throttled, or a 500 (see the module's docstring)."""
+    def _inject_fault(self, action: str, params: Mapping[str, str]) -> str:
+        """Refuse a call as the fault plan says: throttled, or a 500 (see the module's docstring).
+        Returns the call's fault item ("" without a plan)."""
         if not self._faults.active:
-            return
+            return ""
         call = hashlib.sha256(json.dumps([action, sorted(params.items())]).encode()).hexdigest()[:16]
         with self._calls_lock:
             self._calls_seen[call] += 1
@@ -254,6 +259,7 @@ class ImmService:
             raise throttled()
         if self._faults.fires("imm.error", item, action):
             raise internal_error()
+        return item
 
     def _engine_limits(self) -> dict[str, int]:
         limits = {}

@@ -4,6 +4,9 @@ Every planned task of an event is claimed first, and only then created: a run co
 none of its tasks is ``Creating`` or ``Running``, so all of an event's tasks must be in the ledger
 before the first one can finish and make a concurrent invocation look at the run.
 
+The same check is made before a CreateTask is sent again after a 5xx or network error: the first
+one may have created the task though its answer never came back.
+
 A claim taken over from an earlier attempt (its creator stopped after claiming: maybe after IMM
 accepted the task but before the TaskId was recorded) first asks IMM's ListTasks for that task, since
 IMM has no idempotency token: a task of the same type started since the claim, with the claimed
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
@@ -29,6 +32,9 @@ from immflow.flow.runtime import Call
 from immflow.ledger import CreateClaim, TaskRecord
 from immflow.logging import correlation, logger
 from immflow.parsing import UtcDatetime
+
+if TYPE_CHECKING:
+    from immflow.adapters.imm import CreatedTask
 
 CLOCK_SKEW = timedelta(minutes=1)
 """How far IMM's StartTime may be before the ledger's claim time (two clocks)."""
@@ -77,30 +83,33 @@ def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRec
 def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord:
     """Send a claimed task's request to IMM, or for a `retaken` claim adopt the task IMM already has.
     A permanent refusal is recorded as the task failing; a retryable error that outlasts the time
-    budget, or any ListTasks error, is raised (the caller releases the claim)."""
+    budget, or any ListTasks error, is raised (the caller releases the claim).
+
+    A CreateTask that failed with a 5xx or a network error may have created the task all the same
+    (its answer was lost): before sending it again, ListTasks is asked for it, as for a retaken claim,
+    so a lost answer never makes a second task. A throttled call was not carried out: no check."""
     services = call.services
     extra = {"rule": task.rule, "task": task.task_name, "action": task.action}
     if retaken:
-        found = call.retry(
-            lambda: services.imm.find_task(
-                services.settings.project,
-                task.task_type,
-                started_since=task.created_at - CLOCK_SKEW,
-                matches=same_request(task.request),
-            )
-        )
+        found = call.retry(lambda: _find_created(call, task))
         if found is not None:
-            task_id = str(found["TaskId"])
-            with correlation(task_id=task_id):
-                logger.warning(
-                    "IMM already had this task (its creator stopped before recording it); adopted",
-                    extra={**extra, "imm_status": found.get("Status")},
-                )
-            # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
-            started = imm_start_time(found) or services.now()
-            return services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
+            return _adopt(call, task, found, extra, "its creator stopped before recording it")
+    maybe_created = False
+
+    def create() -> CreatedTask | dict[str, Any]:
+        nonlocal maybe_created
+        if maybe_created:
+            found = _find_created(call, task)
+            if found is not None:
+                return found
+        try:
+            return services.imm.create_task(task.action, task.request)
+        except ServiceError as exc:
+            maybe_created = maybe_created or (exc.retryable and not exc.code.startswith("Throttling"))
+            raise
+
     try:
-        created = call.retry(lambda: services.imm.create_task(task.action, task.request))
+        created = call.retry(create)
     except ServiceError as exc:
         if exc.retryable:
             raise
@@ -108,9 +117,34 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
         return services.ledger.mark_create_failed(
             task.claim_key, code=exc.code, message=exc.message, now=services.now()
         )
+    if isinstance(created, dict):
+        return _adopt(call, task, created, extra, "the answer to an earlier CreateTask was lost")
     with correlation(task_id=created.task_id):
         logger.info("task created", extra={**extra, "imm_request_id": created.request_id})
     return services.ledger.mark_created(task.claim_key, task_id=created.task_id, now=services.now())
+
+
+def _find_created(call: Call, task: TaskRecord) -> dict[str, Any] | None:
+    """The task IMM already has for this claim (same type, lineage and sources), if any."""
+    return call.services.imm.find_task(
+        call.services.settings.project,
+        task.task_type,
+        started_since=task.created_at - CLOCK_SKEW,
+        matches=same_request(task.request),
+    )
+
+
+def _adopt(
+    call: Call, task: TaskRecord, found: Mapping[str, Any], extra: dict[str, str], why: str
+) -> TaskRecord:
+    task_id = str(found["TaskId"])
+    with correlation(task_id=task_id):
+        logger.warning(
+            f"IMM already had this task ({why}); adopted", extra={**extra, "imm_status": found.get("Status")}
+        )
+    # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
+    started = imm_start_time(found) or call.services.now()
+    return call.services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
 
 
 def imm_start_time(info: Mapping[str, Any]) -> datetime | None:

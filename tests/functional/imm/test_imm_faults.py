@@ -128,3 +128,21 @@ def test_without_a_plan_nothing_is_injected(make_imm: Callable[..., ExtraImm]) -
         extra.client.get_project(models.GetProjectRequest(project_name=PROJECT))
     with pytest.raises(ClientException):  # an ordinary error is still itself
         extra.client.get_project(models.GetProjectRequest(project_name="no-such-project"))
+
+
+def test_a_lost_response_hides_a_task_that_was_created(
+    cloud: Cloud, make_imm: Callable[..., ExtraImm], tmp_path: Path
+) -> None:
+    plan = _plan(tmp_path)
+    extra = make_imm(faults=plan)
+    plan.rates["imm.response.lost"] = 1.0
+    with pytest.raises(ServerException) as info:
+        _compress(cloud, extra.client, "faults/response-lost.txt")
+    assert info.value.status_code == 500 and info.value.code == "InternalError"
+    plan.rates["imm.response.lost"] = 0.0
+    listed = extra.client.list_tasks(models.ListTasksRequest(project_name=PROJECT, max_results=100))
+    (task,) = listed.body.tasks  # the task exists all the same
+    assert [(e["kind"], e["detail"]) for e in _logged(plan)] == [
+        ("imm.response.lost", "CreateFileCompressionTask")
+    ]
+    assert wait_task(extra.client, "FileCompression", task.task_id).status == "Succeeded"
