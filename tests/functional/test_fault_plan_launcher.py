@@ -53,6 +53,8 @@ def test_the_plan_is_kept_for_a_restart_and_shown_by_status(tmp_path: Path) -> N
         "settings": {"delay_seconds": 2.0},
         "injected": {"imm.throttle": 2},
     }
+    text = CliRunner().invoke(main, ["local", "status", "--state-dir", str(tmp_path)]).output
+    assert "fault plan: seed 9, imm.throttle=1" in text and "faults injected: imm.throttle 2" in text
     with LocalCloud.start(tmp_path, faults="") as cloud:  # an empty SPEC turns them off
         _imm(cloud).list_projects(models.ListProjectsRequest())
 

@@ -407,12 +407,12 @@ def status(state_dir: Path, as_json: bool) -> None:
             for python in report["pythons"]:
                 console.print(f"python: {python}")
             console.print("invocations: " + ", ".join(f"{k} {v}" for k, v in report["invocations"].items()))
-        if "faults" in report:
-            faults = report["faults"]
-            rates = ", ".join(f"{k}={v:g}" for k, v in faults["rates"].items() if v) or "none"
-            console.print(f"fault plan: seed {faults['seed']}, {rates}")
-            injected = ", ".join(f"{k} {v}" for k, v in faults["injected"].items()) or "none yet"
-            console.print(f"faults injected: {injected} (each in {state_dir / 'faults.log'})")
+    if not as_json and "faults" in report:  # also once the cloud stopped: what it went through
+        faults = report["faults"]
+        rates = ", ".join(f"{k}={v:g}" for k, v in faults["rates"].items() if v) or "none"
+        click.echo(f"fault plan: seed {faults['seed']}, {rates}")
+        injected = ", ".join(f"{k} {v}" for k, v in faults["injected"].items()) or "none yet"
+        click.echo(f"faults injected: {injected} (each in {state_dir / 'faults.log'})")
     if not running:
         sys.exit(1)
 
