@@ -35,7 +35,7 @@ from typing import Any
 import imageio_ffmpeg
 import requests
 from immflow.demo.media import make_samples
-from immflow.ledger import Ledger, TaskQuery, default_cli_ledger_url
+from immflow.ledger import TaskQuery, local_ledger
 from PIL import Image
 
 from localcloud.core.admin import admin_headers
@@ -141,13 +141,12 @@ class GetTaskPoller(threading.Thread):
         from alibabacloud_tea_openapi.models import Config
 
         endpoints_file = self.state_dir / "endpoints.json"
-        ledger_file = self.state_dir / "ledger.sqlite3"
-        while not (endpoints_file.exists() and ledger_file.exists()) and not self.stop.is_set():
+        while not endpoints_file.exists() and not self.stop.is_set():
             time.sleep(0.1)
         endpoints = json.loads(endpoints_file.read_text())
         client = Client(Config(access_key_id=endpoints["access_key_id"], access_key_secret=endpoints["access_key_secret"],
                                endpoint=endpoints["imm"], protocol="http", region_id=endpoints["region"]))  # fmt: skip
-        ledger = Ledger(default_cli_ledger_url(self.state_dir))
+        ledger = local_ledger(self.state_dir)
         while not self.stop.is_set():
             tick = time.monotonic()
             try:
@@ -179,7 +178,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def notification_latencies(state_dir: Path) -> tuple[list[float], dict[str, float]]:
     """Seconds from each task's EndTime to its on_task_done start, and the EndTimes by TaskId."""
     endpoints = json.loads((state_dir / "endpoints.json").read_text())
-    ledger = Ledger(default_cli_ledger_url(state_dir))
+    ledger = local_ledger(state_dir)
     ended = {
         t.task_id: t.ended_at.timestamp() for t in ledger.list_tasks(TaskQuery()) if t.task_id and t.ended_at
     }

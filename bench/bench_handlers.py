@@ -1,8 +1,10 @@
-"""Cold start and warm cost of the three handlers, against a baseline that imports the SDKs eagerly.
+"""Cold start and warm cost of the three handlers on each ledger, against a baseline that imports the
+SDKs eagerly.
 
-Run: ``python bench/bench_handlers.py [--runs 3] [--warm 200]``. The bench starts a local OSS, MNS and
-IMM on free ports (the real local cloud, not fakes) and runs every measurement in a fresh Python
-process, as FC starts an instance:
+Run: ``python bench/bench_handlers.py [--runs 3] [--warm 200]``. The bench starts a local OSS, MNS, IMM
+and Tablestore on free ports (the real local cloud, not fakes) and runs every measurement in a fresh
+Python process, as FC starts an instance, once with the SQL ledger (SQLite) and once with the Tablestore
+ledger (the deployed default; its cold start includes ``import tablestore``):
 
 * **cold**: from before ``import index`` to the end of the first invocation (interpreter start-up,
   the same for both, is left out). The event is real work: on_upload creates two IMM tasks for a new
@@ -16,7 +18,8 @@ process, as FC starts an instance:
   warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
   of its answer (median of ``--warm`` calls).
 
-Ratios are ours / baseline, measured in the same run (medians of ``--runs`` processes each).
+Ratios are measured in the same run (medians of ``--runs`` processes each): ours on SQL / baseline (also on
+SQL), and ours on Tablestore / ours on SQL.
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class Bench:
         from alibabacloud_imm20200930 import models
         from alibabacloud_imm20200930.client import Client
         from alibabacloud_tea_openapi import models as open_api_models
+        from immflow.fc import Credentials
+        from immflow.ledger import Ledger
         from mns.account import Account as MnsAccount
         from mns.queue import QueueMeta
         from mns.subscription import SubscriptionMeta
@@ -107,6 +112,7 @@ class Bench:
         from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
+        from localcloud.ots import OtsService
 
         self.state = state
         self.account = Account.new()
@@ -118,7 +124,18 @@ class Bench:
             state, self.account, oss_endpoint=self.servers[0].url, mns_endpoint=self.servers[1].url
         )
         self.servers.append(ServiceServer(imm_service).start())
-        self.services = [imm_service, mns_service, oss_service]
+        ots_service = OtsService(state, self.account)
+        self.servers.append(ServiceServer(ots_service).start())
+        self.services = [ots_service, imm_service, mns_service, oss_service]
+        keys = Credentials(self.account.access_key_id, self.account.access_key_secret)
+        Ledger("tablestore://immflow", endpoint=self.servers[3].url, credentials=keys).create_schema()
+        self.ledgers = {
+            "sql": {"IMMFLOW_LEDGER_URL": f"sqlite:///{state / 'ledger.sqlite3'}"},
+            "tablestore": {
+                "IMMFLOW_LEDGER_URL": "tablestore://immflow",
+                "IMMFLOW_OTS_ENDPOINT": self.servers[3].url,
+            },
+        }
         self.bucket = oss2.Bucket(
             oss2.Auth(self.account.access_key_id, self.account.access_key_secret),
             self.servers[0].url,
@@ -150,7 +167,6 @@ class Bench:
             "IMMFLOW_PROJECT": "bench",
             "IMMFLOW_TOPIC": "bench-done",
             "IMMFLOW_PIPELINE": str(state / "pipeline.yaml"),
-            "IMMFLOW_LEDGER_URL": f"sqlite:///{state / 'ledger.sqlite3'}",
             "IMMFLOW_IMM_ENDPOINT": f"127.0.0.1:{self.servers[2].port}",
             "IMMFLOW_OSS_ENDPOINT": self.servers[0].url,
             "IMMFLOW_RECONCILE_AFTER_SECONDS": "900",
@@ -176,13 +192,14 @@ class Bench:
         record["oss"]["object"].pop("objectMeta", None)
         return json.dumps(template)
 
-    def notification_events(self, count: int) -> list[str]:
-        """`count` fresh IMM results of tasks in the ledger, as FC JSON-format MNS events."""
+    def notification_events(self, count: int, ledger: str) -> list[str]:
+        """`count` fresh IMM results of tasks in `ledger`, as FC JSON-format MNS events."""
         for index in range(count):
             self.child(
                 "on_upload",
                 "ours",
                 [self.upload_event(f"uploads/prep/{index}-{uuid.uuid4().hex[:6]}.png", _png(index))],
+                ledger,
             )
         bodies: list[str] = []
         deadline = time.monotonic() + 60
@@ -235,7 +252,7 @@ class Bench:
             time.sleep(0.02)  # stay under the local IMM's 100 calls/s per project (it throttles beyond)
         return seconds
 
-    def child(self, handler: str, variant: str, events: list[str]) -> dict[str, Any]:
+    def child(self, handler: str, variant: str, events: list[str], ledger: str) -> dict[str, Any]:
         events_file = self.state / f"events-{uuid.uuid4().hex}.json"
         events_file.write_text(json.dumps(events))
         done = subprocess.run(
@@ -251,13 +268,17 @@ class Bench:
             ],
             capture_output=True,
             text=True,
-            env=self.env,
+            env={**self.env, **self.ledgers[ledger]},
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"{handler} ({variant}) failed:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"{handler} ({variant}, {ledger} ledger) failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
+
+
+VARIANTS = (("baseline", "sql"), ("ours", "sql"), ("ours", "tablestore"))
+HANDLERS = ("on_upload", "on_task_done", "reconcile")
 
 
 def main() -> None:
@@ -265,50 +286,69 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warm", type=int, default=200)
     args = parser.parse_args()
+    cold: dict[tuple[str, str, str], list[float]] = {}
+    imports: dict[tuple[str, str, str], list[float]] = {}
+    warm: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(Path(folder))
         try:
-            cold: dict[tuple[str, str], list[float]] = {}
-            imports: dict[tuple[str, str], list[float]] = {}
-            notifications = bench.notification_events(2 * args.runs)
+            notifications = {
+                ledger: bench.notification_events(
+                    args.runs * sum(1 for _, used in VARIANTS if used == ledger), ledger
+                )
+                for ledger in ("sql", "tablestore")
+            }
             for run in range(args.runs):
-                for variant in ("baseline", "ours"):
+                for variant, ledger in VARIANTS:
                     events = {
                         "on_upload": [
                             bench.upload_event(
-                                f"uploads/cold/{variant}-{run}-{uuid.uuid4().hex[:6]}.png", _png(run)
+                                f"uploads/cold/{variant}-{ledger}-{run}-{uuid.uuid4().hex[:6]}.png", _png(run)
                             )
                         ],
-                        "on_task_done": [notifications.pop()],
+                        "on_task_done": [notifications[ledger].pop()],
                         "reconcile": ["{}"],
                     }
                     for handler, handler_events in events.items():
-                        result = bench.child(handler, variant, handler_events)
-                        cold.setdefault((handler, variant), []).append(result["cold"])
-                        imports.setdefault((handler, variant), []).append(result["import"])
-            upload = bench.upload_event(f"uploads/warm/{uuid.uuid4().hex[:6]}.png", _png(7))
-            notification = bench.notification_events(1)[0]
-            warm = {
-                "on_upload": bench.child("on_upload", "ours", [upload] * (args.warm + 1))["warm"],
-                "on_task_done": bench.child("on_task_done", "ours", [notification] * (args.warm + 1))["warm"],
-                "reconcile": bench.child("reconcile", "ours", ["{}"] * (args.warm + 1))["warm"],
-            }
+                        result = bench.child(handler, variant, handler_events, ledger)
+                        cold.setdefault((handler, variant, ledger), []).append(result["cold"])
+                        imports.setdefault((handler, variant, ledger), []).append(result["import"])
+            for ledger in ("sql", "tablestore"):
+                upload = bench.upload_event(f"uploads/warm/{ledger}-{uuid.uuid4().hex[:6]}.png", _png(7))
+                notification = bench.notification_events(1, ledger)[0]
+                repeated = {"on_upload": upload, "on_task_done": notification, "reconcile": "{}"}
+                for handler, event in repeated.items():
+                    warm[handler, ledger] = bench.child(handler, "ours", [event] * (args.warm + 1), ledger)[
+                        "warm"
+                    ]
             get_task = bench.get_task_cost(notification, args.warm)
         finally:
             bench.close()
+
+    def ms(values: list[float]) -> float:
+        return statistics.median(values) * 1000
+
     print(
-        f"{'handler':<14}{'cold ours':>11}{'cold base':>11}{'ratio':>8}{'import ours':>13}{'import base':>13}{'warm/event':>12}"
+        f"{'handler':<14}{'cold sql':>10}{'cold ots':>10}{'ots/sql':>9}{'cold base':>11}{'sql/base':>10}"
+        f"{'import':>9}{'warm sql':>10}{'warm ots':>10}"
     )
-    for handler in ("on_upload", "on_task_done", "reconcile"):
-        ours, base = statistics.median(cold[handler, "ours"]), statistics.median(cold[handler, "baseline"])
+    for handler in HANDLERS:
+        sql, ots = ms(cold[handler, "ours", "sql"]), ms(cold[handler, "ours", "tablestore"])
+        base = ms(cold[handler, "baseline", "sql"])
         print(
-            f"{handler:<14}{ours * 1000:>9.0f}ms{base * 1000:>9.0f}ms{ours / base:>8.2f}"
-            f"{statistics.median(imports[handler, 'ours']) * 1000:>11.0f}ms"
-            f"{statistics.median(imports[handler, 'baseline']) * 1000:>11.0f}ms"
-            f"{statistics.median(warm[handler]) * 1000:>10.2f}ms"
+            f"{handler:<14}{sql:>8.0f}ms{ots:>8.0f}ms{ots / sql:>9.2f}{base:>9.0f}ms{sql / base:>10.2f}"
+            f"{ms(imports[handler, 'ours', 'sql']):>7.0f}ms"
+            f"{ms(warm[handler, 'sql']):>8.2f}ms{ms(warm[handler, 'tablestore']):>8.2f}ms"
         )
-    print("cold = import + first event in a fresh process; ratio = ours / baseline (eager SDK imports);")
-    print("warm = median per redelivered event (no cloud call): immflow's own overhead.")
+    print(
+        "cold = import + first event in a fresh process (sql: SQLite ledger; ots: Tablestore ledger, local);"
+    )
+    print(
+        "base = cold on SQL with the SDKs imported eagerly; import = `import index` (no ledger backend yet);"
+    )
+    print(
+        "warm = median per redelivered event (no IMM/OSS call; the Tablestore ledger still reads its rows)."
+    )
     print(
         f"GetTask confirming a notification (warm, local IMM): median {statistics.median(get_task) * 1000:.2f}ms, "
         f"p90 {statistics.quantiles(get_task, n=10)[-1] * 1000:.2f}ms per notification"

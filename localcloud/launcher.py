@@ -9,8 +9,12 @@ One local cloud per state folder: an exclusive lock on ``DIR/localcloud.lock`` i
 runs, so a second launcher on the same folder fails at once instead of corrupting state.
 
 The functions run by the local FC get the local endpoints over their s.yaml values:
-``IMMFLOW_OSS_ENDPOINT``, ``IMMFLOW_IMM_ENDPOINT`` and ``IMMFLOW_LEDGER_URL`` (=
-``sqlite:///DIR/ledger.sqlite3``).
+``IMMFLOW_OSS_ENDPOINT``, ``IMMFLOW_IMM_ENDPOINT``, and the ledger: ``IMMFLOW_LEDGER_URL`` (by default
+``tablestore://immflow``, the local Tablestore's instance, as a deployed stack has it) with
+``IMMFLOW_OTS_ENDPOINT``, and ``IMMFLOW_LEDGER_SHARED_DISK=1`` (every local instance runs on this
+machine's disk, so a SQLite ledger given to ``LocalCloud.start`` is one ledger: immflow.settings).
+The launcher creates the ledger's tables in that instance, as template.yml does in the cloud, and
+writes the ledger's URL into ``endpoints.json`` (``ledger``) for the CLI.
 """
 
 from __future__ import annotations
@@ -50,8 +54,16 @@ class LaunchError(RuntimeError):
     """The local cloud cannot start; the message says why and what to do."""
 
 
-def ledger_url(state_dir: Path) -> str:
-    return f"sqlite:///{state_dir.resolve() / 'ledger.sqlite3'}"
+def _create_ledger_tables(ledger_url: str, ots_url: str, account: Account) -> None:
+    """The tables of a Tablestore ledger in the local instance (what template.yml creates in the cloud);
+    a SQL ledger creates its own on first use."""
+    if not ledger_url.startswith("tablestore://"):
+        return
+    from immflow.fc import Credentials
+    from immflow.ledger import Ledger
+
+    keys = Credentials(account.access_key_id, account.access_key_secret)
+    Ledger(ledger_url, endpoint=ots_url, credentials=keys).create_schema()
 
 
 def _lock(state_dir: Path) -> TextIO:
@@ -91,6 +103,7 @@ class LocalCloud:
         self.services: dict[str, Any] = {}
         self.faults = FaultPlan()
         self.servers: dict[str, ServiceServer] = {}
+        self.ledger_url = ""
 
     @classmethod
     def start(
@@ -101,20 +114,23 @@ class LocalCloud:
         *,
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
+        ledger_url: str | None = None,
         faults: str | None = None,
     ) -> LocalCloud:
         """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
-        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``faults`` is a fault
-        SPEC (:mod:`localcloud.core.faults`), saved in ``DIR/faults.json``; without one the folder's
-        saved plan, if any, is used again.
+        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``ledger_url`` is the
+        ledger the local FC gives the functions; None: the local Tablestore's ``tablestore://immflow``.
+        ``faults`` is a fault SPEC (:mod:`localcloud.core.faults`), saved in ``DIR/faults.json``;
+        without one the folder's saved plan, if any, is used again.
         """
         from localcloud.fc import FcService
         from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
         from localcloud.ots import OtsService
+        from localcloud.ots.store import DEFAULT_INSTANCE
 
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
@@ -142,11 +158,14 @@ class LocalCloud:
                 host,
                 port(2),
             )
-            cloud._add("ots", OtsService(state_dir, account), host, port(4))
+            ots = cloud._add("ots", OtsService(state_dir, account), host, port(4))
+            cloud.ledger_url = ledger_url or f"tablestore://{DEFAULT_INSTANCE}"
+            _create_ledger_tables(cloud.ledger_url, ots.url, account)
             overrides = {
                 "IMMFLOW_OSS_ENDPOINT": oss.url,
                 "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
-                "IMMFLOW_LEDGER_URL": ledger_url(state_dir),
+                "IMMFLOW_LEDGER_URL": cloud.ledger_url,
+                "IMMFLOW_OTS_ENDPOINT": ots.url,
                 # Every local function instance runs on this machine's disk (immflow.settings).
                 "IMMFLOW_LEDGER_SHARED_DISK": "1",
             }
@@ -182,7 +201,7 @@ class LocalCloud:
     def endpoints(self) -> dict[str, str]:
         """``endpoints.json``: URLs for oss, mns, fc, ots; ``host:port`` for imm (what the IMM SDK takes);
         ``ots_instance`` (the Tablestore instance to pass to ``OTSClient``), the key pair, and the
-        admin routes' token (`localcloud.core.admin`)."""
+        admin routes' token (`localcloud.core.admin`); ``ledger``, the ledger the functions are given."""
         from localcloud.ots.store import DEFAULT_INSTANCE
 
         imm = self.servers["imm"]
@@ -198,6 +217,7 @@ class LocalCloud:
             "access_key_id": self.account.access_key_id,
             "access_key_secret": self.account.access_key_secret,
             "admin_token": self.admin_token,
+            "ledger": self.ledger_url,
         }
 
     @property

@@ -62,6 +62,7 @@ RUNTIME_DEPENDENCIES = (
     "oss2",
     "PyYAML",
     "SQLAlchemy",
+    "tablestore",
     "psycopg[binary]",
     "PyMySQL",
 )
@@ -69,7 +70,7 @@ SOURCE_ONLY = ("oss2", "crcmod")
 CRC_EXTENSION_PACKAGE = "crcmod"
 _LIBRARY_EXCLUDES = ("cli", "demo", "ui", "package.py", "__pycache__", "*.pyc")
 #: Bumped when the layout of a cached dependency folder changes.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -245,6 +246,9 @@ def _dependencies(out: Path, runtime: str, python: str | None, run: Runner, cach
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     _install(staging, runtime, python, binary, source_only, run)
+    # Bytecode a wheel ships (numpy's has some) is neither the target's nor unchecked-hash: drop it.
+    for shipped in list(staging.rglob("__pycache__")):
+        shutil.rmtree(shipped)
     if python is not None:
         _compile(python, [staging], run)
     if cache_dir is None:

@@ -18,7 +18,7 @@ from typing import Any
 import oss2
 import pytest
 from e2e_support import CLI, REPO
-from immflow.ledger import Ledger, default_cli_ledger_url
+from immflow.ledger import local_ledger
 from playwright.sync_api import Browser, Page, sync_playwright
 
 pytestmark = pytest.mark.e2e
@@ -101,7 +101,7 @@ def test_a_run_page_draws_its_task_graph_and_shows_poster_and_video(
     demo: dict[str, Any], dashboard: str, page: Page
 ) -> None:
     upload = _upload(demo, "videos")
-    tasks = Ledger(default_cli_ledger_url(demo["state_path"])).tasks_of_run(upload["run_id"])
+    tasks = local_ledger(demo["state_path"]).tasks_of_run(upload["run_id"])
     page.goto(f"{dashboard}/runs/{upload['run_id']}")
 
     nodes = page.locator("#task-graph g.node")

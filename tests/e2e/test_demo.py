@@ -18,7 +18,7 @@ import pytest
 from e2e_support import CLI, REPO
 from immflow.cli.local import functions_runtime
 from immflow.flow.lineage import run_id_for
-from immflow.ledger import Ledger, default_cli_ledger_url
+from immflow.ledger import local_ledger
 from PIL import Image
 from pypdf import PdfReader
 
@@ -82,7 +82,7 @@ def test_demo_outputs_exist_with_real_content(demo: dict[str, Any], tmp_path: Pa
 
 
 def test_every_task_reached_its_final_state_once_and_follow_ups_ran(demo: dict[str, Any]) -> None:
-    ledger = Ledger(default_cli_ledger_url(demo["state_path"]))
+    ledger = local_ledger(demo["state_path"])
     for upload in demo["uploads"]:
         tasks = ledger.tasks_of_run(upload["run_id"])
         assert tasks and all(t.status == "Succeeded" for t in tasks)
@@ -116,7 +116,7 @@ def test_a_new_upload_with_plain_oss2_goes_through_the_pipeline(demo: dict[str, 
     )
     run_id = run_id_for(bucket_name, key, result.etag.strip('"').upper())
 
-    ledger = Ledger(default_cli_ledger_url(demo["state_path"]))
+    ledger = local_ledger(demo["state_path"])
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         run = ledger.get_run(run_id)

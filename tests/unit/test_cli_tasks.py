@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,9 +12,16 @@ from immflow.cli import main
 from immflow.ledger import Ledger, NewRun, NewTask, utcnow
 
 
+def _local_sql_ledger(state_dir: Path) -> Ledger:
+    """A local cloud started with a SQL ledger names it in endpoints.json; the CLI reads that one."""
+    url = f"sqlite:///{state_dir / 'ledger.sqlite3'}"
+    (state_dir / "endpoints.json").write_text(json.dumps({"ledger": url}))
+    return Ledger(url)
+
+
 def test_empty_ledger_is_said_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
-    assert Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}").list_runs() == []  # the tables, no rows
+    assert _local_sql_ledger(tmp_path).list_runs() == []  # the tables, no rows
     runner = CliRunner()
     every = runner.invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
     failed = runner.invoke(main, ["tasks", "list", "--status", "Failed", "--state-dir", str(tmp_path)])
@@ -23,12 +31,21 @@ def test_empty_ledger_is_said_in_words(tmp_path: Path, monkeypatch: pytest.Monke
     assert runs.exit_code == 0 and runs.output.startswith("the ledger has no run yet")
 
 
+def test_without_a_local_cloud_the_cli_says_how_to_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
+    found = CliRunner().invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
+    assert found.exit_code == 1
+    assert "immflow local up --detach --state-dir" in found.output and "IMMFLOW_LEDGER_URL" in found.output
+
+
 def test_uris_print_whole_on_their_own_line_in_an_80_column_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "80")
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    ledger = _local_sql_ledger(tmp_path)
     now = utcnow()
     source_key = "uploads/videos/" + "a-rather-long-folder-name/" * 3 + "clip.mp4"
     output = f"oss://media/processed/{source_key.removesuffix('.mp4')}/web.mp4"

@@ -31,7 +31,7 @@ def _endpoint(ledger: Ledger) -> str:
 @pytest.mark.parametrize("url", ["tablestore://", "tablestore://a/b"])
 def test_a_tablestore_url_names_one_instance(url: str) -> None:
     with pytest.raises(LedgerError, match="tablestore://<instance name>"):
-        Ledger(url)
+        Ledger(url).list_runs()
 
 
 def test_a_tablestore_ledger_without_keys_says_where_keys_come_from(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,7 +52,9 @@ def test_a_tablestore_ledger_without_keys_says_where_keys_come_from(monkeypatch:
             "from immflow.ledger import Ledger; Ledger('sqlite:///:memory:').list_runs()",
             ("sqlalchemy.dialects.mysql", "sqlalchemy.dialects.postgresql"),
         ),
-        ("from immflow.ledger import Ledger; Ledger('tablestore://immflow')", ("sqlalchemy",)),
+        ("from immflow.ledger import Ledger; Ledger('tablestore://immflow').backend", ("sqlalchemy",)),
+        # Opening a ledger loads its backend only when it is first used.
+        ("from immflow.ledger import Ledger; Ledger('tablestore://immflow')", ("tablestore",)),
     ],
 )
 def test_a_backend_loads_only_what_its_url_needs(statement: str, absent: tuple[str, ...]) -> None:

@@ -1,7 +1,9 @@
 """``immflow tasks list|show`` and ``immflow runs list|show``: read the ledger.
 
-The ledger is ``IMMFLOW_LEDGER_URL`` when set, else the local cloud's (``sqlite:///<state-dir>/ledger.sqlite3``,
-the URL the local FC gives the functions). Tables and trees for people; ``--json`` for scripts.
+The ledger is ``IMMFLOW_LEDGER_URL`` when set (a ``tablestore://`` one reached as the functions reach it:
+``IMMFLOW_OTS_ENDPOINT`` or the region's endpoint, keys from ``ALIBABA_CLOUD_*``), else the local cloud's,
+the one its FC gives the functions (``endpoints.json`` names it). Tables and trees for people; ``--json``
+for scripts.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from immflow.cli import main
 from immflow.ledger import (
     DEFAULT_STATE_DIR,
     Ledger,
+    LedgerError,
     RunRecord,
     TaskQuery,
     TaskRecord,
-    default_cli_ledger_url,
     iso_time,
+    local_ledger,
 )
 
 STATUS_STYLES = {
@@ -47,11 +50,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def _ledger(state_dir: Path) -> Ledger:
-    url = os.environ.get("IMMFLOW_LEDGER_URL") or default_cli_ledger_url(state_dir)
+    url = os.environ.get("IMMFLOW_LEDGER_URL")
+    if url is None:
+        try:
+            return local_ledger(state_dir)
+        except LedgerError as error:
+            raise click.ClickException(str(error)) from None
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise click.ClickException(
-            f"no ledger at {url}: start the local cloud (immflow local up) or set IMMFLOW_LEDGER_URL"
-        )
+        raise click.ClickException(f"no ledger at {url} (IMMFLOW_LEDGER_URL): no such file")
     return Ledger(url)
 
 

@@ -34,7 +34,7 @@ def build_dashboard(state_dir: Path, ledger_url: str | None, pipeline: Path | No
         ) from None
     from immflow.adapters.oss import OssAdapter
     from immflow.fc import Credentials, credentials_from_env
-    from immflow.ledger import Ledger, default_cli_ledger_url
+    from immflow.ledger import Ledger, LedgerError, local_ledger
     from immflow.settings import DEFAULT_RECONCILE_AFTER_SECONDS
 
     url = ledger_url or os.environ.get("IMMFLOW_LEDGER_URL")
@@ -46,7 +46,11 @@ def build_dashboard(state_dir: Path, ledger_url: str | None, pipeline: Path | No
                 "`immflow local up --detach`, or give a deployed stack's --ledger-url"
             )
         endpoints = json.loads(endpoints_path.read_text())
-        url = default_cli_ledger_url(state_dir)
+        try:
+            ledger = local_ledger(state_dir)
+        except LedgerError as error:
+            raise click.ClickException(str(error)) from None
+        url = ledger.url
         oss = OssAdapter(
             endpoint=endpoints["oss"],
             credentials=Credentials(endpoints["access_key_id"], endpoints["access_key_secret"]),
@@ -59,9 +63,10 @@ def build_dashboard(state_dir: Path, ledger_url: str | None, pipeline: Path | No
             endpoint=os.environ.get("IMMFLOW_OSS_ENDPOINT") or f"https://oss-{region}.aliyuncs.com",
             credentials=credentials_from_env(os.environ),
         )
+        ledger = Ledger(url)
     stuck_after = int(os.environ.get("IMMFLOW_RECONCILE_AFTER_SECONDS") or DEFAULT_RECONCILE_AFTER_SECONDS)
     return Dashboard(
-        Ledger(url),
+        ledger,
         ledger_url=url,
         oss=oss,
         pipeline_path=pipeline,

@@ -28,7 +28,7 @@ import oss2
 from immflow.demo.media import Sample
 from immflow.errors import ImmflowError
 from immflow.flow.lineage import run_id_for
-from immflow.ledger import Ledger, RunRecord, TaskRecord, default_cli_ledger_url
+from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline, load_pipeline
 
@@ -325,7 +325,7 @@ def demo_folder() -> str:
 
 
 def ledger_for(state_dir: Path) -> Ledger:
-    return Ledger(default_cli_ledger_url(state_dir.resolve()))
+    return local_ledger(state_dir.resolve())
 
 
 def load_inputs(project_dir: Path) -> tuple[Path, Pipeline]:

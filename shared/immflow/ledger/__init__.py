@@ -3,11 +3,14 @@
 importing this package loads neither backend.
 """
 
+import json
 from pathlib import Path
 
+from immflow.fc import Credentials
 from immflow.ledger.contract import (
     FINAL_STATUSES,
     OPEN_STATUSES,
+    TABLESTORE_SCHEME,
     CreateClaim,
     Ledger,
     LedgerError,
@@ -22,12 +25,26 @@ from immflow.ledger.contract import (
 )
 
 DEFAULT_STATE_DIR = Path(".immflow")
-LEDGER_FILE_NAME = "ledger.sqlite3"
 
 
-def default_cli_ledger_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
-    """The local cloud's ledger: what the local FC gives its functions as ``IMMFLOW_LEDGER_URL``."""
-    return f"sqlite:///{state_dir.resolve() / LEDGER_FILE_NAME}"
+def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
+    """The local cloud's ledger, the one its FC gives the functions: ``endpoints.json`` names it
+    (``ledger``), with the local Tablestore's endpoint and the key pair to reach it."""
+    path = state_dir / "endpoints.json"
+    try:
+        endpoints = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LedgerError(
+            f"no local cloud in {state_dir} ({path} is missing): start one with "
+            f"`immflow local up --detach --state-dir {state_dir}`, or set IMMFLOW_LEDGER_URL"
+        ) from None
+    url = endpoints.get("ledger")
+    if not isinstance(url, str):
+        raise LedgerError(f"{path} names no ledger: restart the local cloud with `immflow local up`")
+    if not url.startswith(TABLESTORE_SCHEME):
+        return Ledger(url)
+    keys = Credentials(endpoints["access_key_id"], endpoints["access_key_secret"])
+    return Ledger(url, endpoint=endpoints["ots"], credentials=keys)
 
 
 __all__ = [
@@ -43,7 +60,7 @@ __all__ = [
     "TaskQuery",
     "TaskRecord",
     "claim_key",
-    "default_cli_ledger_url",
     "iso_time",
+    "local_ledger",
     "utcnow",
 ]

@@ -16,14 +16,15 @@ backend (a `LedgerBackend`) fills in a few small operations:
   its follow-ups are claimed, so a notification delivered twice, or delivered again after reconcile saw
   the same result through GetTask, changes the ledger once.
 
-The algorithm (`Ledger._acquire`, over `LedgerBackend`'s operations): read the claim; done -> ``done``; absent -> insert it (the backend's
-insert fails when the key exists: a unique key in SQL, ``EXPECT_NOT_EXIST`` in Tablestore) -> ``claimed``;
-present or lost the insert -> take it over when it is still in progress and expired (one conditional
-update) -> ``claimed`` (retaken), else ``busy``.
+The algorithm (`Ledger._acquire`, over `LedgerBackend`'s operations): read the claim; done -> ``done``;
+absent -> insert it (the backend's insert fails when the key exists: a unique key in SQL,
+``EXPECT_NOT_EXIST`` in Tablestore) -> ``claimed``; present, or the insert lost -> take it over when it is
+still in progress and expired (one conditional update) -> ``claimed`` (retaken), else ``busy``.
 
-``Ledger(url)`` opens the backend the URL names (`open_backend`): ``tablestore://<instance>`` is `immflow.ledger.tablestore`,
-anything else a SQLAlchemy URL for `immflow.ledger.sql`. Each backend's module is imported only when a
-URL names it (``import tablestore`` costs 300-400 ms, SQLAlchemy ~150 ms: docs/ledger.md).
+``Ledger(url)`` opens the backend the URL names (`open_backend`), on first use: ``tablestore://<instance>``
+is `immflow.ledger.tablestore`, anything else a SQLAlchemy URL for `immflow.ledger.sql`. A backend's
+module is imported only then (``import tablestore`` costs 300-500 ms, SQLAlchemy 150-300 ms:
+docs/ledger.md).
 
 Times are timezone-aware UTC datetimes; a naive one is refused.
 """
@@ -331,11 +332,25 @@ class Ledger:
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
-        self.backend = open_backend(url, **options)
+        self._options = options
+        self._backend: LedgerBackend | None = None
+        self._credentials: Credentials | None = None
+
+    @property
+    def backend(self) -> LedgerBackend:
+        """The backend, opened (its module imported) on first use: an invocation that never reads the
+        ledger, such as on_upload ignoring an object no rule matches, never pays for the import."""
+        if self._backend is None:
+            self._backend = open_backend(self.url, **self._options)
+            if self._credentials is not None:
+                self._backend.use_credentials(self._credentials)
+        return self._backend
 
     def use_credentials(self, credentials: Credentials) -> None:
         """Use the invocation's keys from now on (FC refreshes them per invocation)."""
-        self.backend.use_credentials(credentials)
+        self._credentials = credentials
+        if self._backend is not None:
+            self._backend.use_credentials(credentials)
 
     def create_schema(self) -> None:
         """Create whatever tables are missing (locally and from the CLI; a deployed stack has them)."""

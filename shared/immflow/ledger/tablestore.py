@@ -36,27 +36,33 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
-from typing import Any
+from typing import Any, TypeVar
 
 import tablestore
 from tablestore import (
     INF_MAX,
     INF_MIN,
+    BatchGetRowRequest,
+    BatchWriteRowRequest,
     CapacityUnit,
     ComparatorType,
     CompositeColumnCondition,
     Condition,
+    DeleteRowItem,
     LogicalOperator,
     OTSClient,
     OTSServiceError,
+    PutRowItem,
     ReservedThroughput,
     Row,
     RowExistenceExpectation,
     SingleColumnCondition,
+    TableInBatchGetRowItem,
+    TableInBatchWriteRowItem,
     TableMeta,
     TableOptions,
 )
@@ -157,10 +163,15 @@ _MAX_KEY_BYTES = 1000
 """Tablestore caps a STRING primary-key column at 1 KB: longer source URIs and tag values are indexed by
 their SHA-256 (a reader compares the real values on the row, so a shared digest only costs a skip)."""
 _CAS_ATTEMPTS = 20
+_BATCH_READ = 100
+"""Rows per BatchGetRow (Tablestore's limit)."""
+_BATCH_WRITE = 200
+"""Rows per BatchWriteRow (Tablestore's limit)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 Key = list[tuple[str, Any]]
+T = TypeVar("T")
 
 
 def default_endpoint(instance: str, region: str) -> str:
@@ -180,6 +191,17 @@ def _key_text(value: str) -> str:
     if len(value.encode("utf-8")) <= _MAX_KEY_BYTES:
         return value
     return "sha256:" + sha256(value.encode("utf-8")).hexdigest()
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _json(value: Any) -> str:
@@ -324,23 +346,52 @@ class TablestoreBackend(LedgerBackend):
         return self._client
 
     def _call(self, table: TableSpec, action: str, *args: Any) -> Any:
+        """``client.<action>(table name, *args)``; the batch actions take their request alone."""
         try:
+            if action.startswith("batch_"):
+                return getattr(self.client, action)(*args)
             return getattr(self.client, action)(table.name, *args)
         except OTSServiceError as error:
             code = error.get_error_code()
             if code == CONDITION_FAILED:
                 raise _ConditionFailed from None
             if code == TABLE_MISSING:
-                raise LedgerError(
-                    f"the ledger's Tablestore table {table.name} does not exist in instance {self.instance} "
-                    f"({self.endpoint}): deploy template.yml, which creates every ledger table (for a local "
-                    "or test instance, Ledger.create_schema() creates them)"
-                ) from error
+                raise self._missing(table) from error
             raise
+
+    def _missing(self, table: TableSpec) -> LedgerError:
+        return LedgerError(
+            f"the ledger's Tablestore table {table.name} does not exist in instance {self.instance} "
+            f"({self.endpoint}): deploy template.yml, which creates every ledger table (for a local "
+            "or test instance, Ledger.create_schema() creates them)"
+        )
 
     def _get(self, table: TableSpec, key: Key) -> dict[str, Any] | None:
         _, row, _ = self._call(table, "get_row", key, None, None, 1)
         return None if row is None else _columns(row)
+
+    def _get_many(self, table: TableSpec, keys: Sequence[Key]) -> list[dict[str, Any] | None]:
+        """Rows by primary key, in `keys`' order, one BatchGetRow per `_BATCH_READ` keys."""
+        found: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        unique = list({tuple(key): key for key in keys}.values())
+        for start in range(0, len(unique), _BATCH_READ):
+            request = BatchGetRowRequest()
+            request.add(
+                TableInBatchGetRowItem(table.name, unique[start : start + _BATCH_READ], max_version=1)
+            )
+            for key, item in zip(
+                unique[start : start + _BATCH_READ],
+                self._call(table, "batch_get_row", request).get_result_by_table(table.name),
+                strict=True,
+            ):
+                if not item.is_ok:
+                    if item.error_code == TABLE_MISSING:
+                        raise self._missing(table)
+                    raise LedgerError(f"reading {table.name} {key}: {item.error_code} {item.error_message}")
+                found[tuple(key)] = (
+                    None if item.row is None or not item.row.primary_key else _columns(item.row)
+                )
+        return [found[tuple(key)] for key in keys]
 
     def _put(self, table: TableSpec, key: Key, columns: Mapping[str, Any], *, only_new: bool = False) -> bool:
         """Write the row whole; with `only_new`, only if it does not exist (False when it does)."""
@@ -365,6 +416,37 @@ class TablestoreBackend(LedgerBackend):
         except _ConditionFailed:
             return False
         return True
+
+    def _write_index(self, rows: Sequence[tuple[TableSpec, Key]], columns: Mapping[str, Any] | None) -> None:
+        """Put index rows with `columns` (None: delete them), one BatchWriteRow per `_BATCH_WRITE` rows.
+        Not atomic, and it need not be: readers check every index row against its task or run."""
+        for start in range(0, len(rows), _BATCH_WRITE):
+            by_table: dict[str, list[Any]] = {}
+            for table, key in rows[start : start + _BATCH_WRITE]:
+                ignore = Condition(RowExistenceExpectation.IGNORE)
+                item = (
+                    DeleteRowItem(Row(key), ignore)
+                    if columns is None
+                    else PutRowItem(
+                        Row(key, [(name, _cell(value)) for name, value in columns.items()]), ignore
+                    )
+                )
+                by_table.setdefault(table.name, []).append(item)
+            request = BatchWriteRowRequest()
+            for name, items in by_table.items():
+                request.add(TableInBatchWriteRowItem(name, items))
+            response = self._call(rows[start][0], "batch_write_row", request)
+            failed = response.get_failed_of_put() + response.get_failed_of_delete()
+            for item in failed:
+                if item.error_code == TABLE_MISSING:
+                    raise self._missing(next(table for table in TABLES if table.name == item.table_name))
+            if failed:
+                raise LedgerError(
+                    "writing the ledger's index rows failed: "
+                    + "; ".join(
+                        f"{item.table_name}: {item.error_code} {item.error_message}" for item in failed
+                    )
+                )
 
     def _delete(self, table: TableSpec, key: Key) -> None:
         self._call(table, "delete_row", Row(key), Condition(RowExistenceExpectation.IGNORE))
@@ -417,8 +499,7 @@ class TablestoreBackend(LedgerBackend):
             ),
             (RUNS_BY_TIME, [("created_at", created), ("run_id", run.run_id)]),
         ]
-        for table, key in index:
-            self._put(table, key, {})
+        self._write_index(index, {})
         row = {
             "source_uri": run.source_uri,
             "bucket": run.bucket,
@@ -436,8 +517,7 @@ class TablestoreBackend(LedgerBackend):
             return True
         winner = self.get_run(run.run_id)
         if winner is None or _micros(winner.created_at) != created:
-            for table, key in index:  # ours, not the winner's: it was created at another time
-                self._delete(table, key)
+            self._write_index(index, None)  # ours, not the winner's: it was created at another time
         return False
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -452,8 +532,14 @@ class TablestoreBackend(LedgerBackend):
         else:
             entries = self._scan(RUNS_BY_TIME, [], newest_first=True)
         found: list[RunRecord] = []
-        for entry in entries:
-            run = self.get_run(entry["run_id"])
+        for entry, row in (
+            (entry, row)
+            for chunk in _chunks(entries, _BATCH_READ)
+            for entry, row in zip(
+                chunk, self._get_many(RUNS, [[("run_id", e["run_id"])] for e in chunk]), strict=True
+            )
+        ):
+            run = None if row is None else _run_record(row)
             if (
                 run is None
                 or _micros(run.created_at) != entry["created_at"]
@@ -499,8 +585,7 @@ class TablestoreBackend(LedgerBackend):
         row_id = self._next_row_id()
         index = self._task_index(key, row_id, new.run_id, _micros(now), new.tags, new.parent_task_id)
         index.append(self._status_entry("Creating", _micros(now), row_id))
-        for table, entry in index:
-            self._put(table, entry, {"claim_key": key})
+        self._write_index(index, {"claim_key": key})
         row = {
             **claim,
             "row_id": row_id,
@@ -522,8 +607,7 @@ class TablestoreBackend(LedgerBackend):
         }
         if self._put(TASKS, [("claim_key", key)], row, only_new=True):
             return True
-        for table, entry in index:  # keyed by our row number: nobody else's
-            self._delete(table, entry)
+        self._write_index(index, None)  # keyed by our row number: nobody else's
         return False
 
     def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
@@ -613,11 +697,11 @@ class TablestoreBackend(LedgerBackend):
                 return False
             status = changes.get("status", current.status)
             created = _micros(current.created_at)
-            if status != current.status:
-                table, entry = self._status_entry(status, created, current.row_id)
-                self._put(table, entry, {"claim_key": task.claim_key})
+            index = [self._status_entry(status, created, current.row_id)] if status != current.status else []
             if changes.get("task_id"):
-                self._put(TASK_BY_ID, [("task_id", changes["task_id"])], {"claim_key": task.claim_key})
+                index.append((TASK_BY_ID, [("task_id", changes["task_id"])]))
+            if index:
+                self._write_index(index, {"claim_key": task.claim_key})
             columns = {**changes, "claim_status": "done"} if close_claim else dict(changes)
             if self._update(TASKS, key, columns, _equal("status", current.status)):
                 if status != current.status:
@@ -644,13 +728,15 @@ class TablestoreBackend(LedgerBackend):
 
     def _tasks_at(self, entries: Iterable[Mapping[str, Any]]) -> Iterator[TaskRecord]:
         """The tasks index rows point to, skipping those whose task is gone or no longer at that key."""
-        for entry in entries:
-            task = self.task_by_claim(entry["claim_key"])
-            if task is None or task.row_id != entry["row_id"]:
-                continue
-            if "created_at" in entry and _micros(task.created_at) != entry["created_at"]:
-                continue
-            yield task
+        for chunk in _chunks(entries, _BATCH_READ):
+            rows = self._get_many(TASKS, [[("claim_key", entry["claim_key"])] for entry in chunk])
+            for entry, row in zip(chunk, rows, strict=True):
+                task = None if row is None else _task_record(row)
+                if task is None or task.row_id != entry["row_id"]:
+                    continue
+                if "created_at" in entry and _micros(task.created_at) != entry["created_at"]:
+                    continue
+                yield task
 
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         runs: set[str] | None = None

@@ -25,6 +25,7 @@ import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi import models as open_api_models
+from immflow.fc import Credentials
 from immflow.flow import runtime
 from immflow.ledger import Ledger
 from immflow.settings import load_settings
@@ -106,6 +107,9 @@ class Cloud:
     bucket: oss2.Bucket
     mns: MnsAccount
     imm: Client
+    ots_url: str
+    ots: Any
+    """The local Tablestore service: each test's Tablestore ledger is an instance of its own."""
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +133,16 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         )
         imm.create_project(models.CreateProjectRequest(project_name=PROJECT))
         yield Cloud(
-            local.state_dir, account, endpoints["oss"], endpoints["mns"], endpoints["imm"], bucket, mns, imm
+            local.state_dir,
+            account,
+            endpoints["oss"],
+            endpoints["mns"],
+            endpoints["imm"],
+            bucket,
+            mns,
+            imm,
+            endpoints["ots"],
+            local.services["ots"],
         )
 
 
@@ -285,13 +298,28 @@ def mns_event(body: str, content_format: str) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-@pytest.fixture(params=["python3.10", "python3.12"])
+@pytest.fixture(
+    params=["python3.10-tablestore", "python3.12-tablestore", "python3.10-sqlite", "python3.12-sqlite"]
+)
 def harness(
     request: pytest.FixtureRequest, cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Harness]:
+    """A fresh function instance of one runtime shape, on one ledger: Tablestore (the deployed default,
+    an instance of this test's own, reached with the invocation's keys) or SQLite (a file of its own)."""
+    runtime_name, ledger_kind = request.param.split("-")
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(PIPELINE)
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    if ledger_kind == "tablestore":
+        instance = f"t{uuid.uuid4().hex[:12]}"
+        cloud.ots.create_instance(instance)
+        ledger_url = f"tablestore://{instance}"
+        keys = Credentials(cloud.account.access_key_id, cloud.account.access_key_secret)
+        ledger = Ledger(ledger_url, endpoint=cloud.ots_url, credentials=keys)
+        ledger.create_schema()  # what template.yml does for the deployed stack
+        monkeypatch.setenv("IMMFLOW_OTS_ENDPOINT", cloud.ots_url)
+    else:
+        ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+        ledger = Ledger(ledger_url)
     environment = {
         "IMMFLOW_PROJECT": PROJECT,
         "IMMFLOW_TOPIC": TOPIC,
@@ -304,7 +332,7 @@ def harness(
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    if request.param == "python3.12":
+    if runtime_name == "python3.12":
         monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", cloud.account.access_key_id)
         monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", cloud.account.access_key_secret)
     else:
@@ -325,7 +353,7 @@ def harness(
     endpoint = f"acs:mns:{cloud.account.region}:{cloud.account.account_id}:queues/{queue_name}"
     subscription = cloud.mns.get_topic(TOPIC).get_subscription(f"s-{queue_name}")
     subscription.subscribe(SubscriptionMeta(endpoint, notify_content_format="SIMPLIFIED"))
-    yield Harness(cloud, Ledger(ledger_url), queue, request.param, uuid.uuid4().hex[:8])
+    yield Harness(cloud, ledger, queue, runtime_name, uuid.uuid4().hex[:8])
     subscription.unsubscribe()
     load_settings.cache_clear()
     runtime._services.clear()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from immflow.fc import Credentials
-from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key, default_cli_ledger_url
+from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -309,12 +309,6 @@ def test_naive_times_are_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="naive datetime") as caught:
         ledger.ensure_run(_run(), now=datetime(2026, 1, 1))
     assert isinstance(caught.value, LedgerError) or isinstance(caught.value.__cause__, LedgerError)
-
-
-def test_the_cli_default_ledger_lives_in_the_state_dir() -> None:
-    assert (
-        default_cli_ledger_url(Path(".immflow")) == f"sqlite:///{Path.cwd() / '.immflow' / 'ledger.sqlite3'}"
-    )
 
 
 def _claim_in_another_process(backend: Backend, barrier: Barrier, states: Queue[str]) -> None:
