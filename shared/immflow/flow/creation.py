@@ -4,9 +4,6 @@ Every planned task of an event is claimed first, and only then created: a run co
 none of its tasks is ``Creating`` or ``Running``, so all of an event's tasks must be in the ledger
 before the first one can finish and make a concurrent invocation look at the run.
 
-The same check is made before a CreateTask is sent again after a 5xx or network error: the first
-one may have created the task though its answer never came back.
-
 A claim taken over from an earlier attempt (its creator stopped after claiming: maybe after IMM
 accepted the task but before the TaskId was recorded) first asks IMM's ListTasks for that task, since
 IMM has no idempotency token: a task of the same type started since the claim, with the claimed
@@ -15,6 +12,10 @@ not the sources), is adopted instead of creating a second one. It is recorded ``
 already ended, with IMM's start time (so reconcile asks for it on time), and its result takes the one
 result path: the notification (`immflow.flow.results` adopts it too), or reconcile's GetTask. A first
 claim pays no ListTasks call.
+
+The same check is made before a CreateTask is sent again after a 5xx or network error: the first
+one may have created the task though its answer never came back (the local cloud's
+``imm.response.lost`` fault, docs/faults.md).
 """
 
 from __future__ import annotations
