@@ -44,6 +44,12 @@ _START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(UtcDatetime | None)
 
 def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
     """Claim every planned task, then create the claimed ones; returns the tasks this call handled."""
+    return create_all(call, *claim_all(call, planned))
+
+
+def claim_all(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[CreateClaim], list[TaskRecord]]:
+    """Claim every planned task: the claims to create, and the tasks already settled (a request that
+    cannot be built is recorded failed at once). A claimed task is in the ledger, ``Creating``."""
     ledger = call.services.ledger
     now = call.services.now()
     expires = call.claim_expiry(now)
@@ -70,15 +76,27 @@ def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRec
             handled.append(failed)
             continue
         to_create.append(claim)
+    return to_create, handled
+
+
+def create_all(
+    call: Call, to_create: Sequence[CreateClaim], handled: Sequence[TaskRecord] = ()
+) -> list[TaskRecord]:
+    """Create the claimed tasks; on an error, release the claims not created yet and raise."""
+    created = list(handled)
     for index, claim in enumerate(to_create):
         try:
-            handled.append(create_claimed(call, claim.task, retaken=claim.retaken))
+            created.append(create_claimed(call, claim.task, retaken=claim.retaken))
         except ServiceError:
-            # Let the next delivery take over the tasks this call claimed but will not create.
-            for waiting in to_create[index:]:
-                ledger.release_claim(waiting.task.claim_key, now=call.services.now())
+            release_claims(call, to_create[index:])
             raise
-    return handled
+    return created
+
+
+def release_claims(call: Call, claims: Sequence[CreateClaim]) -> None:
+    """Let the next delivery (or reconcile) take over tasks this call claimed but will not create."""
+    for waiting in claims:
+        call.services.ledger.release_claim(waiting.task.claim_key, now=call.services.now())
 
 
 def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord:

@@ -27,13 +27,20 @@ the notification again a little later.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from immflow.adapters import ServiceError
 from immflow.errors import ImmflowError
 from immflow.events.imm import GetTaskResponse, ImmNotification, ImmTaskResult, parse_get_task_response
-from immflow.flow.creation import claim_and_create, imm_start_time, same_request
+from immflow.flow.creation import (
+    claim_all,
+    claim_and_create,
+    create_all,
+    imm_start_time,
+    release_claims,
+    same_request,
+)
 from immflow.flow.lineage import Lineage
 from immflow.flow.manifest import complete_run_if_done
 from immflow.flow.outputs import Target, discover_outputs, outside_targets, task_targets
@@ -308,16 +315,25 @@ def _record(
     if targets is None:
         targets = task_targets(call, run, task, result)
     outputs = discover_outputs(call, task, targets, named)
-    ledger.record_result(
-        result.TaskId,
-        status=result.Status,
-        code=result.Code,
-        message=result.Message,
-        started_at=result.StartTime,
-        ended_at=result.EndTime,
-        outputs=outputs,
-        now=services.now(),
-    )
+    # The follow-ups are claimed (in the ledger, Creating) before the result makes this task final:
+    # otherwise a sibling finishing in between would find no open task and complete the run without
+    # them (a kill between the two steps made that window as long as FC's retry delay).
+    ending = replace(task, status=result.Status, code=result.Code, message=result.Message, outputs=outputs)
+    claims, settled = claim_all(call, plan_follow_ups(call, run, ending))
+    try:
+        ledger.record_result(
+            result.TaskId,
+            status=result.Status,
+            code=result.Code,
+            message=result.Message,
+            started_at=result.StartTime,
+            ended_at=result.EndTime,
+            outputs=outputs,
+            now=services.now(),
+        )
+    except BaseException:
+        release_claims(call, claims)
+        raise
     recorded = ledger.get_task(result.TaskId) or task
     log = logger.info if recorded.status == "Succeeded" else logger.warning
     log(
@@ -330,9 +346,15 @@ def _record(
             "outputs": len(recorded.outputs),
         },
     )
-    follow_ups, manifest = _after_record(call, run, recorded)
+    follow_ups = create_all(call, claims, settled)
+    manifest = complete_run_if_done(call, task.run_id)
     return ResultSummary(
-        result.TaskId, "recorded", recorded.status, len(recorded.outputs), follow_ups, manifest
+        result.TaskId,
+        "recorded",
+        recorded.status,
+        len(recorded.outputs),
+        len(follow_ups),
+        str(manifest) if manifest else None,
     )
 
 

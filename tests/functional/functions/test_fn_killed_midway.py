@@ -15,7 +15,7 @@ import pytest
 from functions_support import Harness
 from immflow.flow import results
 from immflow.ledger import Ledger
-from test_fn_creation_takeover import FAN_OUT_PIPELINE
+from test_fn_creation_takeover import FAN_OUT_PIPELINE, _expire_open_claims
 from test_fn_images import png
 
 
@@ -27,17 +27,17 @@ def _kill_after_recording(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]
     """The next on_task_done dies right after recording its result (as it starts the follow-ups),
     leaving its result claim held;
     returns what brings the process back to normal."""
-    create_follow_ups, release = results.claim_and_create, Ledger.release_claim
+    create_follow_ups, release = results.create_all, Ledger.release_claim
 
     def die(*args: Any, **kwargs: Any) -> Any:
         monkeypatch.setattr(Ledger, "release_claim", lambda self, key, *, now: None)  # never runs
         raise Killed
 
     def revive() -> None:
-        monkeypatch.setattr(results, "claim_and_create", create_follow_ups)
+        monkeypatch.setattr(results, "create_all", create_follow_ups)
         monkeypatch.setattr(Ledger, "release_claim", release)
 
-    monkeypatch.setattr(results, "claim_and_create", die)
+    monkeypatch.setattr(results, "create_all", die)
     return revive
 
 
@@ -61,10 +61,16 @@ def test_the_retry_of_a_killed_invocation_starts_the_follow_ups_and_finishes_the
     revive()
     recorded = harness.ledger.get_task(unzip_id)
     assert recorded is not None and recorded.status == "Succeeded"
-    assert [t.task_name for t in harness.ledger.tasks_of_run(unzip.run_id)] == ["unzip"]  # no follow-up yet
+    # Its follow-ups were claimed before its result was recorded: the run cannot look complete.
+    follow_ups = [t for t in harness.ledger.tasks_of_run(unzip.run_id) if t.task_name == "pdf"]
+    assert [t.status for t in follow_ups] == ["Creating", "Creating"]
 
-    retried = harness.on_task_done(notification)  # FC's retry, while the dead one's claim is held
-    assert (retried["outcome"], retried["follow_ups"]) == ("recorded", 2)
+    retried = harness.on_task_done(notification)  # FC's retry, while the dead one's claims are held
+    assert (retried["outcome"], retried["follow_ups"]) == ("recorded", 0)
+    run = harness.ledger.get_run(unzip.run_id)
+    assert run is not None and run.status != "Done"
+    _expire_open_claims(harness, unzip.run_id)  # what time does to the dead invocation's claims
+    assert harness.on_task_done(notification)["follow_ups"] == 2  # a later delivery (or reconcile)
     harness.run_to_end(unzip.run_id)
     run = harness.ledger.get_run(unzip.run_id)
     assert run is not None and run.status == "Done" and run.manifest_uri
