@@ -1,25 +1,29 @@
-"""Cold start and warm cost of the three handlers on each ledger, against a baseline that imports the
-SDKs eagerly.
+"""Cold start and warm cost of the three handlers, against a hand-written handler and an eager-import one.
 
 Run: ``python bench/bench_handlers.py [--runs 3] [--warm 200]``. The bench starts a local OSS, MNS, IMM
 and Tablestore on free ports (the real local cloud, not fakes) and runs every measurement in a fresh
-Python process, as FC starts an instance, once with the SQL ledger (SQLite) and once with the Tablestore
-ledger (the deployed default; its cold start includes ``import tablestore``):
+Python process, as FC starts an instance, once with the ledger on SQLite and once on Tablestore:
 
 * **cold**: from before ``import index`` to the end of the first invocation (interpreter start-up,
-  the same for both, is left out). The event is real work: on_upload creates two IMM tasks for a new
-  upload; on_task_done records an IMM result (listing OSS for outputs) and creates its follow-up;
-  reconcile checks a ledger with nothing stale.
-* **baseline**: the same handler, preceded by ``import alibabacloud_imm20200930.client, oss2`` at module
-  load, as a handler that builds its clients at import time does.
+  the same for all, is left out). The event is real work: on_upload creates two IMM tasks for a new
+  upload; on_task_done confirms an IMM result with GetTask, records it (listing OSS for outputs) and
+  creates its follow-up; reconcile checks a ledger with nothing stale.
+* **hand-written** (``bench/handwritten/<function>/index.py``): the handler a user writes without
+  immflow: ``json.loads`` of the event, the official SDK clients built at module load, the same cloud
+  calls (CreateXXXTask; GetTask, CreateImageSplicingTask and a PutObject of a manifest; ListTasks of
+  the running tasks), no ledger.
+* **eager**: immflow's handler preceded by ``import alibabacloud_imm20200930.client, oss2`` (and
+  ``tablestore`` for that ledger) at module load, as a handler that builds its clients at import does.
 * **warm**: per event once the instance is warm, for events that need no cloud call (a redelivered
   upload, a redelivered notification, an empty reconcile): immflow's own overhead, without network.
+* **cpu**: the cold start's CPU seconds (``time.process_time``), less disturbed by other processes on
+  a shared machine than wall time. ``BENCH_PROFILE=<folder>`` writes a cProfile of each cold start there.
 * **GetTask**: what confirming a notification adds to on_task_done (docs/imm-notifications.md): one
   warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
   of its answer (median of ``--warm`` calls).
 
-Ratios are measured in the same run (medians of ``--runs`` processes each): ours on SQL / baseline (also on
-SQL), and ours on Tablestore / ours on SQL.
+Ratios are ours / hand-written and ours / eager, measured in the same run (medians of ``--runs``
+processes each), and ours on Tablestore / ours on SQLite. The machine may be shared: run it more than once and compare the spread.
 """
 
 from __future__ import annotations
@@ -63,11 +67,18 @@ rules:
 """
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 from types import SimpleNamespace
-started = time.perf_counter()
-if sys.argv[2] == "baseline":
+started, started_cpu = time.perf_counter(), time.process_time()
+profile = None
+if os.environ.get("BENCH_PROFILE"):
+    import cProfile
+    profile = cProfile.Profile()
+    profile.enable()
+if sys.argv[2] == "eager":
     import alibabacloud_imm20200930.client, oss2  # noqa: F401  (what an eager handler pays at import)
+    if sys.argv[6] == "tablestore":
+        import tablestore  # noqa: F401
 sys.path.insert(0, sys.argv[1])
 import index
 imported = time.perf_counter()
@@ -76,13 +87,16 @@ def context():
     return SimpleNamespace(request_id="bench", function=SimpleNamespace(name="bench", timeout=60),
                            credentials=SimpleNamespace(access_key_id=sys.argv[4], access_key_secret=sys.argv[5], security_token=""))
 index.handler(events[0].encode(), context())
-first = time.perf_counter()
+first, first_cpu = time.perf_counter(), time.process_time()
+if profile is not None:
+    profile.disable()
+    profile.dump_stats(os.environ["BENCH_PROFILE"] + f"/{os.path.basename(sys.argv[1])}-{sys.argv[2]}.pstats")
 warm = []
 for event in events[1:]:
     t = time.perf_counter()
     index.handler(event.encode(), context())
     warm.append(time.perf_counter() - t)
-print(json.dumps({"import": imported - started, "cold": first - started, "warm": warm}))
+print(json.dumps({"import": imported - started, "cold": first - started, "cpu": first_cpu - started_cpu, "warm": warm}))
 """
 
 
@@ -94,14 +108,21 @@ def _png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def compile_bytecode() -> None:
+    """Bytecode for immflow and the handlers, as ``immflow package`` ships it (PYTHONDONTWRITEBYTECODE
+    would otherwise leave our modules compiled from source on every cold start, and not the SDKs')."""
+    import compileall
+
+    for folder in ("shared/immflow", "functions", "bench/handwritten"):
+        compileall.compile_dir(ROOT / folder, quiet=1)
+
+
 class Bench:
     def __init__(self, state: Path) -> None:
         import oss2
         from alibabacloud_imm20200930 import models
         from alibabacloud_imm20200930.client import Client
         from alibabacloud_tea_openapi import models as open_api_models
-        from immflow.fc import Credentials
-        from immflow.ledger import Ledger
         from mns.account import Account as MnsAccount
         from mns.queue import QueueMeta
         from mns.subscription import SubscriptionMeta
@@ -127,15 +148,6 @@ class Bench:
         ots_service = OtsService(state, self.account)
         self.servers.append(ServiceServer(ots_service).start())
         self.services = [ots_service, imm_service, mns_service, oss_service]
-        keys = Credentials(self.account.access_key_id, self.account.access_key_secret)
-        Ledger("tablestore://immflow", endpoint=self.servers[3].url, credentials=keys).create_schema()
-        self.ledgers = {
-            "sql": {"IMMFLOW_LEDGER_URL": f"sqlite:///{state / 'ledger.sqlite3'}"},
-            "tablestore": {
-                "IMMFLOW_LEDGER_URL": "tablestore://immflow",
-                "IMMFLOW_OTS_ENDPOINT": self.servers[3].url,
-            },
-        }
         self.bucket = oss2.Bucket(
             oss2.Auth(self.account.access_key_id, self.account.access_key_secret),
             self.servers[0].url,
@@ -162,6 +174,10 @@ class Bench:
         )
         imm.create_project(models.CreateProjectRequest(project_name="bench"))
         (state / "pipeline.yaml").write_text(PIPELINE)
+        from immflow.pipeline import CHECKED_SUFFIX, write_checked
+
+        # What `immflow package` ships beside the pipeline: its checked form.
+        write_checked(state / "pipeline.yaml", state / ("pipeline.yaml" + CHECKED_SUFFIX))
         self.env = {
             **os.environ,
             "IMMFLOW_PROJECT": "bench",
@@ -169,9 +185,29 @@ class Bench:
             "IMMFLOW_PIPELINE": str(state / "pipeline.yaml"),
             "IMMFLOW_IMM_ENDPOINT": f"127.0.0.1:{self.servers[2].port}",
             "IMMFLOW_OSS_ENDPOINT": self.servers[0].url,
+            "IMMFLOW_OTS_ENDPOINT": self.servers[3].url,
             "IMMFLOW_RECONCILE_AFTER_SECONDS": "900",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": self.account.access_key_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.account.access_key_secret,
             "PYTHONPATH": str(ROOT / "shared"),
         }
+        self.ledger_urls = {
+            "sqlite": f"sqlite:///{state / 'ledger.sqlite3'}",
+            "tablestore": "tablestore://immflow",
+        }
+        self.use_ledger("tablestore")
+        from immflow.fc import Credentials
+        from immflow.ledger import Ledger
+
+        Ledger(
+            self.ledger_urls["tablestore"],
+            endpoint=self.servers[3].url,
+            credentials=Credentials(self.account.access_key_id, self.account.access_key_secret),
+        ).create_schema()
+
+    def use_ledger(self, ledger: str) -> None:
+        self.ledger = ledger
+        self.env["IMMFLOW_LEDGER_URL"] = self.ledger_urls[ledger]
 
     def close(self) -> None:
         for server in reversed(self.servers):
@@ -192,21 +228,21 @@ class Bench:
         record["oss"]["object"].pop("objectMeta", None)
         return json.dumps(template)
 
-    def notification_events(self, count: int, ledger: str) -> list[str]:
-        """`count` fresh IMM results of tasks in `ledger`, as FC JSON-format MNS events."""
+    def notification_events(self, count: int) -> list[str]:
+        """`count` fresh IMM results of tasks in the ledger, as FC JSON-format MNS events."""
+        tag = f"{self.ledger}-{uuid.uuid4().hex[:8]}"  # only these uploads' results: they are in this ledger
         for index in range(count):
             self.child(
                 "on_upload",
                 "ours",
-                [self.upload_event(f"uploads/prep/{index}-{uuid.uuid4().hex[:6]}.png", _png(index))],
-                ledger,
+                [self.upload_event(f"uploads/prep/{tag}-{index}.png", _png(index))],
             )
         bodies: list[str] = []
         deadline = time.monotonic() + 60
         while len(bodies) < count and time.monotonic() < deadline:
             try:
                 for message in self.queue.batch_receive_message(16, 1):
-                    if '"preview"' in message.message_body or "preview" in message.message_body:
+                    if tag in message.message_body and "preview" in message.message_body:
                         bodies.append(message.message_body)
                     self.queue.delete_message(message.receipt_handle)
             except Exception as exc:  # MessageNotExist while IMM works
@@ -252,102 +288,123 @@ class Bench:
             time.sleep(0.02)  # stay under the local IMM's 100 calls/s per project (it throttles beyond)
         return seconds
 
-    def child(self, handler: str, variant: str, events: list[str], ledger: str) -> dict[str, Any]:
+    def child(self, handler: str, variant: str, events: list[str]) -> dict[str, Any]:
         events_file = self.state / f"events-{uuid.uuid4().hex}.json"
         events_file.write_text(json.dumps(events))
+        code = ROOT / ("bench/handwritten" if variant == "handwritten" else "functions") / handler
         done = subprocess.run(
             [
                 sys.executable,
                 "-c",
                 CHILD,
-                str(ROOT / "functions" / handler),
+                str(code),
                 variant,
                 str(events_file),
                 self.account.access_key_id,
                 self.account.access_key_secret,
+                self.ledger,
             ],
             capture_output=True,
             text=True,
-            env={**self.env, **self.ledgers[ledger]},
+            env=self.env,
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"{handler} ({variant}, {ledger} ledger) failed:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"{handler} ({variant}, {self.ledger} ledger) failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
 
 
-VARIANTS = (("baseline", "sql"), ("ours", "sql"), ("ours", "tablestore"))
+VARIANTS = ("handwritten", "eager", "ours")
 HANDLERS = ("on_upload", "on_task_done", "reconcile")
+
+
+def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, Any]:
+    """Cold seconds per (handler, variant), import seconds, and warm seconds per event, on `ledger`."""
+    bench.use_ledger(ledger)
+    cold: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    imports: dict[tuple[str, str], list[float]] = {}
+    notifications = bench.notification_events(len(VARIANTS) * runs)
+    for run in range(runs):
+        for variant in VARIANTS:
+            events = {
+                "on_upload": [
+                    bench.upload_event(
+                        f"uploads/cold/{ledger}-{variant}-{run}-{uuid.uuid4().hex[:6]}.png", _png(run)
+                    )
+                ],
+                "on_task_done": [notifications.pop()],
+                "reconcile": ["{}"],
+            }
+            for handler, handler_events in events.items():
+                result = bench.child(handler, variant, handler_events)
+                cold.setdefault((handler, variant), []).append(result["cold"])
+                cpu.setdefault((handler, variant), []).append(result["cpu"])
+                imports.setdefault((handler, variant), []).append(result["import"])
+    upload = bench.upload_event(f"uploads/warm/{uuid.uuid4().hex[:6]}.png", _png(7))
+    notification = bench.notification_events(1)[0]
+    warm = {
+        "on_upload": bench.child("on_upload", "ours", [upload] * (warm_count + 1))["warm"],
+        "on_task_done": bench.child("on_task_done", "ours", [notification] * (warm_count + 1))["warm"],
+        "reconcile": bench.child("reconcile", "ours", ["{}"] * (warm_count + 1))["warm"],
+    }
+    return {"cold": cold, "cpu": cpu, "imports": imports, "warm": warm, "notification": notification}
+
+
+def report(ledger: str, figures: dict[str, Any]) -> None:
+    cold, cpu, imports, warm = figures["cold"], figures["cpu"], figures["imports"], figures["warm"]
+    print(f"ledger: {ledger}")
+    print(
+        f"{'handler':<14}{'ours':>8}{'hand':>8}{'eager':>8}{'/hand':>7}{'/eager':>8}{'cpu/hand':>10}"
+        f"{'import ours':>13}{'hand':>7}{'eager':>7}{'warm/event':>12}"
+    )
+    for handler in HANDLERS:
+        ours, hand, eager = (statistics.median(cold[handler, v]) for v in ("ours", "handwritten", "eager"))
+        cpu_ratio = statistics.median(cpu[handler, "ours"]) / statistics.median(cpu[handler, "handwritten"])
+        spread = "/".join(f"{value * 1000:.0f}" for value in sorted(cold[handler, "ours"]))
+        print(
+            f"{handler:<14}{ours * 1000:>6.0f}ms{hand * 1000:>6.0f}ms{eager * 1000:>6.0f}ms"
+            f"{ours / hand:>7.2f}{ours / eager:>8.2f}{cpu_ratio:>10.2f}"
+            + "".join(
+                f"{statistics.median(imports[handler, v]) * 1000:>{w}.0f}ms"
+                for v, w in (("ours", 11), ("handwritten", 5), ("eager", 5))
+            )
+            + f"{statistics.median(warm[handler]) * 1000:>10.2f}ms   (ours: {spread} ms)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--ledger", choices=("sqlite", "tablestore", "both"), default="both")
     args = parser.parse_args()
-    cold: dict[tuple[str, str, str], list[float]] = {}
-    imports: dict[tuple[str, str, str], list[float]] = {}
-    warm: dict[tuple[str, str], list[float]] = {}
+    ledgers = ("sqlite", "tablestore") if args.ledger == "both" else (args.ledger,)
+    compile_bytecode()
     with tempfile.TemporaryDirectory() as folder:
         bench = Bench(Path(folder))
         try:
-            notifications = {
-                ledger: bench.notification_events(
-                    args.runs * sum(1 for _, used in VARIANTS if used == ledger), ledger
-                )
-                for ledger in ("sql", "tablestore")
-            }
-            for run in range(args.runs):
-                for variant, ledger in VARIANTS:
-                    events = {
-                        "on_upload": [
-                            bench.upload_event(
-                                f"uploads/cold/{variant}-{ledger}-{run}-{uuid.uuid4().hex[:6]}.png", _png(run)
-                            )
-                        ],
-                        "on_task_done": [notifications[ledger].pop()],
-                        "reconcile": ["{}"],
-                    }
-                    for handler, handler_events in events.items():
-                        result = bench.child(handler, variant, handler_events, ledger)
-                        cold.setdefault((handler, variant, ledger), []).append(result["cold"])
-                        imports.setdefault((handler, variant, ledger), []).append(result["import"])
-            for ledger in ("sql", "tablestore"):
-                upload = bench.upload_event(f"uploads/warm/{ledger}-{uuid.uuid4().hex[:6]}.png", _png(7))
-                notification = bench.notification_events(1, ledger)[0]
-                repeated = {"on_upload": upload, "on_task_done": notification, "reconcile": "{}"}
-                for handler, event in repeated.items():
-                    warm[handler, ledger] = bench.child(handler, "ours", [event] * (args.warm + 1), ledger)[
-                        "warm"
-                    ]
-            get_task = bench.get_task_cost(notification, args.warm)
+            results = {ledger: measure(bench, ledger, args.runs, args.warm) for ledger in ledgers}
+            get_task = bench.get_task_cost(results[ledgers[-1]]["notification"], args.warm)
         finally:
             bench.close()
-
-    def ms(values: list[float]) -> float:
-        return statistics.median(values) * 1000
-
-    print(
-        f"{'handler':<14}{'cold sql':>10}{'cold ots':>10}{'ots/sql':>9}{'cold base':>11}{'sql/base':>10}"
-        f"{'import':>9}{'warm sql':>10}{'warm ots':>10}"
-    )
-    for handler in HANDLERS:
-        sql, ots = ms(cold[handler, "ours", "sql"]), ms(cold[handler, "ours", "tablestore"])
-        base = ms(cold[handler, "baseline", "sql"])
+    for ledger in ledgers:
+        report(ledger, results[ledger])
+    if len(ledgers) == 2:
         print(
-            f"{handler:<14}{sql:>8.0f}ms{ots:>8.0f}ms{ots / sql:>9.2f}{base:>9.0f}ms{sql / base:>10.2f}"
-            f"{ms(imports[handler, 'ours', 'sql']):>7.0f}ms"
-            f"{ms(warm[handler, 'sql']):>8.2f}ms{ms(warm[handler, 'tablestore']):>8.2f}ms"
+            "cold, ours on Tablestore / ours on SQLite: "
+            + ", ".join(
+                f"{handler} {statistics.median(results['tablestore']['cold'][handler, 'ours']) / statistics.median(results['sqlite']['cold'][handler, 'ours']):.2f}"
+                for handler in HANDLERS
+            )
         )
+    print("cold = import + first event in a fresh process (median of runs); /hand = ours / hand-written;")
     print(
-        "cold = import + first event in a fresh process (sql: SQLite ledger; ots: Tablestore ledger, local);"
+        "cpu/hand = the same ratio in CPU seconds of the process (steadier than wall time on a busy machine);"
     )
     print(
-        "base = cold on SQL with the SDKs imported eagerly; import = `import index` (no ledger backend yet);"
-    )
-    print(
-        "warm = median per redelivered event (no IMM/OSS call; the Tablestore ledger still reads its rows)."
+        "/eager = ours / immflow with eager SDK imports; warm = median per redelivered event (no cloud call)."
     )
     print(
         f"GetTask confirming a notification (warm, local IMM): median {statistics.median(get_task) * 1000:.2f}ms, "

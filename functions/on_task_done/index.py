@@ -8,14 +8,19 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from immflow.events.imm import parse_imm_notification
-from immflow.events.mns import parse_mns_trigger_event
-from immflow.flow.results import on_task_done
-from immflow.flow.runtime import begin
+from immflow import imports
+
+imports.install()  # first: it decides how the SDKs load (docs/cold-start.md)
+
+from immflow.events.imm import parse_imm_notification  # noqa: E402
+from immflow.events.mns import parse_mns_trigger_event  # noqa: E402
+from immflow.flow.results import on_task_done  # noqa: E402
+from immflow.flow.runtime import begin  # noqa: E402
 
 CODE_DIR = Path(__file__).resolve().parent
 
 
+@imports.cold_start
 def handler(event: bytes, context: object) -> str:
     notification = parse_imm_notification(parse_mns_trigger_event(event).body)
     summary = on_task_done(begin(context, CODE_DIR), notification)

@@ -8,13 +8,18 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from immflow.events.oss import parse_oss_event
-from immflow.flow.runtime import begin
-from immflow.flow.upload import on_upload
+from immflow import imports
+
+imports.install()  # first: it decides how the SDKs load (docs/cold-start.md)
+
+from immflow.events.oss import parse_oss_event  # noqa: E402
+from immflow.flow.runtime import begin  # noqa: E402
+from immflow.flow.upload import on_upload  # noqa: E402
 
 CODE_DIR = Path(__file__).resolve().parent
 
 
+@imports.cold_start
 def handler(event: bytes, context: object) -> str:
     upload = parse_oss_event(event)
     summary = on_upload(begin(context, CODE_DIR), upload)

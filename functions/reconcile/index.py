@@ -7,12 +7,17 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from immflow.flow.reconcile import reconcile
-from immflow.flow.runtime import begin
+from immflow import imports
+
+imports.install()  # first: it decides how the SDKs load (docs/cold-start.md)
+
+from immflow.flow.reconcile import reconcile  # noqa: E402
+from immflow.flow.runtime import begin  # noqa: E402
 
 CODE_DIR = Path(__file__).resolve().parent
 
 
+@imports.cold_start
 def handler(event: bytes, context: object) -> str:
     summary = reconcile(begin(context, CODE_DIR))
     return json.dumps(asdict(summary))

@@ -12,6 +12,14 @@ must carry its dependencies built for that Python (``immflow package --runtime``
 cloud's own Python (the runtime's version, or the fallback when it is missing) the instance also
 sees the local cloud's packages and ``PYTHONPATH``.
 
+Scaling out differs from FC on purpose: FC starts another instance as soon as a request finds
+every instance busy; the local FC, whose instances share a laptop's few cores with the media work
+of the local IMM, first waits up to ``scale_out_after`` (0.3 s) for a busy instance of the function
+to come free, and starts a new one only then. A cold start costs several hundred milliseconds of
+CPU, a warm event a few milliseconds, so a burst of uploads is served by a few warm instances in
+turn rather than by a cold instance each competing with ffmpeg. A function with no instance at all
+starts one at once.
+
 Not enforced locally: ``memorySize`` (a Python process's address space is no measure of FC's
 memory accounting), the 4 KB limit on environment variables, and idle reclaiming: warm
 instances are kept until the function is redeployed or the service closes.
@@ -173,10 +181,11 @@ class Instance:
 
 
 class Pool:
-    """The warm instances of every function, keyed by function name."""
+    """The warm instances of every function, keyed by function name (scaling out: module docstring)."""
 
-    def __init__(self, max_instances: int) -> None:
+    def __init__(self, max_instances: int, scale_out_after: float = 0.3) -> None:
         self.max_instances = max_instances
+        self.scale_out_after = scale_out_after
         self._lock = threading.Condition()
         self._idle: dict[str, list[Instance]] = {}
         self._busy: dict[str, int] = {}
@@ -198,6 +207,7 @@ class Pool:
             self._release(instance)
 
     def _acquire(self, launch: Launch) -> Instance:
+        scale_out_at = time.monotonic() + self.scale_out_after
         with self._lock:
             while True:
                 if self._closed:
@@ -209,10 +219,15 @@ class Pool:
                         self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
                         return instance
                     instance.kill()
-                if self._busy.get(launch.function, 0) < self.max_instances:
-                    self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
+                busy = self._busy.get(launch.function, 0)
+                waited_enough = busy == 0 or time.monotonic() >= scale_out_at
+                if busy < self.max_instances and waited_enough:
+                    self._busy[launch.function] = busy + 1
                     break
-                self._lock.wait()
+                if busy < self.max_instances:
+                    self._lock.wait(max(0.0, scale_out_at - time.monotonic()))
+                else:
+                    self._lock.wait()
         try:
             return Instance(launch)
         except BaseException:

@@ -112,12 +112,33 @@ def _json(status: int, data: Any, request_id: str = "") -> Response:
 
 
 def _tree_digest(folder: Path) -> str:
+    """The code folder's version: its files' names and contents. A file that already has several
+    hard links (``immflow package`` links the dependencies from its cache, ~6,000 files and 120 MB per
+    function) is taken by inode, size and modification time instead of being read: it is changed only
+    by replacing it, which changes those."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
-            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+            status = path.stat()
+            if status.st_nlink > 1:
+                content = f"{status.st_ino}:{status.st_size}:{status.st_mtime_ns}".encode()
+            else:
+                content = path.read_bytes()
+            digest.update(str(relative).encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:16]
+
+
+def _snapshot_file(source: str, destination: str) -> None:
+    """Copy a file into a code snapshot; one that is already hard-linked (a cached dependency) is
+    linked once more instead, so a deploy does not copy 120 MB per function that nobody edits."""
+    if os.stat(source).st_nlink > 1:
+        try:
+            os.link(source, destination)
+            return
+        except OSError:
+            pass  # another file system: copied
+    shutil.copy2(source, destination)
 
 
 class FcService:
@@ -286,7 +307,8 @@ class FcService:
                 path.parent.rmdir()
 
     def _build(self, spec: syaml.FunctionSpec, project_dir: Path) -> Deployed:
-        """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy.
+        """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy
+        (files that are hard links already, the package's cached dependencies, are linked: `_snapshot_file`).
 
         A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
         ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
@@ -300,7 +322,7 @@ class FcService:
         if not target.exists():
             staging = target.with_name(f".{version}.{os.getpid()}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(source, staging, ignore=_COPY_IGNORE)
+            shutil.copytree(source, staging, ignore=_COPY_IGNORE, copy_function=_snapshot_file)
             os.replace(staging, target)
         shared = project_dir / "shared"
         bundled = (target / "immflow").is_dir()

@@ -1,7 +1,8 @@
 """``immflow package``: the code folder of each function, ready for ``s deploy`` (``build/fc/<function>/``).
 
 Each folder holds the handler (``index.py``), the ``immflow`` library (without the CLI, the demo,
-the dashboard and this module, which no function imports), ``pipeline.yaml``, and the functions' third-party
+the dashboard and this module, which no function imports), ``pipeline.yaml`` with its checked form
+(validated here: :mod:`immflow.pipeline`), and the functions' third-party
 dependencies, pinned to the versions installed here (the versions the tests ran with). Everything
 is built for the runtime named, not for the Python running this build:
 
@@ -48,6 +49,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from immflow.errors import ImmflowError
+from immflow.pipeline import CHECKED_SUFFIX, write_checked
 
 FUNCTIONS = ("on_upload", "on_task_done", "reconcile")
 RUNTIMES = {"python3.10": "3.10", "python3.12": "3.12"}
@@ -196,6 +198,8 @@ def build(
         shutil.copy2(project_dir / "functions" / name / "index.py", target / "index.py")
         shutil.copytree(library, target / "immflow", ignore=shutil.ignore_patterns(*_LIBRARY_EXCLUDES))
         shutil.copy2(pipeline, target / "pipeline.yaml")
+        # Validated once here, so that no instance validates it again (immflow.pipeline: the checked form).
+        write_checked(target / "pipeline.yaml", target / ("pipeline.yaml" + CHECKED_SUFFIX))
         built.append(BuiltFunction(name, target, dependencies, python))
     if python is not None:
         _compile(python, [p for f in built for p in (f.path / "index.py", f.path / "immflow")], run)

@@ -53,7 +53,7 @@ TagMap = dict[str, JsonValue]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # Structs shared by every action (imm-api.md §1.1, §3.2). A struct's class name ends in "Spec" where the

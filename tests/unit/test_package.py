@@ -51,6 +51,7 @@ def test_no_deps_build_imports_each_handler_from_its_folder_alone(tmp_path: Path
             "index.py",
             "immflow",
             "pipeline.yaml",
+            "pipeline.yaml.checked",
         }
         assert not {"cli", "demo", "ui", "package.py"} & {p.name for p in (folder / "immflow").iterdir()}
         (tmp_path / "unpacked").mkdir(exist_ok=True)
@@ -58,7 +59,11 @@ def test_no_deps_build_imports_each_handler_from_its_folder_alone(tmp_path: Path
         third_party = sysconfig.get_paths()["purelib"]
         probe = (
             "import sys; sys.path[:] = [sys.argv[1], sys.argv[2]] + [p for p in sys.path if 'python3' in p and 'site-packages' not in p]; "
-            "import index, immflow; assert immflow.__file__.startswith(sys.argv[1]), immflow.__file__; print('ok')"
+            "import index, immflow; assert immflow.__file__.startswith(sys.argv[1]), immflow.__file__; "
+            # the instance takes the checked pipeline without validating it again
+            "from immflow.pipeline import _load_checked; from pathlib import Path; "
+            "assert _load_checked(Path(sys.argv[1]) / 'pipeline.yaml') is not None; "
+            "assert 'immflow.validation' not in sys.modules and 'yaml' not in sys.modules; print('ok')"
         )
         done = subprocess.run(
             [sys.executable, "-S", "-c", probe, str(unpacked), third_party],

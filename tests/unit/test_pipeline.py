@@ -499,3 +499,39 @@ def test_wildcards_never_match_the_steps_of_a_multipart_upload() -> None:
 def test_naming_a_multipart_step_is_refused_with_the_event_to_use() -> None:
     with pytest.raises(ValueError, match="CompleteMultipartUpload"):
         Match.model_validate({"events": ["oss:ObjectCreated:UploadPart"]})
+
+
+def test_the_checked_form_is_taken_only_for_the_yaml_it_was_made_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import immflow.validation
+    from immflow.pipeline import CHECKED_SUFFIX, load_pipeline, write_checked
+
+    source = tmp_path / "pipeline.yaml"
+    source.write_text((Path(__file__).parents[2] / "pipeline.yaml").read_text())
+    checked = tmp_path / ("pipeline.yaml" + CHECKED_SUFFIX)
+    written = write_checked(source, checked)
+    validations: list[object] = []
+    real = immflow.validation.validate_file
+    monkeypatch.setattr(immflow.validation, "validate_file", lambda p: validations.append(p) or real(p))
+    assert load_pipeline(source) == written
+    assert validations == []  # taken as it was checked
+    # The YAML is the source of truth: edited after packaging, it is validated again.
+    depth = written.max_depth + 1
+    source.write_text(source.read_text().replace(f"max_depth: {written.max_depth}", f"max_depth: {depth}", 1))
+    assert load_pipeline(source).max_depth == depth
+    assert validations == [source]
+    # An unreadable checked form is ignored too.
+    checked.write_bytes(b"not a pickle")
+    assert load_pipeline(source).max_depth == depth
+    assert len(validations) == 2
+
+
+def test_packaging_refuses_a_pipeline_with_errors(tmp_path: Path) -> None:
+    from immflow.pipeline import write_checked
+
+    source = tmp_path / "pipeline.yaml"
+    source.write_text((Path(__file__).parents[1] / "pipelines" / "unknown-follow-up.yaml").read_text())
+    with pytest.raises(PipelineError):
+        write_checked(source, tmp_path / "pipeline.yaml.checked")
+    assert not (tmp_path / "pipeline.yaml.checked").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -155,22 +156,25 @@ def demo(
     project = (project_dir or _default_project()).resolve()
     try:
         s_yaml, pipeline = runner.load_inputs(project)
-        if is_running(state_dir):
-            endpoints = read_endpoints(state_dir)
-            console.print(f"using the local cloud already running on {state_dir}")
-        else:
-            console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
-            endpoints = start_detached(state_dir, port_base)
-        environ = deploy_environ(s_yaml, state_dir, console.print)
-        deployment = runner.read_deployment(s_yaml, endpoints, environ)
-        runner.apply(endpoints, deployment)
-        deploy(endpoints, s_yaml, environ)
-        console.print(
-            f"deployed {', '.join(deployment.functions)}; buckets {', '.join(deployment.buckets)}; "
-            f"IMM project {deployment.project}"
-        )
-        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder:
-            samples = make_samples(Path(folder))
+        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder, ThreadPoolExecutor(1) as maker:
+            # The samples (ffmpeg, mostly) are made while the local cloud starts and the functions are
+            # packaged and deployed, which spend much of their time waiting on other processes.
+            making = maker.submit(make_samples, Path(folder))
+            if is_running(state_dir):
+                endpoints = read_endpoints(state_dir)
+                console.print(f"using the local cloud already running on {state_dir}")
+            else:
+                console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
+                endpoints = start_detached(state_dir, port_base)
+            environ = deploy_environ(s_yaml, state_dir, console.print)
+            deployment = runner.read_deployment(s_yaml, endpoints, environ)
+            runner.apply(endpoints, deployment)
+            deploy(endpoints, s_yaml, environ)
+            console.print(
+                f"deployed {', '.join(deployment.functions)}; buckets {', '.join(deployment.buckets)}; "
+                f"IMM project {deployment.project}"
+            )
+            samples = making.result()
             planned = runner.plan_uploads(samples, pipeline, deployment.buckets[0], runner.demo_folder())
             if not planned:
                 raise DemoError(f"no rule of {project / 'pipeline.yaml'} takes any of the sample files")

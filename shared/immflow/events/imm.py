@@ -53,7 +53,7 @@ FinalStatus = Literal["Succeeded", "Failed"]
 
 
 class _CloudModel(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class OutputFile(_CloudModel):

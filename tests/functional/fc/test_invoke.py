@@ -119,3 +119,21 @@ def test_async_invoke_is_accepted_with_202_and_runs(deployed: FcCloud) -> None:
     assert deployed.wait_for_state(request_id, ("succeeded",))["attempts"] == 1
     (record,) = deployed.wait_for_records(1)
     assert record["request_id"] == request_id and record["event"] == '{"async": true}'
+
+
+def test_a_burst_waits_briefly_for_a_warm_instance_before_starting_another(deployed: FcCloud) -> None:
+    """Scaling out (localcloud.fc.instances): short events share warm instances; long ones scale out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = deployed.client()
+    client.invoke_function("s", "probe310", payload=b"{}")  # one warm instance
+
+    def pids(payload: bytes, count: int) -> set[int]:
+        with ThreadPoolExecutor(count) as pool:
+            calls = [
+                pool.submit(client.invoke_function, "s", "probe310", payload=payload) for _ in range(count)
+            ]
+            return {json.loads(call.result().data)["pid"] for call in calls}
+
+    assert len(pids(b"{}", 3)) == 1  # each waited for the warm instance: no cold start
+    assert len(pids(b'{"sleep": 1.2}', 3)) == 3  # a second wait would outlast a cold start: scaled out

@@ -1,0 +1,234 @@
+"""The import diet (`immflow.imports`) keeps every SDK call the functions make working.
+
+Each test runs a fresh interpreter (the test process has imported the SDKs whole already) with the
+diet installed, against the local OSS, IMM and Tablestore: every IMM, OSS and Tablestore call the
+functions make, their error paths, then an asynchronous IMM call. It checks that the synchronous
+calls left every deferred module unloaded (an SDK upgrade that starts needing one fails here, not as
+a slower function) and that the asynchronous call, which needs aiohttp, loads it and works.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from localcloud.core.account import Account
+from localcloud.core.http import ServiceServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r"""
+import json, os, sys
+from datetime import datetime, timedelta, timezone
+
+from immflow import imports
+
+imports.install()
+
+from immflow.adapters import ServiceError
+from immflow.adapters.imm import ImmAdapter
+from immflow.adapters.oss import OssAdapter
+from immflow.fc import Credentials
+from immflow.ledger import Ledger, NewRun, TaskQuery
+from immflow.ossuri import OssUri
+
+keys = Credentials(os.environ["KEY_ID"], os.environ["KEY_SECRET"])
+imm = ImmAdapter(endpoint=os.environ["IMM"], region="cn-hangzhou", credentials=keys)
+oss = OssAdapter(endpoint=os.environ["OSS"], credentials=keys)
+done = {}
+
+# OSS: what on_task_done, the manifests and the dashboard call
+oss.put_json(OssUri("diet", "immflow/manifests/run.json"), {"ok": True})
+done["list"] = [str(o.uri) for o in oss.list_objects(OssUri("diet", "immflow/"))]
+done["head"] = oss.head(OssUri("diet", "immflow/manifests/run.json")).size
+done["head_missing"] = oss.head(OssUri("diet", "nothing-here"))
+done["modified"] = oss.last_modified(OssUri("diet", "in/a.png")).year
+done["range"] = b"".join(oss.read_range(OssUri("diet", "in/a.png"), 0, 3)).hex()
+try:
+    oss.list_objects(OssUri("no-such-bucket-diet", ""))
+except ServiceError as exc:
+    done["oss_error"] = exc.code
+
+# IMM: create, confirm, find, and the error paths
+created = imm.create_task(
+    "CreateImageSplicingTask",
+    {"ProjectName": "diet", "Sources": [{"URI": "oss://diet/in/a.png"}],
+     "TargetURI": "oss://diet/out/a.jpg", "UserData": "diet"},
+)
+done["get"] = imm.get_task("diet", "ImageSplicing", created.task_id)["TaskId"] == created.task_id
+found = imm.find_task(
+    "diet", "ImageSplicing", started_since=datetime.now(timezone.utc) - timedelta(hours=1),
+    matches=lambda task: task.get("TaskId") == created.task_id,
+)
+done["found"] = found is not None
+try:
+    imm.get_task("diet", "ImageSplicing", "no-such-task")
+except ServiceError as exc:
+    done["imm_error"] = exc.code
+try:
+    ImmAdapter(endpoint=os.environ["IMM"], region="cn-hangzhou",
+               credentials=Credentials(keys.access_key_id, "wrong")).get_task("diet", "ImageSplicing", "x")
+except ServiceError as exc:
+    done["imm_auth_error"] = exc.code
+
+# Tablestore: the ledger's rows, and its error path (a table that does not exist)
+ledger = Ledger("tablestore://immflow", endpoint=os.environ["OTS"], credentials=keys)
+ledger.create_schema()
+now = datetime.now(timezone.utc)
+run = ledger.ensure_run(
+    NewRun(run_id="diet-run", bucket="diet", key="in/a.png", etag="E", event_name="ObjectCreated:PutObject",
+           upload_time=now), now=now,
+)
+done["run"] = ledger.get_run(run.run_id).run_id
+done["tasks"] = len(ledger.list_tasks(TaskQuery()))
+try:
+    Ledger("tablestore://missing-instance", endpoint=os.environ["OTS"], credentials=keys).get_run("x")
+except Exception as exc:
+    done["ots_error"] = type(exc).__name__
+
+done["unloaded_after_sync"] = imports.deferred_and_unloaded()
+
+# One asynchronous call: it needs asyncio and aiohttp, which load now.
+import asyncio
+from alibabacloud_imm20200930 import models
+
+async def get_async():
+    response = await imm.client.get_task_async(
+        models.GetTaskRequest(project_name="diet", task_type="ImageSplicing", task_id=created.task_id)
+    )
+    return response.body.task_id
+
+done["async"] = asyncio.run(get_async()) == created.task_id
+done["unloaded_after_async"] = imports.deferred_and_unloaded()
+print(json.dumps(done))
+"""
+
+
+@dataclass
+class Cloud:
+    env: dict[str, str]
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Cloud]:
+    import oss2
+    from alibabacloud_imm20200930 import models
+    from alibabacloud_imm20200930.client import Client
+    from alibabacloud_tea_openapi.models import Config
+    from PIL import Image
+
+    from localcloud.imm import ImmService
+    from localcloud.mns import MnsService
+    from localcloud.oss import OssService
+    from localcloud.ots import OtsService
+
+    account = Account.new()
+    oss_service = OssService(tmp_path, account)
+    mns_service = MnsService(tmp_path, account, 0.001)
+    servers = [ServiceServer(oss_service).start(), ServiceServer(mns_service).start()]
+    imm_service = ImmService(tmp_path, account, oss_endpoint=servers[0].url, mns_endpoint=servers[1].url)
+    ots_service = OtsService(tmp_path, account)
+    servers += [ServiceServer(imm_service).start(), ServiceServer(ots_service).start()]
+    try:
+        bucket = oss2.Bucket(
+            oss2.Auth(account.access_key_id, account.access_key_secret), servers[0].url, "diet"
+        )
+        bucket.create_bucket()
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
+        bucket.put_object("in/a.png", png.getvalue())
+        imm_endpoint = f"127.0.0.1:{servers[2].port}"
+        Client(
+            Config(
+                access_key_id=account.access_key_id,
+                access_key_secret=account.access_key_secret,
+                endpoint=imm_endpoint,
+                protocol="http",
+                region_id=account.region,
+            )
+        ).create_project(models.CreateProjectRequest(project_name="diet"))
+        yield Cloud(
+            {
+                "KEY_ID": account.access_key_id,
+                "KEY_SECRET": account.access_key_secret,
+                "IMM": imm_endpoint,
+                "OSS": servers[0].url,
+                "OTS": servers[3].url,
+            }
+        )
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        for service in (ots_service, imm_service, mns_service, oss_service):
+            service.close()
+
+
+def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_deferred(cloud: Cloud) -> None:
+    env = {**os.environ, **cloud.env, "PYTHONPATH": str(ROOT / "shared")}
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", SCRIPT], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["list"] == ["oss://diet/immflow/manifests/run.json"]
+    assert result["head"] > 0 and result["head_missing"] is None
+    assert result["modified"] >= 2024 and result["range"] == "89504e47"  # the PNG signature
+    assert result["oss_error"] == "NoSuchBucket"
+    assert result["get"] and result["found"]
+    assert result["imm_error"].startswith("ResourceNotFound")
+    assert result["imm_auth_error"] not in ("", "Unknown")
+    assert result["run"] == "diet-run" and result["tasks"] == 0
+    assert result["ots_error"] == "LedgerError" or result["ots_error"].startswith("OTS")
+    # Every deferred module the SDKs imported stayed unloaded through the synchronous calls ...
+    assert {
+        "aiohttp",
+        "asyncio",
+        "apscheduler.schedulers.background",
+        "cryptography.hazmat.primitives.serialization",
+        "Crypto.Cipher.AES",
+        "Crypto.PublicKey.RSA",
+        "aliyunsdkcore.client",
+        "numpy",
+        "crc32c",
+    } <= set(result["unloaded_after_sync"])
+    # ... and the asynchronous call loaded what it needs and worked.
+    assert result["async"]
+    assert "aiohttp" not in result["unloaded_after_async"]
+    assert "asyncio" not in result["unloaded_after_async"]
+
+
+GC_SCRIPT = r"""
+import gc, json
+from immflow import imports
+imports.install()
+paused = not gc.isenabled()
+
+@imports.cold_start
+def handler(event, context):
+    return gc.isenabled()
+
+during = handler(b"", None)
+print(json.dumps({"paused": paused, "during_first": during, "after": gc.isenabled(),
+                  "frozen": gc.get_freeze_count() > 0, "second": handler(b"", None)}))
+"""
+
+
+def test_the_collector_is_paused_until_the_first_invocation_ends() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    done = subprocess.run([sys.executable, "-c", GC_SCRIPT], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "paused": True,
+        "during_first": False,
+        "after": True,
+        "frozen": True,
+        "second": True,
+    }
