@@ -11,14 +11,17 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
-from conftest import ExtraImm
 from imm_support import PROJECT, TOPIC, Cloud, Inbox, wait_task
 
 from localcloud.core.faults import FaultPlan
+
+if TYPE_CHECKING:
+    from tests.functional.imm.conftest import ExtraImm
 
 
 def _plan(tmp_path: Path) -> FaultPlan:
