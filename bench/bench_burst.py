@@ -35,7 +35,7 @@ import oss2
 from immflow.cli.local import deploy, deploy_environ, start_detached
 from immflow.demo import runner
 from immflow.demo.media import Sample, make_samples
-from immflow.flow.lineage import run_id_for
+from immflow.ledger import run_id_for
 from media_work import free_port_base, media_work, percentiles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,9 @@ def chain(files: list[Sample], state_dir: Path, port_base: int) -> dict[str, Any
             result = buckets[bucket].put_object_from_file(
                 key, str(sample.path), headers={"Content-Type": sample.content_type}
             )
-            return Uploaded(run_id_for(bucket, key, str(result.etag).strip('"').upper()), time.time())
+            # Every key is new (a folder per upload): its upload is run 1 of the key.
+            run_id = run_id_for(bucket, key, str(result.etag).strip('"').upper(), 1)
+            return Uploaded(run_id, time.time())
 
         started = time.time()
         with ThreadPoolExecutor(UPLOADS_IN_FLIGHT) as pool:

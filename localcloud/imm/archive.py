@@ -8,6 +8,12 @@ no ``Alias`` keeps the key (``test-dir/x.doc``); an ``Alias`` ending in ``/`` is
 receives the matched objects by their path relative to the rule's folder (``/`` puts them at the
 root); any other ``Alias`` renames the one object the rule matches.
 
+Limits (docs/imm.md "Limits"): an archive of more than 80,000 entries, or whose entries declare more
+than 200 GB uncompressed, fails before anything is written (``InvalidArgument``; the cloud's code is
+UNCONFIRMED). Extraction streams, entry by entry, as IMM's does, and keeps what it wrote when it fails
+midway; each entry writes at most the size it declares: one whose data expands beyond it (a lying
+header) fails the task there, as does a damaged entry.
+
 Uncompression reads zip, tar, tar.gz/tgz, tar.bz2, tar.xz and single-file gz (rar and 7z are not
 available locally: no decoder here). ``TargetURI`` is a folder: entry ``a/b.txt`` of the archive
 becomes ``<TargetURI folder>/a/b.txt`` (a ``/`` is added when missing); without it the folder is
@@ -25,22 +31,24 @@ from __future__ import annotations
 import gzip
 import json
 import posixpath
-import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from immflow.archives import IMM_MAX_ENTRIES, IMM_MAX_ZIP_BYTES
 from immflow.ossuri import OssUri, OssUriError, check_object_key
 
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure
 
 MAX_MANIFEST_RULES = 80_000
-MAX_ENTRIES = 80_000
+MAX_ENTRIES = IMM_MAX_ENTRIES
+_COPY_CHUNK = 1 << 20
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,8 +258,7 @@ def uncompress(ctx: TaskContext) -> dict[str, Any]:
         if folder.key and not folder.key.endswith("/"):
             folder = folder.child(folder.key + "/")
         entries = archive.entries()
-        if len(entries) > MAX_ENTRIES:
-            raise TaskFailure("InvalidArgument", f"The archive has more than {MAX_ENTRIES} entries.")
+        _within_limits(entries)
         chosen = list(_selected(entries, ctx.request.get("SelectedFiles")))
         if ctx.request.get("SelectedFiles") and not chosen:
             raise TaskFailure("InvalidArgument", "SelectedFiles names no file of the archive.")
@@ -264,7 +271,7 @@ def uncompress(ctx: TaskContext) -> dict[str, Any]:
                 continue
             local = ctx.workdir / "entry"
             with archive.open(entry) as data, open(local, "wb") as out:
-                shutil.copyfileobj(data, out)
+                _copy_declared(entry, data, out)
             ctx.oss.upload(folder.child(key), local)
             written += 1
             ctx.report_progress(done / len(chosen))
@@ -278,12 +285,44 @@ def uncompress(ctx: TaskContext) -> dict[str, Any]:
     }
 
 
+def _within_limits(entries: list[Entry]) -> None:
+    if len(entries) > MAX_ENTRIES:
+        raise TaskFailure("InvalidArgument", f"The archive has more than {MAX_ENTRIES} entries.")
+    declared = sum(entry.size for entry in entries)
+    if declared > IMM_MAX_ZIP_BYTES:
+        raise TaskFailure(
+            "InvalidArgument",
+            f"The archive's entries declare {declared:,} bytes uncompressed, more than {IMM_MAX_ZIP_BYTES:,}.",
+        )
+
+
+def _copy_declared(entry: Entry, data: IO[bytes], out: IO[bytes]) -> None:
+    """Copy at most the size `entry` declares; data beyond it, or a damaged entry, fails the task
+    (what was written before stays, as IMM's streaming extraction leaves it)."""
+    left = entry.size
+    try:
+        while left > 0:
+            chunk = data.read(min(left, _COPY_CHUNK))
+            if not chunk:
+                break
+            out.write(chunk)
+            left -= len(chunk)
+        if data.read(1):
+            raise TaskFailure(
+                "InvalidArgument",
+                f"Archive entry {entry.path!r} expands beyond the {entry.size:,} bytes it declares.",
+            )
+    except (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError, tarfile.TarError) as exc:
+        raise TaskFailure("InvalidArgument", f"Archive entry {entry.path!r} is damaged: {exc}") from None
+
+
 def inspect(ctx: TaskContext) -> dict[str, Any]:
     source, archive = _open_source(ctx)
     try:
         entries = archive.entries()
     finally:
         archive.close()
+    _within_limits(entries)
     listing = {
         "FileCount": sum(1 for e in entries if not e.is_dir),
         "TotalSize": sum(e.size for e in entries),

@@ -5,7 +5,7 @@ by their keys. Every line carries the three correlation ids, ``""`` while unknow
 keys whose value is None, and a key that is sometimes missing cannot be searched for reliably):
 
 * ``fc_request_id``: the FC invocation (``context.request_id``);
-* ``run_id``: the upload the line is about (one run per object version, contracts.md "Lineage");
+* ``run_id``: the upload the line is about (one run per change of its content, docs/design.md "Lineage");
 * ``task_id``: the IMM task the line is about.
 """
 

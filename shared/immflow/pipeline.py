@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
+from immflow.archives import ArchiveLimits
 from immflow.errors import ImmflowError
 from immflow.events.oss import OSS_EVENT_NAMES
 from immflow.ossuri import OssUri, check_bucket_name, check_object_key
@@ -249,6 +250,25 @@ class TaskSpec(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
     sources: dict[str, Any] = Field(default_factory=dict)
     """Extra fields for each ``Sources[]`` entry, for the task types that read ``Sources``."""
+    limits: ArchiveLimits | None = None
+    """FileUncompression only: entry count and uncompressed size the source zip may declare, checked
+    before the task is created (`immflow.archives`); unset, IMM's own limits."""
+
+    @model_validator(mode="after")
+    def _limits_only_for_uncompression(self) -> TaskSpec:
+        if self.limits is not None and self.type != "FileUncompression":
+            raise ValueError(
+                f"limits: applies to FileUncompression tasks only (an archive's entries and uncompressed "
+                f"size); remove it from this {self.type} task"
+            )
+        return self
+
+    @property
+    def archive_limits(self) -> ArchiveLimits | None:
+        """The limits to check before creating the task: its own, or IMM's for every FileUncompression."""
+        if self.type != "FileUncompression":
+            return None
+        return self.limits or ArchiveLimits()
 
     @field_validator("type")
     @classmethod

@@ -17,8 +17,7 @@ import oss2
 import pytest
 from e2e_support import CLI, REPO
 from immflow.cli.local import functions_runtime
-from immflow.flow.lineage import run_id_for
-from immflow.ledger import local_ledger
+from immflow.ledger import local_ledger, run_id_for
 from PIL import Image
 from pypdf import PdfReader
 
@@ -114,7 +113,7 @@ def test_a_new_upload_with_plain_oss2_goes_through_the_pipeline(demo: dict[str, 
     result = _bucket(endpoints, bucket_name).put_object(
         key, image.getvalue(), headers={"Content-Type": "image/jpeg"}
     )
-    run_id = run_id_for(bucket_name, key, result.etag.strip('"').upper())
+    run_id = run_id_for(bucket_name, key, result.etag.strip('"').upper(), 1)
 
     ledger = local_ledger(demo["state_path"])
     deadline = time.monotonic() + 180

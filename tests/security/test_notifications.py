@@ -20,7 +20,7 @@ from mns.topic import TopicMessage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functional" / "functions"))
 
 from functions_support import BUCKET, PROJECT, TOPIC, Harness, cloud, harness, wait_until
-from immflow.flow.lineage import run_id_for
+from immflow.ledger import run_id_for
 from test_fn_images import png
 
 __all__ = ["cloud", "harness"]  # the fixtures, for pytest
@@ -81,7 +81,7 @@ def _start(harness: Harness, name: str) -> tuple[str, str]:
     event = harness.put(key, png("teal"))
     [task_id] = harness.on_upload(event)["started"]
     wait_until(lambda: harness.get_task("ImageSplicing", task_id).status != "Running", what="IMM task end")
-    return task_id, run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"])
+    return task_id, run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
 
 
 def test_a_forged_notification_cannot_choose_a_tasks_outputs(harness: Harness) -> None:

@@ -74,3 +74,38 @@ def test_uris_print_whole_on_their_own_line_in_an_80_column_terminal(
     assert f"oss://media/{source_key}" in lines and output in lines
     assert f"oss://media/{source_key}" in [line.strip() for line in listed.output.splitlines()]
     assert any(line.startswith("MediaConvert-" + "0" * 36) for line in tasks.output.splitlines())
+
+
+def test_runs_list_shows_and_filters_superseded_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
+    ledger = _local_sql_ledger(tmp_path)
+    now = utcnow()
+    first = ledger.start_run(
+        NewRun("", "media", "in/a.png", "A", "ObjectCreated:PutObject", now, request_id="r1"), now=now
+    ).run
+    second = ledger.start_run(
+        NewRun(
+            "",
+            "media",
+            "in/a.png",
+            "B",
+            "ObjectCreated:PutObject",
+            now + timedelta(seconds=1),
+            request_id="r2",
+        ),
+        now=now + timedelta(seconds=1),
+    ).run
+    assert first is not None and second is not None
+    ledger.finish_run(first.run_id, manifest_uri="oss://media/m/1.json", now=now)
+    ledger.supersede_run(first.run_id, by=second.run_id, now=now)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["runs", "list", "--status", "Superseded", "--state-dir", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert f"{first.run_id}  Superseded  by {second.run_id}  run #1 of its key" in listed.output
+    assert second.run_id not in listed.output.replace(f"by {second.run_id}", "")
+    as_json = runner.invoke(main, ["runs", "list", "--json", "--state-dir", str(tmp_path)])
+    runs = {run["run_id"]: run for run in json.loads(as_json.output)}
+    assert (
+        runs[first.run_id]["status"] == "Superseded" and runs[first.run_id]["superseded_by"] == second.run_id
+    )
+    assert runs[second.run_id]["sequence"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -13,11 +14,11 @@ from typing import Any
 import pytest
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import CreatedTask
-from immflow.adapters.oss import ObjectInfo
+from immflow.adapters.oss import ObjectHead, ObjectInfo
 from immflow.events.imm import ImmTaskResult, parse_imm_notification
 from immflow.events.oss import parse_oss_event
 from immflow.fc import Invocation
-from immflow.flow.lineage import Lineage, run_id_for
+from immflow.flow.lineage import Lineage
 from immflow.flow.reconcile import ReconcileError, reconcile
 from immflow.flow.requests import INVALID_REQUEST
 from immflow.flow.results import (
@@ -29,7 +30,7 @@ from immflow.flow.results import (
 )
 from immflow.flow.runtime import Call, Services
 from immflow.flow.upload import on_upload
-from immflow.ledger import Ledger, NewTask
+from immflow.ledger import Ledger, NewTask, run_id_for
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline
 from immflow.settings import settings_from_env
@@ -223,6 +224,12 @@ class FakeOss:
     def last_modified(self, uri: OssUri) -> datetime:
         return T0
 
+    def head(self, uri: OssUri) -> ObjectHead | None:
+        data = self.objects.get(str(uri))
+        if data is None:
+            return None
+        return ObjectHead(len(data), hashlib.md5(data).hexdigest().upper(), "application/octet-stream")
+
 
 @dataclass
 class World:
@@ -232,6 +239,7 @@ class World:
     ledger: Ledger
     clock: Clock
     sleeps: list[float]
+    uploads: int = 0
 
     @property
     def call(self) -> Call:
@@ -246,6 +254,10 @@ class World:
         event = json.loads((EVENTS / "oss" / "event-ObjectCreated-PutObject.json").read_text())
         record = event["events"][0]
         record["eventName"] = event_name
+        # Each upload is a new OSS request, a little later than the one before.
+        self.uploads += 1
+        record["eventTime"] = f"2026-11-28T12:00:{self.uploads:02d}.000Z"
+        record["responseElements"]["requestId"] = f"REQ-{self.uploads}"
         record["oss"]["bucket"]["name"] = "media"
         record["oss"]["object"].update(key=key, eTag=etag)
         return event
@@ -317,10 +329,10 @@ def test_an_upload_creates_each_task_once(world: World) -> None:
         "pipeline": "images",
         "immflow:rule": "images",
         "immflow:task": "preview",
-        "immflow:run": run_id_for("media", "in/cat.png", "ETAG1"),
+        "immflow:run": run_id_for("media", "in/cat.png", "ETAG1", 1),
     }
     assert Lineage.from_user_data(request["UserData"]) == Lineage(
-        run=run_id_for("media", "in/cat.png", "ETAG1"),
+        run=run_id_for("media", "in/cat.png", "ETAG1", 1),
         src="oss://media/in/cat.png",
         etag="ETAG1",
         rule="images",
@@ -361,7 +373,7 @@ def test_retries_stop_at_the_time_budget_and_the_next_delivery_creates(world: Wo
     with pytest.raises(ServiceError):
         _upload(world)
     assert sum(world.sleeps) < 60
-    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
     assert {t.status for t in world.ledger.tasks_of_run(run_id)} == {"Creating"}
     world.imm.failures = []
     world.clock.now += timedelta(seconds=1)
@@ -370,7 +382,7 @@ def test_retries_stop_at_the_time_budget_and_the_next_delivery_creates(world: Wo
 
 def test_a_claim_left_by_a_crash_is_taken_over_after_it_expires(world: World) -> None:
     event = parse_oss_event(world.upload("in/cat.png"))
-    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
     # Another invocation claimed both tasks and died before IMM answered.
     world.imm.failures = [ServiceError("IMM", "X", "Crash", "", retryable=True)] * 40
     with pytest.raises(ServiceError):
@@ -406,7 +418,7 @@ def test_a_permanent_refusal_fails_the_task_and_the_run_completes(world: World) 
     ] * 2
     summary = _upload(world)
     assert summary.failed == 2
-    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
     assert {(t.status, t.code, t.message) for t in world.ledger.tasks_of_run(run_id)} == {
         ("Failed", "InvalidArgument", "bad Align")
     }
@@ -419,7 +431,7 @@ def test_a_request_that_cannot_be_built_is_recorded_failed(world: World) -> None
     long_key = "in/" + '"' * 1000 + ".png"
     summary = _upload(world, long_key)
     assert summary.failed == 2 and world.imm.created == []
-    task = world.ledger.tasks_of_run(run_id_for("media", long_key, "ETAG1"))[0]
+    task = world.ledger.tasks_of_run(run_id_for("media", long_key, "ETAG1", 1))[0]
     assert task.code == INVALID_REQUEST and "2048" in task.message
 
 
@@ -452,7 +464,7 @@ def test_results_outputs_follow_ups_and_max_depth(world: World) -> None:
 
 def test_the_run_completes_with_a_manifest_once_every_task_ended(world: World) -> None:
     _upload(world)
-    run_id = run_id_for("media", "in/cat.png", "ETAG1")
+    run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
     world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
     handle_result(
         world.call, world.ledger.get_task("FileUncompression-2"), world.result("FileUncompression-2")
@@ -472,6 +484,103 @@ def test_the_run_completes_with_a_manifest_once_every_task_ended(world: World) -
     ]
 
 
+def _finish_run(world: World, first_task: int, data: bytes) -> str:
+    """End the two tasks of the run whose TaskIds are numbered from `first_task`, the unzip writing
+    `data`; returns the run id."""
+    world.oss.objects["oss://media/out/cat/a.txt"] = data
+    unzip = world.ledger.get_task(f"FileUncompression-{first_task + 1}")
+    assert unzip is not None
+    handle_result(world.call, unzip, world.result(unzip.task_id or ""))
+    preview = world.ledger.get_task(f"ImageSplicing-{first_task}")
+    assert preview is not None
+    handle_result(world.call, preview, world.result(preview.task_id or ""))
+    return unzip.run_id
+
+
+def test_a_b_a_is_three_runs_and_each_manifest_records_the_bytes_it_saw(world: World) -> None:
+    assert len(_upload(world, etag="A").started) == 2
+    run_a = _finish_run(world, 1, b"from A")
+    assert len(_upload(world, etag="A").started) == 0  # the same bytes again: joins the latest run
+    assert len(_upload(world, etag="B").started) == 2
+    run_b = _finish_run(world, 3, b"from B")
+    assert len(_upload(world, etag="A").started) == 2  # A again after B: a new run
+    run_a2 = _finish_run(world, 5, b"from A")
+    runs = {run.run_id: run for run in world.ledger.list_runs(source="oss://media/in/cat.png")}
+    assert len({run_a, run_b, run_a2}) == 3 == len(runs)
+    assert [runs[r].sequence for r in (run_a, run_b, run_a2)] == [1, 2, 3]
+    assert [runs[r].status for r in (run_a, run_b, run_a2)] == ["Superseded", "Superseded", "Done"]
+    assert runs[run_a].superseded_by == run_b and runs[run_b].superseded_by == run_a2
+    manifests = [json.loads(world.oss.objects[runs[r].manifest_uri or ""]) for r in (run_a, run_b, run_a2)]
+    seen = [m["tasks"][1]["output_objects"] for m in manifests]
+    md5 = [hashlib.md5(data).hexdigest().upper() for data in (b"from A", b"from B", b"from A")]
+    assert seen == [
+        [{"uri": "oss://media/out/cat/a.txt", "etag": etag, "size": 6, "exists": True}] for etag in md5
+    ]
+    assert [m["supersedes"] for m in manifests] == [[], [run_a], [run_b]]
+    assert len(world.imm.created) == 6
+
+
+def test_an_upload_event_older_than_the_latest_run_starts_nothing(world: World) -> None:
+    older = world.upload("in/cat.png", etag="A")  # uploaded first, its event delivered last
+    _upload(world, etag="B")
+    summary = on_upload(world.call, parse_oss_event(older))
+    assert summary.started == [] and summary.skipped == ["oss://media/in/cat.png"]
+    assert [run.etag for run in world.ledger.list_runs(source="oss://media/in/cat.png")] == ["B"]
+    assert len(world.imm.created) == 2
+
+
+def test_a_failed_tasks_leftovers_are_partial_outputs_in_the_manifest(world: World) -> None:
+    _upload(world)
+    world.oss.objects["oss://media/out/cat/a.txt"] = b"half"
+    handle_result(
+        world.call,
+        world.ledger.get_task("FileUncompression-2"),  # type: ignore[arg-type]
+        world.result("FileUncompression-2", status="Failed", Code="InternalError", Message="midway"),
+    )
+    handle_result(world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1"))  # type: ignore[arg-type]
+    run = world.ledger.get_run(run_id_for("media", "in/cat.png", "ETAG1", 1))
+    assert run is not None and run.manifest_uri
+    unzip = json.loads(world.oss.objects[run.manifest_uri])["tasks"][1]
+    assert unzip["status"] == "Failed"
+    assert unzip["output_objects"] == [
+        {
+            "uri": "oss://media/out/cat/a.txt",
+            "etag": hashlib.md5(b"half").hexdigest().upper(),
+            "size": 4,
+            "exists": True,
+            "partial": True,
+        }
+    ]
+
+
+def test_no_moment_between_a_result_and_its_follow_ups_looks_like_a_finished_run(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another invocation ending the run's last other task must never see every task final while a
+    parent's follow-ups are still to start (it would write the manifest of an unfinished run)."""
+    _upload(world)
+    run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
+    world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
+    handle_result(
+        world.call, world.ledger.get_task("FileUncompression-2"), world.result("FileUncompression-2")
+    )  # type: ignore[arg-type]
+    world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
+    seen: list[bool] = []
+    record_result = world.ledger.record_result
+
+    def record_and_look(*args: Any, **kwargs: Any) -> bool:
+        recorded = record_result(*args, **kwargs)
+        seen.append(world.ledger.run_is_complete(run_id))  # what a concurrent invocation would see now
+        return recorded
+
+    monkeypatch.setattr(world.ledger, "record_result", record_and_look)
+    summary = handle_result(
+        world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
+    )  # type: ignore[arg-type]
+    assert summary.follow_ups == 1 and seen == [False]
+    assert world.ledger.get_run(run_id).status == "Running"  # type: ignore[union-attr]
+
+
 def _notify(world: World, content: Mapping[str, Any]) -> ResultSummary:
     return on_task_done(world.call, parse_imm_notification(json.dumps(content)))
 
@@ -487,7 +596,7 @@ def test_notifications_for_unknown_tasks(world: World) -> None:
     assert _notify(world, foreign).outcome == "foreign"
     _upload(world)
     lineage = Lineage(
-        run=run_id_for("media", "in/cat.png", "ETAG1"),
+        run=run_id_for("media", "in/cat.png", "ETAG1", 1),
         src="oss://media/in/cat.png",
         etag="ETAG1",
         rule="images",
@@ -638,7 +747,7 @@ def test_reconcile_settles_lost_finished_and_stuck_tasks(world: World) -> None:
     # The follow-up started by the settled result is Running; 7 days later it is lost for good.
     world.clock.now += timedelta(days=8)
     assert reconcile(world.call).lost == ["ImageToPDF-3"]
-    run = world.ledger.get_run(run_id_for("media", "in/cat.png", "ETAG1"))
+    run = world.ledger.get_run(run_id_for("media", "in/cat.png", "ETAG1", 1))
     assert run is not None and run.status == "Done"
 
 
@@ -739,7 +848,7 @@ def test_only_a_listed_task_with_the_claims_user_data_and_sources_is_adopted(wor
     with pytest.raises(ServiceError):
         _upload(world)
     world.imm.failures = []
-    [preview, _] = world.ledger.tasks_of_run(run_id_for("media", "in/cat.png", "ETAG1"))
+    [preview, _] = world.ledger.tasks_of_run(run_id_for("media", "in/cat.png", "ETAG1", 1))
     listed = {"TaskType": "ImageSplicing", "UserData": preview.request["UserData"]}
     sibling = {**preview.request, "Sources": [{"URI": "oss://media/in/other.png"}]}
     # Its own request with Sources kept as the wire's JSON text (IMM's form is UNCONFIRMED).

@@ -644,3 +644,20 @@ def test_a_bug_is_reported_without_a_traceback(monkeypatch: pytest.MonkeyPatch) 
     assert "KeyError: 'oops'" in result.output
     assert "bug in immflow" in result.output
     assert "Traceback" not in result.output
+
+
+def test_archive_limits_above_imms_or_on_another_task_type() -> None:
+    _assert_error("archive-limits.yaml", 8, "archives", "rules[0].tasks[0].limits.max_entries", "80000")
+    result, file = _fixture("archive-limits-wrong-type.yaml")
+    assert result.exit_code == 1 and f"{file}:6:" in result.output, result.output
+    assert (
+        "FileUncompression tasks only" in result.output
+        and "remove it from this ArchiveFileInspection" in result.output
+    )
+
+
+def test_archive_limits_within_imms_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text((PIPELINES / "archive-limits.yaml").read_text().replace("90000", "1000"))
+    result = _validate(path)
+    assert result.exit_code == 0, result.output

@@ -37,6 +37,7 @@ STATUS_STYLES = {
     "Running": "yellow",
     "Creating": "yellow",
     "Done": "green",
+    "Superseded": "dim",
 }
 
 state_dir_option = click.option(
@@ -71,6 +72,10 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "source": run.source_uri,
         "etag": run.etag,
         "status": run.status,
+        "sequence": run.sequence,
+        "superseded_by": run.superseded_by,
+        "request_id": run.request_id,
+        "version_id": run.version_id,
         "manifest": run.manifest_uri,
         "upload_time": iso_time(run.upload_time),
         "created_at": iso_time(run.created_at),
@@ -170,17 +175,22 @@ def show_task(task_id: str, as_json: bool, state_dir: Path) -> None:
 
 @main.group()
 def runs() -> None:
-    """Runs: one per uploaded object version, with every task it started."""
+    """Runs: one per change of an object's content (A, B, A is three), with every task it started."""
 
 
 @runs.command("list")
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--status",
+    type=click.Choice(["Running", "Done", "Superseded"]),
+    help="Only runs in this state (Superseded: a newer upload of the same key wrote over its outputs).",
+)
 @json_option
 @state_dir_option
-def list_runs(limit: int, as_json: bool, state_dir: Path) -> None:
+def list_runs(limit: int, status: str | None, as_json: bool, state_dir: Path) -> None:
     """List runs, newest first."""
     ledger = _ledger(state_dir)
-    found = ledger.list_runs(limit=limit)
+    found = ledger.list_runs(status=status, limit=limit)
     if as_json:
         click.echo(json.dumps([run_json(run) for run in found], indent=2, ensure_ascii=False))
         return
@@ -189,9 +199,10 @@ def list_runs(limit: int, as_json: bool, state_dir: Path) -> None:
         return
     console = Console()
     for run in found:
+        superseded = f"  by {run.superseded_by}" if run.superseded_by else ""
         console.print(
-            f"{run.run_id}  {_status(run.status)}  {len(ledger.tasks_of_run(run.run_id))} task(s)  "
-            f"{iso_time(run.created_at) or ''}",
+            f"{run.run_id}  {_status(run.status)}{superseded}  run #{run.sequence} of its key  "
+            f"{len(ledger.tasks_of_run(run.run_id))} task(s)  {iso_time(run.created_at) or ''}",
             soft_wrap=True,
         )
         console.print(f"  {run.source_uri}", soft_wrap=True, highlight=False)
@@ -234,7 +245,8 @@ def show_run(run_id: str, as_json: bool, state_dir: Path) -> None:
     def say(indent: int, text: str) -> None:
         console.print("  " * indent + text, soft_wrap=True, highlight=False)
 
-    say(0, f"run {run.run_id}  {_status(run.status)}")
+    superseded = f" by {run.superseded_by}" if run.superseded_by else ""
+    say(0, f"run {run.run_id}  {_status(run.status)}{superseded}  (run #{run.sequence} of its key)")
     say(1, run.source_uri)
 
     def add(depth: int, task: TaskRecord) -> None:

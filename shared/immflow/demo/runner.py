@@ -27,8 +27,7 @@ import oss2
 
 from immflow.demo.media import Sample
 from immflow.errors import ImmflowError
-from immflow.flow.lineage import run_id_for
-from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger
+from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger, run_id_for
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline, load_pipeline
 
@@ -176,9 +175,9 @@ def upload(endpoints: dict[str, str], planned: list[tuple[Sample, str, OssUri]])
             uri.key, str(sample.path), headers={"Content-Type": sample.content_type}
         )
         etag = str(result.etag).strip('"').upper()
-        uploads.append(
-            Upload(sample, rule, uri, etag, sample.path.stat().st_size, run_id_for(uri.bucket, uri.key, etag))
-        )
+        # Each demo uploads under a folder of its own (`demo_folder`): every key's upload is its first run.
+        run_id = run_id_for(uri.bucket, uri.key, etag, 1)
+        uploads.append(Upload(sample, rule, uri, etag, sample.path.stat().st_size, run_id))
     return uploads
 
 

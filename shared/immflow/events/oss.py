@@ -79,6 +79,9 @@ class OssObject(_CloudModel):
     deltaSize: int | None = None
     """Size change of the bucket: ``size`` for a new object, ``new - old`` for an overwrite."""
     objectMeta: OssObjectMeta | None = None
+    versionId: str | None = Field(default=None, max_length=255)
+    """The object's version id on a versioned bucket. No FC sample shows it; taken when present
+    (UNCONFIRMED, as in the S3 event shape OSS's follows), and only ever compared for equality."""
 
     @field_validator("key")
     @classmethod

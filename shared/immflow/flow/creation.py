@@ -4,6 +4,10 @@ Every planned task of an event is claimed first, and only then created: a run co
 none of its tasks is ``Creating`` or ``Running``, so all of an event's tasks must be in the ledger
 before the first one can finish and make a concurrent invocation look at the run.
 
+A FileUncompression task is created only when its source zip is within the task's archive limits
+(`over_archive_limits`, `immflow.archives`); one over them is recorded ``Failed`` (`LIMIT_EXCEEDED`)
+without reaching IMM.
+
 A claim taken over from an earlier attempt (its creator stopped after claiming: maybe after IMM
 accepted the task but before the TaskId was recorded) first asks IMM's ListTasks for that task, since
 IMM has no idempotency token: a task of the same type started since the claim, with the claimed
@@ -21,18 +25,30 @@ one may have created the task though its answer never came back (the local cloud
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
 from immflow.adapters import ServiceError
+from immflow.archives import (
+    IMM_MAX_ENTRIES,
+    IMM_MAX_ZIP_BYTES,
+    LIMIT_EXCEEDED,
+    ArchiveLimits,
+    NotAZipError,
+    over_limits,
+    read_zip_directory,
+)
 from immflow.flow.requests import INVALID_REQUEST, PlannedTask
 from immflow.flow.runtime import Call
 from immflow.ledger import CreateClaim, TaskRecord
 from immflow.logging import correlation, logger
+from immflow.ossuri import OssUri
 from immflow.parsing import UtcDatetime
+from immflow.pipeline import UnknownTaskError
 
 if TYPE_CHECKING:
     from immflow.adapters.imm import CreatedTask
@@ -44,12 +60,12 @@ _START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(UtcDatetime | None)
 
 def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
     """Claim every planned task, then create the claimed ones; returns the tasks this call handled."""
-    return create_all(call, *claim_all(call, planned))
+    return create_all(call, *claim_planned(call, planned))
 
 
-def claim_all(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[CreateClaim], list[TaskRecord]]:
-    """Claim every planned task: the claims to create, and the tasks already settled (a request that
-    cannot be built is recorded failed at once). A claimed task is in the ledger, ``Creating``."""
+def claim_planned(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[CreateClaim], list[TaskRecord]]:
+    """Claim every planned task: the claims to create now, and the tasks already settled here (a
+    request that cannot be built is recorded failed at once)."""
     ledger = call.services.ledger
     now = call.services.now()
     expires = call.claim_expiry(now)
@@ -79,24 +95,18 @@ def claim_all(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[CreateCl
     return to_create, handled
 
 
-def create_all(
-    call: Call, to_create: Sequence[CreateClaim], handled: Sequence[TaskRecord] = ()
-) -> list[TaskRecord]:
-    """Create the claimed tasks; on an error, release the claims not created yet and raise."""
-    created = list(handled)
+def create_all(call: Call, to_create: Sequence[CreateClaim], handled: list[TaskRecord]) -> list[TaskRecord]:
+    """Create the claimed tasks; returns `handled` with them added."""
+    ledger = call.services.ledger
     for index, claim in enumerate(to_create):
         try:
-            created.append(create_claimed(call, claim.task, retaken=claim.retaken))
+            handled.append(create_claimed(call, claim.task, retaken=claim.retaken))
         except ServiceError:
-            release_claims(call, to_create[index:])
+            # Let the next delivery take over the tasks this call claimed but will not create.
+            for waiting in to_create[index:]:
+                ledger.release_claim(waiting.task.claim_key, now=call.services.now())
             raise
-    return created
-
-
-def release_claims(call: Call, claims: Sequence[CreateClaim]) -> None:
-    """Let the next delivery (or reconcile) take over tasks this call claimed but will not create."""
-    for waiting in claims:
-        call.services.ledger.release_claim(waiting.task.claim_key, now=call.services.now())
+    return handled
 
 
 def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord:
@@ -113,6 +123,14 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
         found = call.retry(lambda: _find_created(call, task))
         if found is not None:
             return _adopt(call, task, found, extra, "its creator stopped before recording it")
+    refusal = over_archive_limits(call, task)
+    if refusal is not None:
+        logger.error(
+            "task not created: its archive is over the task's limits", extra={**extra, "problem": refusal}
+        )
+        return services.ledger.mark_create_failed(
+            task.claim_key, code=LIMIT_EXCEEDED, message=refusal, now=services.now()
+        )
     maybe_created = False
 
     def create() -> CreatedTask | dict[str, Any]:
@@ -164,6 +182,43 @@ def _adopt(
     # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
     started = imm_start_time(found) or call.services.now()
     return call.services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
+
+
+def over_archive_limits(call: Call, task: TaskRecord) -> str | None:
+    """For a FileUncompression task, why its source zip must not be extracted (over the task's
+    `limits`, or IMM's), read from the zip's central directory with ranged reads; else None. A source
+    that is gone, or not a zip (rar, 7z, damaged), is left to IMM: it fails it with its own code."""
+    services = call.services
+    if task.task_type != "FileUncompression":
+        return None
+    try:
+        limits = services.pipeline.task(task.rule, task.task_name).archive_limits or ArchiveLimits()
+    except UnknownTaskError:
+        limits = ArchiveLimits()  # a claim from an earlier pipeline: IMM's own limits still hold
+    source = OssUri.parse(str(task.request.get("SourceURI") or task.sources[0]))
+    head = call.retry(partial(services.oss.head, source))
+    if head is None:
+        return None
+
+    def read(first: int, last: int) -> Iterator[bytes]:
+        return services.oss.read_range(source, first, last)
+
+    try:
+        directory = call.retry(lambda: read_zip_directory(read, head.size, limits))
+    except NotAZipError as exc:
+        logger.info(
+            "archive limits not checked: no zip directory to read (rar, 7z or damaged: IMM decides)",
+            extra={"source": str(source), "reason": str(exc)},
+        )
+        return None
+    problem = over_limits(directory, limits)
+    if problem is None:
+        return None
+    return (
+        f"{source} was not extracted: {problem}. Raise it in pipeline.yaml, rule {task.rule!r}, task "
+        f"{task.task_name!r}: `limits: {{max_entries: N, max_uncompressed_size: SIZE}}` (IMM's own limits, "
+        f"the most it allows: {IMM_MAX_ENTRIES:,} entries, {IMM_MAX_ZIP_BYTES // 1000**3} GB), or split the archive"
+    )
 
 
 def imm_start_time(info: Mapping[str, Any]) -> datetime | None:

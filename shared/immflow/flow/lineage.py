@@ -1,28 +1,21 @@
 """Lineage: where a task comes from, carried in IMM's ``UserData`` and echoed back in its result.
 
-Format (contracts.md "Lineage"): ``{"v":1,"run","src","etag","rule","task","parent","depth"}``, compact
+Format (docs/design.md "Lineage"): ``{"v":1,"run","src","etag","rule","task","parent","depth"}``, compact
 JSON, at most 2048 bytes of UTF-8 (IMM's limit for UserData). ``src``/``etag`` are the uploaded object
-the run started from, also for follow-ups. Results are matched to the ledger by TaskId; lineage is what
+the run started from, also for follow-ups; ``run`` is the ledger's run id (`immflow.ledger.run_id_for`:
+one per run of the key, so A, B, A are three). Results are matched to the ledger by TaskId; lineage is what
 tells an immflow task from someone else's on the same topic, and lets a result that arrives before its
 task was recorded be recognised (see `immflow.flow.results`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from immflow.errors import ImmflowError
 from immflow.tasks import USER_DATA_MAX_BYTES
-
-RUN_ID_HEX_CHARS = 20
-
-
-def run_id_for(bucket: str, key: str, etag: str | None) -> str:
-    """One run per object version: the first 20 hex characters of sha256("bucket/key/ETag")."""
-    return hashlib.sha256(f"{bucket}/{key}/{etag or ''}".encode()).hexdigest()[:RUN_ID_HEX_CHARS]
 
 
 class LineageTooLongError(ImmflowError, ValueError):

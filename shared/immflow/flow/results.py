@@ -33,14 +33,7 @@ from typing import Any, Literal
 from immflow.adapters import ServiceError
 from immflow.errors import ImmflowError
 from immflow.events.imm import GetTaskResponse, ImmNotification, ImmTaskResult, parse_get_task_response
-from immflow.flow.creation import (
-    claim_all,
-    claim_and_create,
-    create_all,
-    imm_start_time,
-    release_claims,
-    same_request,
-)
+from immflow.flow.creation import claim_and_create, claim_planned, create_all, imm_start_time, same_request
 from immflow.flow.lineage import Lineage
 from immflow.flow.manifest import complete_run_if_done
 from immflow.flow.outputs import Target, discover_outputs, outside_targets, task_targets
@@ -315,25 +308,23 @@ def _record(
     if targets is None:
         targets = task_targets(call, run, task, result)
     outputs = discover_outputs(call, task, targets, named)
-    # The follow-ups are claimed (in the ledger, Creating) before the result makes this task final:
-    # otherwise a sibling finishing in between would find no open task and complete the run without
-    # them (a kill between the two steps made that window as long as FC's retry delay).
-    ending = replace(task, status=result.Status, code=result.Code, message=result.Message, outputs=outputs)
-    claims, settled = claim_all(call, plan_follow_ups(call, run, ending))
-    try:
-        ledger.record_result(
-            result.TaskId,
-            status=result.Status,
-            code=result.Code,
-            message=result.Message,
-            started_at=result.StartTime,
-            ended_at=result.EndTime,
-            outputs=outputs,
-            now=services.now(),
-        )
-    except BaseException:
-        release_claims(call, claims)
-        raise
+    # The follow-ups are claimed (as Creating tasks) before the result is recorded: otherwise another
+    # invocation finishing the run's last other task could see every task final in between, and
+    # write the manifest of a run whose follow-ups have not started.
+    ending = replace(
+        task, status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
+    )
+    to_create, handled = claim_planned(call, plan_follow_ups(call, run, ending))
+    ledger.record_result(
+        result.TaskId,
+        status=result.Status,
+        code=result.Code,
+        message=result.Message,
+        started_at=result.StartTime,
+        ended_at=result.EndTime,
+        outputs=outputs,
+        now=services.now(),
+    )
     recorded = ledger.get_task(result.TaskId) or task
     log = logger.info if recorded.status == "Succeeded" else logger.warning
     log(
@@ -346,7 +337,7 @@ def _record(
             "outputs": len(recorded.outputs),
         },
     )
-    follow_ups = create_all(call, claims, settled)
+    follow_ups = create_all(call, to_create, handled)
     manifest = complete_run_if_done(call, task.run_id)
     return ResultSummary(
         result.TaskId,

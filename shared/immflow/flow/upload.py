@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from immflow.events.oss import OssEvent, OssEventRecord
 from immflow.flow.creation import claim_and_create
-from immflow.flow.lineage import run_id_for
 from immflow.flow.manifest import complete_run_if_done
 from immflow.flow.requests import PlannedTask, plan_task
 from immflow.flow.runtime import Call
@@ -47,23 +46,42 @@ def _upload(call: Call, record: OssEventRecord, summary: UploadSummary) -> None:
         logger.info("no rule matches the object; ignored", extra=extra)
         summary.skipped.append(record.source_uri)
         return
-    run_id = run_id_for(bucket, key, record.etag)
+    now = services.now()
+    start = services.ledger.start_run(
+        NewRun(
+            run_id="",
+            bucket=bucket,
+            key=key,
+            etag=record.etag or "",
+            event_name=record.eventName,
+            upload_time=record.eventTime,
+            size=record.oss.object.size,
+            content_type=meta.mimeType if meta else None,
+            request_id=record.responseElements.requestId,
+            version_id=record.oss.object.versionId,
+        ),
+        now=now,
+    )
+    if start.run is None:
+        with correlation(run_id=start.latest):
+            logger.warning(
+                "upload event older than the key's latest run; ignored, so as not to overwrite newer outputs",
+                extra={**extra, "event_time": record.eventTime.isoformat(), "etag": record.etag},
+            )
+        summary.skipped.append(record.source_uri)
+        return
+    run = start.run
+    run_id = run.run_id
     with correlation(run_id=run_id):
-        now = services.now()
-        run = services.ledger.ensure_run(
-            NewRun(
-                run_id=run_id,
-                bucket=bucket,
-                key=key,
-                etag=record.etag or "",
-                event_name=record.eventName,
-                upload_time=record.eventTime,
-                size=record.oss.object.size,
-                content_type=meta.mimeType if meta else None,
-            ),
-            now=now,
+        logger.info(
+            "upload matches",
+            extra={
+                **extra,
+                "rules": [rule.name for rule in rules],
+                "run": start.outcome,
+                "sequence": run.sequence,
+            },
         )
-        logger.info("upload matches", extra={**extra, "rules": [rule.name for rule in rules]})
         planned: list[PlannedTask] = [
             plan_task(
                 services.settings,
@@ -71,7 +89,7 @@ def _upload(call: Call, record: OssEventRecord, summary: UploadSummary) -> None:
                 rule=rule,
                 spec=spec,
                 sources=[record.source_uri],
-                claim=claim_key("upload", bucket, key, run.etag, rule.name, spec.name),
+                claim=claim_key("upload", run_id, rule.name, spec.name),
                 parent_task_id=None,
                 depth=1,
                 upload_time=record.eventTime,

@@ -1,8 +1,8 @@
 """The ledger's contract: its records, its queries, and the claim algorithm, written once.
 
-Every run (one per uploaded object version) and every IMM task immflow started is kept in the ledger.
-Idempotency is kept here, in claims next to the rows they protect, rather than with Powertools'
-idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
+Every run (one per change of an object's content: `Ledger.start_run`) and every IMM task immflow
+started is kept in the ledger. Idempotency is kept here, in claims next to the rows they protect,
+rather than with Powertools' idempotency utility (it cannot be imported without boto3: +36 MB in the package, +~200 ms on every
 cold start). Like that utility's ``BasePersistenceLayer``, the algorithm lives once, in `Ledger`, and each
 backend (a `LedgerBackend`) fills in a few small operations:
 
@@ -35,7 +35,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -45,14 +45,30 @@ from immflow.fc import Credentials
 TaskStatus = Literal["Creating", "Running", "Succeeded", "Failed", "Lost"]
 FINAL_STATUSES: frozenset[str] = frozenset({"Succeeded", "Failed", "Lost"})
 OPEN_STATUSES: frozenset[str] = frozenset({"Creating", "Running"})
-RunStatus = Literal["Running", "Done"]
+RunStatus = Literal["Running", "Done", "Superseded"]
+RunOutcome = Literal["started", "joined", "older"]
 ClaimKind = Literal["create", "result"]
 ClaimStatus = Literal["in_progress", "done"]
 TABLESTORE_SCHEME = "tablestore://"
+RUN_ID_HEX_CHARS = 20
+_HEAD_ATTEMPTS = 20
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def run_id_for(bucket: str, key: str, etag: str, sequence: int) -> str:
+    """A run's id: the first 20 hex characters of sha256("bucket/key/ETag/sequence"). The sequence makes
+    it unique per run (A, B, A are runs 1, 2 and 3 of the key), and the same for every delivery that
+    starts that run, so two deliveries racing to start it insert one row."""
+    text = f"{bucket}/{key}/{etag}/{sequence}"
+    return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_HEX_CHARS]
+
+
+def source_digest(source_uri: str) -> str:
+    """A fixed-length key for an object's row of run heads: SHA-256 of its ``oss://`` URI."""
+    return hashlib.sha256(source_uri.encode("utf-8")).hexdigest()
 
 
 def claim_key(*parts: str | None) -> str:
@@ -81,6 +97,17 @@ def tag_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+@dataclass(frozen=True, order=True)
+class EventOrder:
+    """Where an upload event stands among the uploads of its key: OSS's event time (when OSS finished
+    the request, millisecond precision), then the event's identity (the object's version id on a
+    versioned bucket, else the OSS request id) to tell apart and order two uploads of one millisecond.
+    The tie-break is arbitrary but the same everywhere; see `Ledger.start_run` for what is UNCONFIRMED."""
+
+    time: datetime
+    identity: str
+
+
 @dataclass(frozen=True)
 class NewRun:
     run_id: str
@@ -91,10 +118,46 @@ class NewRun:
     upload_time: datetime
     size: int | None = None
     content_type: str | None = None
+    request_id: str = ""
+    """The ``x-oss-request-id`` of the upload that started the run."""
+    version_id: str | None = None
+    """The object's version id, when the bucket is versioned and the event carries it."""
+    sequence: int = 0
+    """The run's place among the runs of its key, 1 for the first (`Ledger.start_run` sets it)."""
 
     @property
     def source_uri(self) -> str:
         return f"oss://{self.bucket}/{self.key}"
+
+    @property
+    def order(self) -> EventOrder:
+        return EventOrder(aware(self.upload_time), self.version_id or self.request_id)
+
+
+@dataclass(frozen=True)
+class RunHead:
+    """The latest run of one object key, and the newest upload event that ran into it (its own, or a
+    later upload of the same bytes that joined it). One row per key, changed only by compare-and-set
+    on `revision`, so two events of one key decide one after the other."""
+
+    source_uri: str
+    run_id: str
+    sequence: int
+    etag: str
+    order: EventOrder
+    revision: int
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What `Ledger.start_run` decided for an upload event: ``started`` a new run, ``joined`` the key's
+    latest run (the same bytes: a retry, a redelivery, an identical upload), or ``older`` (the event is
+    older than the key's latest run: nothing to do). `run` is the run the event belongs to (None for
+    ``older``); `latest` the key's latest run id."""
+
+    outcome: RunOutcome
+    run: RunRecord | None
+    latest: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +176,12 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    sequence: int = 0
+    """1 for a key's first run, then 2, 3...; 0 for a run recorded before runs were numbered."""
+    request_id: str = ""
+    version_id: str | None = None
+    superseded_by: str | None = None
+    """The newer run of the same key whose outputs replaced this run's (status ``Superseded``)."""
 
 
 @dataclass(frozen=True)
@@ -253,11 +322,26 @@ class LedgerBackend(ABC):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     @abstractmethod
+    def read_head(self, source_uri: str) -> RunHead | None:
+        """The latest run of the object `source_uri` names, as its head row says; None before its first."""
+
+    @abstractmethod
+    def write_head(self, head: RunHead, *, expect_revision: int | None) -> bool:
+        """Compare-and-set the head row of ``head.source_uri``: with `expect_revision` None insert it
+        only if the key has none, else replace it only while its revision is `expect_revision`. Only
+        one of many concurrent callers expecting the same revision may get True."""
+
+    @abstractmethod
+    def supersede_run(self, run_id: str, *, by: str, now: datetime) -> bool:
+        """Mark a ``Done`` run ``Superseded`` by run `by`; False when it is not ``Done``."""
+
+    @abstractmethod
     def list_runs(self, *, source: str | None, status: str | None, limit: int | None) -> list[RunRecord]:
         """Newest first."""
 
     @abstractmethod
-    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None: ...
+    def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
+        """Mark the run ``Done`` with its manifest; a ``Superseded`` run stays as it is."""
 
     @abstractmethod
     def statuses_of_run(self, run_id: str) -> Collection[str]:
@@ -359,7 +443,7 @@ class Ledger:
     # ---- runs
 
     def ensure_run(self, run: NewRun, *, now: datetime) -> RunRecord:
-        """The run's record, inserting it the first time this object version is seen."""
+        """The run's record, inserting it the first time (`start_run` chose its id and sequence)."""
         found = self.get_run(run.run_id)
         if found is not None:
             return found
@@ -371,6 +455,67 @@ class Ledger:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         return self.backend.get_run(run_id)
+
+    def start_run(self, upload: NewRun, *, now: datetime) -> RunStart:
+        """Decide which run an upload event belongs to, once per key at a time (compare-and-set on the
+        key's head row, `RunHead`); `upload.run_id` and `upload.sequence` are ignored.
+
+        * The key has no run yet, or the event is newer than the newest event of its latest run and
+          its ETag differs from that run's: a new run starts (``started``), numbered one more than the
+          latest. A, B, A uploaded one after the other are three runs.
+        * The event is the one the latest run last saw (a redelivery), or it is newer and its ETag is
+          the latest run's (the same bytes again: a client's retry, an identical upload): it joins
+          that run (``joined``) and the head remembers it as the newest event, so an older event that
+          arrives after it is still recognised as older.
+        * The event is older than the latest run's newest event: ``older``, nothing starts. An upload
+          whose event arrives late never starts a run that would overwrite the newer run's outputs.
+
+        "Older" compares `EventOrder`: OSS's event time, then the version id (versioned buckets) or
+        request id. UNCONFIRMED: that OSS's event time orders two uploads of one key as OSS applied
+        them (it is documented as the time OSS finished the request); the tie-break within one
+        millisecond is arbitrary, since OSS documents no order among request ids or version ids.
+        """
+        now = aware(now)
+        order = upload.order
+        for _ in range(_HEAD_ATTEMPTS):
+            head = self.backend.read_head(upload.source_uri)
+            if head is not None:
+                if order == head.order or (order > head.order and upload.etag == head.etag):
+                    newer = replace(head, order=order, revision=head.revision + 1)
+                    if order > head.order and not self.backend.write_head(
+                        newer, expect_revision=head.revision
+                    ):
+                        continue  # another event of the key changed the head: decide again
+                    joined = replace(upload, run_id=head.run_id, sequence=head.sequence)
+                    return RunStart("joined", self.ensure_run(joined, now=now), head.run_id)
+                if order < head.order:
+                    return RunStart("older", None, head.run_id)
+            sequence = 1 if head is None else head.sequence + 1
+            run_id = run_id_for(upload.bucket, upload.key, upload.etag, sequence)
+            started = RunHead(
+                upload.source_uri,
+                run_id,
+                sequence,
+                upload.etag,
+                order,
+                1 if head is None else head.revision + 1,
+            )
+            # The head first, then the run's row: a stop in between leaves a head whose run a redelivery
+            # (or the same bytes again) records; never a run row that no head names.
+            if not self.backend.write_head(started, expect_revision=None if head is None else head.revision):
+                continue
+            run = self.ensure_run(replace(upload, run_id=run_id, sequence=sequence), now=now)
+            return RunStart("started", run, run_id)
+        raise LedgerError(f"could not decide the run of {upload.source_uri}: too many concurrent uploads")
+
+    def latest_run(self, source_uri: str) -> RunRecord | None:
+        """The latest run of the object `source_uri` names (the one its newest upload started or joined)."""
+        head = self.backend.read_head(source_uri)
+        return None if head is None else self.get_run(head.run_id)
+
+    def supersede_run(self, run_id: str, *, by: str, now: datetime) -> bool:
+        """Mark a ``Done`` run ``Superseded`` by the newer run `by`, which wrote over its outputs."""
+        return self.backend.supersede_run(run_id, by=by, now=aware(now))
 
     def list_runs(
         self, *, source: str | None = None, status: str | None = None, limit: int | None = None

@@ -13,12 +13,13 @@ import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Dialect,
     Engine,
@@ -45,15 +46,21 @@ from immflow.fc import Credentials
 from immflow.ledger.contract import (
     Claim,
     ClaimKind,
+    EventOrder,
     LedgerBackend,
     NewRun,
     NewTask,
+    RunHead,
     RunRecord,
     TaskQuery,
     TaskRecord,
     aware,
+    source_digest,
     tag_text,
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -89,6 +96,7 @@ class Tables:
     tasks: Table
     task_tags: Table
     claims: Table
+    run_heads: Table
 
 
 def _tables(schema: str | None, dialect: str) -> Tables:
@@ -115,6 +123,10 @@ def _tables(schema: str | None, dialect: str) -> Tables:
         Column("created_at", UtcDateTime, nullable=False),
         Column("updated_at", UtcDateTime, nullable=False),
         Column("ended_at", UtcDateTime),
+        Column("sequence", Integer, nullable=False, default=0),
+        Column("request_id", String(128), nullable=False, default=""),
+        Column("version_id", String(255)),
+        Column("superseded_by", String(64)),
         Index("ix_immflow_runs_source", "source_uri", **source_prefix),
         Index("ix_immflow_runs_created", "created_at"),
     )
@@ -166,7 +178,22 @@ def _tables(schema: str | None, dialect: str) -> Tables:
         Column("tag_value", String(512), nullable=False),
         Index("ix_immflow_task_tags_kv", "tag_key", "tag_value"),
     )
-    return Tables(metadata, runs, tasks, task_tags, claims)
+    # The latest run of each object key, changed only by compare-and-set on `revision`
+    # (`Ledger.start_run`). Keyed by the URI's SHA-256: MySQL cannot key on 1100 characters. Event
+    # times are integers (microseconds): MySQL's DATETIME would drop the milliseconds that order them.
+    run_heads = Table(
+        "immflow_run_heads",
+        metadata,
+        Column("source_key", String(64), primary_key=True),
+        Column("source_uri", String(1100), nullable=False),
+        Column("run_id", String(64), nullable=False),
+        Column("sequence", Integer, nullable=False),
+        Column("etag", String(128), nullable=False),
+        Column("event_micros", BigInteger, nullable=False),
+        Column("event_identity", String(255), nullable=False),
+        Column("revision", Integer, nullable=False),
+    )
+    return Tables(metadata, runs, tasks, task_tags, claims, run_heads)
 
 
 def _run_record(row: RowMapping) -> RunRecord:
@@ -185,6 +212,10 @@ def _run_record(row: RowMapping) -> RunRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         ended_at=row["ended_at"],
+        sequence=row["sequence"],
+        request_id=row["request_id"],
+        version_id=row["version_id"],
+        superseded_by=row["superseded_by"],
     )
 
 
@@ -258,7 +289,30 @@ class SqlBackend(LedgerBackend):
     def create_schema(self) -> None:
         if not self._schema_ready:
             self.t.metadata.create_all(self.engine, checkfirst=True)
+            self._add_run_columns()
             self._schema_ready = True
+
+    def _add_run_columns(self) -> None:
+        """Add the runs table's columns that came with run numbering to a ledger made before them (the
+        values a run recorded then would have had: sequence 0, no request id)."""
+        from sqlalchemy import inspect
+
+        runs = self.t.runs
+        present = {
+            column["name"] for column in inspect(self.engine).get_columns(runs.name, schema=runs.schema)
+        }
+        missing = [column for column in runs.columns if column.name not in present]
+        if not missing:
+            return
+        preparer = self.engine.dialect.identifier_preparer
+        with self.engine.begin() as db:
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                default = {"sequence": " NOT NULL DEFAULT 0", "request_id": " NOT NULL DEFAULT ''"}
+                db.exec_driver_sql(
+                    f"ALTER TABLE {preparer.format_table(runs)} ADD COLUMN {preparer.quote(column.name)} "
+                    f"{kind}{default.get(column.name, '')}"
+                )
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
@@ -282,6 +336,9 @@ class SqlBackend(LedgerBackend):
                         upload_time=run.upload_time,
                         size=run.size,
                         content_type=run.content_type,
+                        sequence=run.sequence,
+                        request_id=run.request_id,
+                        version_id=run.version_id,
                         status="Running",
                         created_at=now,
                         updated_at=now,
@@ -315,9 +372,58 @@ class SqlBackend(LedgerBackend):
         with self._begin() as db:
             db.execute(
                 update(runs)
-                .where(runs.c.run_id == run_id)
+                .where(runs.c.run_id == run_id, runs.c.status != "Superseded")
                 .values(status="Done", manifest_uri=manifest_uri, ended_at=now, updated_at=now)
             )
+
+    def read_head(self, source_uri: str) -> RunHead | None:
+        heads = self.t.run_heads
+        with self._begin() as db:
+            row = (
+                db.execute(select(heads).where(heads.c.source_key == source_digest(source_uri)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        order = EventOrder(_EPOCH + row["event_micros"] * _MICROSECOND, row["event_identity"])
+        return RunHead(row["source_uri"], row["run_id"], row["sequence"], row["etag"], order, row["revision"])
+
+    def write_head(self, head: RunHead, *, expect_revision: int | None) -> bool:
+        heads = self.t.run_heads
+        values = {
+            "source_uri": head.source_uri,
+            "run_id": head.run_id,
+            "sequence": head.sequence,
+            "etag": head.etag,
+            "event_micros": (aware(head.order.time) - _EPOCH) // _MICROSECOND,
+            "event_identity": head.order.identity,
+            "revision": head.revision,
+        }
+        key = source_digest(head.source_uri)
+        try:
+            with self._begin() as db:
+                if expect_revision is None:
+                    db.execute(heads.insert().values(source_key=key, **values))
+                    return True
+                result = db.execute(
+                    update(heads)
+                    .where(heads.c.source_key == key, heads.c.revision == expect_revision)
+                    .values(**values)
+                )
+        except IntegrityError:
+            return False
+        return result.rowcount == 1
+
+    def supersede_run(self, run_id: str, *, by: str, now: datetime) -> bool:
+        runs = self.t.runs
+        with self._begin() as db:
+            result = db.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.status == "Done")
+                .values(status="Superseded", superseded_by=by, updated_at=now)
+            )
+        return result.rowcount == 1
 
     def statuses_of_run(self, run_id: str) -> Collection[str]:
         tasks = self.t.tasks

@@ -72,10 +72,12 @@ from immflow.ledger.contract import (
     TABLESTORE_SCHEME,
     Claim,
     ClaimKind,
+    EventOrder,
     LedgerBackend,
     LedgerError,
     NewRun,
     NewTask,
+    RunHead,
     RunRecord,
     TaskQuery,
     TaskRecord,
@@ -136,6 +138,11 @@ TASKS_BY_TIME = TableSpec(
     (("created_at", INTEGER), ("row_id", INTEGER)),
     "index: every task by creation time",
 )
+RUN_HEADS = TableSpec(
+    "immflow_run_heads",
+    (("source_uri", STRING),),
+    "the latest run of each object key, changed by compare-and-set on its revision",
+)
 CLAIMS = TableSpec("immflow_claims", (("claim_key", STRING),), "result claims (TaskId + Status)")
 COUNTERS = TableSpec("immflow_counters", (("name", STRING),), "the task row-number sequence")
 
@@ -143,6 +150,7 @@ TABLES: tuple[TableSpec, ...] = (
     RUNS,
     RUNS_BY_SOURCE,
     RUNS_BY_TIME,
+    RUN_HEADS,
     TASKS,
     TASK_BY_ID,
     TASK_BY_ROW,
@@ -250,6 +258,10 @@ def _run_record(cols: Mapping[str, Any]) -> RunRecord:
         created_at=_required_time(cols, "created_at"),
         updated_at=_required_time(cols, "updated_at"),
         ended_at=_time(cols.get("ended_at")),
+        sequence=cols.get("sequence", 0),
+        request_id=cols.get("request_id", ""),
+        version_id=cols.get("version_id"),
+        superseded_by=cols.get("superseded_by"),
     )
 
 
@@ -509,6 +521,9 @@ class TablestoreBackend(LedgerBackend):
             "upload_time": run.upload_time,
             "size": run.size,
             "content_type": run.content_type,
+            "sequence": run.sequence,
+            "request_id": run.request_id,
+            "version_id": run.version_id,
             "status": "Running",
             "created_at": now,
             "updated_at": now,
@@ -554,7 +569,38 @@ class TablestoreBackend(LedgerBackend):
 
     def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
         changes = {"status": "Done", "manifest_uri": manifest_uri, "ended_at": now, "updated_at": now}
-        self._update(RUNS, [("run_id", run_id)], changes)
+        not_superseded = SingleColumnCondition(
+            "status", "Superseded", ComparatorType.NOT_EQUAL, pass_if_missing=True
+        )
+        self._update(RUNS, [("run_id", run_id)], changes, not_superseded)
+
+    def read_head(self, source_uri: str) -> RunHead | None:
+        found = self._get(RUN_HEADS, [("source_uri", _key_text(source_uri))])
+        if found is None or found["real_source_uri"] != source_uri:
+            return None  # a longer URI sharing the digest would be another key: never in practice
+        order = EventOrder(_required_time(found, "event_time"), found["event_identity"])
+        return RunHead(
+            source_uri, found["run_id"], found["sequence"], found["etag"], order, found["revision"]
+        )
+
+    def write_head(self, head: RunHead, *, expect_revision: int | None) -> bool:
+        key: Key = [("source_uri", _key_text(head.source_uri))]
+        columns = {
+            "real_source_uri": head.source_uri,
+            "run_id": head.run_id,
+            "sequence": head.sequence,
+            "etag": head.etag,
+            "event_time": head.order.time,
+            "event_identity": head.order.identity,
+            "revision": head.revision,
+        }
+        if expect_revision is None:
+            return self._put(RUN_HEADS, key, columns, only_new=True)
+        return self._update(RUN_HEADS, key, columns, _equal("revision", expect_revision))
+
+    def supersede_run(self, run_id: str, *, by: str, now: datetime) -> bool:
+        changes = {"status": "Superseded", "superseded_by": by, "updated_at": now}
+        return self._update(RUNS, [("run_id", run_id)], changes, _equal("status", "Done"))
 
     def statuses_of_run(self, run_id: str) -> Collection[str]:
         return [task.status for task in self.list_tasks(TaskQuery(run_id=run_id))]

@@ -19,8 +19,8 @@ from immflow.adapters.oss import OssAdapter
 from immflow.ledger import Ledger, RunRecord, TaskQuery, TaskRecord, utcnow
 from immflow.ossuri import OssUri
 
-RunState = Literal["running", "succeeded", "failed", "stuck"]
-RUN_STATES: tuple[RunState, ...] = ("running", "succeeded", "failed", "stuck")
+RunState = Literal["running", "succeeded", "failed", "stuck", "superseded"]
+RUN_STATES: tuple[RunState, ...] = ("running", "succeeded", "failed", "stuck", "superseded")
 OutputKind = Literal["image", "video", "audio", "pdf", "archive", "other"]
 
 _KINDS: dict[str, OutputKind] = {
@@ -82,6 +82,8 @@ class RunView:
 
     @property
     def state(self) -> RunState:
+        if self.run.status == "Superseded":
+            return "superseded"  # a newer upload of the same key wrote over its outputs
         if self.run.status == "Done" or (self.tasks and all(task.is_final for task in self.tasks)):
             return "succeeded" if all(task.status == "Succeeded" for task in self.tasks) else "failed"
         return "stuck" if self.stuck_tasks else "running"

@@ -78,6 +78,14 @@ rules:
           TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
       - name: inspect
         type: ArchiveFileInspection
+  - name: bombs
+    match: {prefix: uploads/bombs/, suffixes: [.zip]}
+    tasks:
+      - name: unzip
+        type: FileUncompression
+        limits: {max_entries: 3, max_uncompressed_size: 1MB}
+        params:
+          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
   - name: videos
     match: {prefix: uploads/videos/, suffixes: [.mp4]}
     tasks:
@@ -269,7 +277,12 @@ def oss_event(
     event: dict[str, Any] = json.loads((EVENTS / "oss" / "event-ObjectCreated-PutObject.json").read_text())
     record = event["events"][0]
     record["eventName"] = event_name
-    record["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    # As OSS writes them: milliseconds, and a request id of each upload's own (they order uploads of a key).
+    now = time.time()
+    record["eventTime"] = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    )
+    record["responseElements"]["requestId"] = uuid.uuid4().hex.upper()
     record["region"] = cloud.account.region
     record["oss"]["bucket"].update(
         name=BUCKET,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from alibabacloud_imm20200930 import models
 from functions_support import BUCKET, PROJECT, Harness, _load_handler, fc_context, mns_event
-from immflow.flow.lineage import run_id_for
+from immflow.ledger import run_id_for
 from test_fn_images import png
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def test_one_upload_delivered_to_two_instances_at_once_creates_its_task_once(har
     event = harness.put(key, png("purple"))
     results = _in_two_instances(harness, "on_upload", json.dumps(event).encode())
     assert sorted(len(result["started"]) for result in results) == [0, 1]
-    run_id = run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"])
+    run_id = run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
     [task] = harness.ledger.tasks_of_run(run_id)
     assert task.status == "Running" and _imm_task_ids(harness, run_id) == [task.task_id]
 

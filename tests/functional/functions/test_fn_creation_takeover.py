@@ -16,9 +16,8 @@ from alibabacloud_imm20200930 import models
 from functions_support import BUCKET, PROJECT, Harness
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import ImmAdapter
-from immflow.flow.lineage import run_id_for
 from immflow.flow.results import NotYetRecordedError
-from immflow.ledger import Ledger, utcnow
+from immflow.ledger import Ledger, run_id_for, utcnow
 from test_fn_images import png
 
 FAN_OUT_PIPELINE = """\
@@ -79,7 +78,9 @@ def test_a_redelivered_upload_adopts_the_task_imm_already_has(
     crash_after_create()
     with pytest.raises(RuntimeError, match="died"):
         harness.on_upload(event)
-    [task] = harness.ledger.tasks_of_run(run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"]))
+    [task] = harness.ledger.tasks_of_run(
+        run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
+    )
     assert task.status == "Creating" and task.task_id is None
     [held] = _imm_tasks(harness, task.run_id)  # IMM did accept it
 
@@ -133,7 +134,9 @@ def test_a_notification_records_a_task_its_creator_never_recorded(
     crash_after_create()
     with pytest.raises(RuntimeError, match="died"):
         harness.on_upload(event)
-    [task] = harness.ledger.tasks_of_run(run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"]))
+    [task] = harness.ledger.tasks_of_run(
+        run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
+    )
     assert task.status == "Creating" and task.task_id is None
     [held] = _imm_tasks(harness, task.run_id)  # IMM has the task, the ledger has no TaskId for it
     notification = harness.notification_for(held.task_id)
@@ -175,7 +178,7 @@ def test_a_create_task_whose_answer_was_lost_is_adopted_not_sent_again(
     key = harness.key("images", f"answer-lost-{code}.png")
     event = harness.put(key, png("teal"))
     started = harness.on_upload(event)["started"]
-    run_id = run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"])
+    run_id = run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
     held = [t.task_id for t in _imm_tasks(harness, run_id)]
     assert len(held) == 1 and started == held
     [recorded] = harness.ledger.tasks_of_run(run_id)

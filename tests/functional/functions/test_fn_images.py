@@ -8,7 +8,7 @@ import json
 
 from alibabacloud_imm20200930 import models
 from functions_support import PROJECT, TOPIC, Harness
-from immflow.flow.lineage import run_id_for
+from immflow.ledger import run_id_for
 from PIL import Image
 
 
@@ -24,7 +24,7 @@ def test_an_upload_starts_its_tasks_once_with_tags_and_lineage(harness: Harness)
     first = harness.on_upload(event)
     assert len(first["started"]) == 1 and first["failed"] == 0
     [task] = harness.ledger.tasks_of_run(
-        run_id_for("fn-media", key, event["events"][0]["oss"]["object"]["eTag"])
+        run_id_for("fn-media", key, event["events"][0]["oss"]["object"]["eTag"], 1)
     )
     assert (task.status, task.rule, task.task_name, task.depth, task.task_id) == (
         "Running",

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import sqlite3
+import struct
 import tarfile
 import time
 import zipfile
@@ -123,6 +124,51 @@ def test_uncompression_of_zip_tar_and_gz(cloud: Cloud, imm, inbox: Inbox, notify
     )
     failed = _wait(inbox, imm.create_file_uncompression_task(bad).body.task_id)
     assert (failed.Status, failed.Code) == ("Failed", "InvalidArgument") and "rar and 7z" in failed.Message
+
+
+def lying_zip() -> bytes:
+    """``a.txt`` (100 bytes), then ``b.txt`` whose headers declare 10 bytes for 100,000 of data."""
+    data = bytearray(_zip({"a.txt": b"a" * 100, "b.txt": b"b" * 100_000}))
+    central = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 4)
+    struct.pack_into("<I", data, central + 24, 10)
+    local = data.find(b"PK\x03\x04", 4)
+    struct.pack_into("<I", data, local + 22, 10)
+    return bytes(data)
+
+
+def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(  # type: ignore[no-untyped-def]
+    cloud: Cloud, imm, inbox: Inbox, notify
+) -> None:
+    cloud.bucket.put_object("arc/lying.zip", lying_zip())
+    request = models.CreateFileUncompressionTaskRequest(
+        project_name=PROJECT,
+        source_uri=cloud.uri("arc/lying.zip"),
+        target_uri=cloud.uri("lying/"),
+        notification=notify,
+    )
+    failed = _wait(inbox, imm.create_file_uncompression_task(request).body.task_id)
+    assert (failed.Status, failed.Code) == ("Failed", "InvalidArgument") and "b.txt" in failed.Message
+    # Streaming extraction, as IMM's: what was written before the failure stays; nothing of b.txt.
+    assert _keys(cloud, "lying/") == ["lying/a.txt"]
+
+
+def test_more_entries_than_imm_allows_fail_before_anything_is_written(  # type: ignore[no-untyped-def]
+    cloud: Cloud, imm, inbox: Inbox, notify
+) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for n in range(80_001):
+            archive.writestr(f"{n}", b"")
+    cloud.bucket.put_object("arc/many.zip", out.getvalue())
+    request = models.CreateFileUncompressionTaskRequest(
+        project_name=PROJECT,
+        source_uri=cloud.uri("arc/many.zip"),
+        target_uri=cloud.uri("many/"),
+        notification=notify,
+    )
+    failed = _wait(inbox, imm.create_file_uncompression_task(request).body.task_id)
+    assert (failed.Status, failed.Code) == ("Failed", "InvalidArgument") and "80000 entries" in failed.Message
+    assert _keys(cloud, "many/") == []
 
 
 def test_archive_inspection_lists_entries(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]

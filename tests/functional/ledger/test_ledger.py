@@ -438,3 +438,113 @@ def test_children_of_several_parents_in_row_order(ledger: Ledger) -> None:
     _created(ledger, "c", "MC-5", parent="MC-1")
     assert [t.task_id for t in ledger.children_of(["MC-2", "MC-1"])] == ["MC-3", "MC-4", "MC-5"]
     assert ledger.children_of([]) == [] and ledger.children_of(["MC-3"]) == []
+
+
+def _upload(etag: str, at: datetime, request_id: str, key: str = "in/a.mp4") -> NewRun:
+    """An upload event as on_upload hands it to `Ledger.start_run` (the run id is the ledger's to choose)."""
+    return NewRun("", "media-in", key, etag, "ObjectCreated:PutObject", at, request_id=request_id)
+
+
+def test_a_b_a_are_three_runs_and_the_same_bytes_join_the_latest(ledger: Ledger) -> None:
+    first = ledger.start_run(_upload("A", T0, "r1"), now=T0)
+    assert first.outcome == "started" and first.run is not None and first.run.sequence == 1
+    retry = ledger.start_run(_upload("A", T0 + timedelta(seconds=1), "r2"), now=T0)
+    assert retry.outcome == "joined" and retry.run == first.run
+    redelivered = ledger.start_run(_upload("A", T0 + timedelta(seconds=1), "r2"), now=T0)
+    assert redelivered.outcome == "joined" and redelivered.run == first.run
+    second = ledger.start_run(_upload("B", T0 + timedelta(seconds=2), "r3"), now=T0 + timedelta(seconds=2))
+    third = ledger.start_run(_upload("A", T0 + timedelta(seconds=3), "r4"), now=T0 + timedelta(seconds=3))
+    assert second.outcome == third.outcome == "started"
+    assert second.run is not None and third.run is not None
+    assert [second.run.sequence, third.run.sequence] == [2, 3]
+    assert len({first.run.run_id, second.run.run_id, third.run.run_id}) == 3
+    assert third.run.etag == "A" and third.run.request_id == "r4"
+    latest = ledger.latest_run("oss://media-in/in/a.mp4")
+    assert latest is not None and latest.run_id == third.run.run_id
+    assert ledger.latest_run("oss://media-in/in/other.mp4") is None
+    assert [r.run_id for r in ledger.list_runs(source="oss://media-in/in/a.mp4")] == [
+        third.run.run_id,
+        second.run.run_id,
+        first.run.run_id,
+    ]
+
+
+def test_an_event_older_than_the_latest_run_starts_nothing(ledger: Ledger) -> None:
+    newer = ledger.start_run(_upload("B", T0 + timedelta(seconds=5), "r2"), now=T0)
+    late = ledger.start_run(_upload("A", T0, "r1"), now=T0)
+    assert late.outcome == "older" and late.run is None
+    assert newer.run is not None and late.latest == newer.run.run_id
+    # An older event of the same bytes after a newer one joined: older too (it must not count as newest).
+    ledger.start_run(_upload("B", T0 + timedelta(seconds=9), "r4"), now=T0)
+    delayed = ledger.start_run(_upload("C", T0 + timedelta(seconds=7), "r3"), now=T0)
+    assert delayed.outcome == "older"
+    # Within one millisecond the identity breaks the tie, the same way every time.
+    tie = ledger.start_run(_upload("D", T0 + timedelta(seconds=9), "r5"), now=T0)
+    assert tie.outcome == "started"
+    assert ledger.start_run(_upload("E", T0 + timedelta(seconds=9), "r0"), now=T0).outcome == "older"
+
+
+def test_concurrent_uploads_of_one_key_start_one_run_each_decided_once(ledger: Ledger) -> None:
+    """Eight threads deliver the same event at once: one run, every delivery joins it."""
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    runs: set[str] = set()
+
+    def deliver() -> None:
+        barrier.wait()
+        start = ledger.start_run(_upload("A", T0, "r1"), now=T0)
+        outcomes.append(start.outcome)
+        assert start.run is not None
+        runs.add(start.run.run_id)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["joined"] * 7 + ["started"] and len(runs) == 1
+    assert len(ledger.list_runs(source="oss://media-in/in/a.mp4")) == 1
+
+
+def test_a_done_run_is_superseded_once(ledger: Ledger) -> None:
+    first = ledger.start_run(_upload("A", T0, "r1"), now=T0)
+    second = ledger.start_run(_upload("B", T0 + timedelta(seconds=1), "r2"), now=T0)
+    assert first.run is not None and second.run is not None
+    assert not ledger.supersede_run(first.run.run_id, by=second.run.run_id, now=T0)  # still Running
+    ledger.finish_run(first.run.run_id, manifest_uri="oss://media-in/m/1.json", now=T0)
+    assert ledger.supersede_run(first.run.run_id, by=second.run.run_id, now=T0)
+    found = ledger.get_run(first.run.run_id)
+    assert found is not None and found.status == "Superseded" and found.superseded_by == second.run.run_id
+    assert [r.run_id for r in ledger.list_runs(status="Superseded")] == [first.run.run_id]
+    ledger.finish_run(first.run.run_id, manifest_uri="oss://media-in/m/again.json", now=T0)  # a late repeat
+    again = ledger.get_run(first.run.run_id)
+    assert (
+        again is not None and again.status == "Superseded" and again.manifest_uri == "oss://media-in/m/1.json"
+    )
+
+
+def test_a_sql_ledger_made_before_run_numbering_gets_the_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    with create_engine(url).begin() as db:
+        db.execute(
+            text(
+                "CREATE TABLE immflow_runs (run_id VARCHAR(64) PRIMARY KEY, source_uri VARCHAR(1100) NOT NULL, "
+                "bucket VARCHAR(63) NOT NULL, object_key VARCHAR(1023) NOT NULL, etag VARCHAR(128) NOT NULL, "
+                "event_name VARCHAR(64) NOT NULL, upload_time DATETIME NOT NULL, size INTEGER, "
+                "content_type VARCHAR(255), status VARCHAR(16) NOT NULL, manifest_uri VARCHAR(1100), "
+                "created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, ended_at DATETIME)"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO immflow_runs VALUES ('old', 'oss://media-in/in/a.mp4', 'media-in', 'in/a.mp4', 'A', "
+                "'ObjectCreated:PutObject', '2026-11-28 12:00:00', 1, NULL, 'Done', NULL, "
+                "'2026-11-28 12:00:00', '2026-11-28 12:00:00', NULL)"
+            )
+        )
+    ledger = Ledger(url)
+    ledger.create_schema()
+    old = ledger.get_run("old")
+    assert old is not None and old.sequence == 0 and old.request_id == "" and old.superseded_by is None
+    started = ledger.start_run(_upload("B", T0, "r1"), now=T0)
+    assert started.outcome == "started" and started.run is not None and started.run.sequence == 1

@@ -18,7 +18,7 @@ from alibabacloud_imm20200930.client import Client as ImmClient
 from alibabacloud_tea_openapi.models import Config
 from click.testing import CliRunner
 from immflow.cli import main
-from immflow.flow.lineage import run_id_for
+from immflow.ledger import run_id_for
 from mns.account import Account as MnsAccount
 from PIL import Image
 
@@ -63,6 +63,8 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     # The ledger's instance is the local Tablestore's own, and the local cloud created the ledger's
     # tables when it started (its functions run on that ledger): the template finds each of them.
     assert resources["LedgerInstance"]["status"] == "exists"
+    # The local cloud made the ledger's tables when it started (its functions use them at once), so
+    # the template finds every one of them there.
     tables = [r for r in resources.values() if r["type"] == "ALIYUN::OTS::Table"]
     assert tables and {r["status"] for r in tables} == {"exists"}
     assert resources["FunctionLogstore"]["status"] == "skipped"
@@ -97,7 +99,7 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     put = bucket.put_object(
         "uploads/images/ros/red.jpg", image.getvalue(), headers={"Content-Type": "image/jpeg"}
     )
-    run_id = run_id_for("immflow-media", "uploads/images/ros/red.jpg", put.etag.strip('"').upper())
+    run_id = run_id_for("immflow-media", "uploads/images/ros/red.jpg", put.etag.strip('"').upper(), 1)
     key = f"immflow/manifests/{run_id}.json"
     deadline = time.monotonic() + 120
     while not bucket.object_exists(key):

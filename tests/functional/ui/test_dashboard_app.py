@@ -4,6 +4,7 @@ who may look, what an object route serves, and the pages for bad input."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -164,3 +165,36 @@ def test_an_unreachable_ledger_is_a_banner_naming_the_url_without_its_password(
     page = TestClient(create_app(broken), base_url="http://127.0.0.1:9419").get("/")
     assert page.status_code == 503
     assert "immflow:***@127.0.0.1:1" in page.text and "hunter2" not in page.text
+
+
+def test_a_superseded_run_says_so_and_names_the_run_that_replaced_it(
+    oss: tuple[ServiceServer, Account], tmp_path: Path
+) -> None:
+    server, account = oss
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    ledger = Ledger(url)
+    now = utcnow()
+    upload = NewRun("", BUCKET, "in/pic.png", "A", "ObjectCreated:PutObject", now, request_id="r1")
+    first = ledger.start_run(upload, now=now).run
+    second = ledger.start_run(
+        replace(upload, etag="B", upload_time=now + timedelta(seconds=1), request_id="r2"), now=now
+    ).run
+    assert first is not None and second is not None
+    ledger.finish_run(first.run_id, manifest_uri=f"oss://{BUCKET}/m/1.json", now=now)
+    assert ledger.supersede_run(first.run_id, by=second.run_id, now=now)
+    dashboard = Dashboard(
+        ledger,
+        ledger_url=url,
+        oss=OssAdapter(
+            endpoint=server.url, credentials=Credentials(account.access_key_id, account.access_key_secret)
+        ),
+        pipeline_path=None,
+        stuck_after=timedelta(minutes=15),
+    )
+    client = TestClient(create_app(dashboard), base_url="http://127.0.0.1:9419")
+    page = client.get(f"/runs/{first.run_id}")
+    assert page.status_code == 200
+    assert '<span class="state superseded" id="run-state">superseded</span>' in page.text
+    assert f'href="/runs/{second.run_id}"' in page.text
+    assert client.get("/fragments/runs").json()["counts"]["superseded"] == 1
+    assert f'data-run="{first.run_id}"' in client.get("/", params={"state": "superseded"}).text
