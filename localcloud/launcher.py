@@ -34,6 +34,7 @@ from localcloud.core import redact
 from localcloud.core.account import Account
 from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
+from localcloud.core.faults import FaultPlan, FaultSpecError
 from localcloud.core.http import Service, ServiceServer
 
 DEFAULT_PORT_BASE = 9410
@@ -101,6 +102,7 @@ class LocalCloud:
         self.admin_token = load_or_create_token(state_dir)
         self._lock = lock
         self.services: dict[str, Any] = {}
+        self.faults = FaultPlan()
         self.servers: dict[str, ServiceServer] = {}
 
     @classmethod
@@ -113,12 +115,15 @@ class LocalCloud:
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
         function_env: Mapping[str, str] | None = None,
+        faults: str | None = None,
     ) -> LocalCloud:
         """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
         :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``function_env`` is
         what every function gets over its s.yaml environment (see the module docstring).
+        ``faults`` is a fault SPEC (:mod:`localcloud.core.faults`), saved in ``DIR/faults.json``;
+        without one the folder's saved plan, if any, is used again.
         """
         from localcloud.fc import FcService
         from localcloud.imm import ImmService
@@ -129,16 +134,26 @@ class LocalCloud:
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
         account = cloud.account
+        try:
+            plan = FaultPlan.for_state_dir(state_dir, faults)
+        except BaseException:
+            cloud.stop()
+            raise
+        cloud.faults = plan
+        if plan.active:
+            log.warning("fault injection is on: %s (fired faults go to %s)", plan.to_json(), plan.log_path)
 
         def port(index: int) -> int:
             return 0 if port_base is None else port_base + index
 
         try:
-            oss = cloud._add("oss", OssService(state_dir, account), host, port(0))
-            mns = cloud._add("mns", MnsService(state_dir, account, mns_time_scale), host, port(1))
+            oss = cloud._add("oss", OssService(state_dir, account, faults=plan), host, port(0))
+            mns = cloud._add(
+                "mns", MnsService(state_dir, account, mns_time_scale, faults=plan), host, port(1)
+            )
             imm = cloud._add(
                 "imm",
-                ImmService(state_dir, account, oss_endpoint=oss.url, mns_endpoint=mns.url),
+                ImmService(state_dir, account, oss_endpoint=oss.url, mns_endpoint=mns.url, faults=plan),
                 host,
                 port(2),
             )
@@ -151,6 +166,7 @@ class LocalCloud:
                 oss_endpoint=oss.url,
                 mns_endpoint=mns.url,
                 env_overrides=overrides,
+                faults=plan,
                 **(fc_options or {}),
             )
             fc = cloud._add("fc", fc_service, host, port(3))
@@ -224,12 +240,13 @@ def run(
     port_base: int,
     on_ready: Callable[[dict[str, str]], None] | None = None,
     function_env: Mapping[str, str] | None = None,
+    faults: str | None = None,
 ) -> int:
     """Run in the foreground until SIGTERM/SIGINT; ``on_ready`` gets the endpoints once serving."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    cloud = LocalCloud.start(state_dir, port_base, function_env=function_env)
+    cloud = LocalCloud.start(state_dir, port_base, function_env=function_env, faults=faults)
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
@@ -270,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="set in every function's environment; {oss}, {mns}, {imm}, {ots} stand for the endpoints",
     )
+    parser.add_argument(
+        "--faults",
+        default=None,
+        metavar="SPEC",
+        help="inject faults: seed=N,kind=probability,... (saved in DIR/faults.json; see localcloud.core.faults)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -278,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
             args.port_base,
             lambda endpoints: print(json.dumps(endpoints), flush=True),
             dict(args.function_env),
+            faults=args.faults,
         )
-    except LaunchError as error:
+    except (LaunchError, FaultSpecError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -113,12 +113,25 @@ class Instance:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def _exchange(self, op: str, request_id: str, payload: bytes, timeout: float) -> Outcome:
+    def _exchange(
+        self, op: str, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
+    ) -> Outcome:
         started = time.monotonic()
         try:
             write_frame(
                 self._requests, {"op": op, "request_id": request_id, "meta": self.launch.meta}, payload
             )
+            if crash_after is not None and crash_after < timeout:
+                # The fault plan's fc.crash: the process dies now, whatever it was doing; a reply it
+                # already wrote is lost with it, as when an instance dies before FC has the result.
+                select.select([self._replies], [], [], crash_after)
+                self.kill()
+                return Outcome.failure(
+                    f"the function's process exited unexpectedly (killed after {crash_after:.2f} s by the "
+                    f"local cloud's fault plan: fc.crash); see its log {self.launch.log_path}",
+                    "UnhandledInvocationError",
+                    time.monotonic() - started,
+                )
             ready, _, _ = select.select([self._replies], [], [], timeout)
             if not ready:
                 self.kill()
@@ -142,7 +155,9 @@ class Instance:
             return Outcome(True, body, duration=duration)
         return Outcome(False, error=header["error"], duration=duration)
 
-    def invoke(self, request_id: str, payload: bytes, timeout: float) -> Outcome:
+    def invoke(
+        self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
+    ) -> Outcome:
         if not self.initialized:
             outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
             if not outcome.ok:
@@ -152,7 +167,7 @@ class Instance:
                 )
                 return outcome
             self.initialized = True
-        return self._exchange("invoke", request_id, payload, timeout)
+        return self._exchange("invoke", request_id, payload, timeout, crash_after)
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -176,10 +191,18 @@ class Pool:
         self._busy: dict[str, int] = {}
         self._closed = False
 
-    def invoke(self, launch: Launch, request_id: str, payload: bytes, timeout: float) -> Outcome:
+    def invoke(
+        self,
+        launch: Launch,
+        request_id: str,
+        payload: bytes,
+        timeout: float,
+        crash_after: float | None = None,
+    ) -> Outcome:
+        """Run one request; ``crash_after`` kills the instance that many seconds into it (fc.crash)."""
         instance = self._acquire(launch)
         try:
-            return instance.invoke(request_id, payload, timeout)
+            return instance.invoke(request_id, payload, timeout, crash_after)
         finally:
             self._release(instance)
 

@@ -21,7 +21,9 @@ so **any service name and qualifier are accepted** and the function is looked up
   (default 3) of a function error, waiting ``async_retry_delay * 2**(n-1)`` seconds (FC's own
   intervals are not documented; the local default of 1 s keeps development fast), dropped once
   older than ``maxAsyncEventAgeInSeconds``, and routed to ``destinationConfig.onSuccess`` /
-  ``onFailure`` (:mod:`localcloud.fc.destinations`).
+  ``onFailure`` (:mod:`localcloud.fc.destinations`). The fault plan's ``fc.crash``
+  (:mod:`localcloud.core.faults`) kills an attempt's worker process mid-invocation, keyed by
+  request id and attempt: that attempt fails as a crashed instance does and the retry covers it.
 - Every response carries ``X-Fc-Request-Id``; FC 2.0 API errors are JSON ``{"ErrorCode",
   "ErrorMessage"}``, FC 3.0's ``{"Code", "Message", "RequestId"}``. Payload limits: 32 MB sync, 128 KB async (FC's documented limits).
   ``x-fc-log-type: Tail`` is accepted but no log is returned (each function's output goes to
@@ -70,6 +72,7 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
+from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
 from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
 from localcloud.fc.api3 import PREFIX as API3_PREFIX
@@ -93,6 +96,8 @@ _FUNCTION_PATH = re.compile(r"^/2016-08-15/services/([^/]+)/functions/([^/]+)/?$
 _PUSH_PATH = re.compile(r"^/_localcloud/mns/([^/]+)/([^/]+)$")
 SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
+#: The fault plan's fc.crash kills a worker at a seeded point within this many seconds of the attempt.
+CRASH_WITHIN_SECONDS = 1.0
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 # Bytecode is kept: a package's unchecked-hash .pyc files are what FC runs (their digests are not
 # part of the version, and a .pyc is only used by the Python whose tag it bears).
@@ -159,8 +164,10 @@ class FcService:
         max_instances: int = 4,
         async_workers: int = 8,
         async_retry_delay: float = 1.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.account = account
+        self._faults = faults or FaultPlan()
         self.admin_guard = AdminGuard.for_state_dir(state_dir)
         self.root = state_dir / "fc"
         self.oss_endpoint = oss_endpoint.rstrip("/")
@@ -409,9 +416,13 @@ class FcService:
             log_path=self.root / "logs" / f"{spec.name}.log",
         )
 
-    def _run(self, deployed: Deployed, request_id: str, payload: bytes) -> Outcome:
+    def _run(
+        self, deployed: Deployed, request_id: str, payload: bytes, crash_after: float | None = None
+    ) -> Outcome:
         try:
-            return self._pool.invoke(self._launch(deployed), request_id, payload, deployed.spec.timeout)
+            return self._pool.invoke(
+                self._launch(deployed), request_id, payload, deployed.spec.timeout, crash_after
+            )
         except Exception as error:  # could not start an instance at all
             log.exception("function %s: no instance could run request %s", deployed.spec.name, request_id)
             return Outcome.failure(
@@ -470,7 +481,9 @@ class FcService:
             self._store.finish(invocation.request_id, "failed", "EventAgeExceeded", message)
             self._route(deployed, invocation, config.on_failure, "EventAgeExceeded", Outcome(False))
             return
-        outcome = self._run(deployed, invocation.request_id, invocation.payload)
+        outcome = self._run(
+            deployed, invocation.request_id, invocation.payload, self._crash_after(invocation)
+        )
         if outcome.ok:
             self._store.finish(invocation.request_id, "succeeded")
             self._route(deployed, invocation, config.on_success, "", outcome)
@@ -494,6 +507,14 @@ class FcService:
             "FunctionTimeoutError" if error_type == "FunctionTimeoutError" else "UnhandledInvocationError"
         )
         self._route(deployed, invocation, config.on_failure, condition, outcome)
+
+    def _crash_after(self, invocation: Invocation) -> float | None:
+        """When the fault plan kills this attempt's worker: a seeded point in its first second
+        (keyed by request id and attempt, so FC's retry of it may pass)."""
+        item = f"{invocation.function}/{invocation.request_id}#{invocation.attempts}"
+        if not self._faults.fires("fc.crash", item, invocation.source):
+            return None
+        return CRASH_WITHIN_SECONDS * self._faults.share("fc.crash", item)
 
     def _route(
         self, deployed: Deployed, invocation: Invocation, arn: str, condition: str, outcome: Outcome

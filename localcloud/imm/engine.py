@@ -18,6 +18,11 @@ state is therefore published at most once; the one window for a duplicate is a c
 accepting the message and the row's deletion (milliseconds), and the envelope ``id`` (the task's
 EventId) lets a consumer drop such a duplicate.
 
+Injected faults (:mod:`localcloud.core.faults`), keyed by the task id: ``imm.hang`` keeps a task
+``Running`` for ``hang_seconds`` before its work starts (it holds its worker, as a stuck task holds
+an engine slot), ``imm.notification.lost`` ends a task without publishing its notification
+(GetTask still has its final state).
+
 A notification that would be larger than MNS accepts (64 KB: an ArchiveFileInspection of a few
 hundred files) is sent with the result's common fields only (docs/imm-notifications.md: the
 details go to ``Notification.ExtendedMessageURI``, the message carries the status; what IMM does
@@ -40,6 +45,7 @@ from typing import Any
 from immflow.tasks import TASK_TYPES
 
 from localcloud.core.account import Account
+from localcloud.core.faults import FaultPlan
 from localcloud.imm import archive, images, media, office
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure
@@ -142,8 +148,10 @@ class Engine:
         office_timeout: float,
         media_timeout: float,
         retention: float,
+        faults: FaultPlan | None = None,
     ) -> None:
         self._store = store
+        self._faults = faults or FaultPlan()
         self._retention = retention
         self._account = account
         self._policy = policy
@@ -198,6 +206,10 @@ class Engine:
             self.wake()
 
     def _run(self, task: TaskRow, worker: int) -> None:
+        if self._faults.fires("imm.hang", task.task_id, task.task_type):
+            self._hang(self._faults.setting("hang_seconds"))
+            if self._stopping:
+                return  # still Running in the store: the next start runs it again
         workdir = self._work_root / task.task_id
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -239,7 +251,7 @@ class Engine:
         )
         topic = ((task.request.get("Notification") or {}).get("MNS") or {}).get("TopicName")
         envelope = None
-        if topic:
+        if topic and not self._faults.fires("imm.notification.lost", task.task_id, topic):
             envelope = (topic, self._notification_body(task, content, end_time))
         self._store.finish(
             task.task_id,
@@ -254,6 +266,13 @@ class Engine:
         if envelope:
             with self._wake_publisher:
                 self._wake_publisher.notify_all()
+
+    def _hang(self, seconds: float) -> None:
+        """Wait as a stuck task would, but give way to a stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            with self._wake_workers:
+                self._wake_workers.wait(timeout=min(1.0, deadline - time.monotonic()))
 
     def _notification_body(self, task: TaskRow, content: dict[str, Any], end_time: float) -> str:
         """The envelope as JSON text, with the common fields only if the whole result would not fit."""

@@ -57,6 +57,15 @@ def throttled() -> ImmError:
     return ImmError(400, "Throttling.User", "Request was denied due to user flow control.", retry_after=1)
 
 
+def internal_error() -> ImmError:
+    """What IMM answers when the service itself failed; a client retries it."""
+    return ImmError(
+        500,
+        "InternalError",
+        "The request processing has failed due to some unknown error, exception or failure.",
+    )
+
+
 def task_failed_file_missing(uri: str) -> TaskFailure:
     return TaskFailure("InvalidArgument", f"File does not exist: {uri}.")
 

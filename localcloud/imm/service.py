@@ -14,6 +14,12 @@ answers an empty success. Differences from the cloud are stated where they happe
   ``engine_concurrency`` and ``project_qps`` (the cloud's default is 100 for both; a laptop runs
   two ffmpeg at a time well). The dataset quotas are stored and echoed, not enforced: there are no
   datasets locally.
+* Injected faults (:mod:`localcloud.core.faults`): ``imm.throttle`` answers a call
+  ``Throttling.User`` with ``x-acs-retry-after``, ``imm.error`` answers HTTP 500 ``InternalError``;
+  both before the action runs (nothing is created); ``imm.response.lost`` answers 500
+  ``InternalError`` *after* the action ran (a task was created, but the client cannot know). Each is
+  keyed by the action, its parameters and how many times this process has seen that same call, so
+  a client's retry of it may pass.
 * A source that does not exist, or that the project's ``ServiceRole`` may not read
   (:mod:`localcloud.imm.policy`), is found when the task runs: it ends ``Failed``.
 """
@@ -22,12 +28,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -39,12 +47,14 @@ from immflow.ossuri import OssUri, OssUriError
 from immflow.tasks import TASK_REQUESTS_BY_ACTION, TaskRequest
 
 from localcloud.core.account import Account
+from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
 from localcloud.core.nonces import NonceLedger
 from localcloud.imm import auth, wire
 from localcloud.imm.engine import PROCESSORS, Engine
 from localcloud.imm.errors import (
     ImmError,
+    internal_error,
     invalid_argument,
     not_available,
     resource_already_exists,
@@ -85,6 +95,8 @@ LOCAL_TASKS = {
 }
 """The task actions the local IMM runs: immflow's request model validates them, a processor runs them."""
 
+#: How many distinct calls the fault plan counts repeats of (memory stays flat over a long soak).
+MAX_CALLS_REMEMBERED = 10_000
 #: 1 to 128 letters, digits, ``-`` or ``_``, starting with a letter or ``_`` (docs/signatures.md).
 PROJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 MAX_PROJECTS = 100
@@ -133,8 +145,11 @@ class ImmService:
         project_qps: int = 100,
         office_timeout: float = 120.0,
         media_timeout: float = 3600.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.account = account
+        self._faults = faults or FaultPlan()
+        self._calls_seen: Counter[str] = Counter()
         self._clock = clock
         self._retention = retention.total_seconds()
         self._engine_concurrency = engine_concurrency
@@ -160,6 +175,7 @@ class ImmService:
             office_timeout=office_timeout,
             media_timeout=media_timeout,
             retention=self._retention,
+            faults=self._faults,
         )
         self._actions: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
             "CreateProject": self.CreateProject,
@@ -188,6 +204,7 @@ class ImmService:
             action = wire.action_of(request, query)
             params = {k: v for k, v in {**form, **query}.items() if k not in wire.V1_SIGNATURE_PARAMETERS}
             self._throttle(params.get("ProjectName", ""))
+            fault_item = self._inject_fault(action, params)
             if action in LOCAL_TASKS:
                 body = self._create_task(LOCAL_TASKS[action], params, request_id)
             elif action in self._actions:
@@ -200,6 +217,8 @@ class ImmService:
                 raise invalid_argument("No action: send the x-acs-action header or the Action parameter.")
             else:
                 raise not_available(action)
+            if fault_item and self._faults.fires("imm.response.lost", fault_item, action):
+                raise internal_error()  # the action was carried out; only its answer is lost
         except ImmError as error:
             return wire.error_response(error, request_id, host)
         return wire.json_response({"RequestId": request_id, **body}, request_id)
@@ -217,6 +236,23 @@ class ImmService:
             self._calls[project] = (second, count)
         if count > int(data["ProjectQueriesPerSecond"]):
             raise throttled()
+
+    def _inject_fault(self, action: str, params: Mapping[str, str]) -> str:
+        """Refuse a call as the fault plan says: throttled, or a 500 (see the module's docstring).
+        Returns the call's fault item ("" without a plan)."""
+        if not self._faults.active:
+            return ""
+        call = hashlib.sha256(json.dumps([action, sorted(params.items())]).encode()).hexdigest()[:16]
+        with self._calls_lock:
+            self._calls_seen[call] += 1
+            item = f"{action}:{call}#{self._calls_seen[call]}"
+            if len(self._calls_seen) > MAX_CALLS_REMEMBERED:  # the oldest calls' retries are long over
+                del self._calls_seen[next(iter(self._calls_seen))]
+        if self._faults.fires("imm.throttle", item, action):
+            raise throttled()
+        if self._faults.fires("imm.error", item, action):
+            raise internal_error()
+        return item
 
     def _engine_limits(self) -> dict[str, int]:
         limits = {}

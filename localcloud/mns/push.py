@@ -13,6 +13,12 @@ convention of MNS's own requests: UNCONFIRMED for pushes) and User-Agent, plus t
 headers. The cloud also signs pushes with RSA (``Authorization`` and ``x-mns-signing-cert-url``);
 the local cloud omits both, so endpoints must not verify them when run locally.
 
+Injected faults (:mod:`localcloud.core.faults`), keyed by the topic, subscription and message:
+``mns.push.fail`` fails an attempt as an endpoint's 5xx would (keyed by the attempt too, so the
+strategy's retry can succeed), ``mns.push.delay`` holds a push back a seeded share of
+``delay_seconds`` before its first attempt (later pushes overtake it; once per process), and
+``mns.push.duplicate`` delivers an accepted push a second time.
+
 Pushes run on a thread pool with at most :data:`PER_ENDPOINT_CONCURRENCY` at a time per
 endpoint, so one slow endpoint cannot hold up the others.
 """
@@ -34,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
+from localcloud.core.faults import FaultPlan
 from localcloud.core.redact import redact_url
 from localcloud.mns.errors import MnsError
 from localcloud.mns.queues import OutgoingMessage, Queues
@@ -60,8 +67,12 @@ def retry_wait(strategy: str, failures: int) -> float | None:
 
 
 class Pusher:
-    def __init__(self, store: Store, queues: Queues, time_scale: float) -> None:
+    def __init__(
+        self, store: Store, queues: Queues, time_scale: float, faults: FaultPlan | None = None
+    ) -> None:
         self._store = store
+        self._faults = faults or FaultPlan()
+        self._held: set[int] = set()
         self._queues = queues
         self._time_scale = time_scale
         self._in_flight: dict[int, str] = {}
@@ -124,9 +135,18 @@ class Pusher:
                     .execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
                     .fetchone()
                 )
-            if row is not None:
-                queue = queue_endpoint(row["endpoint"])
-                failure = self._to_queue(row, queue[2]) if queue else self._to_http(row)
+            if row is not None and not self._held_back(row):
+                item = _push_item(row)
+                if self._faults.fires("mns.push.fail", f"{item}#{row['attempts']}", row["endpoint"]):
+                    failure: str | None = "HTTP 503 (injected by the fault plan: mns.push.fail)"
+                else:
+                    failure = self._deliver(row)
+                    if (
+                        failure is None
+                        and row["attempts"] == 0
+                        and self._faults.fires("mns.push.duplicate", item, row["endpoint"])
+                    ):
+                        self._deliver(row)
                 if failure is not None:
                     self._schedule_retry(row, failure)
         except Exception:
@@ -136,6 +156,26 @@ class Pusher:
                 endpoint = self._in_flight.pop(delivery_id)
                 self._per_endpoint[endpoint] -= 1
                 self._store.changed.notify_all()
+
+    def _deliver(self, row: sqlite3.Row) -> str | None:
+        queue = queue_endpoint(row["endpoint"])
+        return self._to_queue(row, queue[2]) if queue else self._to_http(row)
+
+    def _held_back(self, row: sqlite3.Row) -> bool:
+        """Hold a push back before its first attempt when the fault plan delays it."""
+        if row["attempts"] or row["id"] in self._held:
+            return False
+        item = _push_item(row)
+        if not self._faults.fires("mns.push.delay", item, row["endpoint"]):
+            return False
+        self._held.add(row["id"])
+        wait = self._faults.setting("delay_seconds") * self._faults.share("mns.push.delay", item)
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
+                (_now_ms() + int(wait * 1000), row["id"]),
+            )
+        return True
 
     def _to_queue(self, row: sqlite3.Row, queue: str) -> str | None:
         try:
@@ -200,6 +240,17 @@ class Pusher:
                 "UPDATE deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?",
                 (failures, _now_ms() + int(wait * self._time_scale * 1000), row["id"]),
             )
+
+
+def _push_item(row: sqlite3.Row) -> str:
+    return push_fault_item(row["topic"], row["subscription"], row["body"])
+
+
+def push_fault_item(topic: str, subscription: str, body: str) -> str:
+    """What a push fault is keyed by: the subscription and the pushed body (which holds the
+    MessageId, except in the SIMPLIFIED format, where it is the message as published)."""
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{topic}/{subscription}:{digest}"
 
 
 def _now_ms() -> int:

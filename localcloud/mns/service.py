@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from localcloud.core.account import Account
+from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
 from localcloud.mns import auth, wire
 from localcloud.mns.errors import MnsError, invalid_argument, not_implemented
@@ -75,12 +76,13 @@ class MnsService:
         time_scale: float = 1.0,
         *,
         clock: Callable[[], float] = time.time,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.account = account
         self._store = Store(state_dir / "mns")
         self._queues = Queues(self._store, clock)
         self._topics = Topics(self._store, account, clock)
-        self._pusher = Pusher(self._store, self._queues, time_scale)
+        self._pusher = Pusher(self._store, self._queues, time_scale, faults)
         self._pusher.start()
 
     def wait_for_deliveries(self, timeout: float) -> bool:

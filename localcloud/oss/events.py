@@ -25,6 +25,12 @@ write (see :mod:`localcloud.oss.store`), worker threads send them and delete a r
 2xx (http) or an accepted invocation (fc). Failures are retried with capped exponential backoff;
 an event still undelivered after ``max_event_age`` seconds (default 5 h, FC's default
 ``maxAsyncEventAgeInSeconds``) is dropped with an error log line.
+
+Injected faults (:mod:`localcloud.core.faults`), decided on an event's first attempt and keyed by
+its trigger, bucket, key and ETag: ``oss.event.drop`` removes it unsent,
+``oss.event.duplicate`` sends it a second time once it was accepted, ``oss.event.delay`` holds it
+back a seeded share of ``delay_seconds`` (events behind it overtake it). A delayed event is held
+back once per process: after a restart it may be held back once more.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from typing import Any
 import requests
 
 from localcloud.core.account import Account
+from localcloud.core.faults import FaultPlan
 from localcloud.oss.errors import OssError, no_such_bucket
 from localcloud.oss.store import Store
 
@@ -224,6 +231,18 @@ class ObjectFacts:
     user_meta: dict[str, str]
 
 
+def _event_item(job: dict[str, Any]) -> str:
+    """What a fault on this delivery is keyed by: the trigger and the object version the event is
+    about (not its request id, so the same uploads meet the same faults in another run)."""
+    try:
+        record = json.loads(job["payload"])["events"][0]
+        obj = record["oss"]["object"]
+        what = f"{record['oss']['bucket']['name']}/{obj['key']}@{obj.get('eTag', '')}"
+    except (ValueError, KeyError, IndexError, TypeError):
+        what = f"delivery-{job['id']}"
+    return f"{job['trigger_name']}:{what}"
+
+
 def build_event(
     event_name: str,
     bucket: str,
@@ -283,8 +302,11 @@ class Deliverer:
         retry_cap: float = 60.0,
         max_event_age: float = 5 * 3600.0,
         attempt_timeout: float = 10.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self._store = store
+        self._faults = faults or FaultPlan()
+        self._held: set[int] = set()
         self._account = account
         self._retry_base = retry_base
         self._retry_cap = retry_cap
@@ -343,7 +365,11 @@ class Deliverer:
             if job is None:
                 return
             try:
+                if job["attempts"] == 0 and job["id"] not in self._held and self._inject(job):
+                    continue
                 error = self._send(json.loads(job["target"]), job["payload"])
+                if error is None and job["attempts"] == 0 and self._fault_fires(job, "oss.event.duplicate"):
+                    self._send(json.loads(job["target"]), job["payload"])
                 self._settle(job, error)
             except Exception:
                 log.exception("OSS event %s: bookkeeping failed; it stays queued", job["id"])
@@ -351,6 +377,29 @@ class Deliverer:
                 with self._cond:
                     self._in_flight.discard(job["id"])
                     self._cond.notify_all()
+
+    def _fault_fires(self, job: dict[str, Any], kind: str) -> bool:
+        return self._faults.fires(kind, _event_item(job), job["trigger_name"])
+
+    def _inject(self, job: dict[str, Any]) -> bool:
+        """Drop or hold back an event as the fault plan says; True when it was not sent now."""
+        if not self._faults.active:
+            return False
+        if self._fault_fires(job, "oss.event.drop"):
+            with self._store.transaction():
+                self._store.remove_delivery(job["id"])
+            return True
+        if self._fault_fires(job, "oss.event.delay"):
+            self._held.add(job["id"])
+            wait = self._faults.setting("delay_seconds") * self._faults.share(
+                "oss.event.delay", _event_item(job)
+            )
+            with self._store.transaction():
+                self._store.retry_delivery(
+                    job["id"], 0, time.time() + wait, "held back by the fault plan (oss.event.delay)"
+                )
+            return True
+        return False
 
     def _settle(self, job: dict[str, Any], error: str | None) -> None:
         with self._store.transaction():

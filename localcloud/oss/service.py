@@ -56,6 +56,7 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
+from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
 from localcloud.oss import s3, wire
 from localcloud.oss.actions import State
@@ -112,6 +113,7 @@ class OssService:
         retry_cap: float = 60.0,
         max_event_age: float = 5 * 3600.0,
         restore_delay: float = 1.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.account = account
         self.admin_guard = AdminGuard.for_state_dir(state_dir)
@@ -119,7 +121,12 @@ class OssService:
         self.store.sweep()
         self._triggers = Triggers(self.store)
         self._deliverer = Deliverer(
-            self.store, account, retry_base=retry_base, retry_cap=retry_cap, max_event_age=max_event_age
+            self.store,
+            account,
+            retry_base=retry_base,
+            retry_cap=retry_cap,
+            max_event_age=max_event_age,
+            faults=faults,
         )
         self._state = State(
             store=self.store,

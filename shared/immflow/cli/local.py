@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from immflow.cli import main
+from localcloud.core.faults import FAULT_KINDS, FaultPlan, FaultSpecError
 
 if TYPE_CHECKING:
     from immflow import package
@@ -155,8 +156,12 @@ def create_ledger(state_dir: Path) -> None:
     local_ledger(state_dir).create_schema()
 
 
-def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, str]:
-    """Start the launcher in the background and wait until every port answers."""
+def start_detached(
+    state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS, faults: str | None = None
+) -> dict[str, str]:
+    """Start the launcher in the background and wait until every port answers.
+
+    ``faults`` is a fault SPEC for the launcher's ``--faults`` (None: the state folder's saved plan)."""
     if is_running(state_dir):
         raise click.ClickException(
             f"a local cloud is already running on {state_dir}; `immflow local status --state-dir {state_dir}` "
@@ -184,6 +189,7 @@ def start_detached(state_dir: Path, port_base: int, timeout: float = START_TIMEO
                 "--port-base",
                 str(port_base),
                 *(f"--function-env={name}={value}" for name, value in function_env().items()),
+                *([] if faults is None else ["--faults", faults]),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -341,10 +347,22 @@ def local() -> None:
     help="oss=N, mns=N+1, imm=N+2, fc=N+3, ots=N+4",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
-def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
+@click.option(
+    "--faults",
+    metavar="SPEC",
+    default=None,
+    help="Inject seeded faults, e.g. seed=7,oss.event.drop=0.05,imm.throttle=0.1 (kept in the state "
+    "folder for later starts; --faults '' turns them off). Kinds: " + ", ".join(sorted(FAULT_KINDS)) + ".",
+)
+def up(state_dir: Path, detach: bool, port_base: int, as_json: bool, faults: str | None) -> None:
     """Start the local cloud and print its endpoints (foreground until Ctrl-C, unless --detach)."""
+    if faults is not None:
+        try:
+            FaultPlan.parse(faults)
+        except FaultSpecError as error:
+            raise click.BadParameter(str(error), param_hint="--faults") from None
     if detach:
-        endpoints = start_detached(state_dir, port_base)
+        endpoints = start_detached(state_dir, port_base, faults=faults)
         if as_json:
             click.echo(json.dumps(endpoints))
         else:
@@ -365,7 +383,7 @@ def up(state_dir: Path, detach: bool, port_base: int, as_json: bool) -> None:
             )
 
     try:
-        run(state_dir, port_base, on_ready=ready, function_env=function_env())
+        run(state_dir, port_base, on_ready=ready, function_env=function_env(), faults=faults)
     except LaunchError as error:
         raise click.ClickException(str(error)) from None
 
@@ -388,6 +406,9 @@ def status(state_dir: Path, as_json: bool) -> None:
     """Say whether the local cloud runs, where, and what its FC is doing. Exits 1 when it is not running."""
     running = is_running(state_dir)
     report: dict[str, Any] = {"state_dir": str(state_dir.resolve()), "running": running}
+    plan = FaultPlan.for_state_dir(state_dir) if state_dir.is_dir() else FaultPlan()
+    if plan.active or plan.counts():
+        report["faults"] = {**plan.to_json(), "injected": dict(sorted(plan.counts().items()))}
     if running:
         endpoints = read_endpoints(state_dir)
         report["pid"] = int((state_dir / "localcloud.pid").read_text().strip())
@@ -417,6 +438,12 @@ def status(state_dir: Path, as_json: bool) -> None:
             for python in report["pythons"]:
                 console.print(f"python: {python}")
             console.print("invocations: " + ", ".join(f"{k} {v}" for k, v in report["invocations"].items()))
+    if not as_json and "faults" in report:  # also once the cloud stopped: what it went through
+        faults = report["faults"]
+        rates = ", ".join(f"{k}={v:g}" for k, v in faults["rates"].items() if v) or "none"
+        click.echo(f"fault plan: seed {faults['seed']}, {rates}")
+        injected = ", ".join(f"{k} {v}" for k, v in faults["injected"].items()) or "none yet"
+        click.echo(f"faults injected: {injected} (each in {state_dir / 'faults.log'})")
     if not running:
         sys.exit(1)
 

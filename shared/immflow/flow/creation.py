@@ -16,6 +16,10 @@ not the sources), is adopted instead of creating a second one. It is recorded ``
 already ended, with IMM's start time (so reconcile asks for it on time), and its result takes the one
 result path: the notification (`immflow.flow.results` adopts it too), or reconcile's GetTask. A first
 claim pays no ListTasks call.
+
+The same check is made before a CreateTask is sent again after a 5xx or network error: the first
+one may have created the task though its answer never came back (the local cloud's
+``imm.response.lost`` fault, docs/faults.md).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
@@ -46,6 +50,9 @@ from immflow.ossuri import OssUri
 from immflow.parsing import UtcDatetime
 from immflow.pipeline import UnknownTaskError
 from immflow.tasks import TASK_TYPES
+
+if TYPE_CHECKING:
+    from immflow.adapters.imm import CreatedTask
 
 CLOCK_SKEW = timedelta(minutes=1)
 """How far IMM's StartTime may be before the ledger's claim time (two clocks)."""
@@ -106,28 +113,17 @@ def create_all(call: Call, to_create: Sequence[CreateClaim], handled: list[TaskR
 def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord:
     """Send a claimed task's request to IMM, or for a `retaken` claim adopt the task IMM already has.
     A permanent refusal is recorded as the task failing; a retryable error that outlasts the time
-    budget, or any ListTasks error, is raised (the caller releases the claim)."""
+    budget, or any ListTasks error, is raised (the caller releases the claim).
+
+    A CreateTask that failed with a 5xx or a network error may have created the task all the same
+    (its answer was lost): before sending it again, ListTasks is asked for it, as for a retaken claim,
+    so a lost answer never makes a second task. A throttled call was not carried out: no check."""
     services = call.services
     extra = {"rule": task.rule, "task": task.task_name, "action": task.action}
     if retaken:
-        found = call.retry(
-            lambda: services.imm.find_task(
-                services.settings.project,
-                task.task_type,
-                started_since=task.created_at - CLOCK_SKEW,
-                matches=same_request(task.task_type, task.request),
-            )
-        )
+        found = call.retry(lambda: _find_created(call, task))
         if found is not None:
-            task_id = str(found["TaskId"])
-            with correlation(task_id=task_id):
-                logger.warning(
-                    "IMM already had this task (its creator stopped before recording it); adopted",
-                    extra={**extra, "imm_status": found.get("Status")},
-                )
-            # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
-            started = imm_start_time(found) or services.now()
-            return services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
+            return _adopt(call, task, found, extra, "its creator stopped before recording it")
     refusal = over_archive_limits(call, task)
     if refusal is not None:
         logger.error(
@@ -136,8 +132,22 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
         return services.ledger.mark_create_failed(
             task.claim_key, code=LIMIT_EXCEEDED, message=refusal, now=services.now()
         )
+    maybe_created = False
+
+    def create() -> CreatedTask | dict[str, Any]:
+        nonlocal maybe_created
+        if maybe_created:
+            found = _find_created(call, task)
+            if found is not None:
+                return found
+        try:
+            return services.imm.create_task(task.action, task.request)
+        except ServiceError as exc:
+            maybe_created = maybe_created or (exc.retryable and not exc.code.startswith("Throttling"))
+            raise
+
     try:
-        created = call.retry(lambda: services.imm.create_task(task.action, task.request))
+        created = call.retry(create)
     except ServiceError as exc:
         if exc.retryable:
             raise
@@ -145,9 +155,34 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
         return services.ledger.mark_create_failed(
             task.claim_key, code=exc.code, message=exc.message, now=services.now()
         )
+    if isinstance(created, dict):
+        return _adopt(call, task, created, extra, "the answer to an earlier CreateTask was lost")
     with correlation(task_id=created.task_id):
         logger.info("task created", extra={**extra, "imm_request_id": created.request_id})
     return services.ledger.mark_created(task.claim_key, task_id=created.task_id, now=services.now())
+
+
+def _find_created(call: Call, task: TaskRecord) -> dict[str, Any] | None:
+    """The task IMM already has for this claim (same type, lineage and sources), if any."""
+    return call.services.imm.find_task(
+        call.services.settings.project,
+        task.task_type,
+        started_since=task.created_at - CLOCK_SKEW,
+        matches=same_request(task.task_type, task.request),
+    )
+
+
+def _adopt(
+    call: Call, task: TaskRecord, found: Mapping[str, Any], extra: dict[str, str], why: str
+) -> TaskRecord:
+    task_id = str(found["TaskId"])
+    with correlation(task_id=task_id):
+        logger.warning(
+            f"IMM already had this task ({why}); adopted", extra={**extra, "imm_status": found.get("Status")}
+        )
+    # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
+    started = imm_start_time(found) or call.services.now()
+    return call.services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
 
 
 def over_archive_limits(call: Call, task: TaskRecord) -> str | None:

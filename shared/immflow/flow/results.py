@@ -33,7 +33,7 @@ from typing import Any, Literal
 from immflow.adapters import ServiceError
 from immflow.errors import ImmflowError
 from immflow.events.imm import GetTaskResponse, ImmNotification, ImmTaskResult, parse_get_task_response
-from immflow.flow.creation import claim_planned, create_all, imm_start_time, same_request
+from immflow.flow.creation import claim_and_create, claim_planned, create_all, imm_start_time, same_request
 from immflow.flow.lineage import Lineage
 from immflow.flow.manifest import complete_run_if_done
 from immflow.flow.outputs import Target, discover_outputs, outside_targets, task_targets
@@ -263,6 +263,19 @@ def handle_result(
     with correlation(run_id=task.run_id, task_id=result.TaskId):
         now = services.now()
         state = ledger.claim_result(key, now=now, expires_at=call.claim_expiry(now))
+        recorded = ledger.get_task(result.TaskId) if state == "busy" else None
+        if recorded is not None and recorded.status == result.Status:
+            # The claim's holder recorded this result and may have died before its follow-ups and the
+            # manifest (killed mid-invocation: its claim stays held until it expires, and nothing would
+            # come back to the run). Both steps are idempotent, so this delivery finishes them.
+            logger.warning(
+                "result recorded by an invocation that still holds its claim; finishing its follow-ups and run",
+                extra={"status": result.Status},
+            )
+            follow_ups, manifest = _after_record(call, _run_of(call, recorded), recorded)
+            return ResultSummary(
+                result.TaskId, "recorded", recorded.status, len(recorded.outputs), follow_ups, manifest
+            )
         if state != "claimed":
             logger.info(
                 "result already recorded"
@@ -334,6 +347,14 @@ def _record(
         len(follow_ups),
         str(manifest) if manifest else None,
     )
+
+
+def _after_record(call: Call, run: RunRecord, recorded: TaskRecord) -> tuple[int, str | None]:
+    """Start the follow-ups of a recorded result and finish its run if that was its last open task
+    (the follow-ups first: they must be in the ledger before the run can look complete)."""
+    follow_ups = claim_and_create(call, plan_follow_ups(call, run, recorded))
+    manifest = complete_run_if_done(call, recorded.run_id)
+    return len(follow_ups), str(manifest) if manifest else None
 
 
 def plan_follow_ups(call: Call, run: RunRecord, parent: TaskRecord) -> list[PlannedTask]:

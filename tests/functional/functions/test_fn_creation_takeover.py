@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from alibabacloud_imm20200930 import models
 from functions_support import BUCKET, PROJECT, Harness
+from immflow.adapters import ServiceError
+from immflow.adapters.imm import ImmAdapter
 from immflow.flow.results import NotYetRecordedError
 from immflow.ledger import Ledger, run_id_for, utcnow
 from test_fn_images import png
@@ -152,3 +154,32 @@ def test_a_notification_records_a_task_its_creator_never_recorded(
     assert [t.task_id for t in _imm_tasks(harness, task.run_id) if t.task_type == "ImageSplicing"] == [
         held.task_id
     ]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "adopted"),
+    [("InternalError", 500, True), ("NetworkError", None, True), ("Throttling.User", 400, False)],
+)
+def test_a_create_task_whose_answer_was_lost_is_adopted_not_sent_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, code: str, status: int | None, adopted: bool
+) -> None:
+    """IMM carried the CreateTask out but its answer never came back (a 5xx or a broken connection,
+    what the local cloud's imm.response.lost fault does): the retry finds the task with ListTasks
+    instead of creating a second one. A throttled call was not carried out, so it is simply sent again."""
+    original = ImmAdapter.create_task
+
+    def answer_lost_once(self: ImmAdapter, action: str, request: Any) -> Any:
+        monkeypatch.setattr(ImmAdapter, "create_task", original)
+        if adopted:
+            original(self, action, request)  # IMM has it; the caller is told it failed
+        raise ServiceError("imm", action, code, "the answer was lost", status=status, retryable=True)
+
+    monkeypatch.setattr(ImmAdapter, "create_task", answer_lost_once)
+    key = harness.key("images", f"answer-lost-{code}.png")
+    event = harness.put(key, png("teal"))
+    started = harness.on_upload(event)["started"]
+    run_id = run_id_for(BUCKET, key, event["events"][0]["oss"]["object"]["eTag"], 1)
+    held = [t.task_id for t in _imm_tasks(harness, run_id)]
+    assert len(held) == 1 and started == held
+    [recorded] = harness.ledger.tasks_of_run(run_id)
+    assert (recorded.status, recorded.task_id) == ("Running", held[0])
