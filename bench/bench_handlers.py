@@ -174,7 +174,7 @@ class Bench:
         )
         imm.create_project(models.CreateProjectRequest(project_name="bench"))
         (state / "pipeline.yaml").write_text(PIPELINE)
-        from immflow.pipeline import CHECKED_SUFFIX, write_checked
+        from immflow.pipeline_file import CHECKED_SUFFIX, write_checked
 
         # What `immflow package` ships beside the pipeline: its checked form.
         write_checked(state / "pipeline.yaml", state / ("pipeline.yaml" + CHECKED_SUFFIX))

@@ -8,13 +8,11 @@ is the in-process form for tests (free ports when ``port_base`` is None).
 One local cloud per state folder: an exclusive lock on ``DIR/localcloud.lock`` is held while it
 runs, so a second launcher on the same folder fails at once instead of corrupting state.
 
-The functions run by the local FC get the local endpoints over their s.yaml values:
-``IMMFLOW_OSS_ENDPOINT``, ``IMMFLOW_IMM_ENDPOINT``, and the ledger: ``IMMFLOW_LEDGER_URL`` (by default
-``tablestore://immflow``, the local Tablestore's instance, as a deployed stack has it) with
-``IMMFLOW_OTS_ENDPOINT``, and ``IMMFLOW_LEDGER_SHARED_DISK=1`` (every local instance runs on this
-machine's disk, so a SQLite ledger given to ``LocalCloud.start`` is one ledger: immflow.settings).
-The launcher creates the ledger's tables in that instance, as template.yml does in the cloud, and
-writes the ledger's URL into ``endpoints.json`` (``ledger``) for the CLI.
+The local cloud knows no application: whoever starts it says what its functions need, as
+``function_env`` (``--function-env NAME=VALUE``, repeated): variables set in every function's
+environment over its s.yaml values, where ``{oss}``, ``{mns}``, ``{imm}`` and ``{ots}`` stand for
+those services' endpoints (as ``endpoints.json`` writes them; ``{{`` and ``}}`` are literal braces).
+``immflow local up`` hands it immflow's (`immflow.cli.local.function_env`).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,16 +52,19 @@ class LaunchError(RuntimeError):
     """The local cloud cannot start; the message says why and what to do."""
 
 
-def _create_ledger_tables(ledger_url: str, ots_url: str, account: Account) -> None:
-    """The tables of a Tablestore ledger in the local instance (what template.yml creates in the cloud);
-    a SQL ledger creates its own on first use."""
-    if not ledger_url.startswith("tablestore://"):
-        return
-    from immflow.fc import Credentials
-    from immflow.ledger import Ledger
-
-    keys = Credentials(account.access_key_id, account.access_key_secret)
-    Ledger(ledger_url, endpoint=ots_url, credentials=keys).create_schema()
+def _function_env(function_env: Mapping[str, str], endpoints: Mapping[str, str]) -> dict[str, str]:
+    """`function_env` with the endpoint placeholders filled in (see the module docstring)."""
+    filled = {}
+    for name, value in function_env.items():
+        try:
+            filled[name] = value.format_map(endpoints)
+        except (KeyError, ValueError, IndexError) as error:
+            names = ", ".join("{" + endpoint + "}" for endpoint in endpoints)
+            raise LaunchError(
+                f"function environment {name}={value!r}: {error!r} is not an endpoint placeholder; "
+                f"use {names}, and {{{{ or }}}} for a literal brace"
+            ) from None
+    return filled
 
 
 def _lock(state_dir: Path) -> TextIO:
@@ -103,7 +104,6 @@ class LocalCloud:
         self.services: dict[str, Any] = {}
         self.faults = FaultPlan()
         self.servers: dict[str, ServiceServer] = {}
-        self.ledger_url = ""
 
     @classmethod
     def start(
@@ -114,14 +114,14 @@ class LocalCloud:
         *,
         fc_options: dict[str, Any] | None = None,
         mns_time_scale: float = 1.0,
-        ledger_url: str | None = None,
+        function_env: Mapping[str, str] | None = None,
         faults: str | None = None,
     ) -> LocalCloud:
         """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
-        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``ledger_url`` is the
-        ledger the local FC gives the functions; None: the local Tablestore's ``tablestore://immflow``.
+        :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``function_env`` is
+        what every function gets over its s.yaml environment (see the module docstring).
         ``faults`` is a fault SPEC (:mod:`localcloud.core.faults`), saved in ``DIR/faults.json``;
         without one the folder's saved plan, if any, is used again.
         """
@@ -130,7 +130,6 @@ class LocalCloud:
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
         from localcloud.ots import OtsService
-        from localcloud.ots.store import DEFAULT_INSTANCE
 
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
@@ -159,16 +158,8 @@ class LocalCloud:
                 port(2),
             )
             ots = cloud._add("ots", OtsService(state_dir, account), host, port(4))
-            cloud.ledger_url = ledger_url or f"tablestore://{DEFAULT_INSTANCE}"
-            _create_ledger_tables(cloud.ledger_url, ots.url, account)
-            overrides = {
-                "IMMFLOW_OSS_ENDPOINT": oss.url,
-                "IMMFLOW_IMM_ENDPOINT": f"{imm.host}:{imm.port}",
-                "IMMFLOW_LEDGER_URL": cloud.ledger_url,
-                "IMMFLOW_OTS_ENDPOINT": ots.url,
-                # Every local function instance runs on this machine's disk (immflow.settings).
-                "IMMFLOW_LEDGER_SHARED_DISK": "1",
-            }
+            endpoints = {"oss": oss.url, "mns": mns.url, "imm": f"{imm.host}:{imm.port}", "ots": ots.url}
+            overrides = _function_env(function_env or {}, endpoints)
             fc_service = FcService(
                 state_dir,
                 account,
@@ -201,7 +192,7 @@ class LocalCloud:
     def endpoints(self) -> dict[str, str]:
         """``endpoints.json``: URLs for oss, mns, fc, ots; ``host:port`` for imm (what the IMM SDK takes);
         ``ots_instance`` (the Tablestore instance to pass to ``OTSClient``), the key pair, and the
-        admin routes' token (`localcloud.core.admin`); ``ledger``, the ledger the functions are given."""
+        admin routes' token (`localcloud.core.admin`)."""
         from localcloud.ots.store import DEFAULT_INSTANCE
 
         imm = self.servers["imm"]
@@ -217,7 +208,6 @@ class LocalCloud:
             "access_key_id": self.account.access_key_id,
             "access_key_secret": self.account.access_key_secret,
             "admin_token": self.admin_token,
-            "ledger": self.ledger_url,
         }
 
     @property
@@ -249,13 +239,14 @@ def run(
     state_dir: Path,
     port_base: int,
     on_ready: Callable[[dict[str, str]], None] | None = None,
+    function_env: Mapping[str, str] | None = None,
     faults: str | None = None,
 ) -> int:
     """Run in the foreground until SIGTERM/SIGINT; ``on_ready`` gets the endpoints once serving."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    cloud = LocalCloud.start(state_dir, port_base, faults=faults)
+    cloud = LocalCloud.start(state_dir, port_base, function_env=function_env, faults=faults)
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())
@@ -275,12 +266,27 @@ def run(
     return 0
 
 
+def _variable(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m localcloud.launcher", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--state-dir", type=Path, default=Path(".immflow"))
+    parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE)
+    parser.add_argument(
+        "--function-env",
+        type=_variable,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in every function's environment; {oss}, {mns}, {imm}, {ots} stand for the endpoints",
+    )
     parser.add_argument(
         "--faults",
         default=None,
@@ -294,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             args.state_dir,
             args.port_base,
             lambda endpoints: print(json.dumps(endpoints), flush=True),
+            dict(args.function_env),
             faults=args.faults,
         )
     except (LaunchError, FaultSpecError) as error:

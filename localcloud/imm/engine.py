@@ -36,10 +36,13 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from immflow.tasks import TASK_TYPES
 
 from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
@@ -54,16 +57,26 @@ from localcloud.imm.wire import rfc3339
 log = logging.getLogger("localcloud.imm")
 
 Processor = Callable[[TaskContext], dict[str, Any]]
-PROCESSORS: dict[str, Processor] = {
-    "MediaConvert": media.run,
-    "OfficeConversion": office.run,
-    "FileCompression": archive.compress,
-    "FileUncompression": archive.uncompress,
-    "ArchiveFileInspection": archive.inspect,
-    "ImageSplicing": images.splice,
-    "ImageToPDF": images.to_pdf,
+
+
+@dataclass(frozen=True)
+class LocalProcessor:
+    """How the local IMM runs one task type: ``run`` does the work and returns the result's fields;
+    ``check``, when given, refuses at create time (``NotImplemented``) what ``run`` cannot do."""
+
+    run: Processor
+    check: Callable[[Mapping[str, Any]], None] | None = None
+
+
+PROCESSORS: dict[str, LocalProcessor] = {
+    "MediaConvert": LocalProcessor(media.run, media.check_supported),
+    "OfficeConversion": LocalProcessor(office.run, office.check_supported),
+    "FileCompression": LocalProcessor(archive.compress),
+    "FileUncompression": LocalProcessor(archive.uncompress),
+    "ArchiveFileInspection": LocalProcessor(archive.inspect),
+    "ImageSplicing": LocalProcessor(images.splice, images.check_splicing),
+    "ImageToPDF": LocalProcessor(images.to_pdf),
 }
-_ECHO_FIELDS = ("SourceURI", "SourceManifestURI", "Sources", "TargetURI", "TargetURIPrefix")
 COMMON_FIELDS = (
     "ProjectName",
     "DatasetName",
@@ -114,12 +127,8 @@ def notification_content(
         content["Tags"] = task.tags
     if status == "Succeeded":
         content.update(result)
-    elif task.task_type == "MediaConvert":
-        content["Sources"] = [
-            {"URI": s.get("URI", ""), "SubtitleSources": None} for s in task.request.get("Sources", [])
-        ]
     else:
-        content.update({name: task.request[name] for name in _ECHO_FIELDS if name in task.request})
+        content.update(TASK_TYPES[task.task_type].failure_echo(task.request))
     return content
 
 
@@ -228,7 +237,7 @@ class Engine:
         )
         status, code, message, result = "Succeeded", "", "", {}
         try:
-            result = PROCESSORS[task.task_type](ctx)
+            result = PROCESSORS[task.task_type].run(ctx)
         except TaskFailure as failure:
             status, code, message = "Failed", failure.code, failure.message
         except Exception as exc:

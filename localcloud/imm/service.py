@@ -50,8 +50,8 @@ from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
 from localcloud.core.nonces import NonceLedger
-from localcloud.imm import auth, images, media, office, wire
-from localcloud.imm.engine import Engine
+from localcloud.imm import auth, wire
+from localcloud.imm.engine import PROCESSORS, Engine
 from localcloud.imm.errors import (
     ImmError,
     internal_error,
@@ -66,7 +66,8 @@ from localcloud.imm.store import Store, TaskRow
 
 log = logging.getLogger("localcloud.imm")
 
-#: Every asynchronous action of the SDK (imm-api.md §3.1); only those in TASK_REQUESTS_BY_ACTION run.
+#: Every asynchronous action of the SDK (imm-api.md §3.1); those with a request model and a local
+#: processor run (`LOCAL_TASKS`), the others answer NotImplemented.
 SDK_TASK_ACTIONS = frozenset(
     {
         "CreateMediaConvertTask",
@@ -89,14 +90,10 @@ SDK_TASK_ACTIONS = frozenset(
         "CreateHighlightTask",
     }
 )
-#: Local feature checks per task type, run at create time after the request model has parsed.
-_LOCAL_CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
-    "MediaConvert": media.check_supported,
-    "OfficeConversion": office.check_supported,
-    "ImageSplicing": images.check_splicing,
+LOCAL_TASKS = {
+    action: request for action, request in TASK_REQUESTS_BY_ACTION.items() if request.TASK_TYPE in PROCESSORS
 }
-#: Target fields that name a folder rather than an object.
-_PREFIX_TARGETS = {("OfficeConversion", "TargetURIPrefix"), ("FileUncompression", "TargetURI")}
+"""The task actions the local IMM runs: immflow's request model validates them, a processor runs them."""
 
 #: How many distinct calls the fault plan counts repeats of (memory stays flat over a long soak).
 MAX_CALLS_REMEMBERED = 10_000
@@ -121,11 +118,7 @@ _SAMPLE_VALUES = {
     "barename": "name",
     "basename": "name.ext",
     "ext": "ext",
-    "streamindex": "0",
-    "index": "1",
-    "resolution": "640x360",
-    "autoext": "ext",
-    "sheetname": "sheet1",
+    **templates.TASK_VARIABLE_EXAMPLES,
     **{name: "01" for name in templates.UPLOAD_TIME_VARIABLES | templates.TASK_TIME_VARIABLES},
 }
 
@@ -212,8 +205,8 @@ class ImmService:
             params = {k: v for k, v in {**form, **query}.items() if k not in wire.V1_SIGNATURE_PARAMETERS}
             self._throttle(params.get("ProjectName", ""))
             fault_item = self._inject_fault(action, params)
-            if action in TASK_REQUESTS_BY_ACTION:
-                body = self._create_task(TASK_REQUESTS_BY_ACTION[action], params, request_id)
+            if action in LOCAL_TASKS:
+                body = self._create_task(LOCAL_TASKS[action], params, request_id)
             elif action in self._actions:
                 body = self._actions[action](params)
             elif action in SDK_TASK_ACTIONS:
@@ -378,8 +371,8 @@ class ImmService:
         if notification.get("RocketMQ"):
             raise invalid_argument("RocketMQ notification is not available locally; use Notification.MNS.")
         tags = request.get("Tags")
-        self._check_uris(task_type, request, tags)
-        check = _LOCAL_CHECKS.get(task_type)
+        self._check_uris(request_class, request, tags)
+        check = PROCESSORS[task_type].check
         if check is not None:
             check(request)
         task_id = f"{task_type}-{uuid.uuid4()}"
@@ -399,21 +392,30 @@ class ImmService:
         self._engine.wake()
         return {"TaskId": task_id, "EventId": event_id}
 
-    def _check_uris(self, task_type: str, request: Mapping[str, Any], tags: Mapping[str, Any] | None) -> None:
-        for field, uri in _source_fields(task_type, request):
-            prefix = task_type == "FileCompression" and field.endswith(".URI")
+    def _check_uris(
+        self, request_class: type[TaskRequest], request: Mapping[str, Any], tags: Mapping[str, Any] | None
+    ) -> None:
+        for source in request_class.source_fields(request):
             try:
-                OssUri.parse(uri, field=field, allow_prefix=prefix)
+                OssUri.parse(source.uri, field=source.field, allow_prefix=source.folder)
             except OssUriError as exc:
                 raise invalid_argument(str(exc)) from None
-        for field, template in _target_fields(task_type, request):
+        targets = [
+            (target.field, target.template, target.shape.layout == "folder")
+            for target in request_class.target_fields(request)
+            if target.template
+        ]
+        extended = (request.get("Notification") or {}).get("ExtendedMessageURI")
+        if extended:
+            targets.append(("Notification.ExtendedMessageURI", extended, False))
+        # A type that provides no variables of its own is named in no error about them.
+        task_type = request_class.TASK_TYPE if request_class.TEMPLATE_VARIABLES else None
+        for field, template, folder in targets:
             try:
                 parsed = templates.parse(template)
-                parsed.check(
-                    task_type if task_type in templates.TASK_SPECIFIC_VARIABLES else None, tags or {}
-                )
+                parsed.check(task_type, tags or {})
                 sample = parsed.expand(_SAMPLE_VALUES, tags or {})
-                OssUri.parse(sample, field=field, allow_prefix=(task_type, field) in _PREFIX_TARGETS)
+                OssUri.parse(sample, field=field, allow_prefix=folder)
             except templates.TemplateError as exc:
                 raise invalid_argument(f"{field}: {exc}") from None
             except OssUriError as exc:
@@ -536,30 +538,6 @@ def _tag_matches(tags: Mapping[str, Any] | None, key: str, value: str) -> bool:
         return False
     have = tags[key]
     return (have if isinstance(have, str) else json.dumps(have)) == value
-
-
-def _source_fields(task_type: str, request: Mapping[str, Any]) -> list[tuple[str, str]]:
-    fields = [("SourceURI", request["SourceURI"])] if request.get("SourceURI") else []
-    if request.get("SourceManifestURI"):
-        fields.append(("SourceManifestURI", request["SourceManifestURI"]))
-    for index, source in enumerate(request.get("Sources") or []):
-        if source.get("URI"):
-            fields.append((f"Sources[{index}].URI", source["URI"]))
-    return fields
-
-
-def _target_fields(task_type: str, request: Mapping[str, Any]) -> list[tuple[str, str]]:
-    fields = [(name, request[name]) for name in ("TargetURI", "TargetURIPrefix") if request.get(name)]
-    extended = (request.get("Notification") or {}).get("ExtendedMessageURI")
-    if extended:
-        fields.append(("Notification.ExtendedMessageURI", extended))
-    for index, target in enumerate(request.get("Targets") or []):
-        if target.get("URI"):
-            fields.append((f"Targets[{index}].URI", target["URI"]))
-        for kind in ("Snapshots", "Sprites", "Animations"):
-            for number, image in enumerate((target.get("Image") or {}).get(kind) or []):
-                fields.append((f"Targets[{index}].Image.{kind}[{number}].URI", image["URI"]))
-    return fields
 
 
 def _tag_selector(text: str) -> list[tuple[str, str]]:

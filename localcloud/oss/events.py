@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from immflow.pipeline import TRIGGER_EVENT_NAMES
 
 from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
@@ -54,8 +53,22 @@ from localcloud.oss.store import Store
 
 log = logging.getLogger("localcloud.oss.events")
 
-#: Event names an OSS trigger can subscribe to: the trigger-configurable ones of the OSS event model.
-EVENT_NAMES = TRIGGER_EVENT_NAMES
+#: Event names an OSS trigger can subscribe to (the fc3 OSS trigger schema's enum; without ``oss:``).
+EVENT_NAMES = (
+    "ObjectCreated:AppendObject",
+    "ObjectCreated:CompleteMultipartUpload",
+    "ObjectCreated:CopyObject",
+    "ObjectCreated:InitiateMultipartUpload",
+    "ObjectCreated:PostObject",
+    "ObjectCreated:PutObject",
+    "ObjectCreated:PutSymlink",
+    "ObjectCreated:UploadPart",
+    "ObjectCreated:UploadPartCopy",
+    "ObjectModified:UpdateObjectMeta",
+    "ObjectRemoved:AbortMultipartUpload",
+    "ObjectRemoved:DeleteObject",
+    "ObjectRemoved:DeleteObjects",
+)
 
 #: The cloud allows at most this many native OSS triggers on one bucket.
 MAX_TRIGGERS_PER_BUCKET = 10

@@ -169,9 +169,6 @@ class OssService:
         """Block until every queued event was delivered; ``False`` if ``timeout`` passed first."""
         return self._deliverer.wait_idle(timeout)
 
-    def pending_deliveries(self) -> int:
-        return self._deliverer.pending()
-
     # --- HTTP ---------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:

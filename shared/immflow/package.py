@@ -49,7 +49,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from immflow.errors import ImmflowError
-from immflow.pipeline import CHECKED_SUFFIX, write_checked
+from immflow.pipeline_file import CHECKED_SUFFIX, write_checked
 
 FUNCTIONS = ("on_upload", "on_task_done", "reconcile")
 RUNTIMES = {"python3.10": "3.10", "python3.12": "3.12"}

@@ -15,30 +15,18 @@ Choices where the cloud is silent or the language had to decide:
 * ``match.content_types`` is compared with ``objectMeta.mimeType`` only when the event carries it
   (its presence is UNCONFIRMED, fc-mns-oss.md §4): an event without it is not refused for it.
 
-`load_pipeline` refuses a file with any error `immflow validate` reports; the models alone check
-only the schema (`immflow.validation` checks the rest: templates, parameters, loops, follow-ups).
-
-The checked form: ``immflow package`` validates ``pipeline.yaml`` and ships beside it
-``pipeline.yaml.checked`` (`write_checked`), the validated `Pipeline` pickled with the SHA-256 of the
-YAML it came from and the immflow and pydantic versions that made it. `load_pipeline` takes it instead
-of validating again (~100 ms of a cold start: YAML, the checks and their models) only when all three
-still match; the YAML stays the one source of truth: an edited YAML, or a package made by another
-version, is validated as if there were no checked form. The pickle is read only from the function's
-own code folder, which is trusted as much as the code beside it.
+The models alone check only the schema; `immflow.validation` checks the rest (templates, parameters,
+loops, follow-ups); `immflow.pipeline_file.load_pipeline` reads a file, refusing one with any error
+`immflow validate` reports.
 """
 
 from __future__ import annotations
 
 import builtins
 import difflib
-import hashlib
-import pickle
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
@@ -46,11 +34,8 @@ from immflow.archives import ArchiveLimits
 from immflow.errors import ImmflowError
 from immflow.events.oss import OSS_EVENT_NAMES
 from immflow.ossuri import OssUri, check_bucket_name, check_object_key
-from immflow.tasks import TASK_TYPES, TaskRequest
-from immflow.templates import OutputShape, wildcard_pattern
-
-if TYPE_CHECKING:
-    from immflow.validation import Problem
+from immflow.tasks import TASK_TYPES, TargetField, TaskRequest
+from immflow.templates import wildcard_pattern
 
 OSS_EVENT_PREFIX = "oss:"
 DEFAULT_EVENTS = ("ObjectCreated:*",)
@@ -74,16 +59,6 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 TagValue = str | bool | int | float
 Tags = dict[str, TagValue]
 TaskStatus = Literal["Succeeded", "Failed"]
-
-
-class PipelineError(ImmflowError, ValueError):
-    """A pipeline file immflow cannot run; ``problems`` are the errors `immflow validate` reports."""
-
-    def __init__(self, file: str, problems: list[Problem]) -> None:
-        self.file = file
-        self.problems = problems
-        listing = "\n".join(problem.format(file) for problem in problems)
-        super().__init__(f"{file} has {len(problems)} error(s); run `immflow validate {file}`:\n{listing}")
 
 
 class UnknownTaskError(ImmflowError, LookupError):
@@ -220,27 +195,6 @@ def has_suffix(key: str, suffixes: list[str]) -> bool:
     return not suffixes or any(lowered.endswith(suffix.lower()) for suffix in suffixes)
 
 
-@dataclass(frozen=True)
-class TargetField:
-    """One output field of a task's parameters: where it is, its TargetURI template and how IMM names outputs."""
-
-    path: tuple[str | int, ...]
-    template: str
-    shape: OutputShape
-
-    @property
-    def field(self) -> str:
-        """``Targets[0].Image.Snapshots[1].URI``."""
-        return dotted_path(self.path)
-
-
-def dotted_path(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 class TaskSpec(_Model):
     """One IMM task: its ``params`` are the Create*Task parameters without the fields immflow fills in."""
 
@@ -283,76 +237,21 @@ class TaskSpec(_Model):
     def request_class(self) -> builtins.type[TaskRequest]:
         return TASK_TYPES[self.type]
 
-    @property
-    def reads_source_uri(self) -> bool:
-        """True when the task reads one ``SourceURI``; otherwise a ``Sources`` list."""
-        return "SourceURI" in self.request_class.model_fields
-
     def with_sources(self, uris: list[str]) -> dict[str, Any]:
-        """``params`` with the source fields filled in: ``SourceURI`` (the first of ``uris``) or ``Sources``.
+        """``params`` with the source fields filled in (`TaskRequest.with_sources`).
 
         ProjectName, Notification, Tags and UserData are still left to the caller.
         """
         if not uris:
             raise ValueError(f"task {self.name!r} needs at least one source")
-        if self.reads_source_uri:
-            return {**self.params, "SourceURI": uris[0]}
-        return {**self.params, "Sources": [{**self.sources, "URI": uri} for uri in uris]}
+        return self.request_class.with_sources(self.params, uris, self.sources)
 
     def target_fields(self) -> list[TargetField]:
-        """Every output field its ``params`` set, by IMM field (imm-api.md §2.4, §3)."""
-        return list(_target_fields(self.type, self.params))
+        """Every output field its ``params`` set (`TaskRequest.target_fields`)."""
+        return self.request_class.target_fields(self.params)
 
     def target_templates(self) -> list[str]:
         return [field.template for field in self.target_fields()]
-
-
-def _target_fields(task_type: str, params: Mapping[str, Any]) -> Iterator[TargetField]:
-    folder = OutputShape("folder")
-    for name in ("TargetURI", "TargetURIPrefix"):
-        if isinstance(params.get(name), str):
-            whole_folder = name == "TargetURIPrefix" or task_type == "FileUncompression"
-            yield TargetField((name,), params[name], folder if whole_folder else OutputShape())
-    for index, target in _items(params, "Targets"):
-        yield from _media_target_fields(("Targets", index), target)
-    for index, group in _items(params, "TargetGroups"):
-        if isinstance(group.get("URI"), str):
-            yield TargetField(("TargetGroups", index, "URI"), group["URI"], OutputShape())
-        for member_index, member in _items(group, "Targets"):
-            yield from _media_target_fields(("TargetGroups", index, "Targets", member_index), member, "hls")
-
-
-def _media_target_fields(
-    path: tuple[str | int, ...], target: Mapping[str, Any], segment_format: str | None = None
-) -> Iterator[TargetField]:
-    segment = target.get("Segment")
-    if isinstance(segment, Mapping) and isinstance(segment.get("Format"), str):
-        segment_format = segment["Format"].lower()
-    if isinstance(target.get("URI"), str):
-        container = target.get("Container") if isinstance(target.get("Container"), str) else None
-        yield TargetField((*path, "URI"), target["URI"], OutputShape("media", container, segment_format))
-    image = target.get("Image")
-    if isinstance(image, Mapping):
-        for kind in ("Snapshots", "Sprites", "Animations"):
-            for index, spec in _items(image, kind):
-                if isinstance(spec.get("URI"), str):
-                    image_format = spec.get("Format") if isinstance(spec.get("Format"), str) else None
-                    shape = OutputShape("image", image_format=image_format)
-                    yield TargetField((*path, "Image", kind, index, "URI"), spec["URI"], shape)
-    subtitle = target.get("Subtitle")
-    extract = subtitle.get("ExtractSubtitle") if isinstance(subtitle, Mapping) else None
-    if isinstance(extract, Mapping) and isinstance(extract.get("URI"), str):
-        yield TargetField(
-            (*path, "Subtitle", "ExtractSubtitle", "URI"), extract["URI"], OutputShape("subtitle")
-        )
-
-
-def _items(container: Mapping[str, Any], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    value = container.get(name)
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, Mapping):
-                yield index, item
 
 
 class OutputFilter(_Model):
@@ -522,52 +421,3 @@ def _merge_overlapping(filters: list[tuple[str, frozenset[str]]]) -> list[tuple[
 def _trigger_event_names(events: frozenset[str]) -> tuple[str, ...]:
     # Written out, never as oss:ObjectCreated:*, which would also deliver every part of a multipart upload.
     return tuple(OSS_EVENT_PREFIX + name for name in sorted(events))
-
-
-CHECKED_SUFFIX = ".checked"
-_CHECKED_FORMAT = 1
-
-
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and check a pipeline file; `PipelineError` lists every error `immflow validate` would report.
-
-    A checked form beside it (``<path>.checked``, `write_checked`) made from these very bytes is taken
-    without validating again."""
-    checked = _load_checked(Path(path))
-    return checked if checked is not None else _validated(path)
-
-
-def _checked_header(source: bytes) -> tuple[int, str, str, str]:
-    from pydantic import VERSION as pydantic_version
-
-    from immflow import __version__
-
-    return (_CHECKED_FORMAT, __version__, pydantic_version, hashlib.sha256(source).hexdigest())
-
-
-def write_checked(path: Path, out: Path) -> Pipeline:
-    """Validate the pipeline at `path` (`PipelineError` when it has errors) and write its checked form to `out`."""
-    pipeline = _validated(path)
-    out.write_bytes(pickle.dumps((_checked_header(path.read_bytes()), pipeline)))
-    return pipeline
-
-
-def _validated(path: str | Path) -> Pipeline:
-    from immflow.validation import validate_file  # the checks need the models defined above
-
-    report = validate_file(path)
-    if report.pipeline is None or report.errors:
-        raise PipelineError(str(path), report.errors)
-    return report.pipeline
-
-
-def _load_checked(path: Path) -> Pipeline | None:
-    checked = path.with_name(path.name + CHECKED_SUFFIX)
-    try:
-        header, pipeline = pickle.loads(checked.read_bytes())
-        source = path.read_bytes()
-    except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        return None  # none, unreadable, or made by code that no longer exists: validate the YAML
-    if header != _checked_header(source) or not isinstance(pipeline, Pipeline):
-        return None
-    return pipeline

@@ -32,6 +32,8 @@ from immflow.ossuri import OssUri
 DEFAULT_LEDGER_URL = "tablestore://immflow"
 SHARED_DISK_VARIABLE = "IMMFLOW_LEDGER_SHARED_DISK"
 """Set to ``1`` by the local FC only: its function instances share one disk, so SQLite is one ledger."""
+OTS_ENDPOINT_VARIABLE = "IMMFLOW_OTS_ENDPOINT"
+"""The Tablestore endpoint of a ``tablestore://`` ledger, when not the region's (`immflow.ledger.tablestore`)."""
 DEFAULT_REGION = "cn-hangzhou"
 DEFAULT_MANIFEST_FOLDER = "immflow/manifests/"
 DEFAULT_RECONCILE_AFTER_SECONDS = 900

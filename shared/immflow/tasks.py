@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import types
-from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -110,6 +111,19 @@ class TaskRequest(_Wire):
     """The TaskType of GetTask/ListTasks and of the notification's ``type``."""
     ACTION: ClassVar[str]
     """The RPC action (the SDK method is its snake_case form)."""
+    READS_SOURCE_URI: ClassVar[bool] = False
+    """Whether immflow gives the task its source as one ``SourceURI``; otherwise as a ``Sources`` list."""
+    TEMPLATED_BY_IMM: ClassVar[bool] = False
+    """Whether IMM expands TargetURI templates for this type (documented for MediaConvert and
+    OfficeConversion only; for the others immflow expands them itself, imm-facts-2.md §3)."""
+    TEMPLATE_VARIABLES: ClassVar[frozenset[str]] = frozenset()
+    """The task-specific template variables the type provides, besides the public ones (imm-api.md §2.3)."""
+    NOTIFICATION_NAMES_OUTPUTS: ClassVar[bool] = False
+    """Whether the notification of a finished task names the outputs it wrote (MediaConvert's ``Targets``)."""
+    TARGET_URI_NAMES_A_FOLDER: ClassVar[bool] = False
+    """Whether ``TargetURI`` names a folder (every object under it is an output) rather than an object."""
+    SOURCES_NAME_FOLDERS: ClassVar[bool] = False
+    """Whether a ``Sources[].URI`` may name a folder (a prefix) rather than an object."""
 
     CredentialConfig: CredentialConfigSpec | None = None
     Notification: NotificationSpec | None = None
@@ -131,25 +145,48 @@ class TaskRequest(_Wire):
         return "Tags" in cls.model_fields
 
     @classmethod
-    def json_parameters(cls) -> frozenset[str]:
-        """The parameters sent as one JSON string each (imm-api.md Appendix A)."""
-        return frozenset(name for name, field in cls.model_fields.items() if not _is_scalar(field.annotation))
+    def source_fields(cls, params: Mapping[str, Any]) -> list[SourceField]:
+        """The objects the request asks the task to process, in request order: ``SourceURI``,
+        ``SourceManifestURI`` and every ``Sources[].URI``. ``params`` is the request as a mapping,
+        checked or not: members of the wrong type are skipped."""
+        fields = [
+            SourceField((name,), params[name])
+            for name in ("SourceURI", "SourceManifestURI")
+            if _text(params, name)
+        ]
+        for index, source in _items(params, "Sources"):
+            if _text(source, "URI"):
+                fields.append(SourceField(("Sources", index, "URI"), source["URI"], cls.SOURCES_NAME_FOLDERS))
+        return fields
 
-    def source_uris(self) -> list[str]:
-        """Every OSS object the task reads, in request order."""
-        return _present(self._named_sources())
+    @classmethod
+    def target_fields(cls, params: Mapping[str, Any]) -> list[TargetField]:
+        """Every output field ``params`` sets, with how IMM names the outputs (imm-api.md §2.4, §3):
+        ``TargetURI`` (an object, or a folder for the types in `TARGET_URI_NAMES_A_FOLDER`) and
+        ``TargetURIPrefix`` (a folder). Checked or not, as `source_fields`."""
+        fields = []
+        if isinstance(params.get("TargetURI"), str):
+            shape = OutputShape("folder") if cls.TARGET_URI_NAMES_A_FOLDER else FILE
+            fields.append(TargetField(("TargetURI",), params["TargetURI"], shape))
+        if isinstance(params.get("TargetURIPrefix"), str):
+            fields.append(TargetField(("TargetURIPrefix",), params["TargetURIPrefix"], OutputShape("folder")))
+        return fields
 
-    def target_uris(self) -> list[str]:
-        """Every output the request names, as written: TargetURI templates unexpanded, prefixes as
-        prefixes, plus ``Notification.ExtendedMessageURI`` (IMM writes that file too)."""
-        extended = self.Notification.ExtendedMessageURI if self.Notification is not None else None
-        return _present([*self._named_targets(), extended])
+    @classmethod
+    def failure_echo(cls, request: Mapping[str, Any]) -> dict[str, Any]:
+        """What the notification of a failed task repeats of its request: its source and target
+        fields (only MediaConvert's notification fields are documented, docs/imm.md)."""
+        return {name: request[name] for name in _ECHOED_WHEN_FAILED if name in request}
 
-    def _named_sources(self) -> Iterable[str | None]:
-        raise NotImplementedError
-
-    def _named_targets(self) -> Iterable[str | None]:
-        raise NotImplementedError
+    @classmethod
+    def with_sources(
+        cls, params: Mapping[str, Any], uris: list[str], entry: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``params`` with the sources immflow fills in: ``SourceURI`` (the first of ``uris``) when the
+        type `READS_SOURCE_URI`, else one ``Sources`` entry per URI (``entry`` plus its ``URI``)."""
+        if cls.READS_SOURCE_URI:
+            return {**params, "SourceURI": uris[0]}
+        return {**params, "Sources": [{**entry, "URI": uri} for uri in uris]}
 
     def to_wire(self) -> dict[str, str]:
         """The RPC parameters exactly as the Python SDK sends them (query, and for OfficeConversion's
@@ -188,8 +225,86 @@ class TaskRequest(_Wire):
         return parse_model(cls, data, kind, strict=True)
 
 
-def _present(uris: Iterable[str | None]) -> list[str]:
-    return list(dict.fromkeys(uri for uri in uris if uri))
+_ECHOED_WHEN_FAILED = ("SourceURI", "SourceManifestURI", "Sources", "TargetURI", "TargetURIPrefix")
+
+#: The parameters that name what a task reads; immflow fills them in (`TaskRequest.with_sources`).
+SOURCE_PARAMETERS = ("SourceURI", "Sources", "SourceManifestURI")
+
+OutputLayout = Literal["file", "folder", "media", "image", "subtitle"]
+
+
+@dataclass(frozen=True)
+class OutputShape:
+    """How IMM names the outputs of one target field (imm-api.md §2.4, imm-facts-2.md §2).
+
+    * ``file``: exactly the expanded template (TargetURI of OfficeConversion, ImageSplicing, ...).
+    * ``folder``: every object under it (TargetURIPrefix, FileUncompression's TargetURI); the
+      template must end with ``/``.
+    * ``media``: MediaConvert ``Targets[].URI``: without an extension IMM appends ``.<container>``,
+      and for ``Segment.Format`` hls (dash) writes ``<URI>.m3u8`` (``.mpd``) plus segment files
+      whose names start with ``<URI>``; with an extension, exactly that name.
+    * ``image``: a Snapshots/Sprites/Animations ``URI``: without an extension IMM appends a sequence
+      suffix and ``.<format>`` (``_0_1.jpg``; the suffix's form is LIKELY, imm-facts-2.md §2, so any
+      suffix is accepted).
+    * ``subtitle``: ``ExtractSubtitle.URI`` is a prefix; outputs are ``<URI>_<index>.<ext>``.
+    """
+
+    layout: OutputLayout = "file"
+    container: str | None = None
+    segment_format: str | None = None
+    image_format: str | None = None
+
+
+FILE = OutputShape()
+
+
+def dotted_path(path: tuple[str | int, ...]) -> str:
+    """``("Targets", 0, "URI")`` as ``Targets[0].URI``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+@dataclass(frozen=True)
+class TargetField:
+    """One output field of a task's parameters: where it is, its TargetURI template and how IMM names outputs."""
+
+    path: tuple[str | int, ...]
+    template: str
+    shape: OutputShape
+
+    @property
+    def field(self) -> str:
+        """``Targets[0].Image.Snapshots[1].URI``."""
+        return dotted_path(self.path)
+
+
+@dataclass(frozen=True)
+class SourceField:
+    """One source field of a task's parameters: where it is and the OSS URI it names."""
+
+    path: tuple[str | int, ...]
+    uri: str
+    folder: bool = False
+    """The URI may name a folder (a prefix ending with ``/``)."""
+
+    @property
+    def field(self) -> str:
+        return dotted_path(self.path)
+
+
+def _text(container: Mapping[str, Any], name: str) -> bool:
+    value = container.get(name)
+    return isinstance(value, str) and bool(value)
+
+
+def _items(container: Mapping[str, Any], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    value = container.get(name)
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, Mapping):
+                yield index, item
 
 
 def _non_none_args(annotation: Any) -> list[Any]:
@@ -457,15 +572,6 @@ class MediaConvertTarget(_Wire):
             )
         return self
 
-    def output_uris(self) -> list[str | None]:
-        uris = [self.URI]
-        if self.Subtitle is not None and self.Subtitle.ExtractSubtitle is not None:
-            uris.append(self.Subtitle.ExtractSubtitle.URI)
-        if self.Image is not None:
-            for images in (self.Image.Snapshots, self.Image.Sprites, self.Image.Animations):
-                uris.extend(image.URI for image in images or ())
-        return uris
-
 
 class TargetGroupTarget(_Wire):
     Audio: TargetAudio | None = None
@@ -487,6 +593,11 @@ class TargetGroup(_Wire):
 class MediaConvertRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "MediaConvert"
     ACTION: ClassVar[str] = "CreateMediaConvertTask"
+    TEMPLATED_BY_IMM: ClassVar[bool] = True
+    TEMPLATE_VARIABLES: ClassVar[frozenset[str]] = frozenset(
+        {"streamindex", "index", "resolution", "autoext"}
+    )
+    NOTIFICATION_NAMES_OUTPUTS: ClassVar[bool] = True
 
     AlignmentIndex: int | None = None
     Sources: list[MediaConvertSource] = Field(min_length=1)
@@ -494,31 +605,50 @@ class MediaConvertRequest(TaskRequest):
     TargetGroups: OptionalList[TargetGroup] = None
     Targets: OptionalList[MediaConvertTarget] = None
 
-    def _named_sources(self) -> Iterable[str | None]:
-        for source in self.Sources:
-            yield source.URI
-            yield from (subtitle.URI for subtitle in source.Subtitles or ())
-        for target in self.Targets or ():
-            yield from _watermark_files(target.Video)
-        for group in self.TargetGroups or ():
-            for member in group.Targets or ():
-                yield from _watermark_files(member.Video)
+    @classmethod
+    def failure_echo(cls, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The documented ``Sources`` (``URI``, ``SubtitleSources``) only (docs/imm.md)."""
+        sources = request.get("Sources", [])
+        return {"Sources": [{"URI": source.get("URI", ""), "SubtitleSources": None} for source in sources]}
 
-    def _named_targets(self) -> Iterable[str | None]:
-        for target in self.Targets or ():
-            yield from target.output_uris()
-        for group in self.TargetGroups or ():
-            yield group.URI
-            for member in group.Targets or ():
-                yield member.URI
-                if member.Subtitle is not None and member.Subtitle.ExtractSubtitle is not None:
-                    yield member.Subtitle.ExtractSubtitle.URI
+    @classmethod
+    def target_fields(cls, params: Mapping[str, Any]) -> list[TargetField]:
+        """``Targets[]`` and the ``TargetGroups[]`` (an HLS master playlist and its member targets)."""
+        fields = super().target_fields(params)
+        for index, target in _items(params, "Targets"):
+            fields.extend(_media_target_fields(("Targets", index), target))
+        for index, group in _items(params, "TargetGroups"):
+            if isinstance(group.get("URI"), str):
+                fields.append(TargetField(("TargetGroups", index, "URI"), group["URI"], FILE))
+            for member_index, member in _items(group, "Targets"):
+                path = ("TargetGroups", index, "Targets", member_index)
+                fields.extend(_media_target_fields(path, member, "hls"))
+        return fields
 
 
-def _watermark_files(video: TargetVideo | None) -> Iterable[str | None]:
-    if video is None or video.FilterVideo is None:
-        return ()
-    return (mark.URI for mark in video.FilterVideo.Watermarks or ())
+def _media_target_fields(
+    path: tuple[str | int, ...], target: Mapping[str, Any], segment_format: str | None = None
+) -> Iterator[TargetField]:
+    segment = target.get("Segment")
+    if isinstance(segment, Mapping) and isinstance(segment.get("Format"), str):
+        segment_format = segment["Format"].lower()
+    if isinstance(target.get("URI"), str):
+        container = target.get("Container") if isinstance(target.get("Container"), str) else None
+        yield TargetField((*path, "URI"), target["URI"], OutputShape("media", container, segment_format))
+    image = target.get("Image")
+    if isinstance(image, Mapping):
+        for kind in ("Snapshots", "Sprites", "Animations"):
+            for index, spec in _items(image, kind):
+                if isinstance(spec.get("URI"), str):
+                    image_format = spec.get("Format") if isinstance(spec.get("Format"), str) else None
+                    shape = OutputShape("image", image_format=image_format)
+                    yield TargetField((*path, "Image", kind, index, "URI"), spec["URI"], shape)
+    subtitle = target.get("Subtitle")
+    extract = subtitle.get("ExtractSubtitle") if isinstance(subtitle, Mapping) else None
+    if isinstance(extract, Mapping) and isinstance(extract.get("URI"), str):
+        yield TargetField(
+            (*path, "Subtitle", "ExtractSubtitle", "URI"), extract["URI"], OutputShape("subtitle")
+        )
 
 
 # CreateOfficeConversionTask (imm-api.md §3.5)
@@ -534,6 +664,9 @@ class RotatedSource(_Wire):
 class OfficeConversionRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "OfficeConversion"
     ACTION: ClassVar[str] = "CreateOfficeConversionTask"
+    READS_SOURCE_URI: ClassVar[bool] = True
+    TEMPLATED_BY_IMM: ClassVar[bool] = True
+    TEMPLATE_VARIABLES: ClassVar[frozenset[str]] = frozenset({"index", "sheetname", "autoext"})
 
     EndPage: int | None = None
     FirstPage: bool | None = None
@@ -574,12 +707,6 @@ class OfficeConversionRequest(TaskRequest):
             raise ValueError("give exactly one of TargetURI (a template) and TargetURIPrefix")
         return self
 
-    def _named_sources(self) -> Iterable[str | None]:
-        return [self.SourceURI, *(source.URI for source in self.Sources or ())]
-
-    def _named_targets(self) -> Iterable[str | None]:
-        return [self.TargetURI, self.TargetURIPrefix]
-
 
 # CreateFileCompressionTask (imm-api.md §3.6)
 
@@ -599,6 +726,7 @@ MAX_COMPRESSION_SOURCES = 100
 class FileCompressionRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "FileCompression"
     ACTION: ClassVar[str] = "CreateFileCompressionTask"
+    SOURCES_NAME_FOLDERS: ClassVar[bool] = True
 
     CompressedFormat: str | None = None
     SourceManifestURI: str | None = None
@@ -616,12 +744,6 @@ class FileCompressionRequest(TaskRequest):
             )
         return self
 
-    def _named_sources(self) -> Iterable[str | None]:
-        return [self.SourceManifestURI, *(source.URI for source in self.Sources or ())]
-
-    def _named_targets(self) -> Iterable[str | None]:
-        return [self.TargetURI]
-
 
 # CreateFileUncompressionTask and CreateArchiveFileInspectionTask (imm-api.md §3.7, §3.8)
 
@@ -629,31 +751,22 @@ class FileCompressionRequest(TaskRequest):
 class FileUncompressionRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "FileUncompression"
     ACTION: ClassVar[str] = "CreateFileUncompressionTask"
+    READS_SOURCE_URI: ClassVar[bool] = True
+    TARGET_URI_NAMES_A_FOLDER: ClassVar[bool] = True
 
     Password: str | None = None
     SelectedFiles: OptionalList[str] = None
     SourceURI: str = Field(min_length=1)
     TargetURI: str | None = None
 
-    def _named_sources(self) -> Iterable[str | None]:
-        return [self.SourceURI]
-
-    def _named_targets(self) -> Iterable[str | None]:
-        return [self.TargetURI]
-
 
 class ArchiveFileInspectionRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "ArchiveFileInspection"
     ACTION: ClassVar[str] = "CreateArchiveFileInspectionTask"
+    READS_SOURCE_URI: ClassVar[bool] = True
 
     Password: str | None = None
     SourceURI: str | None = None
-
-    def _named_sources(self) -> Iterable[str | None]:
-        return [self.SourceURI]
-
-    def _named_targets(self) -> Iterable[str | None]:
-        return []
 
 
 # CreateImageSplicingTask and CreateImageToPDFTask (imm-api.md §3.9, §3.10)
@@ -675,12 +788,6 @@ class ImageSplicingRequest(TaskRequest):
     Tags: TagMap | None = None
     TargetURI: str = Field(min_length=1)
 
-    def _named_sources(self) -> Iterable[str | None]:
-        return [source.URI for source in self.Sources]
-
-    def _named_targets(self) -> Iterable[str | None]:
-        return [self.TargetURI]
-
 
 class ImageToPdfRequest(TaskRequest):
     TASK_TYPE: ClassVar[str] = "ImageToPDF"
@@ -690,12 +797,6 @@ class ImageToPdfRequest(TaskRequest):
     """The pages, in order."""
     Tags: TagMap | None = None
     TargetURI: str = Field(min_length=1)
-
-    def _named_sources(self) -> Iterable[str | None]:
-        return [source.URI for source in self.Sources]
-
-    def _named_targets(self) -> Iterable[str | None]:
-        return [self.TargetURI]
 
 
 TASK_TYPES: dict[str, type[TaskRequest]] = {
@@ -715,14 +816,3 @@ TASK_TYPES: dict[str, type[TaskRequest]] = {
 TASK_REQUESTS_BY_ACTION: dict[str, type[TaskRequest]] = {
     request.ACTION: request for request in TASK_TYPES.values()
 }
-
-
-def task_request_class(task_type: str) -> type[TaskRequest]:
-    """The request model of `task_type`; `PayloadError` naming the known types if there is none."""
-    try:
-        return TASK_TYPES[task_type]
-    except KeyError:
-        known = ", ".join(TASK_TYPES)
-        raise PayloadError(
-            "IMM task request", "TaskType", f"unknown task type {task_type!r}; known: {known}"
-        ) from None

@@ -21,20 +21,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from immflow.errors import ImmflowError
 from immflow.ossuri import SCHEME, OssUri, check_bucket_name
+from immflow.tasks import FILE, TASK_TYPES, OutputShape
 
 SOURCE_VARIABLES = frozenset({"bucket", "key", "dirname", "barename", "basename", "ext"})
 UPLOAD_TIME_VARIABLES = frozenset({"year", "mon", "day", "hour", "min", "sec"})
 TASK_TIME_VARIABLES = frozenset({"t_" + name for name in UPLOAD_TIME_VARIABLES})
 PUBLIC_VARIABLES = SOURCE_VARIABLES | UPLOAD_TIME_VARIABLES | TASK_TIME_VARIABLES
 
-#: Variables only some task types provide, for the outputs they name (imm-api.md §2.3).
+#: Variables only some task types provide, for the outputs they name (`TaskRequest.TEMPLATE_VARIABLES`).
 TASK_SPECIFIC_VARIABLES: Mapping[str, frozenset[str]] = {
-    "MediaConvert": frozenset({"streamindex", "index", "resolution", "autoext"}),
-    "OfficeConversion": frozenset({"index", "sheetname", "autoext"}),
+    task_type: request.TEMPLATE_VARIABLES
+    for task_type, request in TASK_TYPES.items()
+    if request.TEMPLATE_VARIABLES
 }
 TAGS_PREFIX = "tags."
 
@@ -67,10 +69,6 @@ class Template:
     def variables(self) -> tuple[str, ...]:
         """The variable names as written, in order (``tags.custom`` included)."""
         return self.parts[1::2]
-
-    @property
-    def tag_keys(self) -> frozenset[str]:
-        return frozenset(v[len(TAGS_PREFIX) :] for v in self.variables if v.startswith(TAGS_PREFIX))
 
     @property
     def builtin_variables(self) -> frozenset[str]:
@@ -226,6 +224,15 @@ TASK_VARIABLE_PATTERNS: Mapping[str, str] = {
     "autoext": r"[A-Za-z0-9]+",
     "sheetname": r"[^/]+",
 }
+#: A value IMM could put where each task-specific variable stands, for checks that expand a template
+#: without a real output (the local IMM's create-time check, `immflow validate`'s loop examples).
+TASK_VARIABLE_EXAMPLES: Mapping[str, str] = {
+    "index": "1",
+    "streamindex": "0",
+    "resolution": "1280x720",
+    "autoext": "dat",
+    "sheetname": "Sheet1",
+}
 #: What any source can put where a public variable stands (see `OssUri` for the parts of a key).
 PUBLIC_VARIABLE_PATTERNS: Mapping[str, str] = {
     "bucket": r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
@@ -240,33 +247,6 @@ PUBLIC_VARIABLE_PATTERNS: Mapping[str, str] = {
 #: Variables whose value may contain a dot, so that a file name ending with one may or may not have
 #: an extension (``ext`` never holds a dot; a tag value unknown to the pattern may).
 _MAY_HOLD_A_DOT = frozenset({"key", "dirname", "basename", "barename", "sheetname"})
-
-OutputLayout = Literal["file", "folder", "media", "image", "subtitle"]
-
-
-@dataclass(frozen=True)
-class OutputShape:
-    """How IMM names the outputs of one target field (imm-api.md §2.4, imm-facts-2.md §2).
-
-    * ``file``: exactly the expanded template (TargetURI of OfficeConversion, ImageSplicing, ...).
-    * ``folder``: every object under it (TargetURIPrefix, FileUncompression's TargetURI); the
-      template must end with ``/``.
-    * ``media``: MediaConvert ``Targets[].URI``: without an extension IMM appends ``.<container>``,
-      and for ``Segment.Format`` hls (dash) writes ``<URI>.m3u8`` (``.mpd``) plus segment files
-      whose names start with ``<URI>``; with an extension, exactly that name.
-    * ``image``: a Snapshots/Sprites/Animations ``URI``: without an extension IMM appends a sequence
-      suffix and ``.<format>`` (``_0_1.jpg``; the suffix's form is LIKELY, imm-facts-2.md §2, so any
-      suffix is accepted).
-    * ``subtitle``: ``ExtractSubtitle.URI`` is a prefix; outputs are ``<URI>_<index>.<ext>``.
-    """
-
-    layout: OutputLayout = "file"
-    container: str | None = None
-    segment_format: str | None = None
-    image_format: str | None = None
-
-
-FILE = OutputShape()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from immflow.errors import ImmflowError
 from immflow.ossuri import SCHEME, OssUri, check_bucket_name
 from immflow.pipeline import (
     MAX_TRIGGERS_PER_BUCKET,
@@ -38,11 +39,11 @@ from immflow.pipeline import (
     Rule,
     TaskSpec,
     TriggerFilter,
-    dotted_path,
 )
+from immflow.tasks import SOURCE_PARAMETERS, OutputShape, dotted_path
 from immflow.templates import (
     TASK_SPECIFIC_VARIABLES,
-    OutputShape,
+    TASK_VARIABLE_EXAMPLES,
     TemplateError,
     allowed_variables,
     parse,
@@ -114,6 +115,16 @@ class Report:
         return "\n".join(problem.format(self.file) for problem in self.problems)
 
 
+class PipelineError(ImmflowError, ValueError):
+    """A pipeline file immflow cannot run; ``problems`` are the errors `immflow validate` reports."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        listing = "\n".join(problem.format(file) for problem in problems)
+        super().__init__(f"{file} has {len(problems)} error(s); run `immflow validate {file}`:\n{listing}")
+
+
 def validate_file(path: str | Path) -> Report:
     file = str(path)
     try:
@@ -158,11 +169,6 @@ _Yaml12Loader.yaml_implicit_resolvers = {
 _Yaml12Loader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
-
-
-def load_yaml(text: str) -> Any:
-    """Parse ``text`` as `validate_text` does (YAML 1.2 booleans); raises `yaml.YAMLError`."""
-    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 _Loaded = tuple[Any, dict[Path_, yaml.Mark], list[tuple[Path_, yaml.Mark]]]
@@ -477,8 +483,7 @@ class _Checker:
         for name, why in IMMFLOW_PARAMETERS.items():
             if name in task.params:
                 self.add("error", (*params_path, name), f"{name} is set by immflow: {why}", f"remove {name}")
-        source_fields = ("SourceURI", "Sources", "SourceManifestURI")
-        for name in source_fields:
+        for name in SOURCE_PARAMETERS:
             if name in task.params:
                 self.add(
                     "error",
@@ -486,7 +491,7 @@ class _Checker:
                     f"immflow fills in the sources (the upload, or the parent task's outputs), not {name}",
                     f"remove {name}; put extra fields for each Sources[] entry under the task's `sources:`",
                 )
-        if task.sources and task.reads_source_uri:
+        if task.sources and task.request_class.READS_SOURCE_URI:
             self.add(
                 "error",
                 (*entry.path, "sources"),
@@ -500,7 +505,7 @@ class _Checker:
     def _parameters(self, entry: _TaskEntry) -> None:
         """Validate ``params`` (and ``sources``) with the task type's request model, sources filled in."""
         task = entry.task
-        ignored = {*IMMFLOW_PARAMETERS, "SourceURI", "Sources", "SourceManifestURI"}
+        ignored = {*IMMFLOW_PARAMETERS, *SOURCE_PARAMETERS}
         params = {name: value for name, value in task.params.items() if name not in ignored}
         request = task.model_copy(update={"params": params}).with_sources([_PLACEHOLDER_SOURCE])
         request["ProjectName"] = "immflow-example"
@@ -819,8 +824,7 @@ def _example_outputs(
 ) -> Iterator[OssUri]:
     task = entry.task
     autoext = shape.container or shape.image_format or task.params.get("TargetType") or "dat"
-    task_values = {"index": "1", "streamindex": "0", "resolution": "1280x720", "sheetname": "Sheet1"}
-    task_values["autoext"] = str(autoext).lower()
+    task_values = {**TASK_VARIABLE_EXAMPLES, "autoext": str(autoext).lower()}
     values = public_values(source, upload_time=_EXAMPLE_TIME, task_time=_EXAMPLE_TIME) | task_values
     try:
         text = parse(template).expand(values, entry.rule.task_tags(task))

@@ -12,16 +12,15 @@ from immflow.cli import main
 from immflow.ledger import Ledger, NewRun, NewTask, utcnow
 
 
-def _local_sql_ledger(state_dir: Path) -> Ledger:
-    """A local cloud started with a SQL ledger names it in endpoints.json; the CLI reads that one."""
+def _sql_ledger(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Ledger:
+    """A SQL ledger the CLI reads (IMMFLOW_LEDGER_URL), with its tables."""
     url = f"sqlite:///{state_dir / 'ledger.sqlite3'}"
-    (state_dir / "endpoints.json").write_text(json.dumps({"ledger": url}))
+    monkeypatch.setenv("IMMFLOW_LEDGER_URL", url)
     return Ledger(url)
 
 
 def test_empty_ledger_is_said_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
-    assert _local_sql_ledger(tmp_path).list_runs() == []  # the tables, no rows
+    assert _sql_ledger(tmp_path, monkeypatch).list_runs() == []  # the tables, no rows
     runner = CliRunner()
     every = runner.invoke(main, ["tasks", "list", "--state-dir", str(tmp_path)])
     failed = runner.invoke(main, ["tasks", "list", "--status", "Failed", "--state-dir", str(tmp_path)])
@@ -43,9 +42,8 @@ def test_without_a_local_cloud_the_cli_says_how_to_start_one(
 def test_uris_print_whole_on_their_own_line_in_an_80_column_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "80")
-    ledger = _local_sql_ledger(tmp_path)
+    ledger = _sql_ledger(tmp_path, monkeypatch)
     now = utcnow()
     source_key = "uploads/videos/" + "a-rather-long-folder-name/" * 3 + "clip.mp4"
     output = f"oss://media/processed/{source_key.removesuffix('.mp4')}/web.mp4"
@@ -77,8 +75,7 @@ def test_uris_print_whole_on_their_own_line_in_an_80_column_terminal(
 
 
 def test_runs_list_shows_and_filters_superseded_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IMMFLOW_LEDGER_URL", raising=False)
-    ledger = _local_sql_ledger(tmp_path)
+    ledger = _sql_ledger(tmp_path, monkeypatch)
     now = utcnow()
     first = ledger.start_run(
         NewRun("", "media", "in/a.png", "A", "ObjectCreated:PutObject", now, request_id="r1"), now=now

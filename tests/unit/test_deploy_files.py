@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 from immflow.ledger.tablestore import default_endpoint
-from immflow.pipeline import load_pipeline
+from immflow.pipeline_file import load_pipeline
 from immflow.settings import ENVIRONMENT_VARIABLES, settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -61,7 +61,7 @@ def test_no_deps_build_imports_each_handler_from_its_folder_alone(tmp_path: Path
             "import sys; sys.path[:] = [sys.argv[1], sys.argv[2]] + [p for p in sys.path if 'python3' in p and 'site-packages' not in p]; "
             "import index, immflow; assert immflow.__file__.startswith(sys.argv[1]), immflow.__file__; "
             # the instance takes the checked pipeline without validating it again
-            "from immflow.pipeline import _load_checked; from pathlib import Path; "
+            "from immflow.pipeline_file import _load_checked; from pathlib import Path; "
             "assert _load_checked(Path(sys.argv[1]) / 'pipeline.yaml') is not None; "
             "assert 'immflow.validation' not in sys.modules and 'yaml' not in sys.modules; print('ok')"
         )

@@ -12,11 +12,11 @@ from immflow.pipeline import (
     FollowUp,
     Match,
     Pipeline,
-    PipelineError,
     TriggerFilter,
     UnknownTaskError,
-    load_pipeline,
 )
+from immflow.pipeline_file import load_pipeline
+from immflow.validation import PipelineError
 from pydantic import ValidationError
 
 #: What ObjectCreated:* means in a trigger: every finished object, written out (no multipart steps).
@@ -501,11 +501,19 @@ def test_naming_a_multipart_step_is_refused_with_the_event_to_use() -> None:
         Match.model_validate({"events": ["oss:ObjectCreated:UploadPart"]})
 
 
+def test_the_local_oss_accepts_every_event_a_rule_can_put_in_a_trigger() -> None:
+    from immflow.pipeline import TRIGGER_EVENT_NAMES
+
+    from localcloud.oss.events import EVENT_NAMES
+
+    assert set(TRIGGER_EVENT_NAMES) == set(EVENT_NAMES)
+
+
 def test_the_checked_form_is_taken_only_for_the_yaml_it_was_made_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import immflow.validation
-    from immflow.pipeline import CHECKED_SUFFIX, load_pipeline, write_checked
+    from immflow.pipeline_file import CHECKED_SUFFIX, write_checked
 
     source = tmp_path / "pipeline.yaml"
     source.write_text((Path(__file__).parents[2] / "pipeline.yaml").read_text())
@@ -528,7 +536,7 @@ def test_the_checked_form_is_taken_only_for_the_yaml_it_was_made_from(
 
 
 def test_packaging_refuses_a_pipeline_with_errors(tmp_path: Path) -> None:
-    from immflow.pipeline import write_checked
+    from immflow.pipeline_file import write_checked
 
     source = tmp_path / "pipeline.yaml"
     source.write_text((Path(__file__).parents[1] / "pipelines" / "unknown-follow-up.yaml").read_text())

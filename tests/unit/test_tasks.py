@@ -31,7 +31,6 @@ from immflow.tasks import (
     RotatedSource,
     TaskRequest,
     TrimPolicySpec,
-    task_request_class,
 )
 
 NOTIFY = NotificationSpec(MNS=MnsSpec(TopicName="imm-task-done"))
@@ -376,7 +375,7 @@ def test_office_sources_travel_in_the_form_body(recorder: tuple[str, list[dict[s
     assert set(captured[0]["body"]) == {"Sources"}
 
 
-def test_registry_actions_tags_and_json_parameters_follow_the_reference() -> None:
+def test_registry_actions_and_tags_follow_the_reference() -> None:
     assert {name: cls.ACTION for name, cls in TASK_TYPES.items()} == {
         "MediaConvert": "CreateMediaConvertTask",
         "OfficeConversion": "CreateOfficeConversionTask",
@@ -391,62 +390,47 @@ def test_registry_actions_tags_and_json_parameters_follow_the_reference() -> Non
         "FileUncompression",
         "ArchiveFileInspection",
     }
-    # imm-api.md Appendix A, "JSON-string params".
-    assert {name: set(cls.json_parameters()) for name, cls in TASK_TYPES.items()} == {
-        "MediaConvert": {"CredentialConfig", "Notification", "Sources", "Tags", "TargetGroups", "Targets"},
-        "OfficeConversion": {"CredentialConfig", "Notification", "Sources", "Tags", "TrimPolicy"},
-        "FileCompression": {"CredentialConfig", "Notification", "Sources"},
-        "FileUncompression": {"CredentialConfig", "Notification", "SelectedFiles"},
-        "ArchiveFileInspection": {"CredentialConfig", "Notification"},
-        "ImageSplicing": {"CredentialConfig", "Notification", "Sources", "Tags"},
-        "ImageToPDF": {"CredentialConfig", "Notification", "Sources", "Tags"},
-    }
     assert {cls.ACTION: cls for cls in TASK_TYPES.values()} == TASK_REQUESTS_BY_ACTION
 
 
-def test_an_unknown_task_type_is_refused_with_the_known_ones() -> None:
-    assert task_request_class("OfficeConversion") is OfficeConversionRequest
-    with pytest.raises(PayloadError) as caught:
-        task_request_class("VideoTranscode")
-    assert caught.value.field == "TaskType"
-    assert "MediaConvert" in caught.value.problem
+def _sources(request: TaskRequest) -> list[str]:
+    return [field.uri for field in type(request).source_fields(request.model_dump(exclude_none=True))]
+
+
+def _targets(request: TaskRequest) -> list[tuple[str, str, str]]:
+    fields = type(request).target_fields(request.model_dump(exclude_none=True))
+    return [(field.field, field.template, field.shape.layout) for field in fields]
 
 
 def test_sources_and_targets_are_found_generically() -> None:
     request = media_convert()
-    assert request.source_uris() == [
-        "oss://in-bucket/in/my clip+1.mp4",
-        "oss://in-bucket/in/zh.srt",
-        "oss://in-bucket/in/music.mp3",
-        "oss://in-bucket/logo.png",
+    assert _sources(request) == ["oss://in-bucket/in/my clip+1.mp4", "oss://in-bucket/in/music.mp3"]
+    assert _targets(request) == [
+        ("Targets[0].URI", "oss://out-bucket/{dirname}/{barename}-{resolution}.{autoext}", "media"),
+        ("Targets[0].Subtitle.ExtractSubtitle.URI", "oss://out-bucket/subs/a", "subtitle"),
+        ("Targets[1].Image.Snapshots[0].URI", "oss://out-bucket/snap/{index}.jpg", "image"),
+        ("Targets[1].Image.Sprites[0].URI", "oss://out-bucket/sprite/{index}.png", "image"),
+        ("Targets[1].Image.Animations[0].URI", "oss://out-bucket/anim.gif", "image"),
+        ("TargetGroups[0].URI", "oss://out-bucket/hls/master.m3u8", "file"),
+        ("TargetGroups[0].Targets[0].URI", "oss://out-bucket/hls/360p", "media"),
     ]
-    assert request.target_uris() == [
-        "oss://out-bucket/{dirname}/{barename}-{resolution}.{autoext}",
-        "oss://out-bucket/subs/a",
-        "oss://out-bucket/snap/{index}.jpg",
-        "oss://out-bucket/sprite/{index}.png",
-        "oss://out-bucket/anim.gif",
-        "oss://out-bucket/hls/master.m3u8",
-        "oss://out-bucket/hls/360p",
-        "oss://out-bucket/x.json",
+    assert _sources(office_conversion()) == ["oss://in-bucket/docs/报告 v2.docx"]
+    assert _targets(office_conversion()) == [
+        ("TargetURI", "oss://out-bucket/pages/{barename}/{index}.{autoext}", "file")
     ]
-    assert office_conversion().source_uris() == ["oss://in-bucket/docs/报告 v2.docx"]
-    assert office_conversion().target_uris() == ["oss://out-bucket/pages/{barename}/{index}.{autoext}"]
-    assert office_images_to_pdf().source_uris() == [
-        "oss://in-bucket/scans/1.jpg",
-        "oss://in-bucket/scans/2.jpg",
+    assert _sources(office_images_to_pdf()) == ["oss://in-bucket/scans/1.jpg", "oss://in-bucket/scans/2.jpg"]
+    assert _targets(office_images_to_pdf()) == [("TargetURIPrefix", "oss://out-bucket/pdf/", "folder")]
+    compression = type(file_compression()).source_fields(file_compression().model_dump(exclude_none=True))
+    assert [(field.field, field.uri, field.folder) for field in compression] == [
+        ("Sources[0].URI", "oss://out-bucket/pages/report/", True),
+        ("Sources[1].URI", "oss://in-bucket/docs/report.docx", True),
     ]
-    assert office_images_to_pdf().target_uris() == ["oss://out-bucket/pdf/"]
-    assert file_compression().source_uris() == [
-        "oss://out-bucket/pages/report/",
-        "oss://in-bucket/docs/report.docx",
-    ]
-    assert file_compression().target_uris() == ["oss://out-bucket/bundles/report.zip"]
-    assert file_uncompression().source_uris() == ["oss://in-bucket/in/archive.zip"]
-    assert file_uncompression().target_uris() == ["oss://out-bucket/unzipped/"]
-    assert archive_inspection().target_uris() == ["oss://out-bucket/inspect/archive.json"]
-    assert image_splicing().source_uris() == ["oss://in-bucket/a.jpg", "oss://in-bucket/b.png"]
-    assert image_to_pdf().target_uris() == ["oss://out-bucket/book.pdf"]
+    assert _targets(file_compression()) == [("TargetURI", "oss://out-bucket/bundles/report.zip", "file")]
+    assert _sources(file_uncompression()) == ["oss://in-bucket/in/archive.zip"]
+    assert _targets(file_uncompression()) == [("TargetURI", "oss://out-bucket/unzipped/", "folder")]
+    assert _targets(archive_inspection()) == []
+    assert _sources(image_splicing()) == ["oss://in-bucket/a.jpg", "oss://in-bucket/b.png"]
+    assert _targets(image_to_pdf()) == [("TargetURI", "oss://out-bucket/book.pdf", "file")]
 
 
 def wire_with(request: TaskRequest, **changes: str) -> dict[str, str]:
@@ -581,3 +565,11 @@ def test_more_compression_sources_than_imm_takes_point_to_the_manifest() -> None
         FileCompressionRequest, {"ProjectName": "p", "TargetURI": "oss://b-1/out.zip", "Sources": sources}
     )
     assert "at most 100" in str(problem) and "SourceManifestURI" in str(problem)
+
+
+def test_every_task_type_immflow_starts_runs_in_the_local_imm() -> None:
+    from localcloud.imm.engine import PROCESSORS
+    from localcloud.imm.service import LOCAL_TASKS
+
+    assert set(PROCESSORS) == set(TASK_TYPES)
+    assert LOCAL_TASKS == TASK_REQUESTS_BY_ACTION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,6 +10,8 @@ from immflow.ossuri import OssUri
 from immflow.templates import (
     PUBLIC_VARIABLES,
     TASK_SPECIFIC_VARIABLES,
+    TASK_VARIABLE_EXAMPLES,
+    TASK_VARIABLE_PATTERNS,
     OutputShape,
     TemplateError,
     allowed_variables,
@@ -36,7 +39,6 @@ def _expand(template: str, **kwargs: object) -> str:
 def test_parse_splits_literals_and_variables() -> None:
     parsed = parse("oss://{bucket}/out/{tags.custom}/{dirname}/{barename}.{autoext}")
     assert parsed.variables == ("bucket", "tags.custom", "dirname", "barename", "autoext")
-    assert parsed.tag_keys == frozenset({"custom"})
     assert parsed.builtin_variables == frozenset({"bucket", "dirname", "barename", "autoext"})
     assert parsed.parts[0] == "oss://"
 
@@ -171,6 +173,13 @@ def test_the_documented_task_specific_variables() -> None:
     assert TASK_SPECIFIC_VARIABLES["OfficeConversion"] == {"index", "sheetname", "autoext"}
     assert allowed_variables(None) == PUBLIC_VARIABLES
     assert allowed_variables("ImageSplicing") == PUBLIC_VARIABLES
+
+
+def test_every_task_specific_variable_has_a_pattern_and_an_example_it_matches() -> None:
+    provided = set().union(*TASK_SPECIFIC_VARIABLES.values())
+    assert set(TASK_VARIABLE_PATTERNS) == set(TASK_VARIABLE_EXAMPLES) == provided
+    for name, example in TASK_VARIABLE_EXAMPLES.items():
+        assert re.fullmatch(TASK_VARIABLE_PATTERNS[name], example), name
 
 
 def test_task_specific_variable_without_a_value_is_an_error() -> None:

@@ -128,6 +128,34 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def function_env() -> dict[str, str]:
+    """What immflow's functions need from the local cloud, over their s.yaml values: its OSS, IMM and
+    Tablestore endpoints (the launcher's ``{oss}``, ``{imm}``, ``{ots}``) and its ledger, the default
+    one (`immflow.ledger.local_ledger`), in the local Tablestore. Every local function instance runs on
+    this machine's disk, which a SQLite ledger given instead would need (`immflow.settings`)."""
+    from immflow.settings import (
+        DEFAULT_LEDGER_URL,
+        ENVIRONMENT_VARIABLES,
+        OTS_ENDPOINT_VARIABLE,
+        SHARED_DISK_VARIABLE,
+    )
+
+    return {
+        ENVIRONMENT_VARIABLES["oss_endpoint"]: "{oss}",
+        ENVIRONMENT_VARIABLES["imm_endpoint"]: "{imm}",
+        ENVIRONMENT_VARIABLES["ledger_url"]: DEFAULT_LEDGER_URL,
+        OTS_ENDPOINT_VARIABLE: "{ots}",
+        SHARED_DISK_VARIABLE: "1",
+    }
+
+
+def create_ledger(state_dir: Path) -> None:
+    """Create the local cloud's ledger tables, as template.yml does for a deployed stack."""
+    from immflow.ledger import local_ledger
+
+    local_ledger(state_dir).create_schema()
+
+
 def start_detached(
     state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS, faults: str | None = None
 ) -> dict[str, str]:
@@ -160,6 +188,7 @@ def start_detached(
                 str(state_dir),
                 "--port-base",
                 str(port_base),
+                *(f"--function-env={name}={value}" for name, value in function_env().items()),
                 *([] if faults is None else ["--faults", faults]),
             ],
             stdin=subprocess.DEVNULL,
@@ -177,6 +206,7 @@ def start_detached(
         if endpoints_path.exists() and endpoints_path.stat().st_mtime >= started_at - 1:
             endpoints = read_endpoints(state_dir)
             if all(answers(endpoints[name]) for name in SERVICE_NAMES):
+                create_ledger(state_dir)
                 return endpoints
         time.sleep(0.1)
     process.terminate()
@@ -344,6 +374,7 @@ def up(state_dir: Path, detach: bool, port_base: int, as_json: bool, faults: str
     from localcloud.launcher import LaunchError, run
 
     def ready(endpoints: dict[str, str]) -> None:
+        create_ledger(state_dir)
         if as_json:
             click.echo(json.dumps(endpoints))
         else:
@@ -352,7 +383,7 @@ def up(state_dir: Path, detach: bool, port_base: int, as_json: bool, faults: str
             )
 
     try:
-        run(state_dir, port_base, on_ready=ready, faults=faults)
+        run(state_dir, port_base, on_ready=ready, function_env=function_env(), faults=faults)
     except LaunchError as error:
         raise click.ClickException(str(error)) from None
 

@@ -29,7 +29,8 @@ from immflow.demo.media import Sample
 from immflow.errors import ImmflowError
 from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger, run_id_for
 from immflow.ossuri import OssUri
-from immflow.pipeline import Pipeline, load_pipeline
+from immflow.pipeline import Pipeline
+from immflow.pipeline_file import load_pipeline
 
 DEFAULT_SERVICE_ROLE = "AliyunIMMDefaultRole"
 UPLOAD_EVENT = "ObjectCreated:PutObject"

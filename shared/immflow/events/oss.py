@@ -140,11 +140,6 @@ class OssEventRecord(_CloudModel):
         return oss
 
     @property
-    def is_removal(self) -> bool:
-        """True for events after which the object no longer exists."""
-        return _is_removal(self.eventName)
-
-    @property
     def bucket(self) -> str:
         return self.oss.bucket.name
 

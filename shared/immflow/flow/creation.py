@@ -49,6 +49,7 @@ from immflow.logging import correlation, logger
 from immflow.ossuri import OssUri
 from immflow.parsing import UtcDatetime
 from immflow.pipeline import UnknownTaskError
+from immflow.tasks import TASK_TYPES
 
 if TYPE_CHECKING:
     from immflow.adapters.imm import CreatedTask
@@ -167,7 +168,7 @@ def _find_created(call: Call, task: TaskRecord) -> dict[str, Any] | None:
         call.services.settings.project,
         task.task_type,
         started_since=task.created_at - CLOCK_SKEW,
-        matches=same_request(task.request),
+        matches=same_request(task.task_type, task.request),
     )
 
 
@@ -229,11 +230,16 @@ def imm_start_time(info: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-def same_request(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    """Whether a ListTasks ``TaskInfo`` (or GetTask answer) is `request`'s task: same ``UserData`` and
-    same source URIs. A task without ``TaskRequestDefinition`` cannot be told from a fan-out sibling:
-    no match."""
-    user_data, sources = request.get("UserData"), _source_uris(request)
+def same_request(task_type: str, request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a ListTasks ``TaskInfo`` (or GetTask answer) is the task of `request` (of `task_type`):
+    same ``UserData`` and same source URIs. A task without ``TaskRequestDefinition`` cannot be told from
+    a fan-out sibling: no match."""
+    request_class = TASK_TYPES[task_type]
+
+    def source_uris(request: Mapping[str, Any]) -> list[str]:
+        return [field.uri for field in request_class.source_fields(_sources_as_list(request))]
+
+    user_data, sources = request.get("UserData"), source_uris(request)
 
     def matches(info: Mapping[str, Any]) -> bool:
         if info.get("UserData") != user_data:
@@ -242,21 +248,18 @@ def same_request(request: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bo
             definition = json.loads(info.get("TaskRequestDefinition") or "null")
         except ValueError:
             return False
-        return isinstance(definition, dict) and _source_uris(definition) == sources
+        return isinstance(definition, dict) and source_uris(definition) == sources
 
     return matches
 
 
-def _source_uris(request: Mapping[str, Any]) -> list[Any]:
-    """``SourceURI`` and ``Sources[].URI`` in order. ``Sources`` is accepted as a list or as JSON text
-    (whether IMM's TaskRequestDefinition nests it as an object or keeps the wire string is UNCONFIRMED)."""
-    sources = request.get("Sources") or []
-    if isinstance(sources, str):
-        try:
-            sources = json.loads(sources)
-        except ValueError:
-            sources = []
-    uris = [request.get("SourceURI")]
-    if isinstance(sources, list):
-        uris += [source.get("URI") for source in sources if isinstance(source, dict)]
-    return [uri for uri in uris if uri]
+def _sources_as_list(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`request` with ``Sources`` as a list: it is accepted as JSON text too (whether IMM's
+    TaskRequestDefinition nests it as an object or keeps the wire string is UNCONFIRMED)."""
+    sources = request.get("Sources")
+    if not isinstance(sources, str):
+        return request
+    try:
+        return {**request, "Sources": json.loads(sources)}
+    except ValueError:
+        return {**request, "Sources": []}

@@ -25,7 +25,7 @@ from immflow.flow.runtime import Call
 from immflow.ledger import RunRecord, TaskRecord
 from immflow.logging import logger
 from immflow.ossuri import OssUri
-from immflow.pipeline import TargetField, TaskSpec
+from immflow.tasks import TASK_TYPES, TargetField
 from immflow.templates import UPLOAD_TIME_VARIABLES, TemplateError, output_pattern, parse
 
 
@@ -62,7 +62,7 @@ def task_targets(call: Call, run: RunRecord, task: TaskRecord, result: ImmTaskRe
         return []
     source = OssUri.parse(task.sources[0])
     task_time = result.StartTime or task.started_at or services.now()
-    fields = TaskSpec(name=task.task_name, type=task.task_type, params=task.request).target_fields()
+    fields = TASK_TYPES[task.task_type].target_fields(task.request)
     upload_time: datetime | None = None
     targets: list[Target] = []
     for field in fields:
@@ -98,14 +98,14 @@ def outside_targets(targets: Sequence[Target], uris: Sequence[str]) -> list[str]
 def discover_outputs(
     call: Call, task: TaskRecord, targets: Sequence[Target], named: Sequence[str] = ()
 ) -> list[str]:
-    """The objects `task` wrote: OSS listed under each of its `targets`, plus for MediaConvert the
-    `named` URIs (from its notification) that one of its targets holds."""
+    """The objects `task` wrote: OSS listed under each of its `targets`, plus, for the types whose
+    notification names outputs (MediaConvert), the `named` URIs that one of its targets holds."""
     services = call.services
     found: list[str] = []
     for target in targets:
         listed = call.retry(partial(services.oss.list_objects, target.prefix))
         found.extend(str(item.uri) for item in listed if target.pattern.match(item.uri.key))
-    if task.task_type == "MediaConvert":
+    if TASK_TYPES[task.task_type].NOTIFICATION_NAMES_OUTPUTS:
         found.extend(
             uri
             for uri in named

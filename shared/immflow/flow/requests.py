@@ -4,8 +4,8 @@ immflow fills in what the pipeline leaves out (contracts.md "pipeline.yaml"): th
 ``ProjectName``, ``Notification`` (the topic of ``on_task_done``), ``Tags`` (the rule's and task's tags
 plus ``immflow:rule``, ``immflow:task``, ``immflow:run``; none for the task types that refuse Tags,
 whose tags are kept in the ledger only) and ``UserData`` (the lineage). TargetURI templates are sent as
-templates to MediaConvert and OfficeConversion, which document them; for the other types immflow
-expands them itself (imm-facts-2.md §3: whether IMM does is UNCONFIRMED), so the outputs are the same
+templates to the types that document them (`TaskRequest.TEMPLATED_BY_IMM`: MediaConvert and
+OfficeConversion); for the other types immflow expands them itself (imm-facts-2.md §3: whether IMM does is UNCONFIRMED), so the outputs are the same
 in the cloud and locally.
 
 A request that cannot be built (a template needing a tag the task lacks, parameters IMM would refuse,
@@ -30,7 +30,6 @@ from immflow.pipeline import Rule, TaskSpec
 from immflow.settings import Settings
 from immflow.templates import expand
 
-TEMPLATED_BY_IMM = frozenset({"MediaConvert", "OfficeConversion"})
 INVALID_REQUEST = "immflow.InvalidRequest"
 TAG_RULE, TAG_TASK, TAG_RUN = "immflow:rule", "immflow:task", "immflow:run"
 
@@ -75,7 +74,7 @@ def plan_task(
     params: dict[str, Any] = spec.with_sources(list(sources))
     problem = None
     try:
-        if spec.type not in TEMPLATED_BY_IMM:
+        if not request_class.TEMPLATED_BY_IMM:
             params = _expand_targets(spec, params, OssUri.parse(sources[0]), upload_time, task_time, tags)
         params.update(
             ProjectName=settings.project,

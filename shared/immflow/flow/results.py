@@ -200,7 +200,7 @@ def _adopt(call: Call, notification: ImmNotification) -> tuple[TaskRecord, ImmTa
             if task.status == "Creating"
             and (task.rule, task.task_name) == (lineage.rule, lineage.task)
             and task.task_type == answer.TaskType
-            and same_request(task.request)(info)
+            and same_request(task.task_type, task.request)(info)
         ]
         if not candidates:
             if not answer.TaskRequestDefinition:

@@ -20,7 +20,8 @@ from immflow.fc import Credentials, Invocation, credentials_for
 from immflow.flow.retry import with_retries
 from immflow.ledger import Ledger, utcnow
 from immflow.logging import start_invocation
-from immflow.pipeline import Pipeline, load_pipeline
+from immflow.pipeline import Pipeline
+from immflow.pipeline_file import load_pipeline
 from immflow.settings import Settings, load_settings
 
 T = TypeVar("T")

@@ -10,7 +10,6 @@ from immflow.fc import Credentials
 from immflow.ledger.contract import (
     FINAL_STATUSES,
     OPEN_STATUSES,
-    TABLESTORE_SCHEME,
     CreateClaim,
     EventOrder,
     Ledger,
@@ -27,13 +26,15 @@ from immflow.ledger.contract import (
     run_id_for,
     utcnow,
 )
+from immflow.settings import DEFAULT_LEDGER_URL
 
 DEFAULT_STATE_DIR = Path(".immflow")
 
 
 def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
-    """The local cloud's ledger, the one its FC gives the functions: ``endpoints.json`` names it
-    (``ledger``), with the local Tablestore's endpoint and the key pair to reach it."""
+    """The local cloud's ledger, the one ``immflow local up`` gives its functions: the default ledger
+    (`immflow.settings.DEFAULT_LEDGER_URL`) in the local Tablestore, which ``endpoints.json`` names with
+    the key pair to reach it."""
     path = state_dir / "endpoints.json"
     try:
         endpoints = json.loads(path.read_text())
@@ -42,13 +43,8 @@ def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
             f"no local cloud in {state_dir} ({path} is missing): start one with "
             f"`immflow local up --detach --state-dir {state_dir}`, or set IMMFLOW_LEDGER_URL"
         ) from None
-    url = endpoints.get("ledger")
-    if not isinstance(url, str):
-        raise LedgerError(f"{path} names no ledger: restart the local cloud with `immflow local up`")
-    if not url.startswith(TABLESTORE_SCHEME):
-        return Ledger(url)
     keys = Credentials(endpoints["access_key_id"], endpoints["access_key_secret"])
-    return Ledger(url, endpoint=endpoints["ots"], credentials=keys)
+    return Ledger(DEFAULT_LEDGER_URL, endpoint=endpoints["ots"], credentials=keys)
 
 
 __all__ = [

@@ -83,7 +83,7 @@ from immflow.ledger.contract import (
     TaskRecord,
     tag_text,
 )
-from immflow.settings import region_from_env
+from immflow.settings import OTS_ENDPOINT_VARIABLE, region_from_env
 
 STRING = "STRING"
 INTEGER = "INTEGER"
@@ -328,7 +328,7 @@ class TablestoreBackend(LedgerBackend):
         self.instance = instance
         self.endpoint = (
             endpoint
-            or os.environ.get("IMMFLOW_OTS_ENDPOINT")
+            or os.environ.get(OTS_ENDPOINT_VARIABLE)
             or default_endpoint(instance, region_from_env(os.environ))
         )
         self._credentials = credentials

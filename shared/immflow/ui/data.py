@@ -173,7 +173,7 @@ class Dashboard:
         return RunView(run, self.ledger.tasks_of_run(run_id), self.stuck_after)
 
     def rules(self) -> list[str]:
-        from immflow.pipeline import load_pipeline
+        from immflow.pipeline_file import load_pipeline
 
         if self.pipeline_path is None or not self.pipeline_path.exists():
             return []

@@ -18,6 +18,7 @@ from alibabacloud_imm20200930.client import Client as ImmClient
 from alibabacloud_tea_openapi.models import Config
 from click.testing import CliRunner
 from immflow.cli import main
+from immflow.cli.local import create_ledger, function_env
 from immflow.ledger import run_id_for
 from mns.account import Account as MnsAccount
 from PIL import Image
@@ -30,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def fresh_cloud(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     state_dir = tmp_path / "state"
-    cloud = LocalCloud.start(state_dir, fc_options={"async_retry_delay": 0.2})
+    # What `immflow local up` does: the functions' environment, and the ledger's tables.
+    cloud = LocalCloud.start(state_dir, fc_options={"async_retry_delay": 0.2}, function_env=function_env())
+    create_ledger(state_dir)
     try:
         yield state_dir, json.loads((state_dir / "endpoints.json").read_text())
     finally:
@@ -60,11 +63,9 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
         assert resources[name]["status"] == "created", resources[name]
     for name in ("OnUpload", "OnTaskDone", "Reconcile", "OnTaskDoneTrigger", "ReconcileAsyncConfig"):
         assert resources[name]["status"] == "deployed", resources[name]
-    # The ledger's instance is the local Tablestore's own, and the local cloud created the ledger's
-    # tables when it started (its functions run on that ledger): the template finds each of them.
+    # The ledger's instance is the local Tablestore's own, and `immflow local up` created the ledger's
+    # tables when it started the cloud (its functions run on that ledger): the template finds each of them.
     assert resources["LedgerInstance"]["status"] == "exists"
-    # The local cloud made the ledger's tables when it started (its functions use them at once), so
-    # the template finds every one of them there.
     tables = [r for r in resources.values() if r["type"] == "ALIYUN::OTS::Table"]
     assert tables and {r["status"] for r in tables} == {"exists"}
     assert resources["FunctionLogstore"]["status"] == "skipped"
