@@ -8,7 +8,7 @@ that page's example. ``condition`` is ``""`` on success and the error type other
 (``UnhandledInvocationError``, ``FunctionTimeoutError`` or ``EventAgeExceeded`` when an event
 outlived ``maxAsyncEventAgeInSeconds``: the last name is UNCONFIRMED).
 
-Destination ARNs (fc-mns-oss.md §1.1.1): ``acs:fc:<region>:<uid>:functions/<fn>`` (the FC 2.0
+Destination ARNs (docs/fc.md): ``acs:fc:<region>:<uid>:functions/<fn>`` (the FC 2.0
 form ``...:services/<svc>[.<qualifier>]/functions/<fn>`` too) invokes that function
 asynchronously with the record as its event; ``acs:mns:<region>:<uid>:/queues/<q>/messages``
 sends the record to the queue and ``acs:mns:<region>:<uid>:/topics/<t>/messages`` publishes it,

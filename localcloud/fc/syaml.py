@@ -1,6 +1,6 @@
 """Reading a Serverless Devs ``s.yaml`` (component ``fc3``, ``edition: 3.0.0``) into function specs.
 
-What is read (fc-mns-oss.md §1.1): every resource whose ``component`` is ``fc3`` and its
+What is read (docs/fc.md): every resource whose ``component`` is ``fc3`` and its
 ``props``: ``functionName``, ``runtime``, ``handler``, ``code`` (a local folder, relative to the
 s.yaml), ``memorySize`` (default 512), ``timeout`` (default 3), ``environmentVariables``,
 ``instanceLifecycleConfig.initializer``, ``asyncInvokeConfig`` and ``triggers`` of type ``oss``,

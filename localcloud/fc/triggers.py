@@ -9,7 +9,7 @@
   pointing at ``<fc url>/_localcloud/mns/<function>/<trigger>?token=<admin token>``. Each push is turned into the
   event FC passes (:func:`mns_event`) and queued as an async invocation; the push is answered
   204 once the invocation is durably queued, so MNS's retries cover delivery and FC's async
-  retries cover function errors (fc-mns-oss.md §5).
+  retries cover function errors (docs/events.md#mns-topic-trigger-event).
 - **timer**: fired in-process on the trigger's schedule (:mod:`localcloud.fc.schedule`) as an
   async invocation with ``{"triggerTime", "triggerName", "payload"}`` (FC's "Time trigger" event
   format). Firings missed while the local cloud was down are not replayed.
@@ -55,7 +55,7 @@ def resource_name(function: str, trigger: str) -> str:
 
 
 def mns_event(notification: bytes, content_format: str) -> bytes:
-    """The FC event for one MNS JSON push (fc-mns-oss.md §5, encoding-facts.md Q3).
+    """The FC event for one MNS JSON push (docs/events.md#mns-topic-trigger-event).
 
     STREAM: the message body's exact bytes. JSON: compact, in the captured key order, with
     ``PublishTime`` an int (the MNS push has it as a string). ``MessageTag`` is left out, as in

@@ -14,7 +14,7 @@ Requests: ``{"op": "init", ...}`` runs the initializer once; ``{"op": "invoke", 
 (``str`` UTF-8 encoded, ``bytes`` as is, ``None`` empty, dict/list JSON-encoded: FC's behaviour
 for other types is UNCONFIRMED, so we encode them the way a user would expect), or
 ``{"ok": false, "error": {"errorMessage", "errorType", "stackTrace"}}`` as FC reports an
-unhandled exception (fc-mns-oss.md §3.1).
+unhandled exception (docs/fc.md#the-python-runtime).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """FileCompression, FileUncompression and ArchiveFileInspection with the standard library
-(imm-api.md §3.6–3.8).
+(docs/imm.md#tasks).
 
 Compression (zip only, as in the cloud): each rule of ``Sources`` (or of the JSON array in the
 object ``SourceManifestURI``) is ``{URI, Mode, Alias}``. ``Mode: prefix`` (default) takes every

@@ -1,6 +1,6 @@
 """Request signatures of the Alibaba Cloud RPC gateway, checked against the local account's key.
 
-Two forms (imm-api.md §6.3, §6.4), as ``alibabacloud_tea_openapi`` computes them:
+Two forms (docs/imm.md#wire-protocol), as ``alibabacloud_tea_openapi`` computes them:
 
 * ACS3-HMAC-SHA256 (the SDK's default; :mod:`localcloud.core.acs3`): ``Authorization: ACS3-HMAC-SHA256 Credential=<id>,
   SignedHeaders=<names>,Signature=<hex>`` over the canonical request (method, ``/``, the sorted

@@ -56,7 +56,7 @@ class TaskContext:
         """Expand a TargetURI template for one output file and check the result is an OSS object URI.
 
         A key that starts with ``/`` (``{dirname}`` of a source at the bucket root) fails the task
-        with ``InternalError``, as the cloud does (imm-facts-2.md §3), with the reason added.
+        with ``InternalError``, as the cloud does (docs/imm.md#targeturi-templates), with the reason added.
         """
         try:
             text = templates.expand(

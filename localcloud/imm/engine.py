@@ -2,7 +2,7 @@
 
 Scheduling: ``engine_concurrency`` worker threads take the oldest queued task whose project has
 fewer running tasks than its ``EngineConcurrency``; a task waiting for a slot stays ``Running``
-with progress 0 (imm-api.md §4.3). The queue is the ``tasks`` table, so it survives a restart.
+with progress 0 (docs/imm.md#gettask-listtasks-retention). The queue is the ``tasks`` table, so it survives a restart.
 
 Restart: a task that was running when the process died is **run again from the start** (its
 outputs are written again under the same names, so the result is the same as one clean run);
@@ -106,7 +106,7 @@ PURGE_INTERVAL = 3600.0
 def notification_content(
     task: TaskRow, *, status: str, code: str, message: str, end_time: float, result: dict[str, Any]
 ) -> dict[str, Any]:
-    """The ``content`` of the notification (imm-api.md §1.3): the common fields, ``Tags`` when the
+    """The ``content`` of the notification (docs/imm.md#notifications): the common fields, ``Tags`` when the
     task has any (UNCONFIRMED in the cloud), and the task's own result; a failed task echoes the
     request's source and target fields instead."""
     content: dict[str, Any] = {
@@ -290,7 +290,7 @@ class Engine:
         return _json(self._envelope(task, common, end_time))
 
     def _envelope(self, task: TaskRow, content: dict[str, Any], end_time: float) -> dict[str, str]:
-        """The message body IMM publishes (imm-api.md §1.2)."""
+        """The message body IMM publishes (docs/imm.md#notifications)."""
         return {
             "id": task.event_id,
             "source": "acs.imm",

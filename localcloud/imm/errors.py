@@ -1,4 +1,4 @@
-"""IMM errors: the HTTP status, ``Code`` and ``Message`` of an RPC error answer (imm-api.md §7).
+"""IMM errors: the HTTP status, ``Code`` and ``Message`` of an RPC error answer (docs/imm.md#errors).
 
 Request-level errors (bad parameter, unknown project, bad signature, throttling) are raised as
 :class:`ImmError` and become the JSON error body. Task-level failures are not HTTP errors: they

@@ -1,4 +1,4 @@
-"""CreateImageSplicingTask and CreateImageToPDFTask with Pillow (imm-api.md §3.9, §3.10).
+"""CreateImageSplicingTask and CreateImageToPDFTask with Pillow (docs/imm.md#tasks).
 
 ``Rotate`` turns a source clockwise before use. Splicing: ``Direction`` vertical (default) or
 horizontal; every image is scaled to ``Align`` (width when vertical, height when horizontal;

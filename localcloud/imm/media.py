@@ -1,4 +1,4 @@
-"""CreateMediaConvertTask, done with ffmpeg (imm-api.md §3.4).
+"""CreateMediaConvertTask, done with ffmpeg (docs/imm.md#tasks).
 
 What is done locally:
 
@@ -26,7 +26,7 @@ Refused at create time with ``NotImplemented``: ``TargetGroups``, ``Sources[].At
 ``Sources[].Subtitles``, ``Subtitle.ExtractSubtitle``, ``FilterVideo``, ``FilterAudio``,
 ``Speed`` other than 1, ``AttachedPicture``, ``Data``.
 
-Output names (imm-api.md §2.4, imm-facts-2.md §2): a target ``URI`` is a template
+Output names (docs/imm.md#targeturi-templates, docs/imm.md#notifications): a target ``URI`` is a template
 (``{autoext}`` = the container's extension, ``{resolution}`` = the output ``WxH``,
 ``{streamindex}`` = ``0``, ``{index}`` = ``1``); without an extension ``.<container>`` is added;
 HLS writes ``<URI>.m3u8`` and segments ``<URI>-<n>.ts`` (``n`` from ``StartNumber``), or with
@@ -35,7 +35,7 @@ Image outputs are numbered with ``{index}`` from 1; a URI with no ``{index}`` an
 gets ``_<streamindex>_<index>.<format>`` appended (OSS frame-capture style); a URI with an
 extension but no ``{index}`` keeps only the last image, since every image would overwrite it.
 
-Notification ``content`` (imm-facts-2.md §2 leaves per-file listing open): ``Sources`` lists every
+Notification ``content`` (docs/imm.md#notifications leaves per-file listing open): ``Sources`` lists every
 source; ``Targets`` has one entry per requested target whose ``URI`` is the media file written
 (the playlist for HLS; segments are not listed, the playlist names them) and whose ``Image``
 lists **every** snapshot, sprite and animation file written, one entry each.

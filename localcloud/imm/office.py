@@ -1,4 +1,4 @@
-"""CreateOfficeConversionTask with LibreOffice (headless) and poppler (imm-api.md §3.5).
+"""CreateOfficeConversionTask with LibreOffice (headless) and poppler (docs/imm.md#tasks).
 
 Every source is first turned into a PDF by ``soffice --headless --convert-to pdf`` (a PDF source
 is used as it is); the PDF is then sliced (``pdf``), rasterised one page at a time with

@@ -1,7 +1,7 @@
 """What a project's service role may do in the local OSS: the local stand-in for RAM.
 
 In the cloud IMM reads sources and writes targets by assuming the project's ``ServiceRole``
-(imm-api.md §5.3). Locally the roles and their buckets are listed in ``<state_dir>/imm/policy.json``::
+(docs/imm.md#projects-and-service-roles). Locally the roles and their buckets are listed in ``<state_dir>/imm/policy.json``::
 
     {
       "roles": {
@@ -14,7 +14,7 @@ Each entry is a bucket name or an ``fnmatch`` pattern. A role that is not listed
 The file is written with the default role (every local bucket) when it does not exist, and read
 again for every task, so an edit takes effect without a restart. A task whose role may not read a
 source or write a target ends ``Failed`` with ``InvalidArgument`` / ``File access forbidden.``
-(imm-facts-2.md §6).
+(docs/imm.md#errors).
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ One method per action, named like the action. Actions and task types not listed 
 :data:`TASK_ACTIONS` / ``_ACTIONS`` answer ``NotImplemented`` (HTTP 501) saying so; nothing
 answers an empty success. Differences from the cloud are stated where they happen:
 
-* ``ResourceNotFound`` is HTTP 400 (the documented table; imm-facts-2.md §5); GetTask answers it
+* ``ResourceNotFound`` is HTTP 400 (the documented table; docs/imm.md#gettask-listtasks-retention); GetTask answers it
   alike for unknown and expired task ids.
 * Throttling: over ``ProjectQueriesPerSecond`` calls of one project within one second answer
-  HTTP 400 ``Throttling.User`` with ``x-acs-retry-after`` (imm-facts-2.md §6), so the SDK raises
+  HTTP 400 ``Throttling.User`` with ``x-acs-retry-after`` (docs/imm.md#errors), so the SDK raises
   ``ThrottlingException``.
 * ``EngineConcurrency`` and ``ProjectQueriesPerSecond`` of new projects are the service's
   ``engine_concurrency`` and ``project_qps`` (the cloud's default is 100 for both; a laptop runs
@@ -66,7 +66,7 @@ from localcloud.imm.store import Store, TaskRow
 
 log = logging.getLogger("localcloud.imm")
 
-#: Every asynchronous action of the SDK (imm-api.md §3.1); those with a request model and a local
+#: Every asynchronous action of the SDK (docs/imm.md#tasks); those with a request model and a local
 #: processor run (`LOCAL_TASKS`), the others answer NotImplemented.
 SDK_TASK_ACTIONS = frozenset(
     {
@@ -461,7 +461,7 @@ class ImmService:
         return self._task_info(task, wire.boolean(params, "RequestDefinition"))
 
     def ListTasks(self, params: dict[str, str]) -> dict[str, Any]:
-        """Filters as imm-facts-2.md §4: ``TagSelector`` ``k=v`` (several joined by ``,`` must all
+        """Filters as docs/imm.md#gettask-listtasks-retention: ``TagSelector`` ``k=v`` (several joined by ``,`` must all
         match, our extension); time ranges are inclusive and either side may be left out."""
         project = self._project(params)
         decoded = wire.decode_params(

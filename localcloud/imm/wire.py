@@ -1,4 +1,4 @@
-"""The RPC wire format of IMM 2020-09-30 as the official SDK speaks it (imm-api.md §6).
+"""The RPC wire format of IMM 2020-09-30 as the official SDK speaks it (docs/imm.md#wire-protocol).
 
 * Every action is ``POST /``; the action comes from ``x-acs-action`` (ACS3) or ``Action`` (v1).
 * Parameters come from the query string and from an ``application/x-www-form-urlencoded`` body
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from localcloud.core.http import Request, Response
 from localcloud.imm.errors import ImmError, invalid_argument, missing_parameter
 
-#: Parameters whose value is a JSON document (imm-api.md Appendix A, every action of SDK 5.0.3).
+#: Parameters whose value is a JSON document (docs/imm.md#wire-protocol, every action of SDK 5.0.3).
 JSON_PARAMETERS = frozenset(
     {
         "CredentialConfig",
@@ -147,7 +147,7 @@ def new_request_id() -> str:
 
 
 def new_event_id() -> str:
-    """``<3 hex>-<27 base62>``, the shape of the EventId IMM returns (imm-api.md §1.2)."""
+    """``<3 hex>-<27 base62>``, the shape of the EventId IMM returns (docs/imm.md#notifications)."""
     return f"{secrets.token_hex(2)[:3].upper()}-" + "".join(secrets.choice(_BASE62) for _ in range(27))
 
 

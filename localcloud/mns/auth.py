@@ -1,4 +1,4 @@
-"""The MNS request signature (fc-mns-oss.md §7.1), checked against the local account's key.
+"""The MNS request signature (docs/mns.md), checked against the local account's key.
 
 ``Authorization: MNS <id>:base64(HMAC-SHA1(secret, StringToSign))`` where StringToSign is
 ``METHOD\\ncontent-md5\\ncontent-type\\ndate\\n`` + every ``x-mns-*`` header sorted as

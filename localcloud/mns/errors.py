@@ -1,6 +1,6 @@
 """MNS errors: the code, HTTP status and message the service answers with.
 
-Codes and statuses follow the MNS error table (fc-mns-oss.md §7.3); messages add where the
+Codes and statuses follow the MNS error table (docs/mns.md); messages add where the
 problem is and how to fix it, since that is what a user of the local cloud reads.
 """
 

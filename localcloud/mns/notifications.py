@@ -1,6 +1,6 @@
 """What a subscription endpoint receives for one published message, per NotifyContentFormat.
 
-Facts from encoding-facts.md Q2 and fc-mns-oss.md §7.5:
+Facts from docs/mns.md#push-to-subscriptions and docs/mns.md:
 - MNS never base64-encodes: ``Message`` (and the SIMPLIFIED body) is the published body as sent.
 - XML: ``<Notification>`` with TopicOwner, TopicName, Subscriber, SubscriptionName, MessageId,
   Message, MessageMD5, [MessageTag], PublishTime (epoch ms).

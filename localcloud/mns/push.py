@@ -2,7 +2,7 @@
 
 A delivery row is deleted only once its endpoint accepted it (HTTP 2xx, or the message is in
 the queue), so pushes survive a restart and are delivered at least once. Retries follow the
-subscription's NotifyStrategy (fc-mns-oss.md §5), each wait multiplied by ``time_scale``:
+subscription's NotifyStrategy (docs/events.md#mns-topic-trigger-event), each wait multiplied by ``time_scale``:
 - BACKOFF_RETRY: 3 retries, a random 10–20 s apart;
 - EXPONENTIAL_DECAY_RETRY: 176 retries, waiting 1, 2, 4, …, 512 s and then 512 s each (a day).
 After the last retry the push is dropped, with a warning in the log.

@@ -1,6 +1,6 @@
 """Queues and their messages: visibility, delay, priority, retention and long polling.
 
-Semantics (MNS docs and fc-mns-oss.md §7.2):
+Semantics (MNS docs and docs/mns.md):
 - Receive hands out the visible message with the lowest Priority number (1..16, default 8),
   oldest first within a priority, makes it invisible for the queue's VisibilityTimeout, counts
   the dequeue and issues a new receipt handle. A message leaves the queue only by DeleteMessage

@@ -1,4 +1,4 @@
-"""The local MNS server: routing, request parsing and response bodies (fc-mns-oss.md §7).
+"""The local MNS server: routing, request parsing and response bodies (docs/mns.md).
 
 Every response carries a lower-case ``x-mns-request-id`` (the SDK reads it from a
 case-sensitive dict); creates answer 201, or 204 when the resource already exists with the same

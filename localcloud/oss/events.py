@@ -6,7 +6,7 @@ keys (literal prefix and suffix) and where to (an HTTP URL, or an FC function in
 configures this on the bucket; locally it is registered on the OSS server (see
 :mod:`localcloud.oss.service` for the admin API).
 
-The event body follows fc-mns-oss.md §4 and encoding-facts.md Q1: the key is the raw object name
+The event body follows docs/events.md#oss-trigger-event and docs/events.md#oss-trigger-event: the key is the raw object name
 (not URL-encoded), ``eTag`` is upper-case hex without quotes, ``eventName`` has no ``oss:``
 prefix, one record per event. Choices where the reference is UNCONFIRMED:
 

@@ -1,6 +1,6 @@
 """What immflow needs from a Function Compute invocation, read from either runtime's context.
 
-FC's Python context differs by runtime (fc-mns-oss.md §3.2): python3.10 has ``credentials``
+FC's Python context differs by runtime (docs/fc.md#the-python-runtime): python3.10 has ``credentials``
 (``access_key_id``, ``access_key_secret``, ``security_token``: the function role's STS keys) and
 python3.12 does not, the same keys being in the ``ALIBABA_CLOUD_*`` environment variables instead.
 Both have ``request_id`` and ``function`` (``name``, ``timeout``). `Invocation.from_context` reads the

@@ -1,6 +1,6 @@
 """immflow's logger: Powertools ``Logger`` (service ``immflow``), one JSON object per line on stdout.
 
-FC collects stdout into the function's SLS logstore (fc-mns-oss.md §3.4), so the lines are searchable
+FC collects stdout into the function's SLS logstore (docs/fc.md#the-python-runtime), so the lines are searchable
 by their keys. Every line carries the three correlation ids, ``""`` while unknown (Powertools drops
 keys whose value is None, and a key that is sometimes missing cannot be searched for reliably):
 

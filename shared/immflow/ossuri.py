@@ -1,6 +1,6 @@
 """OSS URIs: ``oss://<bucket>/<key>``, the only form IMM accepts for sources and targets.
 
-The rules are those of the IMM docs (imm-api.md §8): an HTTP URL is wrong, and so is an endpoint
+The rules are those of the IMM docs (docs/imm.md#limits): an HTTP URL is wrong, and so is an endpoint
 host in place of the bucket (``oss://bucket.oss-cn-hangzhou.aliyuncs.com/...``). Bucket and key
 rules are OSS's own naming rules. Every refusal says what the right form looks like.
 """

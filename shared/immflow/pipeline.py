@@ -1,6 +1,6 @@
 """The pipeline language: ``pipeline.yaml`` as typed models, and the questions the functions ask of it.
 
-Schema (contracts.md, "pipeline.yaml"): ``version``, ``max_depth`` and ``rules``; a rule has a
+Schema (docs/design.md#pipelineyaml): ``version``, ``max_depth`` and ``rules``; a rule has a
 ``name``, a ``match`` (which uploads), ``tags``, ``tasks`` (IMM tasks started for the upload) and
 ``then`` (follow-up tasks started when one of the rule's tasks ends). Every mapping refuses unknown
 keys, so a misspelt key is an error, not a silently ignored line.
@@ -13,7 +13,7 @@ Choices where the cloud is silent or the language had to decide:
   run of characters (``ObjectCreated:*``); each must name at least one event an OSS trigger can
   deliver.
 * ``match.content_types`` is compared with ``objectMeta.mimeType`` only when the event carries it
-  (its presence is UNCONFIRMED, fc-mns-oss.md §4): an event without it is not refused for it.
+  (its presence is UNCONFIRMED, docs/events.md#oss-trigger-event): an event without it is not refused for it.
 
 The models alone check only the schema; `immflow.validation` checks the rest (templates, parameters,
 loops, follow-ups); `immflow.pipeline_file.load_pipeline` reads a file, refusing one with any error
@@ -39,7 +39,7 @@ from immflow.templates import wildcard_pattern
 
 OSS_EVENT_PREFIX = "oss:"
 DEFAULT_EVENTS = ("ObjectCreated:*",)
-#: The events an OSS trigger can be configured for: the fc3 schema's enum (fc-mns-oss.md §1.1.1) has
+#: The events an OSS trigger can be configured for: the fc3 schema's enum (docs/fc.md) has
 #: no ObjectReplication events, although the FC 2.0 SDK names them as deliverable.
 TRIGGER_EVENT_NAMES = tuple(
     sorted(name for name in OSS_EVENT_NAMES if not name.startswith("ObjectReplication:"))
@@ -52,7 +52,7 @@ PARTIAL_UPLOAD_EVENTS = frozenset(
 )
 #: The events a rule can listen to.
 RULE_EVENT_NAMES = tuple(name for name in TRIGGER_EVENT_NAMES if name not in PARTIAL_UPLOAD_EVENTS)
-#: OSS accepts at most this many native triggers per bucket (fc-mns-oss.md §4).
+#: OSS accepts at most this many native triggers per bucket (docs/events.md#oss-trigger-event).
 MAX_TRIGGERS_PER_BUCKET = 10
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]

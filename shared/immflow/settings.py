@@ -1,7 +1,7 @@
 """The functions' settings: one object, read from the environment once, validated, failing fast.
 
 The variable names are the contract shared with ``s.yaml``, ``template.yml`` and the README
-(contracts.md, "Settings"); a test checks that both deploy files set every one of them. Plain pydantic
+(docs/design.md#settings); a test checks that both deploy files set every one of them. Plain pydantic
 is used rather than pydantic-settings: the mapping is a dozen lines, and pydantic-settings would add
 about 60 ms to every cold start for nothing.
 

@@ -1,11 +1,11 @@
 """The parameters of IMM's asynchronous Create*Task actions, as typed models, and their RPC wire form.
 
-Field names are exactly the wire names of imm-api.md Appendix B (generated from the official SDK
+Field names are exactly the wire names of docs/imm.md#wire-protocol (generated from the official SDK
 ``alibabacloud_imm20200930`` 5.0.3); nothing else is accepted (``extra="forbid"``), so a misspelt or
 invented parameter fails with its name. The same models serve both sides: immflow builds requests with
 them, and the local IMM validates incoming requests with `TaskRequest.from_wire`.
 
-Wire form (imm-api.md §6.2, checked against the SDK itself in the tests): every parameter is one
+Wire form (docs/imm.md#wire-protocol, checked against the SDK itself in the tests): every parameter is one
 string; objects and arrays are compact JSON (keys in the SDK's order, which is ASCII order of the wire
 names; ``ensure_ascii`` off); top-level booleans are rendered by Python's ``str`` (``True``), as the
 Python SDK does. Inside JSON, the SDK writes every unset list of objects as ``[]``; ``to_wire`` does
@@ -35,7 +35,7 @@ from pydantic import (
 from immflow.errors import PayloadError
 from immflow.parsing import load_json, parse_model
 
-USER_DATA_MAX_BYTES = 2048  # imm-api.md §8
+USER_DATA_MAX_BYTES = 2048  # docs/imm.md#limits
 
 ItemT = TypeVar("ItemT")
 RequestT = TypeVar("RequestT", bound="TaskRequest")
@@ -57,7 +57,7 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
-# Structs shared by every action (imm-api.md §1.1, §3.2). A struct's class name ends in "Spec" where the
+# Structs shared by every action (docs/imm.md#notifications). A struct's class name ends in "Spec" where the
 # field holding it has the struct's own name: pydantic would resolve the annotation to the field instead.
 
 
@@ -115,9 +115,9 @@ class TaskRequest(_Wire):
     """Whether immflow gives the task its source as one ``SourceURI``; otherwise as a ``Sources`` list."""
     TEMPLATED_BY_IMM: ClassVar[bool] = False
     """Whether IMM expands TargetURI templates for this type (documented for MediaConvert and
-    OfficeConversion only; for the others immflow expands them itself, imm-facts-2.md §3)."""
+    OfficeConversion only; for the others immflow expands them itself, docs/imm.md#targeturi-templates)."""
     TEMPLATE_VARIABLES: ClassVar[frozenset[str]] = frozenset()
-    """The task-specific template variables the type provides, besides the public ones (imm-api.md §2.3)."""
+    """The task-specific template variables the type provides, besides the public ones (docs/imm.md#targeturi-templates)."""
     NOTIFICATION_NAMES_OUTPUTS: ClassVar[bool] = False
     """Whether the notification of a finished task names the outputs it wrote (MediaConvert's ``Targets``)."""
     TARGET_URI_NAMES_A_FOLDER: ClassVar[bool] = False
@@ -141,7 +141,7 @@ class TaskRequest(_Wire):
 
     @classmethod
     def accepts_tags(cls) -> bool:
-        """FileCompression, FileUncompression and ArchiveFileInspection take no ``Tags`` (imm-api.md §3.1)."""
+        """FileCompression, FileUncompression and ArchiveFileInspection take no ``Tags`` (docs/imm.md#tasks)."""
         return "Tags" in cls.model_fields
 
     @classmethod
@@ -161,7 +161,7 @@ class TaskRequest(_Wire):
 
     @classmethod
     def target_fields(cls, params: Mapping[str, Any]) -> list[TargetField]:
-        """Every output field ``params`` sets, with how IMM names the outputs (imm-api.md §2.4, §3):
+        """Every output field ``params`` sets, with how IMM names the outputs (docs/imm.md#targeturi-templates):
         ``TargetURI`` (an object, or a folder for the types in `TARGET_URI_NAMES_A_FOLDER`) and
         ``TargetURIPrefix`` (a folder). Checked or not, as `source_fields`."""
         fields = []
@@ -235,7 +235,7 @@ OutputLayout = Literal["file", "folder", "media", "image", "subtitle"]
 
 @dataclass(frozen=True)
 class OutputShape:
-    """How IMM names the outputs of one target field (imm-api.md §2.4, imm-facts-2.md §2).
+    """How IMM names the outputs of one target field (docs/imm.md#targeturi-templates, docs/imm.md#notifications).
 
     * ``file``: exactly the expanded template (TargetURI of OfficeConversion, ImageSplicing, ...).
     * ``folder``: every object under it (TargetURIPrefix, FileUncompression's TargetURI); the
@@ -244,7 +244,7 @@ class OutputShape:
       and for ``Segment.Format`` hls (dash) writes ``<URI>.m3u8`` (``.mpd``) plus segment files
       whose names start with ``<URI>``; with an extension, exactly that name.
     * ``image``: a Snapshots/Sprites/Animations ``URI``: without an extension IMM appends a sequence
-      suffix and ``.<format>`` (``_0_1.jpg``; the suffix's form is LIKELY, imm-facts-2.md §2, so any
+      suffix and ``.<format>`` (``_0_1.jpg``; the suffix's form is LIKELY, docs/imm.md#notifications, so any
       suffix is accepted).
     * ``subtitle``: ``ExtractSubtitle.URI`` is a prefix; outputs are ``<URI>_<index>.<ext>``.
     """
@@ -358,7 +358,7 @@ def _from_wire_text(annotation: Any, text: str, kind: str, name: str) -> object:
     return load_json(text, kind, field=name)
 
 
-# CreateMediaConvertTask (imm-api.md §3.4, Appendix B)
+# CreateMediaConvertTask (docs/imm.md#tasks, Appendix B)
 
 
 class MediaConvertSubtitle(_Wire):
@@ -564,7 +564,7 @@ class MediaConvertTarget(_Wire):
 
     @model_validator(mode="after")
     def _container_with_uri(self) -> MediaConvertTarget:
-        # imm-api.md §3.4: both or neither (neither = only subtitles, frames, sprites or animations).
+        # docs/imm.md#tasks: both or neither (neither = only subtitles, frames, sprites or animations).
         if (self.Container is None) != (self.URI is None):
             given, missing = ("Container", "URI") if self.URI is None else ("URI", "Container")
             raise ValueError(
@@ -651,7 +651,7 @@ def _media_target_fields(
         )
 
 
-# CreateOfficeConversionTask (imm-api.md §3.5)
+# CreateOfficeConversionTask (docs/imm.md#tasks)
 
 
 class RotatedSource(_Wire):
@@ -690,12 +690,12 @@ class OfficeConversionRequest(TaskRequest):
     SourceType: str | None = None
     SourceURI: str | None = None
     Sources: OptionalList[RotatedSource] = None
-    """Sent in the form body, not the query (imm-api.md §6.2)."""
+    """Sent in the form body, not the query (docs/imm.md#wire-protocol)."""
     StartPage: int | None = None
     Tags: TagMap | None = None
     TargetType: str = Field(min_length=1)
     TargetURI: str | None = None
-    """A template (``{index}``, ``{autoext}``... see imm-api.md §2)."""
+    """A template (``{index}``, ``{autoext}``... see docs/imm.md#targeturi-templates)."""
     TargetURIPrefix: str | None = None
     TrimPolicy: TrimPolicySpec | None = None
 
@@ -708,7 +708,7 @@ class OfficeConversionRequest(TaskRequest):
         return self
 
 
-# CreateFileCompressionTask (imm-api.md §3.6)
+# CreateFileCompressionTask (docs/imm.md#tasks)
 
 
 class CompressionSource(_Wire):
@@ -719,7 +719,7 @@ class CompressionSource(_Wire):
     URI: str | None = None
 
 
-#: CreateFileCompressionTask takes at most this many ``Sources`` rules (imm-api.md §3.6).
+#: CreateFileCompressionTask takes at most this many ``Sources`` rules (docs/imm.md#tasks).
 MAX_COMPRESSION_SOURCES = 100
 
 
@@ -745,7 +745,7 @@ class FileCompressionRequest(TaskRequest):
         return self
 
 
-# CreateFileUncompressionTask and CreateArchiveFileInspectionTask (imm-api.md §3.7, §3.8)
+# CreateFileUncompressionTask and CreateArchiveFileInspectionTask (docs/imm.md#tasks)
 
 
 class FileUncompressionRequest(TaskRequest):
@@ -769,7 +769,7 @@ class ArchiveFileInspectionRequest(TaskRequest):
     SourceURI: str | None = None
 
 
-# CreateImageSplicingTask and CreateImageToPDFTask (imm-api.md §3.9, §3.10)
+# CreateImageSplicingTask and CreateImageToPDFTask (docs/imm.md#tasks)
 
 
 class ImageSplicingRequest(TaskRequest):

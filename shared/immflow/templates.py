@@ -1,7 +1,7 @@
 """TargetURI templates: one implementation for the functions (to predict outputs) and the local IMM (to name them).
 
-Syntax (imm-api.md §2): ``{name}`` placeholders, ``{tags.KEY}`` for a value of the task's ``Tags``,
-``{{`` and ``}}`` for literal braces. Choices where the docs are silent (imm-facts-2.md §3):
+Syntax (docs/imm.md#targeturi-templates): ``{name}`` placeholders, ``{tags.KEY}`` for a value of the task's ``Tags``,
+``{{`` and ``}}`` for literal braces. Choices where the docs are silent (docs/imm.md#targeturi-templates):
 
 * An unknown variable, a variable the task type does not provide, or a tag the task does not set
   is an error that names it, never an empty string or the literal text.
@@ -213,9 +213,9 @@ def expand(
 
 
 # Output patterns: which objects a task wrote, found by listing OSS (IMM does not list every output it
-# writes, imm-facts-2.md §1-§2), and which objects are some task's output (the loop guard).
+# writes, docs/imm.md#notifications), and which objects are some task's output (the loop guard).
 
-#: What IMM may put where a task-specific variable stands (imm-api.md §2.3): ``index`` is ``6_12`` for
+#: What IMM may put where a task-specific variable stands (docs/imm.md#targeturi-templates): ``index`` is ``6_12`` for
 #: spreadsheet images; ``sheetname`` is a worksheet name, which Excel forbids to contain ``/``.
 TASK_VARIABLE_PATTERNS: Mapping[str, str] = {
     "index": r"[0-9]+(?:_[0-9]+)?",

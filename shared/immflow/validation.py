@@ -55,7 +55,7 @@ Path_ = tuple[str | int, ...]
 
 #: Variables that differ between two uploads, so that outputs of different uploads do not collide.
 PER_SOURCE_VARIABLES = frozenset({"key", "dirname", "barename", "basename"})
-#: Parameters immflow sets on every request itself (contracts.md, "pipeline.yaml").
+#: Parameters immflow sets on every request itself (docs/design.md#pipelineyaml).
 IMMFLOW_PARAMETERS = {
     "ProjectName": "immflow sets the IMM project from IMMFLOW_PROJECT",
     "Notification": "immflow points every task at the MNS topic of IMMFLOW_TOPIC",
@@ -572,7 +572,7 @@ class _Checker:
                 "warning",
                 path,
                 "an upload at the bucket root has an empty {dirname}, so the key gets '//' (or starts with '/'), "
-                "which IMM refuses (imm-facts-2.md §3)",
+                "which IMM refuses (docs/imm.md#targeturi-templates)",
                 "set match.prefix to a folder (like uploads/) or drop '/{dirname}'",
             )
 

@@ -240,7 +240,7 @@ def test_every_task_type_has_a_sample() -> None:
 
 
 def test_to_wire_matches_the_captured_sdk_query() -> None:
-    # imm-api.md §6.2, captured from SDK 5.0.3 (decoded query values).
+    # docs/imm.md#wire-protocol, captured from SDK 5.0.3 (decoded query values).
     request = MediaConvertRequest.model_validate(
         {
             "ProjectName": "proj",

@@ -2,7 +2,7 @@
 
 Requests travel as IMM's wire-named dicts (what `immflow.tasks` models produce with ``to_wire()``),
 turned into the SDK's request models with ``from_map``; the SDK then does the JSON "shrink" encoding
-and the ACS3 signature. Error classes (imm-api.md §6.6, imm-facts-2.md §6): ``ThrottlingException``,
+and the ACS3 signature. Error classes (docs/imm.md#wire-protocol, docs/imm.md#errors): ``ThrottlingException``,
 any ``Throttling*`` code, 5xx answers and network failures are retryable; every other 4xx
 (``InvalidArgument``, ``ResourceNotFound``, ...) is permanent.
 """
@@ -111,7 +111,7 @@ class ImmAdapter:
         request: dict[str, Any] = {
             "ProjectName": project,
             "TaskTypes": [task_type],
-            # RFC 3339 with whole seconds, as the documented example (imm-facts-2.md §4).
+            # RFC 3339 with whole seconds, as the documented example (docs/imm.md#gettask-listtasks-retention).
             "StartTimeRange": {
                 "Start": started_since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             },

@@ -2,7 +2,7 @@
 
 For testing your own handlers: ``immflow events oss-put --bucket b --key in/a.mp4 > e.json`` then
 ``immflow invoke on-upload --event e.json``. Each event is built in the documented shape
-(fc-mns-oss.md §4 and §5, imm-api.md §1) and parsed back with immflow's own event models before
+(docs/events.md#oss-trigger-event and §5, docs/imm.md#notifications) and parsed back with immflow's own event models before
 it is printed, so a sample that immflow itself would reject is never printed.
 """
 
@@ -70,7 +70,7 @@ def oss_put_event(
 def imm_notification(
     task_type: str, status: str, *, project: str, region: str, account_id: str, user_data: str
 ) -> dict[str, Any]:
-    """IMM's task-finished envelope with ``content`` a JSON string (imm-api.md §1.2–1.3)."""
+    """IMM's task-finished envelope with ``content`` a JSON string (docs/imm.md#notifications)."""
     now = datetime.now(timezone.utc)
     failed = status == "Failed"
     content = {

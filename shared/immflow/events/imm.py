@@ -1,7 +1,7 @@
 """IMM task results: the notification IMM publishes when an asynchronous task ends, and GetTask's answer.
 
 Both become one `ImmTaskResult`, so the reconcile path (GetTask) and the notification path share all
-code after parsing. Forms accepted by `parse_imm_notification` (imm-api.md §1.2–1.7):
+code after parsing. Forms accepted by `parse_imm_notification` (docs/imm.md#notifications):
 
 * the envelope ``{"id", "source": "acs.imm", "type": "imm:Task:<TaskType>", "subject", "time"
   (epoch ms as a string), "content" (the task result as a JSON *string*)}``; ``content`` already an
@@ -15,7 +15,7 @@ code after parsing. Forms accepted by `parse_imm_notification` (imm-api.md §1.2
   read the result with GetTask.
 
 The models keep IMM's field names and allow unknown fields: the content of task types other than
-MediaConvert is UNCONFIRMED (imm-facts-2.md §1) and the local IMM echoes the request's ``SourceURI``,
+MediaConvert is UNCONFIRMED (docs/imm.md#notifications) and the local IMM echoes the request's ``SourceURI``,
 ``TargetURI``/``TargetURIPrefix`` and ``Sources``.
 """
 
@@ -85,7 +85,7 @@ class SourceResult(_CloudModel):
 
 
 class ImmTaskResult(_CloudModel):
-    """The ``content`` of a notification: the common fields (imm-api.md §1.3) and the known task-specific
+    """The ``content`` of a notification: the common fields (docs/imm.md#notifications) and the known task-specific
     ones. Only final states appear here; a running task has no result yet (see `GetTaskResponse`)."""
 
     ProjectName: str
@@ -120,7 +120,7 @@ class ImmTaskResult(_CloudModel):
         MediaConvert: each target's ``URI``, its extracted-subtitle URI and its snapshot, sprite and
         animation URIs; other tasks: ``TargetURI`` and ``TargetURIPrefix``. A multi-file output (HLS
         segments, N snapshots, office pages) may be named once, as a template (``{index}`` left in) or
-        a prefix, rather than one entry per file (imm-facts-2.md §2, UNCONFIRMED in the cloud): list
+        a prefix, rather than one entry per file (docs/imm.md#notifications, UNCONFIRMED in the cloud): list
         the OSS prefix when every file is needed.
         """
         uris: list[str] = []
@@ -225,7 +225,7 @@ def _utf8(body: bytes) -> str:
 
 
 class GetTaskResponse(_CloudModel):
-    """The body of GetTask's answer (imm-api.md §4.1, Appendix B), e.g. the SDK's
+    """The body of GetTask's answer (docs/imm.md#gettask-listtasks-retention, Appendix B), e.g. the SDK's
     ``GetTaskResponseBody.to_map()``."""
 
     RequestId: Text = ""

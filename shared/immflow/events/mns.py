@@ -1,6 +1,6 @@
 """The event an MNS topic trigger hands to a Function Compute function, unwrapped into one message model.
 
-Shapes (fc-mns-oss.md §5, encoding-facts.md Q3(b)), chosen by the trigger's ``notifyContentFormat``:
+Shapes (docs/events.md#mns-topic-trigger-event), chosen by the trigger's ``notifyContentFormat``:
 
 * ``STREAM`` without message attributes: the event is the published body, byte for byte.
 * ``STREAM`` with attributes: ``{"body": "<body>", "attrs": {"Extend": "{\\"key\\":\\"value\\"}"}}``.

@@ -1,11 +1,11 @@
 """The event a native OSS trigger hands to a Function Compute function.
 
-Shape: fc-mns-oss.md §4 (FC 3.0 "触发器event格式" and the fc3 event template). The models keep the
+Shape: docs/events.md#oss-trigger-event (FC 3.0 "触发器event格式" and the fc3 event template). The models keep the
 cloud's own field names, as Powertools does for AWS events, and allow unknown fields so a field the
 cloud adds later does not break parsing.
 
 Object keys are used exactly as they arrive: the trigger delivers the raw object name, not a
-URL-encoded one (encoding-facts.md Q1: every official FC library and sample passes the key straight to
+URL-encoded one (docs/events.md#oss-trigger-event: every official FC library and sample passes the key straight to
 the OSS SDK). Calling ``unquote_plus`` on it, as handlers ported from AWS Lambda do, would corrupt real
 keys: a literal ``+`` would become a space and a literal ``%41`` would become ``A``.
 """
@@ -34,7 +34,7 @@ OssEventName = Literal[
     "ObjectRemoved:DeleteObjects",
     "ObjectRemoved:AbortMultipartUpload",
     "ObjectModified:UpdateObjectMeta",
-    # Only in the FC 2.0 Go SDK constants (fc-mns-oss.md §4), accepted so such a trigger does not fail.
+    # Only in the FC 2.0 Go SDK constants (docs/events.md#oss-trigger-event), accepted so such a trigger does not fail.
     "ObjectReplication:ObjectCreated",
     "ObjectReplication:ObjectRemoved",
     "ObjectReplication:ObjectModified",
@@ -129,7 +129,7 @@ class OssEventRecord(_CloudModel):
     @classmethod
     def _object_described_unless_removed(cls, oss: OssDetails, info: ValidationInfo) -> OssDetails:
         # The doc template does not mark size/eTag/deltaSize as event-specific, so every event except a
-        # removal (for which no sample exists, encoding-facts.md Q1) must carry them.
+        # removal (for which no sample exists, docs/events.md#oss-trigger-event) must carry them.
         event_name = info.data.get("eventName")
         if event_name is None or _is_removal(event_name):
             return oss

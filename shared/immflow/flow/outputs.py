@@ -1,6 +1,6 @@
 """Output discovery: which objects a finished task wrote.
 
-IMM does not list every file it writes (imm-facts-2.md §1–2: no page list for OfficeConversion, HLS
+IMM does not list every file it writes (docs/imm.md#notifications: no page list for OfficeConversion, HLS
 segments and numbered snapshots named by template), so for every target field of the request as sent
 (the ledger keeps it), immflow lists OSS under the template's static prefix and keeps the keys its
 pattern matches (`immflow.templates.output_pattern`). For MediaConvert, the URIs the notification names

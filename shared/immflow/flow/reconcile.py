@@ -1,4 +1,4 @@
-"""The safety net for notifications that never came (imm-api.md: GetTask within 7 days of the start).
+"""The safety net for notifications that never came (docs/imm.md: GetTask within 7 days of the start).
 
 Every ``Running`` task started more than ``IMMFLOW_RECONCILE_AFTER_SECONDS`` ago is asked for with
 GetTask; a final answer goes down the same path as a notification (`handle_result`). A task IMM no

@@ -1,11 +1,11 @@
 """Turning a pipeline task into a complete Create*Task request, ready to be claimed and sent.
 
-immflow fills in what the pipeline leaves out (contracts.md "pipeline.yaml"): the source fields,
+immflow fills in what the pipeline leaves out (docs/design.md#pipelineyaml): the source fields,
 ``ProjectName``, ``Notification`` (the topic of ``on_task_done``), ``Tags`` (the rule's and task's tags
 plus ``immflow:rule``, ``immflow:task``, ``immflow:run``; none for the task types that refuse Tags,
 whose tags are kept in the ledger only) and ``UserData`` (the lineage). TargetURI templates are sent as
 templates to the types that document them (`TaskRequest.TEMPLATED_BY_IMM`: MediaConvert and
-OfficeConversion); for the other types immflow expands them itself (imm-facts-2.md §3: whether IMM does is UNCONFIRMED), so the outputs are the same
+OfficeConversion); for the other types immflow expands them itself (docs/imm.md#targeturi-templates: whether IMM does is UNCONFIRMED), so the outputs are the same
 in the cloud and locally.
 
 A request that cannot be built (a template needing a tag the task lacks, parameters IMM would refuse,

@@ -166,7 +166,7 @@ HANDLERS = {name: _load_handler(name) for name in ("on_upload", "on_task_done", 
 
 
 def fc_context(account: Account, runtime_name: str, function: str, timeout: int = 60) -> SimpleNamespace:
-    """FC's context object: python3.10 carries ``credentials``, python3.12 does not (fc-mns-oss.md §3.2)."""
+    """FC's context object: python3.10 carries ``credentials``, python3.12 does not (docs/fc.md#the-python-runtime)."""
     context = SimpleNamespace(
         request_id=str(uuid.uuid4()),
         function=SimpleNamespace(name=function, handler="index.handler", memory=512, timeout=timeout),
@@ -297,7 +297,7 @@ def oss_event(
 
 
 def mns_event(body: str, content_format: str) -> bytes:
-    """The event the FC MNS topic trigger hands the function (fc-mns-oss.md §5), from a fixture's shape."""
+    """The event the FC MNS topic trigger hands the function (docs/events.md#mns-topic-trigger-event), from a fixture's shape."""
     if content_format == "STREAM":
         return body.encode()
     event = json.loads((EVENTS / "mns" / "json-imm-notification.json").read_text())
