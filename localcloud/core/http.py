@@ -6,7 +6,10 @@ logging. A request body is read as the service asks for it: :attr:`Request.body`
 (services whose bodies are small documents), :attr:`Request.stream` in bounded pieces (the local
 OSS writes object bodies to disk as they arrive, so memory stays flat for a 2 GiB upload).
 Whatever the service left unread is read and dropped before the answer, so the keep-alive
-connection stays in step. ``TCP_NODELAY`` is set on every connection: without it the SDKs' keep-alive
+connection stays in step; when more than :data:`DRAIN_LIMIT` is left (an upload refused before
+its body was read), the answer goes first with ``Connection: close`` and the rest is read and
+dropped for up to :data:`LINGER_SECONDS` before the connection closes, so that the client, still
+sending, gets the answer rather than a reset connection. ``TCP_NODELAY`` is set on every connection: without it the SDKs' keep-alive
 connections stall about 40 ms per request on Nagle plus delayed ACK.
 """
 
@@ -16,6 +19,7 @@ import io
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +45,10 @@ class _TokenBlanked(logging.Filter):
 log.addFilter(_TokenBlanked())
 
 
+#: Up to this much of a body the service left unread is read and dropped to keep the connection.
+DRAIN_LIMIT = 64 << 20
+#: How long the rest of a larger unread body is read and dropped after the answer, before closing.
+LINGER_SECONDS = 10.0
 #: The longest chunk-size or trailer line of a chunked body.
 _MAX_LINE = 8192
 
@@ -218,13 +226,29 @@ class _Handler(BaseHTTPRequestHandler):
             raise IncompleteBody(f"Content-Length {length!r} is not a number of bytes")
         return BodyReader(self.rfile, int(length))
 
-    def _drain(self, request: Request) -> bool:
-        """Drop what the service left of the body; ``False`` if the connection is out of step."""
+    def _drain(self, stream: BodyReader) -> bool:
+        """Drop what the service left of the body, when that is little; ``False`` if the
+        connection must close instead (too much left, or the body broke off)."""
+        if stream.finished:
+            return True
+        if stream.length is None or stream.length - stream.received > DRAIN_LIMIT:
+            return False
         try:
-            request.stream.drain()
+            stream.drain()
         except IncompleteBody:
             return False
         return True
+
+    def _linger(self, stream: BodyReader) -> None:
+        """Read and drop what the client still sends, for a while, before the connection closes:
+        closing with unread bytes would reset it and could lose the answer on the client's side."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        self.connection.settimeout(LINGER_SECONDS)
+        try:
+            while time.monotonic() < deadline and stream.read(1 << 20):
+                pass
+        except (IncompleteBody, OSError):
+            pass
 
     def _dispatch(self) -> None:
         if self.headers.get("Expect", "").lower() == "100-continue":
@@ -253,8 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("%s: unhandled error on %s %s", service.name, self.command, self.path)
             response = Response(500, {"Content-Type": "text/plain"}, b"internal error in the local cloud")
-        if not self._drain(request):
-            # The body broke off or its framing is wrong: nothing more can be read on this connection.
+        keep_alive = self._drain(request.stream)
+        if not keep_alive:
             response.headers["Connection"] = "close"
         body = response.body
         length = len(body) if isinstance(body, bytes) else response.length
@@ -294,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             for chunk in body:
                 self.wfile.write(chunk)
+        if not keep_alive:
+            self.wfile.flush()
+            self._linger(request.stream)
         log.debug("%s %s %s -> %s", service.name, self.command, self.path, response.status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = _dispatch

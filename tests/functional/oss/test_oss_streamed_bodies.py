@@ -270,3 +270,16 @@ def test_a_body_that_breaks_off_stores_nothing(bucket: oss2.Bucket, oss_service:
     with pytest.raises(oss2.exceptions.NotFound):
         bucket.head_object("cut.bin")
     assert _leftovers(oss_service) == []
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_upload_refused_before_its_body_is_read_gets_its_error(
+    auth: oss2.AuthBase, oss_server: ServiceServer, framing: str
+) -> None:
+    # 100 MiB is over what the server reads and drops before answering: it answers first, then
+    # reads the rest while the client is still sending, so the client sees the error, not a reset.
+    missing = oss2.Bucket(auth, oss_server.url, "no-such-bucket-here")
+    data = b"\0" * (100 * MIB)
+    body: Any = data if framing == "content-length" else _pieces(data, MIB)
+    with pytest.raises(oss2.exceptions.NoSuchBucket):
+        missing.put_object("k.bin", body)
