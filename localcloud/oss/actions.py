@@ -32,8 +32,10 @@ STREAM_THRESHOLD = 1 << 20
 CHUNK = 256 * 1024
 #: Object data in a request body is read, hashed and written in pieces of this size.
 BODY_CHUNK = 1 << 20
+#: From this size, a piece's MD5 and its write run beside its CRC-64 (smaller: not worth a thread).
+PARALLEL_THRESHOLD = 64 * 1024
 #: The largest object one PutObject, AppendObject (the whole object) or UploadPart (one part)
-#: writes: 5 GiB (OSS "Limits"; larger objects are uploaded in parts).
+#: writes: 5 GiB (docs/oss-api.md "Request bodies"; larger objects are uploaded in parts).
 MAX_OBJECT_SIZE = 5 << 30
 #: Headers kept with an object and sent back on GET/HEAD, besides ``x-oss-meta-*``.
 STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
@@ -93,8 +95,8 @@ class Actions:
 
         On the way it computes the MD5 (the ETag) and the CRC-64, checks ``Content-MD5`` and,
         through the S3 API, ``x-amz-content-sha256``, and refuses a body over ``max_size``
-        (EntityTooLarge) as soon as it is known to be one. The file is durable but not yet an
-        object: the caller commits it or it is removed (see :class:`~localcloud.oss.store.NewData`).
+        (EntityTooLarge) as soon as it is known to be one. The file is not an object yet: the
+        caller installs and commits it, or it is removed (:class:`~localcloud.oss.store.NewData`).
         """
         if call.body.length is not None and call.body.length > max_size:
             raise entity_too_large(call.body.length, max_size)
@@ -106,13 +108,18 @@ class Actions:
             while chunk := call.read(BODY_CHUNK):
                 if new.size + len(chunk) > max_size:
                     raise entity_too_large(new.size + len(chunk), max_size)
-                written = self._pool.submit(new.write, chunk)
-                hashed = self._pool.submit(md5.update, chunk)
-                crc = wire.crc64(chunk, crc)
+                if len(chunk) < PARALLEL_THRESHOLD:
+                    new.write(chunk)
+                    md5.update(chunk)
+                    crc = wire.crc64(chunk, crc)
+                else:
+                    written = self._pool.submit(new.write, chunk)
+                    hashed = self._pool.submit(md5.update, chunk)
+                    crc = wire.crc64(chunk, crc)
+                    written.result()
+                    hashed.result()
                 if sha256 is not None:
                     sha256.update(chunk)
-                written.result()
-                hashed.result()
             wire.check_content_md5(call.header("content-md5"), md5.digest())
             if call.body_sha256 is not None and sha256 is not None:
                 check_sha256(call.body_sha256, sha256.hexdigest())
