@@ -113,7 +113,8 @@ class Actions:
                     md5.update(chunk)
                     crc = wire.crc64(chunk, crc)
                 else:
-                    written = self._pool.submit(new.write, chunk)
+                    last = call.body.length == new.size + len(chunk)
+                    written = self._pool.submit(new.write, chunk, sync=last)
                     hashed = self._pool.submit(md5.update, chunk)
                     crc = wire.crc64(chunk, crc)
                     written.result()

@@ -383,10 +383,15 @@ class NewData:
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed by install/discard)
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, sync: bool = False) -> None:
+        """Append ``data``; ``sync`` flushes it to disk too (the last piece, so that the fsync
+        runs beside the caller's hashing instead of after it, in :meth:`install`)."""
         assert self._file is not None, "write after install or discard"
         self._file.write(data)
         self.size += len(data)
+        if sync:
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def copy_from(self, source: BinaryIO, size: int) -> None:
         assert self._file is not None, "write after install or discard"
