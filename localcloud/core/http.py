@@ -2,15 +2,24 @@
 
 Each service implements :class:`Service` (one ``handle`` method from :class:`Request` to
 :class:`Response`); this module deals with sockets, keep-alive, chunked request bodies and
-logging. ``TCP_NODELAY`` is set on every connection: without it the SDKs' keep-alive
+logging. A request body is read as the service asks for it: :attr:`Request.body` reads it whole
+(services whose bodies are small documents), :attr:`Request.stream` in bounded pieces (the local
+OSS writes object bodies to disk as they arrive, so memory stays flat for a 2 GiB upload).
+Whatever the service left unread is read and dropped before the answer, so the keep-alive
+connection stays in step; when more than :data:`DRAIN_LIMIT` is left (an upload refused before
+its body was read), the answer goes first with ``Connection: close`` and the rest is read and
+dropped for up to :data:`LINGER_SECONDS` before the connection closes, so that the client, still
+sending, gets the answer rather than a reset connection. ``TCP_NODELAY`` is set on every connection: without it the SDKs' keep-alive
 connections stall about 40 ms per request on Nagle plus delayed ACK.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,17 +45,127 @@ class _TokenBlanked(logging.Filter):
 log.addFilter(_TokenBlanked())
 
 
-@dataclass
+#: Up to this much of a body the service left unread is read and dropped to keep the connection.
+DRAIN_LIMIT = 64 << 20
+#: How long the rest of a larger unread body is read and dropped after the answer, before closing.
+LINGER_SECONDS = 10.0
+#: The longest chunk-size or trailer line of a chunked body.
+_MAX_LINE = 8192
+
+
+class IncompleteBody(Exception):
+    """The body ended before the length the client announced, or its chunked framing is broken."""
+
+
+class _Source(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
+class BodyReader:
+    """A request body read from the connection as it arrives, in pieces of at most the size asked.
+
+    ``length`` is the ``Content-Length``, or ``None`` for ``Transfer-Encoding: chunked`` (RFC 9112
+    7.1: size lines in hex, optional extensions after ``;``, a zero-size chunk, then trailers).
+    """
+
+    def __init__(self, source: _Source, length: int | None) -> None:
+        self._source = source
+        self.length = length
+        self._chunked = length is None
+        #: Bytes left in the body (Content-Length) or in the current chunk (chunked).
+        self._left = length or 0
+        self.finished = length == 0
+        #: Bytes of payload read so far.
+        self.received = 0
+
+    @classmethod
+    def of(cls, data: bytes) -> BodyReader:
+        return cls(io.BytesIO(data), len(data))
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the payload; ``b""`` once it is all read."""
+        if self.finished:
+            return b""
+        if self._chunked and self._left == 0:
+            self._left = self._chunk_size()
+            if self._left == 0:
+                self._skip_trailers()
+                self.finished = True
+                return b""
+        data = self._source.read(min(size, self._left))
+        if not data:
+            raise IncompleteBody(
+                f"the connection ended after {self.received} bytes of the body"
+                + (f" of the {self.length} that Content-Length announced" if self.length is not None else "")
+            )
+        self._left -= len(data)
+        self.received += len(data)
+        if self._left == 0:
+            if self._chunked:
+                if self._source.readline(_MAX_LINE).strip():
+                    raise IncompleteBody("a chunk of the chunked body is longer than its size line says")
+            else:
+                self.finished = True
+        return data
+
+    def read_all(self) -> bytes:
+        return b"".join(iter(lambda: self.read(1 << 20), b""))
+
+    def drain(self) -> None:
+        """Read and drop what is left (memory stays flat, however much that is)."""
+        while self.read(1 << 20):
+            pass
+
+    def _chunk_size(self) -> int:
+        line = self._source.readline(_MAX_LINE)
+        if not line.endswith(b"\n"):
+            raise IncompleteBody("the chunked body ends inside a chunk-size line")
+        try:
+            return int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise IncompleteBody(f"{line[:40]!r} is not a chunk-size line (hex size)") from None
+
+    def _skip_trailers(self) -> None:
+        while True:
+            line = self._source.readline(_MAX_LINE)
+            if not line:
+                raise IncompleteBody("the chunked body ends inside its trailers")
+            if not line.strip():
+                return
+
+
 class Request:
-    method: str
-    #: The path exactly as sent (still percent-encoded); ``path`` is the decoded form.
-    raw_path: str
-    #: The query string exactly as sent, without the ``?``.
-    raw_query: str
-    #: Header names in lower case.
-    headers: dict[str, str]
-    body: bytes
-    client: str = ""
+    """One request. ``body`` may be given as bytes (tests) or as a :class:`BodyReader`."""
+
+    def __init__(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        headers: dict[str, str],
+        body: bytes | BodyReader = b"",
+        client: str = "",
+    ) -> None:
+        self.method = method
+        #: The path exactly as sent (still percent-encoded); ``path`` is the decoded form.
+        self.raw_path = raw_path
+        #: The query string exactly as sent, without the ``?``.
+        self.raw_query = raw_query
+        #: Header names in lower case.
+        self.headers = headers
+        self.client = client
+        #: The body as it arrives; read it in pieces for bodies that may be large.
+        self.stream = body if isinstance(body, BodyReader) else BodyReader.of(body)
+        self._body: bytes | None = None
+
+    @property
+    def body(self) -> bytes:
+        """The whole body, read into memory at first use (what is left of it, after ``stream`` reads)."""
+        if self._body is None:
+            self._body = self.stream.read_all()
+        return self._body
 
     @property
     def path(self) -> str:
@@ -99,41 +218,68 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # one line per request is logged in _dispatch instead
 
-    def _read_body(self) -> bytes:
+    def _body_reader(self) -> BodyReader:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size_line = self.rfile.readline().strip()
-                size = int(size_line.split(b";")[0] or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():
-                        pass  # trailers
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+            return BodyReader(self.rfile, None)
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit():
+            raise IncompleteBody(f"Content-Length {length!r} is not a number of bytes")
+        return BodyReader(self.rfile, int(length))
+
+    def _drain(self, stream: BodyReader) -> bool:
+        """Drop what the service left of the body, when that is little; ``False`` if the
+        connection must close instead (too much left, or the body broke off)."""
+        if stream.finished:
+            return True
+        if stream.length is None or stream.length - stream.received > DRAIN_LIMIT:
+            return False
+        try:
+            stream.drain()
+        except IncompleteBody:
+            return False
+        return True
+
+    def _linger(self, stream: BodyReader) -> None:
+        """Read and drop what the client still sends, for a while, before the connection closes:
+        closing with unread bytes would reset it and could lose the answer on the client's side."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        self.connection.settimeout(LINGER_SECONDS)
+        try:
+            while time.monotonic() < deadline and stream.read(1 << 20):
+                pass
+        except (IncompleteBody, OSError):
+            pass
 
     def _dispatch(self) -> None:
         if self.headers.get("Expect", "").lower() == "100-continue":
             self.send_response_only(100)
             self.end_headers()
         raw_path, _, raw_query = self.path.partition("?")
+        service = self.server.service
+        try:
+            stream = self._body_reader()
+        except IncompleteBody as exc:
+            self.send_error(400, f"Bad request body: {exc}")
+            return
         request = Request(
             method=self.command,
             raw_path=raw_path,
             raw_query=raw_query,
             headers={k.lower(): v for k, v in self.headers.items()},
-            body=self._read_body(),
+            body=stream,
             client=self.client_address[0],
         )
-        service = self.server.service
         try:
             response = service.handle(request)
+        except IncompleteBody as exc:
+            log.info("%s: %s %s: %s", service.name, self.command, self.path, exc)
+            response = Response(400, {"Content-Type": "text/plain"}, f"Bad request body: {exc}".encode())
         except Exception:
             log.exception("%s: unhandled error on %s %s", service.name, self.command, self.path)
             response = Response(500, {"Content-Type": "text/plain"}, b"internal error in the local cloud")
+        keep_alive = self._drain(request.stream)
+        if not keep_alive:
+            response.headers["Connection"] = "close"
         body = response.body
         length = len(body) if isinstance(body, bytes) else response.length
         # HTTP forbids a body on 1xx, 204 and 304 answers and on any answer to HEAD (RFC 9110
@@ -172,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             for chunk in body:
                 self.wfile.write(chunk)
+        if not keep_alive:
+            self.wfile.flush()
+            self._linger(request.stream)
         log.debug("%s %s %s -> %s", service.name, self.command, self.path, response.status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = _dispatch

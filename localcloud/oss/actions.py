@@ -15,18 +15,43 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.http import Response
 from localcloud.oss import attributes, s3, wire
-from localcloud.oss.call import Call, http_time, user_meta, xml_response
-from localcloud.oss.errors import OssError, invalid_argument, no_such_bucket, no_such_key, not_implemented
+from localcloud.oss.call import Call, check_sha256, http_time, user_meta, xml_response
+from localcloud.oss.errors import (
+    OssError,
+    entity_too_large,
+    invalid_argument,
+    no_such_bucket,
+    no_such_key,
+    not_implemented,
+)
 from localcloud.oss.events import Deliverer, ObjectFacts, Triggers, build_event
-from localcloud.oss.store import Store
+from localcloud.oss.store import NewData, Store
 
-#: Bodies up to this size are read into memory; larger ones are streamed from disk.
+#: Objects up to this size are answered from memory; larger ones are streamed from disk.
 STREAM_THRESHOLD = 1 << 20
 CHUNK = 256 * 1024
-#: From this size, a body's hashes and its durable write run side by side.
+#: Object data in a request body is read, hashed and written in pieces of this size.
+BODY_CHUNK = 1 << 20
+#: From this size, a piece's MD5 and its write run beside its CRC-64 (smaller: not worth a thread).
 PARALLEL_THRESHOLD = 64 * 1024
+#: The largest object one PutObject, AppendObject (the whole object) or UploadPart (one part)
+#: writes: 5 GiB (docs/oss-api.md "Request bodies"; larger objects are uploaded in parts).
+MAX_OBJECT_SIZE = 5 << 30
 #: Headers kept with an object and sent back on GET/HEAD, besides ``x-oss-meta-*``.
 STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
+
+
+@dataclass
+class Received:
+    """A request body written to a data file that is not an object yet."""
+
+    data: NewData
+    etag: str
+    crc: int
+
+    @property
+    def size(self) -> int:
+        return self.data.size
 
 
 @dataclass
@@ -37,8 +62,8 @@ class State:
     account: Account
     triggers: Triggers
     deliverer: Deliverer
-    #: Hashing, CRC and the fsynced write of a large body run side by side (hashlib and file
-    #: writes release the GIL), which roughly halves the time of a 1 MiB PUT.
+    #: A body's MD5 and its write to disk run beside its CRC-64, piece by piece (hashlib and file
+    #: writes release the GIL).
     pool: ThreadPoolExecutor
     #: Seconds a RestoreObject takes before the copy is readable (the cloud takes minutes for
     #: Archive and hours for the cold classes; locally it is short so that code waiting for
@@ -65,14 +90,44 @@ class Actions:
             raise no_such_bucket(bucket)
         return row
 
-    def _store_body(self, data: bytes) -> tuple[str, int, str]:
-        """``(md5 hex, crc64, data id)`` of a request body, stored durably."""
-        if len(data) < PARALLEL_THRESHOLD:
-            return wire.md5_hex(data), wire.crc64(data), self._store.write_data(data)
-        written = self._pool.submit(self._store.write_data, data)
-        md5 = self._pool.submit(wire.md5_hex, data)
-        crc = wire.crc64(data)
-        return md5.result(), crc, written.result()
+    def _receive_body(self, call: Call, max_size: int) -> Received:
+        """Write the request body to a new data file as it arrives, ``BODY_CHUNK`` at a time.
+
+        On the way it computes the MD5 (the ETag) and the CRC-64, checks ``Content-MD5`` and,
+        through the S3 API, ``x-amz-content-sha256``, and refuses a body over ``max_size``
+        (EntityTooLarge) as soon as it is known to be one. The file is not an object yet: the
+        caller installs and commits it, or it is removed (:class:`~localcloud.oss.store.NewData`).
+        """
+        if call.body.length is not None and call.body.length > max_size:
+            raise entity_too_large(call.body.length, max_size)
+        md5 = hashlib.md5()
+        sha256 = hashlib.sha256() if call.body_sha256 is not None else None
+        crc = 0
+        new = self._store.new_data()
+        try:
+            while chunk := call.read(BODY_CHUNK):
+                if new.size + len(chunk) > max_size:
+                    raise entity_too_large(new.size + len(chunk), max_size)
+                if len(chunk) < PARALLEL_THRESHOLD:
+                    new.write(chunk)
+                    md5.update(chunk)
+                    crc = wire.crc64(chunk, crc)
+                else:
+                    last = call.body.length == new.size + len(chunk)
+                    written = self._pool.submit(new.write, chunk, sync=last)
+                    hashed = self._pool.submit(md5.update, chunk)
+                    crc = wire.crc64(chunk, crc)
+                    written.result()
+                    hashed.result()
+                if sha256 is not None:
+                    sha256.update(chunk)
+            wire.check_content_md5(call.header("content-md5"), md5.digest())
+            if call.body_sha256 is not None and sha256 is not None:
+                check_sha256(call.body_sha256, sha256.hexdigest())
+        except BaseException:
+            new.discard()
+            raise
+        return Received(new, md5.hexdigest().upper(), crc)
 
     def _acl_xml(self, call: Call, grant: str) -> Response:
         """Get(Bucket|Object)Acl's answer: OSS's one-word ``<Grant>``, or S3's grant list when the

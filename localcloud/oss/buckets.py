@@ -70,8 +70,8 @@ class Buckets(Actions):
 
     def put_bucket(self, call: Call) -> Response:
         storage_class = "Standard"
-        if call.request.body.strip():
-            root = parse_xml(call.request.body, "CreateBucketConfiguration")
+        if call.document().strip():
+            root = parse_xml(call.document(), "CreateBucketConfiguration")
             storage_class = attributes.storage_class(root.findtext("StorageClass"), header="StorageClass")
         acl = attributes.bucket_acl(call.header("x-oss-acl"))
         with self._store.transaction():

@@ -65,3 +65,22 @@ def malformed_xml(detail: str) -> OssError:
 
 def not_implemented(action: str) -> OssError:
     return OssError(501, "NotImplemented", f"{action} is not implemented locally by immflow's local OSS")
+
+
+def entity_too_large(size: int, limit: int) -> OssError:
+    return OssError(
+        400,
+        "EntityTooLarge",
+        f"Your proposed upload exceeds the maximum allowed size: the body has {size} bytes or more, "
+        f"this request takes at most {limit}.",
+        MaxSizeAllowed=str(limit),
+        ProposedSize=str(size),
+    )
+
+
+def incomplete_body(detail: str) -> OssError:
+    return OssError(
+        400,
+        "IncompleteBody",
+        f"You did not provide the number of bytes specified by the Content-Length HTTP header ({detail}).",
+    )

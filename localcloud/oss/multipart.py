@@ -10,7 +10,7 @@ from typing import Any
 
 from localcloud.core.http import Response
 from localcloud.oss import wire
-from localcloud.oss.actions import Actions
+from localcloud.oss.actions import MAX_OBJECT_SIZE, Actions
 from localcloud.oss.call import Call, int_param, parse_xml, xml_response
 from localcloud.oss.errors import OssError, invalid_argument, malformed_xml, no_such_upload
 
@@ -67,11 +67,11 @@ class Multipart(Actions):
     def upload_part(self, call: Call) -> Response:
         upload = self._require_upload(call)
         number = int_param(call.params, "partNumber", None, 1, 10000)
-        data = call.request.body
-        wire.check_content_md5(call.header("content-md5"), data)
-        etag, crc, data_id = self._store_body(data)
-        self._save_part(upload["upload_id"], number, data_id, len(data), etag, crc)
-        return Response(200, {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
+        received = self._receive_body(call, MAX_OBJECT_SIZE)
+        with received.data:
+            data_id = received.data.install()
+        self._save_part(upload["upload_id"], number, data_id, received.size, received.etag, received.crc)
+        return Response(200, {"ETag": f'"{received.etag}"', "x-oss-hash-crc64ecma": str(received.crc)})
 
     def _save_part(self, upload_id: str, number: int, data_id: str, size: int, etag: str, crc: int) -> None:
         try:
@@ -178,13 +178,13 @@ class Multipart(Actions):
         upload_id = upload["upload_id"]
         stored_parts = {row["part_number"]: row for row in self._store.parts(upload_id)}
         if (call.header("x-oss-complete-all") or "").lower() == "yes":
-            if call.request.body.strip():
+            if call.document().strip():
                 raise invalid_argument(
                     "With x-oss-complete-all: yes the body must be empty.", "x-oss-complete-all", "yes"
                 )
             chosen = [stored_parts[n] for n in sorted(stored_parts)]
         else:
-            chosen = self._chosen_parts(call.request.body, stored_parts)
+            chosen = self._chosen_parts(call.document(), stored_parts)
         if not chosen:
             raise malformed_xml("a multipart upload needs at least one part")
         for part in chosen[:-1]:

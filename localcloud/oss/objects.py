@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from localcloud.core.http import Response
 from localcloud.oss import attributes, wire
-from localcloud.oss.actions import CHUNK, STREAM_THRESHOLD, Actions
+from localcloud.oss.actions import CHUNK, MAX_OBJECT_SIZE, STREAM_THRESHOLD, Actions
 from localcloud.oss.call import MAX_KEYS, Call, http_time, parse_xml, user_meta, xml_response
 from localcloud.oss.errors import OssError, invalid_argument, malformed_xml, no_such_bucket, no_such_key
 from localcloud.oss.events import ObjectFacts
@@ -33,14 +33,15 @@ class Objects(Actions):
     def put_object(self, call: Call) -> Response:
         self._require_bucket(call.bucket)
         props = self._props(call)
-        data = call.request.body
-        wire.check_content_md5(call.header("content-md5"), data)
-        etag, crc, data_id = self._store_body(data)
+        received = self._receive_body(call, MAX_OBJECT_SIZE)
+        etag, crc = received.etag, received.crc
+        with received.data:
+            data_id = received.data.install()
         self._commit_object(
             call,
             key=call.key,
             data_id=data_id,
-            size=len(data),
+            size=received.size,
             etag=etag,
             crc=crc,
             content_type=call.header("content-type") or "application/octet-stream",
@@ -225,8 +226,8 @@ class Objects(Actions):
         return Response(204)
 
     def delete_multiple_objects(self, call: Call) -> Response:
-        body = call.request.body
-        wire.check_content_md5(call.header("content-md5"), body)
+        body = call.document()
+        wire.check_content_md5(call.header("content-md5"), hashlib.md5(body).digest())
         root = parse_xml(body, "Delete")
         quiet = (root.findtext("Quiet") or "false").strip().lower() == "true"
         keys = [node.findtext("Key") or "" for node in root.findall("Object")]
@@ -302,44 +303,34 @@ class Objects(Actions):
         return xml_response(body, headers={"ETag": f'"{row["etag"]}"', "x-oss-hash-crc64ecma": row["crc64"]})
 
     def append_object(self, call: Call) -> Response:
+        """AppendObject. The body is written to a new data file first, outside the transaction (a
+        slow client holds no lock); inside it, the position is checked again and the bytes are
+        copied after the object's committed size (or the file becomes the new object's)."""
         position_text = call.params.get("position", "")
         if not position_text.isdigit():
             raise invalid_argument("position must be a non-negative integer.", "position", position_text)
         position = int(position_text)
-        data = call.request.body
-        wire.check_content_md5(call.header("content-md5"), data)
         self._require_bucket(call.bucket)
+        # Refused before the body is read when it already cannot fit; checked again below.
+        self._append_target(call, position)
+        received = self._receive_body(call, MAX_OBJECT_SIZE - position)
         now = time.time()
-        # Appends to one key must be serialised from the position check to the commit, so the
-        # whole append runs inside the transaction (appends are small; other keys wait briefly).
-        with self._store.transaction():
-            row = self._store.object_row(call.bucket, call.key)
-            if row is not None and row["object_type"] != "Appendable":
-                raise OssError(
-                    409,
-                    "ObjectNotAppendable",
-                    "The operation is not valid for the current state of the object.",
-                    Key=call.key,
-                )
-            current = row["size"] if row is not None else 0
-            if position != current:
-                error = OssError(
-                    409, "PositionNotEqualToLength", "Position is not equal to file length", Key=call.key
-                )
-                error.headers["x-oss-next-append-position"] = str(current)
-                raise error
+        # Appends to one key are serialised from the position check to the commit.
+        with received.data, self._store.transaction():
+            row = self._append_target(call, position)
             if row is None:
-                data_id = self._store.write_data(data)
-                etag, crc = wire.md5_hex(data), wire.crc64(data)
+                data_id = received.data.install()
+                etag, crc = received.etag, received.crc
                 content_type = call.header("content-type") or "application/octet-stream"
                 stored = self._headers_to_store(call)
             else:
                 data_id = row["data_id"]
-                self._store.append_data(data_id, current, data)
-                etag = wire.md5_hex(bytes.fromhex(row["etag"]) + hashlib.md5(data).digest())
-                crc = wire.crc64_combine(int(row["crc64"]), wire.crc64(data), len(data))
+                with received.data.reader() as appended:
+                    self._store.append_data(data_id, position, appended, received.size)
+                etag = wire.md5_hex(bytes.fromhex(row["etag"]) + bytes.fromhex(received.etag))
+                crc = wire.crc64_combine(int(row["crc64"]), received.crc, received.size)
                 content_type, stored = row["content_type"], json.loads(row["stored_headers"])
-            size = current + len(data)
+            size = position + received.size
             props = (
                 self._props(call)
                 if row is None
@@ -363,12 +354,31 @@ class Objects(Actions):
                 },
             )
             facts = ObjectFacts(call.key, size, etag, content_type, user_meta(stored))
-            self._enqueue(call, "ObjectCreated:AppendObject", facts, len(data), now, position=position)
+            self._enqueue(call, "ObjectCreated:AppendObject", facts, received.size, now, position=position)
         self._deliverer.notify()
         return Response(
             200,
             {"ETag": f'"{etag}"', "x-oss-next-append-position": str(size), "x-oss-hash-crc64ecma": str(crc)},
         )
+
+    def _append_target(self, call: Call, position: int) -> Any:
+        """The appendable object's row (``None`` when the key is new), if ``position`` is its length."""
+        row = self._store.object_row(call.bucket, call.key)
+        if row is not None and row["object_type"] != "Appendable":
+            raise OssError(
+                409,
+                "ObjectNotAppendable",
+                "The operation is not valid for the current state of the object.",
+                Key=call.key,
+            )
+        current = row["size"] if row is not None else 0
+        if position != current:
+            error = OssError(
+                409, "PositionNotEqualToLength", "Position is not equal to file length", Key=call.key
+            )
+            error.headers["x-oss-next-append-position"] = str(current)
+            raise error
+        return row
 
     def _object_row(self, call: Call) -> Any:
         self._require_bucket(call.bucket)
@@ -380,7 +390,7 @@ class Objects(Actions):
     def put_object_tagging(self, call: Call) -> Response:
         """PutObjectTagging: replaces the object's tags; Last-Modified does not change (as in OSS)."""
         self._object_row(call)
-        root = parse_xml(call.request.body, "Tagging")
+        root = parse_xml(call.document(), "Tagging")
         pairs = [
             ((tag.findtext("Key") or ""), (tag.findtext("Value") or "")) for tag in root.findall("TagSet/Tag")
         ]
@@ -471,8 +481,8 @@ class Objects(Actions):
                 Key=call.key,
             )
         days = attributes.DEFAULT_RESTORE_DAYS
-        if call.request.body.strip():
-            root = parse_xml(call.request.body, "RestoreRequest")
+        if call.document().strip():
+            root = parse_xml(call.document(), "RestoreRequest")
             days_text = (root.findtext("Days") or str(days)).strip()
             if not days_text.isdigit() or not 1 <= int(days_text) <= 365:
                 raise malformed_xml(f"Days must be an integer from 1 to 365, not {days_text!r}")

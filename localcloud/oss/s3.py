@@ -5,9 +5,11 @@ path style and virtual-host style, and answers them with the same actions; so do
 request is recognised as S3 by its signature; then:
 
 - the signature is checked as AWS documents SigV4 for S3 (service ``s3``; the scope's region
-  must be the account's), including ``x-amz-content-sha256`` against the body when it is a hash;
-  a body sent ``aws-chunked`` (``STREAMING-*`` payloads) is decoded, its chunk signatures are not
-  checked (a difference: the header signature still covers the request);
+  must be the account's); ``x-amz-content-sha256``, when it is a hash, is checked against the
+  body once the body is read (:class:`~localcloud.oss.call.Call`), before the action uses it;
+  a body sent ``aws-chunked`` (``STREAMING-*`` payloads) is decoded as it arrives
+  (:class:`AwsChunkedBody`), its chunk signatures are not checked (a difference: the header
+  signature still covers the request);
 - ``x-amz-*`` request headers become their ``x-oss-*`` forms (``x-amz-meta-*``,
   ``x-amz-copy-source`` and its conditions and range, ``x-amz-metadata-directive``,
   ``x-amz-tagging``, ``x-amz-storage-class``, ``x-amz-acl``) so the actions see one API;
@@ -30,6 +32,7 @@ from xml.sax.saxutils import escape
 from localcloud.core.account import Account
 from localcloud.core.http import Request
 from localcloud.oss.auth import MAX_SKEW_SECONDS
+from localcloud.oss.call import BodySource
 from localcloud.oss.errors import OssError
 from localcloud.oss.wire import header_text
 
@@ -153,12 +156,6 @@ def verify(request: Request, account: Account) -> None:
             StringToSign=string_to_sign,
             CanonicalRequest=canonical_request,
         )
-    if len(payload) == 64 and payload != hashlib.sha256(request.body).hexdigest():
-        raise _error(
-            400,
-            "XAmzContentSHA256Mismatch",
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        )
 
 
 def _parse_time(text: str) -> float:
@@ -170,22 +167,89 @@ def _parse_time(text: str) -> float:
         ) from None
 
 
-def decode_chunked(request: Request) -> bytes:
-    """The payload of an ``aws-chunked`` body (``<hex size>[;chunk-signature=...]\\r\\n<data>\\r\\n``
-    ... ``0`` and trailers), or the body itself when it is not chunked."""
+def payload_sha256(request: Request) -> str | None:
+    """``x-amz-content-sha256`` when it is the body's hash (not ``UNSIGNED-PAYLOAD``/``STREAMING-*``)."""
+    payload = request.headers.get("x-amz-content-sha256", "").lower()
+    return payload if len(payload) == 64 else None
+
+
+def body(request: Request) -> BodySource:
+    """The request's payload: the body itself, or an ``aws-chunked`` one decoded as it is read."""
     if not request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
-        return request.body
-    body, out, position = request.body, [], 0
-    while True:
-        end = body.find(b"\r\n", position)
-        if end < 0:
-            raise _error(400, "IncompleteBody", "The aws-chunked body ends inside a chunk header.")
-        size = int(body[position:end].split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out.append(body[end + 2 : end + 2 + size])
-        position = end + 2 + size + 2
-    return b"".join(out)
+        return request.stream
+    decoded = request.headers.get("x-amz-decoded-content-length", "")
+    return AwsChunkedBody(request.stream, int(decoded) if decoded.isdigit() else None)
+
+
+class AwsChunkedBody:
+    """The payload of an ``aws-chunked`` body (``<hex size>[;chunk-signature=...]\\r\\n<data>\\r\\n``
+    ... ``0``, then trailers such as ``x-amz-checksum-crc32``), decoded as it is read so that
+    no more than one network read is held. ``length`` is ``x-amz-decoded-content-length``; a
+    payload of another length is refused (IncompleteBody)."""
+
+    _MAX_LINE = 8192
+
+    def __init__(self, inner: BodySource, length: int | None) -> None:
+        self._inner = inner
+        self.length = length
+        self._buffer = bytearray()
+        self._left = 0
+        self._finished = False
+        self.received = 0
+
+    def read(self, size: int) -> bytes:
+        if self._finished:
+            return b""
+        if self._left == 0:
+            line = self._line()
+            try:
+                self._left = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise _incomplete(f"{line[:40]!r} is not an aws-chunked chunk header") from None
+            if self._left == 0:
+                self._skip_trailers()
+                return b""
+        if self._buffer:
+            data = bytes(self._buffer[: min(size, self._left)])
+            del self._buffer[: len(data)]
+        else:
+            data = self._inner.read(min(size, self._left))
+            if not data:
+                raise _incomplete("The aws-chunked body ends inside a chunk.")
+        self._left -= len(data)
+        self.received += len(data)
+        if self._left == 0 and self._line().strip():
+            raise _incomplete("An aws-chunked chunk is longer than its header says.")
+        return data
+
+    def _fill(self) -> bool:
+        data = self._inner.read(64 * 1024)
+        self._buffer += data
+        return bool(data)
+
+    def _line(self) -> bytes:
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > self._MAX_LINE or not self._fill():
+                raise _incomplete("The aws-chunked body ends inside a chunk header.")
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        return line
+
+    def _skip_trailers(self) -> None:
+        # A body may end right after the final chunk's header (no trailer section); that is accepted.
+        while self._buffer or self._fill():
+            if not self._line().strip():
+                break
+        self._finished = True
+        if self.length is not None and self.received != self.length:
+            raise _incomplete(
+                f"The aws-chunked payload has {self.received} bytes; x-amz-decoded-content-length says "
+                f"{self.length}."
+            )
+
+
+def _incomplete(message: str) -> OssError:
+    return _error(400, "IncompleteBody", message)
 
 
 def oss_headers(headers: dict[str, str]) -> dict[str, str]:

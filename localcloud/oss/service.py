@@ -46,7 +46,6 @@ ETag is the MD5 of the parts' binary MD5s plus ``-<part count>``.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,6 +138,13 @@ class OssService:
         self.buckets = Buckets(self._state)
         self.objects = Objects(self._state)
         self.multipart = Multipart(self._state)
+        #: Actions whose body is object data, written to disk as it arrives; every other
+        #: action's body is a small document read whole (``Call.document``).
+        self._streamed_actions: set[Handler] = {
+            self.objects.put_object,
+            self.objects.append_object,
+            self.multipart.upload_part,
+        }
 
     @property
     def restore_delay(self) -> float:
@@ -178,7 +184,11 @@ class OssService:
         else:
             try:
                 call = self._parse(request, request_id)
-                response = self._route(call)(call)
+                action = self._route(call)
+                if action not in self._streamed_actions:
+                    # Read up front, so that an S3 body's hash is checked before the action runs.
+                    call.document()
+                response = action(call)
             except OssError as error:
                 response = self._error(request, request_id, error)
         response.headers["x-oss-request-id"] = request_id
@@ -221,13 +231,13 @@ class OssService:
         query = request.query_items()
         if s3.is_s3(request):
             s3.verify(request, self.account)
-            request = dataclasses.replace(
-                request, headers=s3.oss_headers(request.headers), body=s3.decode_chunked(request)
-            )
+            body, body_sha256 = s3.body(request), s3.payload_sha256(request)
+            request.headers = s3.oss_headers(request.headers)
             query = [(k, v) for k, v in query if not k.startswith("X-Amz-") and k != "x-id"]
         else:
             verify_request(request, query, bucket, key, self.account)
-        return Call(request, request_id, bucket, key, dict(query))
+            body, body_sha256 = request.stream, None
+        return Call(request, request_id, bucket, key, dict(query), body, body_sha256)
 
     # --- routing ------------------------------------------------------------------------------
 

@@ -302,6 +302,10 @@ class Store(Database):
     def data_path(self, data_id: str) -> Path:
         return self.data_dir / data_id[:2] / data_id
 
+    def new_data(self) -> NewData:
+        """A data file to write in pieces; see :class:`NewData`."""
+        return NewData(self, self.data_dir / f".tmp-{secrets.token_hex(8)}")
+
     def _install(self, tmp: Path) -> str:
         data_id = secrets.token_hex(16)
         final = self.data_path(data_id)
@@ -310,40 +314,25 @@ class Store(Database):
         fsync_dir(final.parent)
         return data_id
 
-    def _tmp_path(self) -> Path:
-        return self.data_dir / f".tmp-{secrets.token_hex(8)}"
-
     def write_data(self, data: bytes) -> str:
         """Store ``data`` durably under a new id and return the id."""
-        tmp = self._tmp_path()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return self._install(tmp)
+        with self.new_data() as new:
+            new.write(data)
+            return new.install()
 
     def concat_data(self, sources: list[tuple[BinaryIO, int]]) -> str:
         """A new data file holding ``size`` bytes of each open source in turn (multipart, copy)."""
-        tmp = self._tmp_path()
-        with open(tmp, "wb") as out:
+        with self.new_data() as new:
             for src, size in sources:
-                remaining = size
-                while remaining:
-                    chunk = src.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        raise OSError(f"data file ended {remaining} bytes early")
-                    out.write(chunk)
-                    remaining -= len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        return self._install(tmp)
+                new.copy_from(src, size)
+            return new.install()
 
     def open_data(self, data_id: str) -> BinaryIO:
         with self.lock:
             return open(self.data_path(data_id), "rb")
 
-    def append_data(self, data_id: str, committed_size: int, data: bytes) -> None:
-        """Append in place after ``committed_size`` bytes.
+    def append_data(self, data_id: str, committed_size: int, source: BinaryIO, size: int) -> None:
+        """Append ``size`` bytes of ``source`` in place after ``committed_size`` bytes.
 
         Bytes past the committed size are leftovers of an append whose metadata never committed
         (crash); they are cut off first. Readers never read past the committed size.
@@ -351,7 +340,7 @@ class Store(Database):
         with open(self.data_path(data_id), "r+b") as f:
             f.truncate(committed_size)
             f.seek(committed_size)
-            f.write(data)
+            _copy(source, f, size)
             f.flush()
             os.fsync(f.fileno())
 
@@ -380,3 +369,68 @@ class Store(Database):
                 path.unlink()
                 removed += 1
         return removed
+
+
+class NewData:
+    """A data file being written: a temporary file in the store's folder that becomes a data id
+    only through :meth:`install` (fsync, rename, folder fsync), so a crash or a refused body
+    leaves no visible object; leaving the ``with`` block without installing removes it (what a
+    crash leaves behind, :meth:`Store.sweep` removes)."""
+
+    def __init__(self, store: Store, path: Path) -> None:
+        self._store = store
+        self.path = path
+        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed by install/discard)
+        self.size = 0
+
+    def write(self, data: bytes, *, sync: bool = False) -> None:
+        """Append ``data``; ``sync`` flushes it to disk too (the last piece, so that the fsync
+        runs beside the caller's hashing instead of after it, in :meth:`install`)."""
+        assert self._file is not None, "write after install or discard"
+        self._file.write(data)
+        self.size += len(data)
+        if sync:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def copy_from(self, source: BinaryIO, size: int) -> None:
+        assert self._file is not None, "write after install or discard"
+        _copy(source, self._file, size)
+        self.size += size
+
+    def reader(self) -> BinaryIO:
+        """The bytes written so far, from the start (before :meth:`install` or :meth:`discard`)."""
+        assert self._file is not None, "read after install or discard"
+        self._file.flush()
+        return open(self.path, "rb")
+
+    def install(self) -> str:
+        """Make the file durable under a new data id and return the id."""
+        assert self._file is not None, "install twice or after discard"
+        file, self._file = self._file, None
+        with file:
+            file.flush()
+            os.fsync(file.fileno())
+        return self._store._install(self.path)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> NewData:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+def _copy(source: BinaryIO, out: BinaryIO, size: int) -> None:
+    remaining = size
+    while remaining:
+        chunk = source.read(min(remaining, 1 << 20))
+        if not chunk:
+            raise OSError(f"data file ended {remaining} bytes early")
+        out.write(chunk)
+        remaining -= len(chunk)

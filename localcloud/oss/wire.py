@@ -113,10 +113,11 @@ def crc64_combine(crc1: int, crc2: int, len2: int) -> int:
     return int(Crc64().combine(crc1, crc2, len2))
 
 
-def check_content_md5(header: str | None, data: bytes) -> None:
+def check_content_md5(header: str | None, digest: bytes) -> None:
+    """Refuse a body whose MD5 ``digest`` (raw bytes) is not the one ``Content-MD5`` announced."""
     if header is None:
         return
-    if base64.b64encode(hashlib.md5(data).digest()).decode() != header.strip():
+    if base64.b64encode(digest).decode() != header.strip():
         raise OssError(
             400,
             "InvalidDigest",
