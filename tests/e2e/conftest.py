@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import CLI, REPO
+
+from tests.support.e2e import CLI, REPO
 
 DEMO_TIMEOUT_SECONDS = 900
 #: The local cloud takes base+0..4; base+9 is the dashboard's.

@@ -17,9 +17,10 @@ from typing import Any
 
 import oss2
 import pytest
-from e2e_support import CLI, REPO
 from immflow.ledger import local_ledger
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.support.e2e import CLI, REPO
 
 pytestmark = pytest.mark.e2e
 

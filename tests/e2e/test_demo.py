@@ -15,13 +15,13 @@ from typing import Any
 import imageio_ffmpeg
 import oss2
 import pytest
-from e2e_support import CLI, REPO
 from immflow.cli.local import functions_runtime
 from immflow.ledger import local_ledger, run_id_for
 from PIL import Image
 from pypdf import PdfReader
 
 from localcloud.fc.runtimes import RUNTIME_PYTHON, find_python
+from tests.support.e2e import CLI, REPO
 
 pytestmark = pytest.mark.e2e
 

@@ -34,13 +34,13 @@ from pathlib import Path
 import pytest
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
-from security_support import mns_account
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard, load_or_create_token
 from localcloud.core.http import log as http_log
 from localcloud.core.redact import SecretsFilter, redact_url
 from localcloud.launcher import LocalCloud
+from tests.support.clients import mns_account
 
 pytestmark = pytest.mark.e2e
 

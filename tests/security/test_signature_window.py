@@ -23,12 +23,12 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 from mns.mns_exception import MNSServerException
 from mns.queue import QueueMeta
-from security_support import imm_client, mns_account
 
 from localcloud.core.http import ServiceServer
 from localcloud.core.nonces import SIGNATURE_WINDOW_SECONDS, NonceLedger
 from localcloud.imm import ImmService
 from localcloud.launcher import LocalCloud
+from tests.support.clients import imm_client, mns_account
 
 
 def _imm_error(call) -> ClientException:  # type: ignore[no-untyped-def]

@@ -10,8 +10,9 @@ import struct
 import zipfile
 
 import pytest
-from functions_support import Harness
 from immflow.archives import LIMIT_EXCEEDED
+
+from tests.support.handlers import Harness
 
 BOTH_LEDGERS = pytest.mark.parametrize(
     "harness", ["python3.12-tablestore", "python3.10-sqlite"], indirect=True

@@ -9,10 +9,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from functions_support import Harness
-from test_fn_images import png
 
 from localcloud.imm.ffmpeg import ffmpeg_exe
+from tests.functional.functions.test_fn_images import png
+from tests.support.handlers import Harness
 
 
 def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from alibabacloud_imm20200930 import models
-from functions_support import BUCKET, PROJECT, Harness, _load_handler, fc_context, mns_event
 from immflow.ledger import run_id_for
-from test_fn_images import png
+
+from tests.functional.functions.test_fn_images import png
+from tests.support.handlers import BUCKET, PROJECT, Harness, _load_handler, fc_context, mns_event
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from alibabacloud_imm20200930 import models
-from functions_support import BUCKET, PROJECT, Harness
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import ImmAdapter
 from immflow.flow.results import NotYetRecordedError
 from immflow.ledger import Ledger, run_id_for, utcnow
-from test_fn_images import png
+
+from tests.functional.functions.test_fn_images import png
+from tests.support.handlers import BUCKET, PROJECT, Harness
 
 FAN_OUT_PIPELINE = """\
 version: 1

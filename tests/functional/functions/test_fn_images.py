@@ -7,9 +7,10 @@ import io
 import json
 
 from alibabacloud_imm20200930 import models
-from functions_support import PROJECT, TOPIC, Harness
 from immflow.ledger import run_id_for
 from PIL import Image
+
+from tests.support.handlers import PROJECT, TOPIC, Harness
 
 
 def png(color: str = "red", size: tuple[int, int] = (48, 32)) -> bytes:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from functions_support import Harness
 from immflow.flow import results
 from immflow.ledger import Ledger
-from test_fn_creation_takeover import FAN_OUT_PIPELINE, _expire_open_claims
-from test_fn_images import png
+
+from tests.functional.functions.test_fn_creation_takeover import FAN_OUT_PIPELINE, _expire_open_claims
+from tests.functional.functions.test_fn_images import png
+from tests.support.handlers import Harness
 
 
 class Killed(BaseException):

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import oss2
 import pytest
-from functions_support import Harness, oss_event, wait_until
 from immflow.flow.reconcile import ReconcileError
 from immflow.ledger import NewTask, claim_key, utcnow
-from test_fn_images import png
+
+from tests.functional.functions.test_fn_images import png
+from tests.support.handlers import Harness, oss_event, wait_until
 
 
 def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:

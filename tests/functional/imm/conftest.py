@@ -15,12 +15,12 @@ import oss2
 import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
-from imm_support import BUCKET, PROJECT, TOPIC, Cloud, Inbox, make_video, subscribe_queue
 from mns.account import Account as MnsAccount
 
 from localcloud.core.http import ServiceServer
 from localcloud.imm import ImmService
 from localcloud.launcher import LocalCloud
+from tests.support.imm import BUCKET, PROJECT, TOPIC, Cloud, Inbox, make_video, subscribe_queue
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,11 @@ import time
 import zipfile
 
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox
 from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
+
+from tests.support.imm import PROJECT, Cloud, Inbox
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:

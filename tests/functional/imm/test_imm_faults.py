@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
-from imm_support import PROJECT, TOPIC, Cloud, Inbox, wait_task
 
 from localcloud.core.faults import FaultPlan
+from tests.support.imm import PROJECT, TOPIC, Cloud, Inbox, wait_task
 
 if TYPE_CHECKING:
     from tests.functional.imm.conftest import ExtraImm

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox, make_video, wait_task
 from immflow.events.imm import ImmTaskResult
 from PIL import Image
 
 from localcloud.imm.ffmpeg import MediaInfo, probe
+from tests.support.imm import PROJECT, Cloud, Inbox, make_video, wait_task
 
 pytestmark = pytest.mark.media
 

@@ -10,10 +10,11 @@ import docx
 import pptx
 import pytest
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox, wait_task
 from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
+
+from tests.support.imm import PROJECT, Cloud, Inbox, wait_task
 
 pytestmark = pytest.mark.media
 

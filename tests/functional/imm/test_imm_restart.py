@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox, make_video, subscribe_queue, wait_task
+
+from tests.support.imm import PROJECT, Cloud, Inbox, make_video, subscribe_queue, wait_task
 
 pytestmark = pytest.mark.media
 

@@ -38,7 +38,7 @@ from mns.topic import TopicMeta
 from localcloud.core.account import Account
 from localcloud.launcher import LocalCloud
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
 BUCKET = "fn-media"
 PROJECT = "fn-tests"
