@@ -16,8 +16,9 @@ from alibabacloud_imm20200930 import models
 from immflow.ledger import run_id_for
 from mns.topic import TopicMessage
 
-from tests.functional.functions.test_fn_images import png
-from tests.support.handlers import BUCKET, PROJECT, TOPIC, Harness, cloud, harness, wait_until
+from tests.support.handlers import BUCKET, PROJECT, TOPIC, Harness, cloud, harness
+from tests.support.media import png
+from tests.support.wait import wait_until
 
 __all__ = ["cloud", "harness"]  # the fixtures, for pytest
 

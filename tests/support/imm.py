@@ -1,65 +1,26 @@
-"""Helpers of the local IMM tests: the cloud handle, the notification inbox, small real media."""
+"""Helpers of the local IMM tests: the notification inbox, a task waited for, another ImmService."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import oss2
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
-from alibabacloud_tea_openapi import models as open_api_models
 from immflow.events.imm import ImmNotification, parse_imm_notification
-from mns.account import Account as MnsAccount
 from mns.queue import QueueMeta
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMeta
 
-from localcloud.core.account import Account
-from localcloud.imm.ffmpeg import ffmpeg_exe
+from localcloud.imm import ImmService
+from tests.support.cloud import Cloud
 
 BUCKET = "imm-media"
 PROJECT = "imm-tests"
 TOPIC = "imm-done"
-
-
-@dataclass
-class Cloud:
-    state_dir: Path
-    account: Account
-    oss_url: str
-    mns_url: str
-    imm_endpoint: str
-    bucket: oss2.Bucket
-    mns: MnsAccount
-
-    def client(
-        self,
-        *,
-        secret: str | None = None,
-        key_id: str | None = None,
-        endpoint: str | None = None,
-        **config: Any,
-    ) -> Client:
-        return Client(
-            open_api_models.Config(
-                access_key_id=key_id or self.account.access_key_id,
-                access_key_secret=secret or self.account.access_key_secret,
-                endpoint=endpoint or self.imm_endpoint,
-                protocol="http",
-                region_id=self.account.region,
-                read_timeout=30_000,
-                **config,
-            )
-        )
-
-    def uri(self, key: str) -> str:
-        return f"oss://{BUCKET}/{key}"
 
 
 @dataclass
@@ -106,6 +67,7 @@ class Inbox:
 
 
 def subscribe_queue(cloud: Cloud, topic_name: str) -> Any:
+    """A new queue subscribed to `topic_name` (created if missing) that keeps the raw envelopes."""
     topic = cloud.mns.get_topic(topic_name)
     topic.create(TopicMeta())
     queue_name = f"q-{uuid.uuid4().hex[:12]}"
@@ -132,33 +94,9 @@ def wait_task(
         time.sleep(0.1)
 
 
-def make_video(
-    path: Path, seconds: float = 1.0, size: str = "320x240", rate: int = 25, audio: bool = True
-) -> Path:
-    args = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"testsrc2=size={size}:rate={rate}:duration={seconds}",
-    ]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac", "-b:a", "64k"]
-    args += [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        str(rate),
-        "-shortest",
-        str(path),
-    ]
-    subprocess.run(args, check=True)
-    return path
+@dataclass
+class ExtraImm:
+    """Another ImmService (own state) on the test cloud's OSS and MNS, and a client of it."""
+
+    client: Client
+    service: ImmService

@@ -14,7 +14,7 @@ from alibabacloud_tea_openapi import utils_models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.runtime import ExtendsParameters, RuntimeOptions
 
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 MNS_DESTINATION = "acs:mns:cn-hangzhou:123:/queues/failures/messages"
 TIMER = {

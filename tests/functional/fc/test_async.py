@@ -15,7 +15,7 @@ from mns.account import Account as MnsAccount
 from mns.queue import QueueMeta
 
 from localcloud.core.admin import admin_headers, load_or_create_token
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 ASYNC = {"x-fc-invocation-type": "Async"}
 

@@ -13,7 +13,7 @@ from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
 from localcloud.core.http import ServiceServer
 from localcloud.fc import FcService
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 ASYNC = {"x-fc-invocation-type": "Async"}
 

@@ -12,7 +12,7 @@ from mns.account import Account as MnsAccount
 from mns.topic import TopicMessage, TopicMeta
 
 from localcloud.fc.syaml import SYamlError
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 
 def _oss_trigger(bucket: str, prefix: str, suffix: str) -> dict[str, object]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from localcloud.imm.ffmpeg import ffmpeg_exe
-from tests.functional.functions.test_fn_images import png
 from tests.support.handlers import Harness
+from tests.support.media import png
 
 
 def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:

@@ -11,8 +11,8 @@ import pytest
 from alibabacloud_imm20200930 import models
 from immflow.ledger import run_id_for
 
-from tests.functional.functions.test_fn_images import png
 from tests.support.handlers import BUCKET, PROJECT, Harness, _load_handler, fc_context, mns_event
+from tests.support.media import png
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue

@@ -3,20 +3,13 @@ and what duplicate and late deliveries change (nothing)."""
 
 from __future__ import annotations
 
-import io
 import json
 
 from alibabacloud_imm20200930 import models
 from immflow.ledger import run_id_for
-from PIL import Image
 
 from tests.support.handlers import PROJECT, TOPIC, Harness
-
-
-def png(color: str = "red", size: tuple[int, int] = (48, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.support.media import png
 
 
 def test_an_upload_starts_its_tasks_once_with_tags_and_lineage(harness: Harness) -> None:

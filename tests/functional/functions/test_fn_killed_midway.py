@@ -15,9 +15,8 @@ import pytest
 from immflow.flow import results
 from immflow.ledger import Ledger
 
-from tests.functional.functions.test_fn_creation_takeover import FAN_OUT_PIPELINE, _expire_open_claims
-from tests.functional.functions.test_fn_images import png
-from tests.support.handlers import Harness
+from tests.support.handlers import FAN_OUT_PIPELINE, Harness, expire_open_claims
+from tests.support.media import png
 
 
 class Killed(BaseException):
@@ -70,7 +69,7 @@ def test_the_retry_of_a_killed_invocation_starts_the_follow_ups_and_finishes_the
     assert (retried["outcome"], retried["follow_ups"]) == ("recorded", 0)
     run = harness.ledger.get_run(unzip.run_id)
     assert run is not None and run.status != "Done"
-    _expire_open_claims(harness, unzip.run_id)  # what time does to the dead invocation's claims
+    expire_open_claims(harness, unzip.run_id)  # what time does to the dead invocation's claims
     assert harness.on_task_done(notification)["follow_ups"] == 2  # a later delivery (or reconcile)
     harness.run_to_end(unzip.run_id)
     run = harness.ledger.get_run(unzip.run_id)

@@ -10,8 +10,9 @@ import pytest
 from immflow.flow.reconcile import ReconcileError
 from immflow.ledger import NewTask, claim_key, utcnow
 
-from tests.functional.functions.test_fn_images import png
-from tests.support.handlers import Harness, oss_event, wait_until
+from tests.support.handlers import Harness, oss_event
+from tests.support.media import png
+from tests.support.wait import wait_until
 
 
 def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:

@@ -13,7 +13,8 @@ from alibabacloud_imm20200930 import models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 from immflow.events.imm import parse_get_task_response
 
-from tests.support.imm import PROJECT, Cloud, Inbox, wait_task
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, wait_task
 
 
 def _zip_task(cloud: Cloud, client, key: str = "api/a.txt", **extra) -> str:  # type: ignore[no-untyped-def]

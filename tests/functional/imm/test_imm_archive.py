@@ -16,7 +16,8 @@ from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
 
-from tests.support.imm import PROJECT, Cloud, Inbox
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:

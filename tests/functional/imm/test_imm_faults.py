@@ -18,10 +18,11 @@ from alibabacloud_imm20200930 import models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 
 from localcloud.core.faults import FaultPlan
-from tests.support.imm import PROJECT, TOPIC, Cloud, Inbox, wait_task
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, TOPIC, Inbox, wait_task
 
 if TYPE_CHECKING:
-    from tests.functional.imm.conftest import ExtraImm
+    from tests.support.imm import ExtraImm
 
 
 def _plan(tmp_path: Path) -> FaultPlan:

@@ -20,7 +20,9 @@ from alibabacloud_imm20200930.client import Client
 from immflow.events.imm import ImmTaskResult
 
 from localcloud.imm.ffmpeg import ffmpeg_exe
-from tests.support.imm import PROJECT, Cloud, Inbox, make_video
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox
+from tests.support.media import make_video
 
 pytestmark = pytest.mark.media
 

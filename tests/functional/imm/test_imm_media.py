@@ -12,7 +12,9 @@ from immflow.events.imm import ImmTaskResult
 from PIL import Image
 
 from localcloud.imm.ffmpeg import MediaInfo, probe
-from tests.support.imm import PROJECT, Cloud, Inbox, make_video, wait_task
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, wait_task
+from tests.support.media import make_video
 
 pytestmark = pytest.mark.media
 

@@ -14,7 +14,8 @@ from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
 
-from tests.support.imm import PROJECT, Cloud, Inbox, wait_task
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, wait_task
 
 pytestmark = pytest.mark.media
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from alibabacloud_imm20200930 import models
 
-from tests.support.imm import PROJECT, Cloud, Inbox, make_video, subscribe_queue, wait_task
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, subscribe_queue, wait_task
+from tests.support.media import make_video
 
 pytestmark = pytest.mark.media
 

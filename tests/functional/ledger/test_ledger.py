@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
 
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 POSTGRES_URL = os.environ.get(
     "IMMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -14,7 +14,7 @@ from mns.mns_exception import MNSServerException
 from mns.queue import QueueMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns
+    from tests.support.mns import LocalMns
 
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"

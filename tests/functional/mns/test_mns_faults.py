@@ -17,7 +17,7 @@ from mns.topic import TopicMessage, TopicMeta
 
 from localcloud.core.faults import FaultPlan
 from localcloud.mns.push import push_fault_item
-from tests.functional.mns.conftest import LocalMns, Receiver, _start
+from tests.support.mns import LocalMns, Receiver, start_mns
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def plan(tmp_path: Path) -> FaultPlan:
 
 @pytest.fixture
 def faulty_mns(tmp_path: Path, plan: FaultPlan) -> Iterator[LocalMns]:
-    yield from _start(tmp_path / "mns", faults=plan)
+    yield from start_mns(tmp_path / "mns", faults=plan)
 
 
 def _topic(local: LocalMns, receiver: Receiver, strategy: str = "BACKOFF_RETRY") -> object:

@@ -17,7 +17,7 @@ from mns.topic import TopicMessage, TopicMeta
 from localcloud.mns.push import retry_wait
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns, Receiver
+    from tests.support.mns import LocalMns, Receiver
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 

@@ -16,7 +16,8 @@ from mns.mns_exception import MNSServerException
 from mns.queue import Message, Queue, QueueMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns, ManualClock
+    from tests.support.clock import ManualClock
+    from tests.support.mns import LocalMns
 
 
 def _counts(queue: Queue) -> tuple[int, int, int]:

@@ -17,7 +17,7 @@ from mns.subscription import SubscriptionMeta
 from mns.topic import Base64TopicMessage, DirectMailInfo, TopicMessage, TopicMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns
+    from tests.support.mns import LocalMns
 
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
