@@ -23,7 +23,7 @@ def _free_port_base() -> int:
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+            base: int = probe.getsockname()[1]
         if base + PORTS_USED > 65535:
             continue
         sockets = []

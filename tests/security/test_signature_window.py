@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from localcloud.launcher import LocalCloud
 from tests.support.clients import imm_client, mns_account
 
 
-def _imm_error(call) -> ClientException:  # type: ignore[no-untyped-def]
+def _imm_error(call: Callable[[], object]) -> ClientException:
     with pytest.raises(ClientException) as info:
         call()
     return info.value

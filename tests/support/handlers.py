@@ -24,7 +24,7 @@ import pytest
 from alibabacloud_imm20200930 import models
 from immflow.fc import Credentials
 from immflow.flow import runtime
-from immflow.ledger import Ledger, utcnow
+from immflow.ledger import Ledger, TaskRecord, utcnow
 from immflow.settings import load_settings
 from mns.mns_exception import MNSExceptionBase
 from mns.queue import QueueMeta
@@ -173,6 +173,12 @@ class Harness:
     prefix: str
     """A key prefix of this test's own, so tests share the session's cloud without meeting."""
     pending: list[str] = field(default_factory=list)
+
+    def task(self, task_id: str) -> TaskRecord:
+        """The ledger's record of `task_id`, which the test expects to be there."""
+        task = self.ledger.get_task(task_id)
+        assert task is not None, f"no task {task_id} in the ledger"
+        return task
 
     def key(self, rule_folder: str, name: str) -> str:
         return f"uploads/{rule_folder}/{self.prefix}/{name}"

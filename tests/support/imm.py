@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,3 +101,7 @@ class ExtraImm:
 
     client: Client
     service: ImmService
+
+
+#: The ``make_imm`` fixture: starts another ImmService with the given ImmService options.
+MakeImm = Callable[..., ExtraImm]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +12,7 @@ from pathlib import Path
 import mns.account
 
 from localcloud.core.account import Account
+from localcloud.core.faults import FaultPlan
 from localcloud.core.http import ServiceServer
 from localcloud.mns import MnsService
 
@@ -33,9 +34,11 @@ class LocalMns:
         return f"acs:mns:{self.account.region}:{self.account.account_id}:queues/{queue}"
 
 
-def start_mns(state_dir: Path, **kwargs: object) -> Iterator[LocalMns]:
+def start_mns(
+    state_dir: Path, *, clock: Callable[[], float] = time.time, faults: FaultPlan | None = None
+) -> Iterator[LocalMns]:
     account = Account.new()
-    service = MnsService(state_dir, account, time_scale=0.001, **kwargs)  # type: ignore[arg-type]
+    service = MnsService(state_dir, account, time_scale=0.001, clock=clock, faults=faults)
     server = ServiceServer(service).start()
     yield LocalMns(service, server, account)
     server.stop()

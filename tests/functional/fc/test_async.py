@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 from mns.account import Account as MnsAccount
-from mns.queue import QueueMeta
+from mns.queue import Queue, QueueMeta
 
 from localcloud.core.admin import admin_headers, load_or_create_token
 from tests.support.fc import FcCloud, probe_function
@@ -20,7 +20,7 @@ from tests.support.fc import FcCloud, probe_function
 ASYNC = {"x-fc-invocation-type": "Async"}
 
 
-def _queue(cloud: FcCloud, name: str):  # type: ignore[no-untyped-def]
+def _queue(cloud: FcCloud, name: str) -> Queue:
     queue = MnsAccount(cloud.mns_url, cloud.account.access_key_id, cloud.account.access_key_secret).get_queue(
         name
     )

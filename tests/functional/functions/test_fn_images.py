@@ -61,7 +61,7 @@ def test_the_pipeline_runs_to_its_manifest_and_ignores_redeliveries(harness: Har
     key = harness.key("images", "dog.png")
     event = harness.put(key, png("blue"))
     [parent_id] = harness.on_upload(event)["started"]
-    run_id = harness.ledger.get_task(parent_id).run_id  # type: ignore[union-attr]
+    run_id = harness.task(parent_id).run_id
     fed = harness.run_to_end(run_id)
 
     tasks = {t.task_name: t for t in harness.ledger.tasks_of_run(run_id)}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from immflow.flow import results
+from immflow.flow import creation, results
 from immflow.ledger import Ledger
 
 from tests.support.handlers import FAN_OUT_PIPELINE, Harness, expire_open_claims
@@ -27,7 +27,7 @@ def _kill_after_recording(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]
     """The next on_task_done dies right after recording its result (as it starts the follow-ups),
     leaving its result claim held;
     returns what brings the process back to normal."""
-    create_follow_ups, release = results.create_all, Ledger.release_claim
+    create_follow_ups, release = creation.create_all, Ledger.release_claim
 
     def die(*args: Any, **kwargs: Any) -> Any:
         monkeypatch.setattr(Ledger, "release_claim", lambda self, key, *, now: None)  # never runs

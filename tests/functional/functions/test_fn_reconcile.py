@@ -34,7 +34,7 @@ def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:
 def test_a_task_imm_does_not_know_is_lost_and_its_run_completes(harness: Harness) -> None:
     key = harness.key("images", "ghost.png")
     [task_id] = harness.on_upload(harness.put(key, png("white")))["started"]
-    run_id = harness.ledger.get_task(task_id).run_id  # type: ignore[union-attr]
+    run_id = harness.task(task_id).run_id
     body = harness.notification_for(task_id)  # taken from the queue and never delivered
     ghost = NewTask(
         claim_key=claim_key("ghost", run_id),

@@ -17,7 +17,7 @@ from alibabacloud_imm20200930.client import Client
 from localcloud.core.http import ServiceServer
 from localcloud.imm import ImmService
 from tests.support.cloud import Cloud, start_cloud
-from tests.support.imm import BUCKET, PROJECT, TOPIC, ExtraImm, Inbox, subscribe_queue
+from tests.support.imm import BUCKET, PROJECT, TOPIC, ExtraImm, Inbox, MakeImm, subscribe_queue
 from tests.support.media import make_video
 
 
@@ -63,7 +63,7 @@ def upload(cloud: Cloud) -> Uploader:
 
 
 @pytest.fixture
-def make_imm(cloud: Cloud, tmp_path: Path) -> Iterator[Callable[..., ExtraImm]]:
+def make_imm(cloud: Cloud, tmp_path: Path) -> Iterator[MakeImm]:
     """Another ImmService (own state) on the same OSS and MNS, e.g. with a fake clock or a low QPS."""
     started: list[tuple[ServiceServer, ImmService]] = []
 

@@ -10,14 +10,16 @@ import struct
 import tarfile
 import time
 import zipfile
+from pathlib import Path
 
 from alibabacloud_imm20200930 import models
+from alibabacloud_imm20200930.client import Client
 from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
 
 from tests.support.cloud import Cloud
-from tests.support.imm import PROJECT, Inbox
+from tests.support.imm import PROJECT, Inbox, MakeImm
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -36,7 +38,9 @@ def _wait(inbox: Inbox, task_id: str) -> ImmTaskResult:
     return inbox.wait(task_id).content
 
 
-def test_compression_rules_and_aliases(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_compression_rules_and_aliases(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     for key in ("zip-src/docs/a.txt", "zip-src/docs/sub/b.txt", "zip-src/one.jpg"):
         cloud.bucket.put_object(key, key.encode())
     Rule = models.CreateFileCompressionTaskRequestSources
@@ -82,7 +86,9 @@ def test_compression_rules_and_aliases(cloud: Cloud, imm, inbox: Inbox, notify) 
         assert archive.namelist() == ["zip-src/one.jpg"]
 
 
-def test_uncompression_of_zip_tar_and_gz(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_uncompression_of_zip_tar_and_gz(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object(
         "arc/set.zip", _zip({"a/1.txt": b"1", "a/2.txt": b"2", "b/3.txt": b"3", "../evil.txt": b"x"})
     )
@@ -138,8 +144,8 @@ def lying_zip() -> bytes:
     return bytes(data)
 
 
-def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(  # type: ignore[no-untyped-def]
-    cloud: Cloud, imm, inbox: Inbox, notify
+def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
 ) -> None:
     cloud.bucket.put_object("arc/lying.zip", lying_zip())
     request = models.CreateFileUncompressionTaskRequest(
@@ -154,8 +160,8 @@ def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(  
     assert _keys(cloud, "lying/") == ["lying/a.txt"]
 
 
-def test_more_entries_than_imm_allows_fail_before_anything_is_written(  # type: ignore[no-untyped-def]
-    cloud: Cloud, imm, inbox: Inbox, notify
+def test_more_entries_than_imm_allows_fail_before_anything_is_written(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
 ) -> None:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -173,7 +179,7 @@ def test_more_entries_than_imm_allows_fail_before_anything_is_written(  # type: 
     assert _keys(cloud, "many/") == []
 
 
-def test_archive_inspection_lists_entries(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+def test_archive_inspection_lists_entries(cloud: Cloud, imm: Client, inbox: Inbox) -> None:
     cloud.bucket.put_object("arc/inspect.zip", _zip({"x/1.bin": b"12345", "y.txt": b"ab"}))
     notification = models.Notification(
         mns=models.MNS(topic_name="imm-done"), extended_message_uri=cloud.uri("arc/inspect.json")
@@ -196,7 +202,9 @@ def _png(size: tuple[int, int], color: str) -> bytes:
     return out.getvalue()
 
 
-def test_image_splicing_and_image_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_image_splicing_and_image_to_pdf(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object("pics/a.png", _png((100, 50), "red"))
     cloud.bucket.put_object("pics/b.png", _png((40, 40), "blue"))
     Source = models.CreateImageSplicingTaskRequestSources
@@ -232,7 +240,9 @@ def test_image_splicing_and_image_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify
     assert (round(float(pages[0].mediabox.width)), round(float(pages[0].mediabox.height))) == (50, 100)
 
 
-def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(
+    cloud: Cloud, imm: Client, inbox: Inbox
+) -> None:
     names = [f"a-folder-with-a-rather-long-name/entry-number-{index:04d}-padded.txt" for index in range(800)]
     cloud.bucket.put_object("arc/many.zip", _zip(dict.fromkeys(names, b"x")))
     notification = models.Notification(
@@ -258,7 +268,9 @@ def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(cloud: Clou
     assert [entry["Path"] for entry in extended["Files"]] == names
 
 
-def test_a_notification_mns_refuses_for_good_is_not_retried(cloud: Cloud, make_imm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_notification_mns_refuses_for_good_is_not_retried(
+    cloud: Cloud, make_imm: MakeImm, tmp_path: Path
+) -> None:
     from mns.topic import TopicMeta
 
     topic = "imm-tiny-topic"

@@ -7,6 +7,7 @@ import hashlib
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import mns.account
@@ -28,9 +29,9 @@ def _counts(queue: Queue) -> tuple[int, int, int]:
         return meta.active_messages, meta.inactive_messages, meta.delay_messages
 
 
-def _error(call: object, *args: object) -> MNSServerException:
+def _error(call: Callable[..., object], *args: object) -> MNSServerException:
     with pytest.raises(MNSServerException) as info:
-        call(*args)  # type: ignore[operator]
+        call(*args)
     return info.value
 
 
