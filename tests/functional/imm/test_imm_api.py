@@ -6,9 +6,8 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 from immflow.events.imm import parse_get_task_response
 
+from tests.support.clock import ManualClock
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, Inbox, MakeImm, wait_task
 
@@ -269,7 +269,8 @@ def test_get_task_reports_every_field(
 
 
 def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm: MakeImm) -> None:
-    client = make_imm().client
+    clock = ManualClock()
+    client = make_imm(clock=clock).client
     image = b"P3\n1 1\n255\n255 0 0\n"
     cloud.bucket.put_object("list/a.ppm", image)
     ids = []
@@ -281,7 +282,7 @@ def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm: MakeImm) -> 
             tags={"batch": "b1" if n < 2 else "b2", "n": n},
         )
         ids.append(client.create_image_to_pdftask(request).body.task_id)
-        time.sleep(0.01)
+        clock.advance(1)  # each task starts a second after the one before
     ids.append(_zip_task(cloud, client, "list/z.txt"))
     for task_id in ids:
         wait_task(client, "ImageToPDF" if task_id.startswith("ImageToPDF") else "FileCompression", task_id)
@@ -326,11 +327,11 @@ def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm: MakeImm) -> 
 
 
 def test_expired_tasks_are_not_found(cloud: Cloud, make_imm: MakeImm) -> None:
-    now = [time.time()]
-    extra = make_imm(clock=lambda: now[0])
+    clock = ManualClock()
+    extra = make_imm(clock=clock)
     task_id = _zip_task(cloud, extra.client, "api/old.txt")
     assert wait_task(extra.client, "FileCompression", task_id).status == "Succeeded"
-    now[0] += timedelta(days=7, seconds=1).total_seconds()
+    clock.advance(timedelta(days=7, seconds=1).total_seconds())
     error = _error(
         lambda: extra.client.get_task(
             models.GetTaskRequest(project_name=PROJECT, task_type="FileCompression", task_id=task_id)
@@ -341,16 +342,17 @@ def test_expired_tasks_are_not_found(cloud: Cloud, make_imm: MakeImm) -> None:
 
 
 def test_calls_over_the_project_qps_are_throttled(make_imm: MakeImm) -> None:
-    client = make_imm(project_qps=3).client
+    clock = ManualClock()
+    client = make_imm(project_qps=3, clock=clock).client
     request = models.GetProjectRequest(project_name=PROJECT)
-    while datetime.now().microsecond > 500_000:  # start early in a second so all calls share it
-        time.sleep(0.01)
+    clock.advance(1)  # a second of its own: make_imm's CreateProject counted in the one before
+    for _ in range(3):
+        client.get_project(request)
     with pytest.raises(ThrottlingException) as info:
-        for _ in range(10):
-            client.get_project(request)
+        client.get_project(request)
     assert info.value.code == "Throttling.User"
     assert info.value.message.startswith("code: 400, Request was denied due to user flow control.")
-    time.sleep(1.05)
+    clock.advance(1)
     assert client.get_project(request).body.project.project_name == PROJECT
 
 
