@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import fc2
 
 from localcloud.core.account import Account
+from tests.support.wait import wait_until
 
 #: A function that records each invocation it gets (tests/functional/fc/functions/probe/index.py).
 PROBE = Path(__file__).resolve().parents[1] / "functional" / "fc" / "functions" / "probe"
@@ -54,22 +54,20 @@ class FcCloud:
     def wait_for_records(
         self, count: int, predicate: Callable[[dict[str, Any]], bool] = lambda r: True, timeout: float = 20
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def enough() -> list[dict[str, Any]] | None:
             found = self.records_where(predicate)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} records, got {self.records_where(predicate)}")
+            return found if len(found) >= count else None
+
+        return wait_until(enough, timeout, f"{count} records")
 
     def wait_for_state(self, request_id: str, states: tuple[str, ...], timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def reached() -> dict[str, Any] | None:
             for invocation in self.fc.invocations():
                 if invocation["request_id"] == request_id and invocation["state"] in states:
                     return dict(invocation)
-            time.sleep(0.05)
-        raise AssertionError(f"invocation {request_id} never reached {states}: {self.fc.invocations()}")
+            return None
+
+        return wait_until(reached, timeout, f"invocation {request_id} in {states}")
 
 
 def probe_function(name: str, **props: Any) -> str:

@@ -18,6 +18,7 @@ from mns.topic import TopicMeta
 
 from localcloud.imm import ImmService
 from tests.support.cloud import Cloud
+from tests.support.wait import wait_until
 
 BUCKET = "imm-media"
 PROJECT = "imm-tests"
@@ -85,14 +86,13 @@ def subscribe_queue(cloud: Cloud, topic_name: str) -> Any:
 def wait_task(
     client: Client, task_type: str, task_id: str, project: str = PROJECT, timeout: float = 60
 ) -> models.GetTaskResponseBody:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get_task(
-            models.GetTaskRequest(project_name=project, task_type=task_type, task_id=task_id)
-        ).body
-        if body.status != "Running" or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
+    request = models.GetTaskRequest(project_name=project, task_type=task_type, task_id=task_id)
+
+    def ended() -> models.GetTaskResponseBody | None:
+        body = client.get_task(request).body
+        return body if body.status != "Running" else None
+
+    return wait_until(ended, timeout, f"{task_type} task {task_id} ended")
 
 
 @dataclass

@@ -12,7 +12,7 @@ T = TypeVar("T")
 POLL_SECONDS = 0.05
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
+def wait_until(condition: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
     """Check `condition` until it returns something truthy, and return that; fail the test after
     `timeout` seconds, saying `what` was waited for."""
     deadline = time.monotonic() + timeout

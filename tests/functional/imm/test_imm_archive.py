@@ -8,7 +8,6 @@ import json
 import sqlite3
 import struct
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pypdf import PdfReader
 
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, Inbox, MakeImm
+from tests.support.wait import wait_until
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -286,14 +286,13 @@ def test_a_notification_mns_refuses_for_good_is_not_retried(
     )
     task_id = extra.client.create_archive_file_inspection_task(request).body.task_id
     outbox = sqlite3.connect(tmp_path / "imm-0" / "imm" / "imm.sqlite3")
-    deadline = time.monotonic() + 20
-    while True:
-        task = extra.client.get_task(
-            models.GetTaskRequest(project_name=PROJECT, task_type="ArchiveFileInspection", task_id=task_id)
-        ).body
+    request = models.GetTaskRequest(project_name=PROJECT, task_type="ArchiveFileInspection", task_id=task_id)
+
+    def settled() -> bool:
+        task = extra.client.get_task(request).body
         pending = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        if task.status == "Succeeded" and pending == 0:
-            break  # dropped after its one refused attempt, not left to be retried for ever
-        assert time.monotonic() < deadline, f"task {task.status}, {pending} notification(s) still queued"
-        time.sleep(0.1)
+        return bool(task.status == "Succeeded" and pending == 0)
+
+    # The notification is dropped after its one refused attempt, not left to be retried for ever.
+    wait_until(settled, 20, "the task succeeded and its notification left the outbox")
     outbox.close()

@@ -20,6 +20,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from localcloud.core.faults import FaultPlan
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, TOPIC, Inbox, MakeImm, wait_task
+from tests.support.wait import wait_until
 
 if TYPE_CHECKING:
     pass
@@ -93,7 +94,8 @@ def test_hang_keeps_a_task_running_for_hang_seconds(cloud: Cloud, make_imm: Make
     plan.settings["hang_seconds"] = 3.0
     started = time.monotonic()
     task_id = _compress(cloud, extra.client, "faults/hang.txt")
-    time.sleep(1.5)
+    assert plan.log_path is not None
+    wait_until(plan.log_path.exists, 10, "the hang to start")
     request = models.GetTaskRequest(project_name=PROJECT, task_type="FileCompression", task_id=task_id)
     running = extra.client.get_task(request).body
     assert (running.status, running.progress) == ("Running", 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -17,6 +16,7 @@ from localcloud.imm.ffmpeg import MediaInfo, probe
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, Inbox, MakeImm, wait_task
 from tests.support.media import make_video
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.media
 
@@ -296,7 +296,15 @@ def test_tasks_over_engine_concurrency_wait_running(cloud: Cloud, make_imm: Make
         ],
     )
     first, second = (client.create_media_convert_task(request).body.task_id for _ in range(2))
-    time.sleep(0.3)
+
+    def progress(task_id: str) -> int:
+        return int(
+            client.get_task(
+                models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=task_id)
+            ).body.progress
+        )
+
+    wait_until(lambda: progress(first) > 0, 60, "the first task making progress")
     queued = client.get_task(
         models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=second)
     ).body

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +17,7 @@ from alibabacloud_imm20200930 import models
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, Inbox, subscribe_queue, wait_task
 from tests.support.media import make_video
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.media
 
@@ -111,15 +111,8 @@ def test_kill_9_while_running_and_before_notifying(
         notification=models.Notification(mns=models.MNS(topic_name=late_topic)),
     )
     running = client.create_media_convert_task(convert).body.task_id
-    deadline = time.monotonic() + 30
-    while (
-        client.get_task(
-            models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=running)
-        ).body.progress
-        == 0
-    ):
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
+    request = models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=running)
+    wait_until(lambda: client.get_task(request).body.progress > 0, 30, "the task started")
     imm_process.kill()
     assert not cloud.bucket.object_exists("restart/out/long.mp4")
 
