@@ -21,6 +21,7 @@ from localcloud.launcher import LocalCloud
 from tests.support.clients import imm_client, mns_account, oss_bucket
 
 if TYPE_CHECKING:
+    from localcloud.mns import MnsService
     from localcloud.ots import OtsService
 
 #: MNS's waits (visibility timeouts, push retries) pass 1000 times faster, so retries show within a test.
@@ -65,6 +66,12 @@ class Cloud:
     @property
     def ots_url(self) -> str:
         return self.local.endpoints["ots"]
+
+    @property
+    def mns_service(self) -> MnsService:
+        """The local MNS service itself (``wait_for_deliveries``)."""
+        service: MnsService = self.local.services["mns"]
+        return service
 
     @property
     def ots(self) -> OtsService:

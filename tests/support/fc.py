@@ -11,6 +11,9 @@ from typing import Any
 import fc2
 
 from localcloud.core.account import Account
+from localcloud.fc import FcService
+from localcloud.mns import MnsService
+from localcloud.oss import OssService
 from tests.support.wait import wait_until
 
 #: A function that records each invocation it gets (tests/functional/fc/functions/probe/index.py).
@@ -21,11 +24,22 @@ PROBE = Path(__file__).resolve().parents[1] / "functional" / "fc" / "functions" 
 class FcCloud:
     state_dir: Path
     account: Account
-    fc: Any
+    fc: FcService
     fc_url: str
     oss_url: str
     mns_url: str
     records: Path
+    oss: OssService | None = None
+    mns: MnsService | None = None
+
+    def wait_delivered(self, timeout: float = 20) -> None:
+        """Until every OSS event and MNS push queued so far reached FC, and every invocation FC
+        queued ended: what a test waits for before it asserts that something did *not* arrive."""
+        if self.oss is not None:
+            assert self.oss.wait_for_deliveries(timeout), "OSS events still queued"
+        if self.mns is not None:
+            assert self.mns.wait_for_deliveries(timeout), "MNS pushes still pending"
+        assert self.fc.wait_idle(timeout), f"FC invocations still queued or running: {self.fc.invocations()}"
 
     def client(self, secret: str | None = None, key_id: str | None = None) -> fc2.Client:
         return fc2.Client(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alibabacloud_imm20200930 import models
@@ -43,14 +46,14 @@ class Inbox:
                 self._drain(wait_seconds=1)
         raise AssertionError(f"no notification for {task_id} within {timeout} s")
 
-    def _drain(self, wait_seconds: int) -> None:
+    def _drain(self, wait_seconds: int) -> int:
         from mns.mns_exception import MNSExceptionBase
 
         try:
             messages = self.queue.batch_receive_message(16, wait_seconds)
         except MNSExceptionBase as exc:
             if getattr(exc, "type", "") == "MessageNotExist":
-                return
+                return 0
             raise
         for message in messages:
             body = message.message_body
@@ -58,14 +61,30 @@ class Inbox:
             self.received.setdefault(notification.content.TaskId, []).append(notification)
             self.raw.setdefault(notification.content.TaskId, []).append(body)
             self.queue.delete_message(message.receipt_handle)
+        return len(messages)
 
-    def count(self, task_id: str, settle: float = 1.5) -> int:
-        """How many notifications ``task_id`` got, after waiting ``settle`` seconds for late ones."""
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            with self.lock:
-                self._drain(wait_seconds=1)
+    def count(self, task_id: str) -> int:
+        """How many notifications ``task_id`` got. Call it once delivery is over
+        (:func:`wait_notifications_delivered`): it reads only what the queue holds already."""
+        with self.lock:
+            while self._drain(wait_seconds=0):
+                pass
         return len(self.received.get(task_id, []))
+
+
+def outbox_empty(imm_state_dir: Path) -> bool:
+    """Whether the IMM keeping its state in ``imm_state_dir`` has handed MNS every notification it
+    owes (a row stays in its outbox until MNS accepted it or refused it for good)."""
+    with closing(sqlite3.connect(imm_state_dir / "imm" / "imm.sqlite3")) as db:
+        pending: int = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    return pending == 0
+
+
+def wait_notifications_delivered(cloud: Cloud, imm_state_dir: Path, timeout: float = 30) -> None:
+    """Until that IMM published every notification it owes and the test cloud's MNS delivered each to
+    every subscribed queue: what a test waits for before it counts, or asserts that one never came."""
+    wait_until(lambda: outbox_empty(imm_state_dir), timeout, "the IMM's notification outbox empty")
+    assert cloud.mns_service.wait_for_deliveries(timeout), "MNS deliveries still pending"
 
 
 def subscribe_queue(cloud: Cloud, topic_name: str) -> Any:

@@ -35,7 +35,15 @@ def fc_cloud(tmp_path: Path) -> Iterator[FcCloud]:
     fc_server.start()
     try:
         yield FcCloud(
-            tmp_path, account, fc, fc_server.url, oss_server.url, mns_server.url, tmp_path / "records"
+            tmp_path,
+            account,
+            fc,
+            fc_server.url,
+            oss_server.url,
+            mns_server.url,
+            tmp_path / "records",
+            oss,
+            mns,
         )
     finally:
         fc_server.stop()

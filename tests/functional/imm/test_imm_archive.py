@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import sqlite3
 import struct
 import tarfile
 import zipfile
@@ -18,7 +17,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from tests.support.cloud import Cloud
-from tests.support.imm import PROJECT, Inbox, MakeImm
+from tests.support.imm import PROJECT, Inbox, MakeImm, outbox_empty
 from tests.support.wait import wait_until
 
 
@@ -285,14 +284,11 @@ def test_a_notification_mns_refuses_for_good_is_not_retried(
         notification=models.Notification(mns=models.MNS(topic_name=topic)),
     )
     task_id = extra.client.create_archive_file_inspection_task(request).body.task_id
-    outbox = sqlite3.connect(tmp_path / "imm-0" / "imm" / "imm.sqlite3")
     request = models.GetTaskRequest(project_name=PROJECT, task_type="ArchiveFileInspection", task_id=task_id)
 
     def settled() -> bool:
         task = extra.client.get_task(request).body
-        pending = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        return bool(task.status == "Succeeded" and pending == 0)
+        return bool(task.status == "Succeeded" and outbox_empty(tmp_path / "imm-0"))
 
     # The notification is dropped after its one refused attempt, not left to be retried for ever.
     wait_until(settled, 20, "the task succeeded and its notification left the outbox")
-    outbox.close()

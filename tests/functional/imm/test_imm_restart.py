@@ -15,7 +15,7 @@ import pytest
 from alibabacloud_imm20200930 import models
 
 from tests.support.cloud import Cloud
-from tests.support.imm import PROJECT, Inbox, subscribe_queue, wait_task
+from tests.support.imm import PROJECT, Inbox, subscribe_queue, wait_notifications_delivered, wait_task
 from tests.support.media import make_video
 from tests.support.wait import wait_until
 
@@ -124,4 +124,5 @@ def test_kill_9_while_running_and_before_notifying(
     assert cloud.bucket.object_exists("restart/out/long.mp4")
     assert inbox.wait(unsent, timeout=90).content.Status == "Succeeded"
     assert inbox.wait(running, timeout=90).content.Status == "Succeeded"
-    assert inbox.count(unsent) == 1 and inbox.count(running, settle=0) == 1
+    wait_notifications_delivered(cloud, imm_process.state_dir)
+    assert inbox.count(unsent) == 1 and inbox.count(running) == 1
