@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -37,6 +38,9 @@ from tests.support.cloud import Cloud, start_cloud
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
 BUCKET = "fn-media"
+RECONCILE_AFTER_SECONDS = 1
+#: How far ahead `Harness.reconcile` moves its clock for every task started so far to be past that.
+PAST_RECONCILE_AFTER = RECONCILE_AFTER_SECONDS + 1.0
 PROJECT = "fn-tests"
 TOPIC = "fn-imm-done"
 
@@ -203,7 +207,14 @@ class Harness:
         )
         return dict(json.loads(result))
 
-    def reconcile(self) -> dict[str, Any]:
+    def reconcile(self, later_by: float = 0.0) -> dict[str, Any]:
+        """Run reconcile with its clock ``later_by`` seconds ahead (``PAST_RECONCILE_AFTER``: every
+        task started so far is old enough to be settled), instead of waiting that long."""
+        code_dir = ROOT / "functions" / "reconcile"
+        services = runtime._services.get(code_dir)
+        if services is None:  # what the handler's first invocation would make, made here to set its clock
+            services = runtime._services[code_dir] = runtime.Services.from_settings(load_settings(code_dir))
+        services.clock = lambda: utcnow() + timedelta(seconds=later_by)
         event = (EVENTS / "fc" / "timer-every-5-minutes.json").read_bytes()
         result: str = HANDLERS["reconcile"].handler(event, self.context("immflow-reconcile", timeout=300))
         return dict(json.loads(result))
@@ -326,7 +337,7 @@ def harness(
         "IMMFLOW_IMM_ENDPOINT": cloud.imm_endpoint,
         "IMMFLOW_OSS_ENDPOINT": cloud.oss_url,
         "IMMFLOW_REGION": cloud.account.region,
-        "IMMFLOW_RECONCILE_AFTER_SECONDS": "1",
+        "IMMFLOW_RECONCILE_AFTER_SECONDS": str(RECONCILE_AFTER_SECONDS),
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

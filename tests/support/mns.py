@@ -54,12 +54,13 @@ class Push:
 
 @dataclass
 class Receiver:
-    """An HTTP endpoint that records pushes; answers ``statuses`` in turn, then 204."""
+    """An HTTP endpoint that records pushes; answers ``statuses`` in turn, then 204. While
+    ``answering`` is clear, each push waits (a slow endpoint, for as long as the test says)."""
 
     url: str = ""
     pushes: list[Push] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
-    delay_seconds: float = 0.0
+    answering: threading.Event = field(default_factory=threading.Event)
     attempts: int = 0
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -75,7 +76,7 @@ def serve_receiver(receiver: Receiver) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            time.sleep(receiver.delay_seconds)
+            receiver.answering.wait()
             with receiver.arrived:
                 receiver.attempts += 1
                 status = receiver.statuses.pop(0) if receiver.statuses else 204
@@ -96,6 +97,8 @@ def serve_receiver(receiver: Receiver) -> Iterator[Receiver]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
+    receiver.answering.set()
     yield receiver
+    receiver.answering.set()  # let a held push end, so that the server can stop
     server.shutdown()
     server.server_close()

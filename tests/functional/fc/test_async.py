@@ -86,7 +86,7 @@ def test_zero_retries_means_one_attempt(fc_cloud: FcCloud) -> None:
 
 
 _SERVE = """
-import sys, time
+import sys, threading
 from pathlib import Path
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
@@ -97,7 +97,7 @@ server = ServiceServer(fc, port=int(sys.argv[2]))
 fc.start(server.url)
 server.start()
 print(server.url, flush=True)
-time.sleep(3600)
+threading.Event().wait()  # serves until the test kills it
 """
 
 
