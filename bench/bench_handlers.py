@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
@@ -117,6 +117,10 @@ def compile_bytecode() -> None:
         compileall.compile_dir(ROOT / folder, quiet=1)
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 class Bench:
     def __init__(self, state: Path) -> None:
         import oss2
@@ -137,7 +141,7 @@ class Bench:
 
         self.state = state
         self.account = Account.new()
-        self.services = []
+        self.services: list[Closable] = []
         oss_service = OssService(state, self.account)
         mns_service = MnsService(state, self.account, 0.001)
         self.servers = [ServiceServer(oss_service).start(), ServiceServer(mns_service).start()]

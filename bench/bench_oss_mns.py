@@ -100,10 +100,15 @@ def bench_oss(seconds: float) -> list[Row]:
             for label, size in SIZES.items():
                 data = os.urandom(size)
                 mib = size / (1024 * 1024)
-                local_put = _rate(lambda i, d=data: bucket.put_object(f"k/{i % 50}", d), seconds)
-                moto_put = _rate(
-                    lambda i, d=data: s3.put_object(Bucket="bench", Key=f"k/{i % 50}", Body=d), seconds
-                )
+
+                def put_local(i: int, d: bytes = data) -> None:
+                    bucket.put_object(f"k/{i % 50}", d)
+
+                def put_moto(i: int, d: bytes = data) -> None:
+                    s3.put_object(Bucket="bench", Key=f"k/{i % 50}", Body=d)
+
+                local_put = _rate(put_local, seconds)
+                moto_put = _rate(put_moto, seconds)
                 rows.append(Row("PUT", label, local_put, local_put * mib, moto_put, moto_put * mib))
                 local_get = _rate(lambda i: bucket.get_object(f"k/{i % 50}").read(), seconds)
                 moto_get = _rate(

@@ -30,7 +30,7 @@ def free_port_base(count: int = 5) -> int:
     while True:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+            base: int = probe.getsockname()[1]
         taken = []
         try:
             for offset in range(count):

@@ -124,8 +124,9 @@ _SAMPLE_VALUES = {
 
 
 class ImmService:
-    """``clock`` (epoch seconds) is what task times and retention are measured with; tests inject one
-    to expire tasks. ``project_qps`` and ``engine_concurrency`` become new projects'
+    """``clock`` (epoch seconds) is what task times, retention and the one-second windows of
+    ``ProjectQueriesPerSecond`` are measured with; tests inject one to expire tasks and to end a
+    throttled second without waiting for it. ``project_qps`` and ``engine_concurrency`` become new projects'
     ``ProjectQueriesPerSecond`` and ``EngineConcurrency``; ``engine_concurrency`` is also the number
     of tasks run at once. ``office_timeout`` / ``media_timeout`` (seconds) bound one LibreOffice
     conversion / one ffmpeg run; past them the process is killed and the task fails."""
@@ -229,7 +230,7 @@ class ImmService:
         data = self._store.get_project(project)
         if data is None:
             return
-        second = int(time.monotonic())
+        second = int(self._clock())
         with self._calls_lock:
             window, count = self._calls.get(project, (second, 0))
             count = count + 1 if window == second else 1

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import CLI, REPO
+
+from tests.support.e2e import CLI, REPO
 
 DEMO_TIMEOUT_SECONDS = 900
 #: The local cloud takes base+0..4; base+9 is the dashboard's.
@@ -22,7 +23,7 @@ def _free_port_base() -> int:
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+            base: int = probe.getsockname()[1]
         if base + PORTS_USED > 65535:
             continue
         sockets = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,11 @@ from typing import Any
 
 import oss2
 import pytest
-from e2e_support import CLI, REPO
 from immflow.ledger import local_ledger
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.support.e2e import CLI, REPO
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,18 +45,22 @@ def dashboard(demo: dict[str, Any]) -> Iterator[str]:
                "--pipeline", str(REPO / "pipeline.yaml")]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def healthy() -> bool:
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    break
+                return bool(answer.status == 200)
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is not None:
                 output = process.stdout.read() if process.stdout else ""
-                process.kill()
-                raise AssertionError(f"immflow ui did not start: {output}") from None
-            time.sleep(0.2)
+                raise AssertionError(f"immflow ui exited: {output}") from None
+            return False
+
+    try:
+        wait_until(healthy, 30, "immflow ui answering /healthz")
+    except AssertionError:
+        process.kill()
+        raise
     yield url
     process.terminate()
     process.wait(timeout=10)

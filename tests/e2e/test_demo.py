@@ -8,20 +8,20 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import imageio_ffmpeg
 import oss2
 import pytest
-from e2e_support import CLI, REPO
 from immflow.cli.local import functions_runtime
-from immflow.ledger import local_ledger, run_id_for
+from immflow.ledger import RunRecord, local_ledger, run_id_for
 from PIL import Image
 from pypdf import PdfReader
 
 from localcloud.fc.runtimes import RUNTIME_PYTHON, find_python
+from tests.support.e2e import CLI, REPO
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -116,16 +116,13 @@ def test_a_new_upload_with_plain_oss2_goes_through_the_pipeline(demo: dict[str, 
     run_id = run_id_for(bucket_name, key, result.etag.strip('"').upper(), 1)
 
     ledger = local_ledger(demo["state_path"])
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def finished() -> RunRecord | None:
         run = ledger.get_run(run_id)
-        if run is not None and run.status == "Done" and run.manifest_uri:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(
-            f"run {run_id} for oss://{bucket_name}/{key} did not finish: {ledger.tasks_of_run(run_id)}"
-        )
+        return run if run is not None and run.status == "Done" and run.manifest_uri else None
+
+    run = wait_until(finished, 180, f"run {run_id} for oss://{bucket_name}/{key} finished")
+    assert run.manifest_uri is not None
 
     tasks = ledger.tasks_of_run(run_id)
     assert {t.task_name for t in tasks} == {t["task"] for t in upload["tasks"]}

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from e2e_support import REPO
+
+from tests.support.e2e import REPO
 
 SOAK_TIMEOUT_SECONDS = 600
 

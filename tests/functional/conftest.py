@@ -8,53 +8,13 @@ ledger's contract tests and tests/functional/ots/ use it).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
-
-if TYPE_CHECKING:
-    from localcloud.ots import OtsService
-
-
-@dataclass
-class LocalOts:
-    service: OtsService
-    server: ServiceServer
-    account: Account
-    state_dir: Path
-    #: The instance the local Tablestore has from the start (endpoints.json's ``ots_instance``).
-    instance: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def client(
-        self,
-        *,
-        instance: str | None = None,
-        key_id: str | None = None,
-        secret: str | None = None,
-        retry: bool = True,
-        **kwargs: Any,
-    ) -> Any:
-        """An ``OTSClient`` with the account's keys; ``retry=False`` gives it NoRetryPolicy."""
-        import tablestore
-
-        if not retry:
-            kwargs["retry_policy"] = tablestore.NoRetryPolicy()
-        return tablestore.OTSClient(
-            self.url,
-            key_id or self.account.access_key_id,
-            secret or self.account.access_key_secret,
-            instance or self.instance,
-            **kwargs,
-        )
+from tests.support.ots import LocalOts
 
 
 @pytest.fixture

@@ -15,13 +15,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from localcloud.core.account import Account
-from localcloud.core.http import ServiceServer
+from tests.support.cloud import start_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,67 +110,31 @@ print(json.dumps(done))
 """
 
 
-@dataclass
-class Cloud:
-    env: dict[str, str]
-
-
 @pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
-    import oss2
+def environment(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The test cloud with a bucket ``diet`` holding a PNG and an IMM project ``diet``, as the
+    variables the script reads."""
     from alibabacloud_imm20200930 import models
-    from alibabacloud_imm20200930.client import Client
-    from alibabacloud_tea_openapi.models import Config
     from PIL import Image
 
-    from localcloud.imm import ImmService
-    from localcloud.mns import MnsService
-    from localcloud.oss import OssService
-    from localcloud.ots import OtsService
-
-    account = Account.new()
-    oss_service = OssService(tmp_path, account)
-    mns_service = MnsService(tmp_path, account, 0.001)
-    servers = [ServiceServer(oss_service).start(), ServiceServer(mns_service).start()]
-    imm_service = ImmService(tmp_path, account, oss_endpoint=servers[0].url, mns_endpoint=servers[1].url)
-    ots_service = OtsService(tmp_path, account)
-    servers += [ServiceServer(imm_service).start(), ServiceServer(ots_service).start()]
-    try:
-        bucket = oss2.Bucket(
-            oss2.Auth(account.access_key_id, account.access_key_secret), servers[0].url, "diet"
-        )
-        bucket.create_bucket()
+    with start_cloud(tmp_path, "diet") as cloud:
         png = io.BytesIO()
         Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
-        bucket.put_object("in/a.png", png.getvalue())
-        imm_endpoint = f"127.0.0.1:{servers[2].port}"
-        Client(
-            Config(
-                access_key_id=account.access_key_id,
-                access_key_secret=account.access_key_secret,
-                endpoint=imm_endpoint,
-                protocol="http",
-                region_id=account.region,
-            )
-        ).create_project(models.CreateProjectRequest(project_name="diet"))
-        yield Cloud(
-            {
-                "KEY_ID": account.access_key_id,
-                "KEY_SECRET": account.access_key_secret,
-                "IMM": imm_endpoint,
-                "OSS": servers[0].url,
-                "OTS": servers[3].url,
-            }
-        )
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        for service in (ots_service, imm_service, mns_service, oss_service):
-            service.close()
+        cloud.bucket.put_object("in/a.png", png.getvalue())
+        cloud.imm.create_project(models.CreateProjectRequest(project_name="diet"))
+        yield {
+            "KEY_ID": cloud.account.access_key_id,
+            "KEY_SECRET": cloud.account.access_key_secret,
+            "IMM": cloud.imm_endpoint,
+            "OSS": cloud.oss_url,
+            "OTS": cloud.ots_url,
+        }
 
 
-def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_deferred(cloud: Cloud) -> None:
-    env = {**os.environ, **cloud.env, "PYTHONPATH": str(ROOT / "shared")}
+def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_deferred(
+    environment: dict[str, str],
+) -> None:
+    env = {**os.environ, **environment, "PYTHONPATH": str(ROOT / "shared")}
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", SCRIPT], capture_output=True, text=True, env=env, check=False
     )

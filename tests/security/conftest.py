@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from localcloud.launcher import LocalCloud
+from tests.support.cloud import start_local_cloud
 
 
 @pytest.fixture(scope="session")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud.start(tmp_path_factory.mktemp("attacked") / "state", mns_time_scale=0.001) as started:
+    with start_local_cloud(tmp_path_factory.mktemp("attacked") / "state") as started:
         yield started

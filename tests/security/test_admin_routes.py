@@ -16,11 +16,12 @@ import requests
 
 from localcloud.core.admin import TOKEN_HEADER, admin_headers
 from localcloud.launcher import LocalCloud
+from tests.support.cloud import start_local_cloud
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud.start(tmp_path_factory.mktemp("state") / "cloud") as started:
+    with start_local_cloud(tmp_path_factory.mktemp("state") / "cloud") as started:
         yield started
 
 

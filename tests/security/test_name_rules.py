@@ -22,9 +22,9 @@ from alibabacloud_imm20200930 import models
 from alibabacloud_tea_openapi.exceptions import ClientException
 from mns.queue import QueueMeta
 from mns.topic import TopicMeta
-from security_support import imm_client, mns_account
 
 from localcloud.launcher import LocalCloud
+from tests.support.clients import imm_client, mns_account
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 #: (what the name tries, the name as it goes into the URL path)

@@ -3,25 +3,22 @@ allowed to publish there: it names a real TaskId and points the task's outputs a
 
 on_task_done must confirm the task with GetTask, record only objects under the task's own targets,
 start no follow-up on the forged object, and still record the genuine notification when it comes.
-The functions run as FC runs them, against the local OSS, MNS and IMM (see functions_support).
+The functions run as FC runs them, against the local OSS, MNS and IMM (see tests/support/handlers.py).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from alibabacloud_imm20200930 import models
+from immflow.ledger import run_id_for
 from mns.topic import TopicMessage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functional" / "functions"))
-
-from functions_support import BUCKET, PROJECT, TOPIC, Harness, cloud, harness, wait_until
-from immflow.ledger import run_id_for
-from test_fn_images import png
+from tests.support.handlers import BUCKET, PROJECT, TOPIC, Harness, cloud, harness
+from tests.support.media import png
+from tests.support.wait import wait_until
 
 __all__ = ["cloud", "harness"]  # the fixtures, for pytest
 

@@ -26,7 +26,6 @@ import logging
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +33,14 @@ from pathlib import Path
 import pytest
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
-from security_support import mns_account
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard, load_or_create_token
 from localcloud.core.http import log as http_log
 from localcloud.core.redact import SecretsFilter, redact_url
 from localcloud.launcher import LocalCloud
+from tests.support.clients import mns_account
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -171,10 +171,7 @@ def test_a_failing_push_logs_its_endpoint_without_the_token(
     topic.get_subscription("to-nowhere").subscribe(SubscriptionMeta(endpoint=endpoint))
     with caplog.at_level(logging.INFO, logger="localcloud.mns.push"):
         topic.publish_message(TopicMessage("hello"))
-        deadline = time.monotonic() + 30
-        while "push to" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert "push to" in caplog.text, "the failing push was not logged"
+        wait_until(lambda: "push to" in caplog.text, 30, "the failing push logged")
     assert "token=***" in caplog.text and "the-admin-token" not in caplog.text
     topic.get_subscription("to-nowhere").unsubscribe()
 

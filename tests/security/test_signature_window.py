@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,15 +23,15 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 from mns.mns_exception import MNSServerException
 from mns.queue import QueueMeta
-from security_support import imm_client, mns_account
 
 from localcloud.core.http import ServiceServer
 from localcloud.core.nonces import SIGNATURE_WINDOW_SECONDS, NonceLedger
 from localcloud.imm import ImmService
 from localcloud.launcher import LocalCloud
+from tests.support.clients import imm_client, mns_account
 
 
-def _imm_error(call) -> ClientException:  # type: ignore[no-untyped-def]
+def _imm_error(call: Callable[[], object]) -> ClientException:
     with pytest.raises(ClientException) as info:
         call()
     return info.value

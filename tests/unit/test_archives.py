@@ -19,7 +19,7 @@ from immflow.archives import (
     over_limits,
     read_zip_directory,
 )
-from pydantic import ValidationError
+from pydantic import ByteSize, ValidationError
 
 
 class Reader:
@@ -45,6 +45,11 @@ def _zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes
     return buffer.getvalue()
 
 
+def _limits(**fields: object) -> ArchiveLimits:
+    """Limits as a pipeline file gives them (sizes as text, such as "8MB")."""
+    return ArchiveLimits.model_validate(fields)
+
+
 def _read(data: bytes, limits: ArchiveLimits | None = None) -> tuple[ZipDirectory, Reader]:
     reader = Reader(data)
     return read_zip_directory(reader, len(data), limits), reader
@@ -60,7 +65,7 @@ def test_entries_and_declared_sizes_read_from_the_directory_only() -> None:
 def test_a_bomb_is_over_its_limit_and_counting_stops_at_the_first_size_past_it() -> None:
     bomb = _zip({f"{n}.bin": bytes(5_000_000) for n in range(3)})
     assert len(bomb) < 100_000
-    limits = ArchiveLimits(max_uncompressed_size="8MB")  # type: ignore[arg-type]
+    limits = _limits(max_uncompressed_size="8MB")
     directory, _ = _read(bomb, limits)
     assert directory == ZipDirectory(3, 10_000_000, complete=False)
     problem = over_limits(directory, limits)
@@ -104,12 +109,12 @@ def test_no_directory_is_not_a_zip(data: bytes) -> None:
 
 def test_limits_default_to_imms_and_may_only_be_lowered() -> None:
     assert ArchiveLimits() == ArchiveLimits(
-        max_entries=IMM_MAX_ENTRIES, max_uncompressed_size=IMM_MAX_ZIP_BYTES
-    )  # type: ignore[arg-type]
-    assert ArchiveLimits(max_uncompressed_size="2GiB").max_uncompressed_size == 2 * 1024**3  # type: ignore[arg-type]
+        max_entries=IMM_MAX_ENTRIES, max_uncompressed_size=ByteSize(IMM_MAX_ZIP_BYTES)
+    )
+    assert _limits(max_uncompressed_size="2GiB").max_uncompressed_size == 2 * 1024**3
     with pytest.raises(ValidationError, match="less than or equal to 80000"):
         ArchiveLimits(max_entries=80_001)
     with pytest.raises(ValidationError):
-        ArchiveLimits(max_uncompressed_size="201GB")  # type: ignore[arg-type]
+        _limits(max_uncompressed_size="201GB")
     with pytest.raises(ValidationError):
         ArchiveLimits.model_validate({"max_files": 3})

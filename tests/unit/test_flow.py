@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from immflow.flow.results import (
 )
 from immflow.flow.runtime import Call, Services
 from immflow.flow.upload import on_upload
-from immflow.ledger import Ledger, NewTask, run_id_for
+from immflow.ledger import Ledger, NewTask, RunRecord, TaskRecord, run_id_for
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline
 from immflow.settings import settings_from_env
@@ -248,10 +249,23 @@ class World:
             self.services, Invocation("req-1", "fn", 60.0, self.clock.monotonic(), self.clock.monotonic)
         )
 
+    def task(self, task_id: str) -> TaskRecord:
+        """The ledger's record of `task_id`, which the test expects to be there."""
+        task = self.ledger.get_task(task_id)
+        assert task is not None, f"no task {task_id} in the ledger"
+        return task
+
+    def run(self, run_id: str) -> RunRecord:
+        run = self.ledger.get_run(run_id)
+        assert run is not None, f"no run {run_id} in the ledger"
+        return run
+
     def upload(
         self, key: str, etag: str = "ETAG1", event_name: str = "ObjectCreated:PutObject"
     ) -> dict[str, Any]:
-        event = json.loads((EVENTS / "oss" / "event-ObjectCreated-PutObject.json").read_text())
+        event: dict[str, Any] = json.loads(
+            (EVENTS / "oss" / "event-ObjectCreated-PutObject.json").read_text()
+        )
         record = event["events"][0]
         record["eventName"] = event_name
         # Each upload is a new OSS request, a little later than the one before.
@@ -300,11 +314,11 @@ def world(tmp_path: Path) -> World:
         settings,
         Pipeline.model_validate(PIPELINE),
         ledger,
-        imm,
-        oss,
+        imm,  # type: ignore[arg-type]  # a fake, not an ImmAdapter, until the adapters are Protocols
+        oss,  # type: ignore[arg-type]  # the same for OssAdapter
         clock,
         sleep=sleep,
-        jitter=lambda: 1.0,  # type: ignore[arg-type]
+        jitter=lambda: 1.0,
     )
     return World(services, imm, oss, ledger, clock, sleeps)
 
@@ -342,7 +356,7 @@ def test_an_upload_creates_each_task_once(world: World) -> None:
     # FileUncompression takes no Tags: the ledger keeps them.
     _, unzip = world.imm.created[1]
     assert "Tags" not in unzip and unzip["SourceURI"] == "oss://media/in/cat.png"
-    assert world.ledger.get_task("FileUncompression-2").tags["pipeline"] == "images"  # type: ignore[union-attr]
+    assert world.task("FileUncompression-2").tags["pipeline"] == "images"
     # A new version of the object is a new run.
     assert len(_upload(world, etag="ETAG2").started) == 2
 
@@ -439,9 +453,7 @@ def test_results_outputs_follow_ups_and_max_depth(world: World) -> None:
     _upload(world)
     world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
     world.oss.objects["oss://media/out/cat-images.jpg.tmp/x"] = b"not an output"
-    summary = handle_result(
-        world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
-    )  # type: ignore[arg-type]
+    summary = handle_result(world.call, world.task("ImageSplicing-1"), world.result("ImageSplicing-1"))
     assert (summary.outcome, summary.outputs, summary.follow_ups) == ("recorded", 1, 1)
     [(action, request)] = world.imm.created[2:]
     assert action == "CreateImageToPDFTask" and request["Sources"] == [
@@ -451,11 +463,9 @@ def test_results_outputs_follow_ups_and_max_depth(world: World) -> None:
     assert pdf is not None and (pdf.parent_task_id, pdf.depth) == ("ImageSplicing-1", 2)
     # The same result again changes nothing.
     assert (
-        handle_result(
-            world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
-        ).outcome
+        handle_result(world.call, world.task("ImageSplicing-1"), world.result("ImageSplicing-1")).outcome
         == "duplicate"
-    )  # type: ignore[arg-type]
+    )
     # pdf's own follow-up would be depth 3 > max_depth 2.
     world.oss.objects["oss://media/pdf/cat-images.pdf"] = b"pdf"
     assert handle_result(world.call, pdf, world.result("ImageToPDF-3")).follow_ups == 0
@@ -466,15 +476,13 @@ def test_the_run_completes_with_a_manifest_once_every_task_ended(world: World) -
     _upload(world)
     run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
     world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
-    handle_result(
-        world.call, world.ledger.get_task("FileUncompression-2"), world.result("FileUncompression-2")
-    )  # type: ignore[arg-type]
-    assert world.ledger.get_run(run_id).status == "Running"  # type: ignore[union-attr]
+    handle_result(world.call, world.task("FileUncompression-2"), world.result("FileUncompression-2"))
+    assert world.run(run_id).status == "Running"
     handle_result(
         world.call,
-        world.ledger.get_task("ImageSplicing-1"),
+        world.task("ImageSplicing-1"),
         world.result("ImageSplicing-1", status="Failed", Code="InvalidArgument", Message="no"),
-    )  # type: ignore[arg-type]
+    )
     run = world.ledger.get_run(run_id)
     assert run is not None and run.status == "Done"
     manifest = json.loads(world.oss.objects[run.manifest_uri or ""])
@@ -534,10 +542,10 @@ def test_a_failed_tasks_leftovers_are_partial_outputs_in_the_manifest(world: Wor
     world.oss.objects["oss://media/out/cat/a.txt"] = b"half"
     handle_result(
         world.call,
-        world.ledger.get_task("FileUncompression-2"),  # type: ignore[arg-type]
+        world.task("FileUncompression-2"),
         world.result("FileUncompression-2", status="Failed", Code="InternalError", Message="midway"),
     )
-    handle_result(world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1"))  # type: ignore[arg-type]
+    handle_result(world.call, world.task("ImageSplicing-1"), world.result("ImageSplicing-1"))
     run = world.ledger.get_run(run_id_for("media", "in/cat.png", "ETAG1", 1))
     assert run is not None and run.manifest_uri
     unzip = json.loads(world.oss.objects[run.manifest_uri])["tasks"][1]
@@ -561,9 +569,7 @@ def test_no_moment_between_a_result_and_its_follow_ups_looks_like_a_finished_run
     _upload(world)
     run_id = run_id_for("media", "in/cat.png", "ETAG1", 1)
     world.oss.objects["oss://media/out/cat/a.txt"] = b"a"
-    handle_result(
-        world.call, world.ledger.get_task("FileUncompression-2"), world.result("FileUncompression-2")
-    )  # type: ignore[arg-type]
+    handle_result(world.call, world.task("FileUncompression-2"), world.result("FileUncompression-2"))
     world.oss.objects["oss://media/out/cat-images.jpg"] = b"jpg"
     seen: list[bool] = []
     record_result = world.ledger.record_result
@@ -574,11 +580,9 @@ def test_no_moment_between_a_result_and_its_follow_ups_looks_like_a_finished_run
         return recorded
 
     monkeypatch.setattr(world.ledger, "record_result", record_and_look)
-    summary = handle_result(
-        world.call, world.ledger.get_task("ImageSplicing-1"), world.result("ImageSplicing-1")
-    )  # type: ignore[arg-type]
+    summary = handle_result(world.call, world.task("ImageSplicing-1"), world.result("ImageSplicing-1"))
     assert summary.follow_ups == 1 and seen == [False]
-    assert world.ledger.get_run(run_id).status == "Running"  # type: ignore[union-attr]
+    assert world.run(run_id).status == "Running"
 
 
 def _notify(world: World, content: Mapping[str, Any]) -> ResultSummary:
@@ -832,9 +836,8 @@ def test_one_failing_task_does_not_block_reconcile(world: World) -> None:
     with pytest.raises(ReconcileError, match=r"1 of 4 stale tasks .*ImageSplicing-1"):
         reconcile(world.call)
     statuses = {
-        t: world.ledger.get_task(t).status
-        for t in ("ImageSplicing-1", "FileUncompression-2", "ImageSplicing-3")
-    }  # type: ignore[union-attr]
+        t: world.task(t).status for t in ("ImageSplicing-1", "FileUncompression-2", "ImageSplicing-3")
+    }
     assert statuses == {
         "ImageSplicing-1": "Running",
         "FileUncompression-2": "Succeeded",
@@ -887,12 +890,14 @@ def test_every_log_line_carries_the_correlation_ids(world: World) -> None:
     from immflow.logging import logger, start_invocation
 
     stream = io.StringIO()
-    previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(stream)
     try:
         start_invocation("fc-req-42")
         _upload(world)
     finally:
-        logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+        handler.setStream(previous)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines
     for line in lines:

@@ -16,7 +16,7 @@ from immflow.pipeline import (
     UnknownTaskError,
 )
 from immflow.pipeline_file import load_pipeline
-from immflow.validation import PipelineError
+from immflow.validation import PipelineError, Report
 from pydantic import ValidationError
 
 #: What ObjectCreated:* means in a trigger: every finished object, written out (no multipart steps).
@@ -521,7 +521,12 @@ def test_the_checked_form_is_taken_only_for_the_yaml_it_was_made_from(
     written = write_checked(source, checked)
     validations: list[object] = []
     real = immflow.validation.validate_file
-    monkeypatch.setattr(immflow.validation, "validate_file", lambda p: validations.append(p) or real(p))
+
+    def validate_file(path: str | Path) -> Report:
+        validations.append(path)
+        return real(path)
+
+    monkeypatch.setattr(immflow.validation, "validate_file", validate_file)
     assert load_pipeline(source) == written
     assert validations == []  # taken as it was checked
     # The YAML is the source of truth: edited after packaging, it is validated again.

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from immflow.ossuri import OssUri
+from immflow.tasks import OutputShape
 from immflow.templates import (
     PUBLIC_VARIABLES,
     TASK_SPECIFIC_VARIABLES,
     TASK_VARIABLE_EXAMPLES,
     TASK_VARIABLE_PATTERNS,
-    OutputShape,
     TemplateError,
     allowed_variables,
     expand,
@@ -27,10 +28,10 @@ UPLOAD = datetime(2022, 4, 22, 14, 38, 25, tzinfo=timezone.utc)
 TASK = datetime(2023, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-def _expand(template: str, **kwargs: object) -> str:
-    options: dict[str, object] = {"source": SOURCE, "upload_time": UPLOAD, "task_time": TASK}
+def _expand(template: str, **kwargs: Any) -> str:
+    options: dict[str, Any] = {"source": SOURCE, "upload_time": UPLOAD, "task_time": TASK}
     options.update(kwargs)
-    return expand(template, **options)  # type: ignore[arg-type]
+    return expand(template, **options)
 
 
 # Parsing
@@ -238,10 +239,10 @@ def test_problems_lists_every_problem_in_order() -> None:
 # Output patterns
 
 
-def _pattern(template: str, **kwargs: object) -> tuple[OssUri, object]:
-    options: dict[str, object] = {"source": SOURCE, "upload_time": UPLOAD, "task_time": TASK}
+def _pattern(template: str, **kwargs: Any) -> tuple[OssUri, re.Pattern[str]]:
+    options: dict[str, Any] = {"source": SOURCE, "upload_time": UPLOAD, "task_time": TASK}
     options.update(kwargs)
-    return output_pattern(template, **options)  # type: ignore[arg-type]
+    return output_pattern(template, **options)
 
 
 def test_output_pattern_of_a_plain_file() -> None:
@@ -307,8 +308,8 @@ def test_output_pattern_of_office_pages() -> None:
 
 def test_output_pattern_of_a_spreadsheet_sheet_name() -> None:
     _, pattern = _pattern("oss://{bucket}/out/{barename}-{sheetname}", task_type="OfficeConversion")
-    assert pattern.match("out/name-Sheet 1")  # type: ignore[attr-defined]
-    assert not pattern.match("out/name-a/b")  # type: ignore[attr-defined]
+    assert pattern.match("out/name-Sheet 1")
+    assert not pattern.match("out/name-a/b")
 
 
 def test_output_pattern_of_media_without_extension_gets_the_container() -> None:
@@ -394,9 +395,9 @@ def test_output_pattern_of_extracted_subtitles() -> None:
     _, pattern = _pattern(
         "oss://{bucket}/subs/{barename}", task_type="MediaConvert", shape=OutputShape("subtitle")
     )
-    assert pattern.match("subs/name_0.srt")  # type: ignore[attr-defined]
-    assert pattern.match("subs/name_12.vtt")  # type: ignore[attr-defined]
-    assert not pattern.match("subs/name.srt")  # type: ignore[attr-defined]
+    assert pattern.match("subs/name_0.srt")
+    assert pattern.match("subs/name_12.vtt")
+    assert not pattern.match("subs/name.srt")
 
 
 def test_output_pattern_expands_tags_and_escapes_regex_characters() -> None:
@@ -408,9 +409,9 @@ def test_output_pattern_expands_tags_and_escapes_regex_characters() -> None:
         task_type="MediaConvert",
     )
     assert prefix == OssUri("test-bucket", "x.y/a+b (1).png.")
-    assert pattern.match("x.y/a+b (1).png.jpg")  # type: ignore[attr-defined]
-    assert not pattern.match("xzy/a+b (1).png.jpg")  # type: ignore[attr-defined]
-    assert not pattern.match("x.y/aab (1).png.jpg")  # type: ignore[attr-defined]
+    assert pattern.match("x.y/a+b (1).png.jpg")
+    assert not pattern.match("xzy/a+b (1).png.jpg")
+    assert not pattern.match("x.y/aab (1).png.jpg")
 
 
 def test_output_pattern_in_a_fixed_bucket() -> None:

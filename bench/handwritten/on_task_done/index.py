@@ -3,6 +3,7 @@ preview, write a manifest of the task."""
 
 import json
 import os
+from typing import Any
 
 import oss2
 from alibabacloud_imm20200930 import models
@@ -22,10 +23,10 @@ imm = Client(
     )
 )
 auth = oss2.Auth(KEY_ID, KEY_SECRET)
-buckets = {}
+buckets: dict[str, oss2.Bucket] = {}
 
 
-def handler(event, context):
+def handler(event: bytes, context: Any) -> str:
     message = json.loads(json.loads(event)["Message"])
     result = json.loads(message["content"])
     task = imm.get_task(

@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import Any
 
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
@@ -20,7 +21,7 @@ imm = Client(
 )
 
 
-def handler(event, context):
+def handler(event: bytes, context: Any) -> str:
     started = []
     for record in json.loads(event)["events"]:
         bucket, key = record["oss"]["bucket"]["name"], record["oss"]["object"]["key"]

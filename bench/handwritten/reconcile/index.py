@@ -4,6 +4,7 @@ IMM's ListTasks is where a user finds them) and settle each with GetTask."""
 import json
 import os
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
@@ -22,7 +23,7 @@ imm = Client(
 )
 
 
-def handler(event, context):
+def handler(event: bytes, context: Any) -> str:
     now = datetime.now(timezone.utc)
     start = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = (now - AFTER).strftime("%Y-%m-%dT%H:%M:%SZ")

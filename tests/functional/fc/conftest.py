@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import fc2
 import pytest
 
 from localcloud.core.account import Account
@@ -17,74 +12,7 @@ from localcloud.core.http import ServiceServer
 from localcloud.fc import FcService
 from localcloud.mns import MnsService
 from localcloud.oss import OssService
-
-PROBE = Path(__file__).parent / "functions" / "probe"
-
-
-@dataclass
-class FcCloud:
-    state_dir: Path
-    account: Account
-    fc: Any
-    fc_url: str
-    oss_url: str
-    mns_url: str
-    records: Path
-
-    def client(self, secret: str | None = None, key_id: str | None = None) -> fc2.Client:
-        return fc2.Client(
-            endpoint=self.fc_url,
-            accessKeyID=key_id or self.account.access_key_id,
-            accessKeySecret=secret or self.account.access_key_secret,
-            Timeout=30,
-        )
-
-    def write_s_yaml(self, functions: str, name: str = "s.yaml") -> Path:
-        """An fc3 s.yaml whose ``resources:`` block is ``functions`` (indented by two spaces)."""
-        text = (
-            "edition: 3.0.0\nname: test\naccess: default\nvars:\n  region: cn-hangzhou\n"
-            f"  probe: {PROBE}\n  records: {self.records}\nresources:\n{functions}"
-        )
-        path = self.state_dir / name
-        path.write_text(text)
-        return path
-
-    def records_where(
-        self, predicate: Callable[[dict[str, Any]], bool] = lambda r: True
-    ) -> list[dict[str, Any]]:
-        found = [json.loads(p.read_text()) for p in sorted(self.records.glob("*.json"))]
-        return [r for r in found if predicate(r)]
-
-    def wait_for_records(
-        self, count: int, predicate: Callable[[dict[str, Any]], bool] = lambda r: True, timeout: float = 20
-    ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.records_where(predicate)
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"expected {count} records, got {self.records_where(predicate)}")
-
-    def wait_for_state(self, request_id: str, states: tuple[str, ...], timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for invocation in self.fc.invocations():
-                if invocation["request_id"] == request_id and invocation["state"] in states:
-                    return dict(invocation)
-            time.sleep(0.05)
-        raise AssertionError(f"invocation {request_id} never reached {states}: {self.fc.invocations()}")
-
-
-def probe_function(name: str, **props: Any) -> str:
-    """One fc3 resource running the probe, with extra props as YAML lines."""
-    extra = "".join(f"      {key}: {json.dumps(value)}\n" for key, value in props.items())
-    return (
-        f"  {name}:\n    component: fc3\n    props:\n      region: ${{vars.region}}\n"
-        f"      functionName: {name}\n      runtime: python3.10\n      handler: index.handler\n"
-        f"      code: ${{vars.probe}}\n      timeout: 10\n"
-        f"      environmentVariables:\n        RECORD_DIR: ${{vars.records}}\n{extra}"
-    )
+from tests.support.fc import FcCloud
 
 
 @pytest.fixture
@@ -107,7 +35,15 @@ def fc_cloud(tmp_path: Path) -> Iterator[FcCloud]:
     fc_server.start()
     try:
         yield FcCloud(
-            tmp_path, account, fc, fc_server.url, oss_server.url, mns_server.url, tmp_path / "records"
+            tmp_path,
+            account,
+            fc,
+            fc_server.url,
+            oss_server.url,
+            mns_server.url,
+            tmp_path / "records",
+            oss,
+            mns,
         )
     finally:
         fc_server.stop()

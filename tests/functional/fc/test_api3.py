@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from typing import Any
 
 import fc2
 import pytest
@@ -14,10 +15,10 @@ from alibabacloud_tea_openapi import utils_models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.runtime import ExtendsParameters, RuntimeOptions
 
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 MNS_DESTINATION = "acs:mns:cn-hangzhou:123:/queues/failures/messages"
-TIMER = {
+TIMER: dict[str, Any] = {
     "triggerName": "nightly",
     "triggerType": "timer",
     "triggerConfig": {"cronExpression": "CRON_TZ=Asia/Shanghai 0 0 3 * * *", "enable": True, "payload": "x"},
@@ -152,7 +153,7 @@ def test_list_and_get_triggers(deployed: FcCloud) -> None:
     assert [t.trigger_name for t in triggers] == ["nightly"]
     trigger = client.get_trigger("alpha", "nightly").body
     assert trigger.trigger_type == "timer"
-    assert json.loads(trigger.trigger_config)["cronExpression"] == TIMER["triggerConfig"]["cronExpression"]  # type: ignore[index]
+    assert json.loads(trigger.trigger_config)["cronExpression"] == TIMER["triggerConfig"]["cronExpression"]
     assert client.list_triggers("gamma", models.ListTriggersRequest()).body.triggers == []
     error = client_error(lambda: client.get_trigger("alpha", "missing"))
     assert (error.code, error.status_code) == ("TriggerNotFound", 404)

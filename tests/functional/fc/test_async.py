@@ -7,20 +7,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from mns.account import Account as MnsAccount
-from mns.queue import QueueMeta
+from mns.queue import Queue, QueueMeta
 
 from localcloud.core.admin import admin_headers, load_or_create_token
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
+from tests.support.wait import wait_until
 
 ASYNC = {"x-fc-invocation-type": "Async"}
 
 
-def _queue(cloud: FcCloud, name: str):  # type: ignore[no-untyped-def]
+def _queue(cloud: FcCloud, name: str) -> Queue:
     queue = MnsAccount(cloud.mns_url, cloud.account.access_key_id, cloud.account.access_key_secret).get_queue(
         name
     )
@@ -85,7 +86,7 @@ def test_zero_retries_means_one_attempt(fc_cloud: FcCloud) -> None:
 
 
 _SERVE = """
-import sys, time
+import sys, threading
 from pathlib import Path
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
@@ -96,7 +97,7 @@ server = ServiceServer(fc, port=int(sys.argv[2]))
 fc.start(server.url)
 server.start()
 print(server.url, flush=True)
-time.sleep(3600)
+threading.Event().wait()  # serves until the test kills it
 """
 
 
@@ -131,26 +132,21 @@ def test_accepted_async_invocation_survives_kill_9_and_runs_after_restart(
             "s", "slow", payload=json.dumps({"once": str(marker)}).encode(), headers=ASYNC
         )
         request_id = response.headers["X-Fc-Request-Id"]
-        deadline = time.monotonic() + 20
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the invocation never started"
+        wait_until(marker.exists, 20, "the invocation started")
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the server and its function instance, mid-invocation
         process.wait()
 
     restarted, url = _serve(state, 0)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            listed = requests.get(f"{url}/_localcloud/invocations", headers=admin, timeout=5).json()[
-                "invocations"
-            ]
-            (invocation,) = [i for i in listed if i["request_id"] == request_id]
-            if invocation["state"] == "succeeded":
-                break
-            time.sleep(0.1)
-        assert invocation["state"] == "succeeded" and invocation["attempts"] == 2
+
+        def invocation() -> dict[str, Any]:
+            listed = requests.get(f"{url}/_localcloud/invocations", headers=admin, timeout=5).json()
+            (found,) = [i for i in listed["invocations"] if i["request_id"] == request_id]
+            return dict(found)
+
+        wait_until(lambda: invocation()["state"] == "succeeded", 30, f"invocation {request_id} succeeded")
+        assert invocation()["attempts"] == 2
     finally:
         os.killpg(restarted.pid, signal.SIGTERM)
         restarted.wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
 from localcloud.core.http import ServiceServer
 from localcloud.fc import FcService
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
+from tests.support.wait import wait_until
 
 ASYNC = {"x-fc-invocation-type": "Async"}
 
@@ -47,9 +47,8 @@ def test_a_crashed_worker_is_covered_by_the_async_retry(crashing_fc: FcCloud, pl
     plan.rates["fc.crash"] = 1.0
     response = crashing_fc.client().invoke_function("s", "slow", payload=b'{"sleep": 2}', headers=ASYNC)
     request_id = response.headers["X-Fc-Request-Id"]
-    deadline = time.monotonic() + 10
-    while not (plan.log_path and plan.log_path.exists()) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    assert plan.log_path is not None
+    wait_until(plan.log_path.exists, 10, "the crash")
     plan.rates["fc.crash"] = 0.0  # the retry comes a second (async_retry_delay) after the crash
     final = crashing_fc.wait_for_state(request_id, ("succeeded", "failed"), timeout=30)
     assert (final["state"], final["attempts"]) == ("succeeded", 2)

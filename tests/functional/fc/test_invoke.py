@@ -7,7 +7,7 @@ import json
 import fc2
 import pytest
 
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 
 @pytest.fixture

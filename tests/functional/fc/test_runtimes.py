@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.fc import protocol, runtimes, worker
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 PYTHON_310 = runtimes.find_python(3, 10)
 PYTHON_312 = runtimes.find_python(3, 12)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import oss2
 import pytest
@@ -12,7 +11,7 @@ from mns.account import Account as MnsAccount
 from mns.topic import TopicMessage, TopicMeta
 
 from localcloud.fc.syaml import SYamlError
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
 
 
 def _oss_trigger(bucket: str, prefix: str, suffix: str) -> dict[str, object]:
@@ -41,10 +40,9 @@ def test_oss_upload_invokes_the_function_with_the_oss_event(fc_cloud: FcCloud) -
     bucket.put_object("in/a.txt", b"hello")
     bucket.put_object("in/skipped.bin", b"not matching the suffix")
     bucket.put_object("elsewhere/b.txt", b"not matching the prefix")
-    (record,) = fc_cloud.wait_for_records(1)
-    time.sleep(0.5)  # give a wrongly delivered event time to show up
+    fc_cloud.wait_delivered()
 
-    assert len(fc_cloud.records_where()) == 1
+    (record,) = fc_cloud.records_where()
     (event,) = json.loads(record["event"])["events"]
     assert event["eventName"] == "ObjectCreated:PutObject"
     assert event["oss"]["bucket"]["name"] == "media-in" and event["oss"]["object"]["key"] == "in/a.txt"
@@ -106,8 +104,7 @@ def test_redeploy_moves_the_subscription_without_duplicating_it(fc_cloud: FcClou
     fc_cloud.fc.deploy(s_yaml)
 
     topic.publish_message(TopicMessage("once"))
-    fc_cloud.wait_for_records(1)
-    time.sleep(0.5)
+    fc_cloud.wait_delivered()
 
     assert [r["event"] for r in fc_cloud.records_where()] == ["once"]
 

@@ -1,6 +1,5 @@
-"""Fixtures of the function tests; they and the helpers live in functions_support (imported by name,
-because several test folders have a conftest.py and `from conftest import ...` would find another's)."""
+"""Fixtures of the function tests: they and the helpers live in tests/support/handlers.py."""
 
-from functions_support import cloud, harness
+from tests.support.handlers import cloud, harness
 
 __all__ = ["cloud", "harness"]

@@ -8,10 +8,12 @@ import io
 import json
 import struct
 import zipfile
+from typing import Any
 
 import pytest
-from functions_support import Harness
 from immflow.archives import LIMIT_EXCEEDED
+
+from tests.support.handlers import Harness
 
 BOTH_LEDGERS = pytest.mark.parametrize(
     "harness", ["python3.12-tablestore", "python3.10-sqlite"], indirect=True
@@ -37,7 +39,7 @@ def lying_zip() -> bytes:
     return bytes(data)
 
 
-def _only_task(harness: Harness, key: str, data: bytes) -> tuple[dict[str, object], str]:
+def _only_task(harness: Harness, key: str, data: bytes) -> tuple[dict[str, Any], str]:
     summary = harness.on_upload(harness.put(key, data))
     [run] = harness.ledger.list_runs(source=f"oss://fn-media/{key}")
     return summary, run.run_id

@@ -9,10 +9,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from functions_support import Harness
-from test_fn_images import png
 
 from localcloud.imm.ffmpeg import ffmpeg_exe
+from tests.support.handlers import Harness
+from tests.support.media import png
 
 
 def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:
@@ -23,7 +23,7 @@ def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:
     key = harness.key("archives", "bundle.zip")
     started = harness.on_upload(harness.put(key, buffer.getvalue()))["started"]
     assert len(started) == 2
-    run_id = harness.ledger.get_task(started[0]).run_id  # type: ignore[union-attr]
+    run_id = harness.task(started[0]).run_id
     harness.run_to_end(run_id)
     tasks = {t.task_name: t for t in harness.ledger.tasks_of_run(run_id)}
     folder = f"oss://fn-media/processed/uploads/archives/{harness.prefix}/bundle/"
@@ -62,7 +62,7 @@ def test_a_video_gets_its_web_version_and_posters(harness: Harness, tmp_path: Pa
     )
     key = harness.key("videos", "clip.mp4")
     [task_id] = harness.on_upload(harness.put(key, clip.read_bytes()))["started"]
-    run_id = harness.ledger.get_task(task_id).run_id  # type: ignore[union-attr]
+    run_id = harness.task(task_id).run_id
     harness.run_to_end(run_id)
     web = harness.ledger.get_task(task_id)
     assert web is not None and web.status == "Succeeded"
@@ -82,7 +82,7 @@ def test_an_archive_too_big_for_one_notification_completes_at_once(harness: Harn
             archive.writestr(name, b"x")
     key = harness.key("archives", "many.zip")
     started = harness.on_upload(harness.put(key, buffer.getvalue()))["started"]
-    run_id = harness.ledger.get_task(started[0]).run_id  # type: ignore[union-attr]
+    run_id = harness.task(started[0]).run_id
     fed = harness.run_to_end(run_id, timeout=60)  # no wait for reconcile
     assert all(len(body.encode()) <= 65536 for body in fed)
     tasks = {t.task_name: t for t in harness.ledger.tasks_of_run(run_id)}

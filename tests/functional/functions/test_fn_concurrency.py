@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from alibabacloud_imm20200930 import models
-from functions_support import BUCKET, PROJECT, Harness, _load_handler, fc_context, mns_event
 from immflow.ledger import run_id_for
-from test_fn_images import png
+
+from tests.support.handlers import BUCKET, PROJECT, Harness, _load_handler, fc_context, mns_event
+from tests.support.media import png
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -74,7 +75,7 @@ def test_one_result_delivered_to_two_instances_at_once_starts_its_follow_up_once
     [preview_id] = harness.on_upload(harness.put(key, png("teal")))["started"]
     notification = mns_event(harness.notification_for(preview_id), "JSON")
     _in_two_instances(harness, "on_task_done", notification)
-    run_id = harness.ledger.get_task(preview_id).run_id  # type: ignore[union-attr]
+    run_id = harness.task(preview_id).run_id
     tasks = harness.ledger.tasks_of_run(run_id)
     assert sorted(task.task_name for task in tasks) == ["pdf", "preview"]
     assert _imm_task_ids(harness, run_id) == sorted(str(task.task_id) for task in tasks)

@@ -13,34 +13,13 @@ from typing import Any
 
 import pytest
 from alibabacloud_imm20200930 import models
-from functions_support import BUCKET, PROJECT, Harness
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import ImmAdapter
 from immflow.flow.results import NotYetRecordedError
-from immflow.ledger import Ledger, run_id_for, utcnow
-from test_fn_images import png
+from immflow.ledger import Ledger, run_id_for
 
-FAN_OUT_PIPELINE = """\
-version: 1
-max_depth: 2
-rules:
-  - name: bundles
-    match: {prefix: uploads/bundles/, suffixes: [.zip]}
-    tasks:
-      - name: unzip
-        type: FileUncompression
-        params:
-          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
-    then:
-      - after: unzip
-        on: Succeeded
-        for_each: output
-        tasks:
-          - name: pdf
-            type: ImageToPDF
-            params:
-              TargetURI: "oss://{bucket}/pdfs/{dirname}/{barename}.pdf"
-"""
+from tests.support.handlers import BUCKET, FAN_OUT_PIPELINE, PROJECT, Harness, expire_open_claims
+from tests.support.media import png
 
 
 @pytest.fixture
@@ -54,13 +33,6 @@ def crash_after_create(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
         raise RuntimeError("the instance died")
 
     return lambda: monkeypatch.setattr(Ledger, "mark_created", fail_once)
-
-
-def _expire_open_claims(harness: Harness, run_id: str) -> None:
-    """What time does to the dead invocation's claims (they are held for its whole timeout)."""
-    for task in harness.ledger.tasks_of_run(run_id):
-        if task.status == "Creating":
-            harness.ledger.release_claim(task.claim_key, now=utcnow())
 
 
 def _imm_tasks(harness: Harness, run_id: str) -> list[models.ListTasksResponseBodyTasks]:
@@ -84,7 +56,7 @@ def test_a_redelivered_upload_adopts_the_task_imm_already_has(
     assert task.status == "Creating" and task.task_id is None
     [held] = _imm_tasks(harness, task.run_id)  # IMM did accept it
 
-    _expire_open_claims(harness, task.run_id)
+    expire_open_claims(harness, task.run_id)
     assert harness.on_upload(event)["started"] == [held.task_id]
     assert [t.task_id for t in _imm_tasks(harness, task.run_id)] == [held.task_id]
     [recorded] = harness.ledger.tasks_of_run(task.run_id)
@@ -116,7 +88,7 @@ def test_fan_out_siblings_sharing_user_data_are_told_apart_by_their_sources(
     assert siblings[0].user_data == siblings[1].user_data and siblings[0].sources != siblings[1].sources
     [first] = _imm_tasks(harness, run_id)  # the first sibling reached IMM, the second did not
 
-    _expire_open_claims(harness, run_id)
+    expire_open_claims(harness, run_id)
     assert harness.on_task_done(notification)["follow_ups"] == 2
     held = {t.task_id: t for t in _imm_tasks(harness, run_id)}
     assert len(held) == 2 and first.task_id in held
@@ -144,7 +116,7 @@ def test_a_notification_records_a_task_its_creator_never_recorded(
     with pytest.raises(NotYetRecordedError):
         harness.on_task_done(notification)
 
-    _expire_open_claims(harness, task.run_id)  # the dead creator's timeout has passed
+    expire_open_claims(harness, task.run_id)  # the dead creator's timeout has passed
     summary = harness.on_task_done(notification)
     assert (summary["outcome"], summary["status"], summary["follow_ups"]) == ("recorded", "Succeeded", 1)
     recorded = harness.ledger.get_task(held.task_id)

@@ -3,19 +3,13 @@ and what duplicate and late deliveries change (nothing)."""
 
 from __future__ import annotations
 
-import io
 import json
 
 from alibabacloud_imm20200930 import models
-from functions_support import PROJECT, TOPIC, Harness
 from immflow.ledger import run_id_for
-from PIL import Image
 
-
-def png(color: str = "red", size: tuple[int, int] = (48, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.support.handlers import PROJECT, TOPIC, Harness
+from tests.support.media import png
 
 
 def test_an_upload_starts_its_tasks_once_with_tags_and_lineage(harness: Harness) -> None:
@@ -67,7 +61,7 @@ def test_the_pipeline_runs_to_its_manifest_and_ignores_redeliveries(harness: Har
     key = harness.key("images", "dog.png")
     event = harness.put(key, png("blue"))
     [parent_id] = harness.on_upload(event)["started"]
-    run_id = harness.ledger.get_task(parent_id).run_id  # type: ignore[union-attr]
+    run_id = harness.task(parent_id).run_id
     fed = harness.run_to_end(run_id)
 
     tasks = {t.task_name: t for t in harness.ledger.tasks_of_run(run_id)}

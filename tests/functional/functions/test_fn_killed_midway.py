@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from functions_support import Harness
-from immflow.flow import results
+from immflow.flow import creation, results
 from immflow.ledger import Ledger
-from test_fn_creation_takeover import FAN_OUT_PIPELINE, _expire_open_claims
-from test_fn_images import png
+
+from tests.support.handlers import FAN_OUT_PIPELINE, Harness, expire_open_claims
+from tests.support.media import png
 
 
 class Killed(BaseException):
@@ -27,7 +27,7 @@ def _kill_after_recording(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]
     """The next on_task_done dies right after recording its result (as it starts the follow-ups),
     leaving its result claim held;
     returns what brings the process back to normal."""
-    create_follow_ups, release = results.create_all, Ledger.release_claim
+    create_follow_ups, release = creation.create_all, Ledger.release_claim
 
     def die(*args: Any, **kwargs: Any) -> Any:
         monkeypatch.setattr(Ledger, "release_claim", lambda self, key, *, now: None)  # never runs
@@ -69,7 +69,7 @@ def test_the_retry_of_a_killed_invocation_starts_the_follow_ups_and_finishes_the
     assert (retried["outcome"], retried["follow_ups"]) == ("recorded", 0)
     run = harness.ledger.get_run(unzip.run_id)
     assert run is not None and run.status != "Done"
-    _expire_open_claims(harness, unzip.run_id)  # what time does to the dead invocation's claims
+    expire_open_claims(harness, unzip.run_id)  # what time does to the dead invocation's claims
     assert harness.on_task_done(notification)["follow_ups"] == 2  # a later delivery (or reconcile)
     harness.run_to_end(unzip.run_id)
     run = harness.ledger.get_run(unzip.run_id)

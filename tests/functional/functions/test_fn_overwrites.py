@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from alibabacloud_imm20200930 import models
-from functions_support import PROJECT, Harness
-from test_fn_images import png
+
+from tests.support.handlers import PROJECT, Harness
+from tests.support.media import png
 
 BOTH_LEDGERS = pytest.mark.parametrize(
     "harness", ["python3.12-tablestore", "python3.10-sqlite"], indirect=True

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import oss2
 import pytest
-from functions_support import Harness, oss_event, wait_until
 from immflow.flow.reconcile import ReconcileError
 from immflow.ledger import NewTask, claim_key, utcnow
-from test_fn_images import png
+
+from tests.support.handlers import PAST_RECONCILE_AFTER, Harness, oss_event
+from tests.support.media import png
+from tests.support.wait import wait_until
 
 
 def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:
     key = harness.key("images", "quiet.png")
     [task_id] = harness.on_upload(harness.put(key, png("purple")))["started"]
     wait_until(lambda: harness.get_task("ImageSplicing", task_id).status != "Running", what="IMM task end")
-    time.sleep(1.1)  # IMMFLOW_RECONCILE_AFTER_SECONDS is 1 in these tests
-    summary = harness.reconcile()
+    summary = harness.reconcile(later_by=PAST_RECONCILE_AFTER)
     assert task_id in summary["finished"]
     task = harness.ledger.get_task(task_id)
     assert task is not None and task.status == "Succeeded" and len(task.outputs) == 1
@@ -32,7 +32,7 @@ def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:
 def test_a_task_imm_does_not_know_is_lost_and_its_run_completes(harness: Harness) -> None:
     key = harness.key("images", "ghost.png")
     [task_id] = harness.on_upload(harness.put(key, png("white")))["started"]
-    run_id = harness.ledger.get_task(task_id).run_id  # type: ignore[union-attr]
+    run_id = harness.task(task_id).run_id
     body = harness.notification_for(task_id)  # taken from the queue and never delivered
     ghost = NewTask(
         claim_key=claim_key("ghost", run_id),
@@ -54,16 +54,14 @@ def test_a_task_imm_does_not_know_is_lost_and_its_run_completes(harness: Harness
         ghost.claim_key, task_id="ImageSplicing-00000000-0000-4000-8000-000000000000", now=now
     )
     harness.on_task_done(body)
-    time.sleep(1.1)
-    summary = harness.reconcile()
+    summary = harness.reconcile(later_by=PAST_RECONCILE_AFTER)
     assert summary["lost"] == ["ImageSplicing-00000000-0000-4000-8000-000000000000"]
     lost = harness.ledger.get_task("ImageSplicing-00000000-0000-4000-8000-000000000000")
     assert lost is not None and lost.status == "Lost" and "ResourceNotFound" in lost.message
 
     # The follow-up of the real task finishes too; reconcile settles it (its notification was dropped).
     def settled() -> bool:
-        time.sleep(0.5)
-        harness.reconcile()
+        harness.reconcile(later_by=PAST_RECONCILE_AFTER)
         return harness.ledger.run_is_complete(run_id)
 
     wait_until(settled, what="run completion")
@@ -87,11 +85,10 @@ def test_a_task_whose_bucket_is_gone_does_not_block_the_others(harness: Harness)
     for listed in oss2.ObjectIterator(doomed):
         doomed.delete_object(listed.key)
     doomed.delete_bucket()
-    time.sleep(1.1)  # IMMFLOW_RECONCILE_AFTER_SECONDS is 1 in these tests
 
     # The oldest task fails (its outputs cannot be listed): logged, counted, and the invocation fails ...
     with pytest.raises(ReconcileError, match=doomed_id):
-        harness.reconcile()
+        harness.reconcile(later_by=PAST_RECONCILE_AFTER)
     # ... after the task behind it was settled.
     other = harness.ledger.get_task(other_id)
     assert other is not None and other.status == "Succeeded" and len(other.outputs) == 1

@@ -1,4 +1,4 @@
-"""A real local OSS, MNS and IMM on free ports, driven with the official SDKs.
+"""The test cloud (tests/support/cloud.py) for the local IMM tests, driven with the official SDKs.
 
 Notifications are read from an MNS queue subscribed to the IMM topic (``set_encoding(False)``:
 the queue holds the raw envelope) and parsed with immflow's own notification model.
@@ -7,34 +7,24 @@ the queue holds the raw envelope) and parsed with immflow's own notification mod
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import oss2
 import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
-from imm_support import BUCKET, PROJECT, TOPIC, Cloud, Inbox, make_video, subscribe_queue
-from mns.account import Account as MnsAccount
 
 from localcloud.core.http import ServiceServer
 from localcloud.imm import ImmService
-from localcloud.launcher import LocalCloud
+from tests.support.cloud import Cloud, start_cloud
+from tests.support.imm import BUCKET, PROJECT, TOPIC, ExtraImm, Inbox, MakeImm, subscribe_queue
+from tests.support.media import make_video
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with LocalCloud.start(tmp_path_factory.mktemp("cloud"), mns_time_scale=0.001) as local:
-        endpoints, account = local.endpoints, local.account
-        bucket = oss2.Bucket(
-            oss2.Auth(account.access_key_id, account.access_key_secret), endpoints["oss"], BUCKET
-        )
-        bucket.create_bucket()
-        mns = MnsAccount(endpoints["mns"], account.access_key_id, account.access_key_secret)
-        yield Cloud(
-            local.state_dir, account, endpoints["oss"], endpoints["mns"], endpoints["imm"], bucket, mns
-        )
+    with start_cloud(tmp_path_factory.mktemp("cloud"), BUCKET) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +34,8 @@ def inbox(cloud: Cloud) -> Inbox:
 
 @pytest.fixture(scope="session")
 def imm(cloud: Cloud) -> Client:
-    client = cloud.client()
-    client.create_project(models.CreateProjectRequest(project_name=PROJECT))
-    return client
+    cloud.imm.create_project(models.CreateProjectRequest(project_name=PROJECT))
+    return cloud.imm
 
 
 @pytest.fixture
@@ -73,14 +62,8 @@ def upload(cloud: Cloud) -> Uploader:
     return put
 
 
-@dataclass
-class ExtraImm:
-    client: Client
-    service: ImmService
-
-
 @pytest.fixture
-def make_imm(cloud: Cloud, tmp_path: Path) -> Iterator[Callable[..., ExtraImm]]:
+def make_imm(cloud: Cloud, tmp_path: Path) -> Iterator[MakeImm]:
     """Another ImmService (own state) on the same OSS and MNS, e.g. with a fake clock or a low QPS."""
     started: list[tuple[ServiceServer, ImmService]] = []
 

@@ -4,18 +4,24 @@ ListTasks, throttling, retention and actions that are not available locally."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import timedelta, timezone
+from typing import Any
 
 import pytest
 from alibabacloud_imm20200930 import models
+from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
-from imm_support import PROJECT, Cloud, Inbox, wait_task
 from immflow.events.imm import parse_get_task_response
 
+from tests.support.clock import ManualClock
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, MakeImm, wait_task
 
-def _zip_task(cloud: Cloud, client, key: str = "api/a.txt", **extra) -> str:  # type: ignore[no-untyped-def]
+
+def _zip_task(cloud: Cloud, client: Client, key: str = "api/a.txt", **extra: Any) -> str:
     cloud.bucket.put_object(key, b"hello")
     request = models.CreateFileCompressionTaskRequest(
         project_name=PROJECT,
@@ -26,7 +32,7 @@ def _zip_task(cloud: Cloud, client, key: str = "api/a.txt", **extra) -> str:  # 
     return str(client.create_file_compression_task(request).body.task_id)
 
 
-def _error(call) -> ClientException:  # type: ignore[no-untyped-def]
+def _error(call: Callable[[], object]) -> ClientException:
     with pytest.raises(ClientException) as info:
         call()
     return info.value
@@ -46,7 +52,7 @@ def test_an_unknown_key_is_refused(cloud: Cloud) -> None:
     assert error.code == "InvalidAccessKeyId.NotFound"
 
 
-def test_the_v1_rpc_signature_is_accepted_and_checked(cloud: Cloud, imm) -> None:  # type: ignore[no-untyped-def]
+def test_the_v1_rpc_signature_is_accepted_and_checked(cloud: Cloud, imm: Client) -> None:
     body = (
         cloud.client(signature_algorithm="v2")
         .get_project(models.GetProjectRequest(project_name=PROJECT))
@@ -194,7 +200,9 @@ def test_a_task_in_an_unknown_project_is_refused(cloud: Cloud) -> None:
         ),
     ],
 )
-def test_bad_requests_are_refused_before_a_task_exists(cloud: Cloud, imm, request_, named: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_are_refused_before_a_task_exists(
+    cloud: Cloud, imm: Client, request_: Any, named: str
+) -> None:
     method = {
         models.CreateFileUncompressionTaskRequest: imm.create_file_uncompression_task,
         models.CreateOfficeConversionTaskRequest: imm.create_office_conversion_task,
@@ -207,7 +215,7 @@ def test_bad_requests_are_refused_before_a_task_exists(cloud: Cloud, imm, reques
     assert len(imm.list_tasks(models.ListTasksRequest(project_name=PROJECT)).body.tasks) == before
 
 
-def test_tasks_the_local_imm_cannot_do_say_so(imm) -> None:  # type: ignore[no-untyped-def]
+def test_tasks_the_local_imm_cannot_do_say_so(imm: Client) -> None:
     with pytest.raises(ServerException) as info:
         imm.create_video_label_classification_task(
             models.CreateVideoLabelClassificationTaskRequest(
@@ -226,7 +234,9 @@ def test_tasks_the_local_imm_cannot_do_say_so(imm) -> None:  # type: ignore[no-u
 # GetTask, ListTasks -----------------------------------------------------------------------------------
 
 
-def test_get_task_reports_every_field(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_get_task_reports_every_field(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     task_id = _zip_task(cloud, imm, "api/fields.txt", user_data='{"run":1}', notification=notify)
     inbox.wait(task_id)
     body = imm.get_task(
@@ -258,8 +268,9 @@ def test_get_task_reports_every_field(cloud: Cloud, imm, inbox: Inbox, notify) -
     assert wrong_type.code == "ResourceNotFound"
 
 
-def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm) -> None:  # type: ignore[no-untyped-def]
-    client = make_imm().client
+def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm: MakeImm) -> None:
+    clock = ManualClock()
+    client = make_imm(clock=clock).client
     image = b"P3\n1 1\n255\n255 0 0\n"
     cloud.bucket.put_object("list/a.ppm", image)
     ids = []
@@ -271,12 +282,12 @@ def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm) -> None:  # 
             tags={"batch": "b1" if n < 2 else "b2", "n": n},
         )
         ids.append(client.create_image_to_pdftask(request).body.task_id)
-        time.sleep(0.01)
+        clock.advance(1)  # each task starts a second after the one before
     ids.append(_zip_task(cloud, client, "list/z.txt"))
     for task_id in ids:
         wait_task(client, "ImageToPDF" if task_id.startswith("ImageToPDF") else "FileCompression", task_id)
 
-    def listing(**options):  # type: ignore[no-untyped-def]
+    def listing(**options: Any) -> Any:
         return client.list_tasks(models.ListTasksRequest(project_name=PROJECT, **options)).body
 
     assert sorted(t.task_id for t in listing().tasks) == sorted(ids)
@@ -312,15 +323,15 @@ def test_list_tasks_filters_sorts_and_pages(cloud: Cloud, make_imm) -> None:  # 
         {"tag_selector": "novalue"},
         {"sort": "Size"},
     ):
-        assert _error(lambda bad=bad: listing(**bad)).code == "InvalidArgument"
+        assert _error(functools.partial(listing, **bad)).code == "InvalidArgument"
 
 
-def test_expired_tasks_are_not_found(cloud: Cloud, make_imm) -> None:  # type: ignore[no-untyped-def]
-    now = [time.time()]
-    extra = make_imm(clock=lambda: now[0])
+def test_expired_tasks_are_not_found(cloud: Cloud, make_imm: MakeImm) -> None:
+    clock = ManualClock()
+    extra = make_imm(clock=clock)
     task_id = _zip_task(cloud, extra.client, "api/old.txt")
     assert wait_task(extra.client, "FileCompression", task_id).status == "Succeeded"
-    now[0] += timedelta(days=7, seconds=1).total_seconds()
+    clock.advance(timedelta(days=7, seconds=1).total_seconds())
     error = _error(
         lambda: extra.client.get_task(
             models.GetTaskRequest(project_name=PROJECT, task_type="FileCompression", task_id=task_id)
@@ -330,21 +341,24 @@ def test_expired_tasks_are_not_found(cloud: Cloud, make_imm) -> None:  # type: i
     assert extra.client.list_tasks(models.ListTasksRequest(project_name=PROJECT)).body.tasks == []
 
 
-def test_calls_over_the_project_qps_are_throttled(make_imm) -> None:  # type: ignore[no-untyped-def]
-    client = make_imm(project_qps=3).client
+def test_calls_over_the_project_qps_are_throttled(make_imm: MakeImm) -> None:
+    clock = ManualClock()
+    client = make_imm(project_qps=3, clock=clock).client
     request = models.GetProjectRequest(project_name=PROJECT)
-    while datetime.now().microsecond > 500_000:  # start early in a second so all calls share it
-        time.sleep(0.01)
+    clock.advance(1)  # a second of its own: make_imm's CreateProject counted in the one before
+    for _ in range(3):
+        client.get_project(request)
     with pytest.raises(ThrottlingException) as info:
-        for _ in range(10):
-            client.get_project(request)
+        client.get_project(request)
     assert info.value.code == "Throttling.User"
     assert info.value.message.startswith("code: 400, Request was denied due to user flow control.")
-    time.sleep(1.05)
+    clock.advance(1)
     assert client.get_project(request).body.project.project_name == PROJECT
 
 
-def test_a_task_the_service_role_may_not_read_fails(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_a_task_the_service_role_may_not_read_fails(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     client = cloud.client()
     client.create_project(
         models.CreateProjectRequest(project_name="restricted", service_role="reader-of-other")
@@ -374,7 +388,9 @@ def test_a_task_the_service_role_may_not_read_fails(cloud: Cloud, imm, inbox: In
     assert not cloud.bucket.object_exists("api-out/secret.zip")
 
 
-def test_a_missing_source_fails_the_task_naming_it(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_source_fails_the_task_naming_it(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     request = models.CreateFileUncompressionTaskRequest(
         project_name=PROJECT, source_uri=cloud.uri("api/none.zip"), notification=notify
     )

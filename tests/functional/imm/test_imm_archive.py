@@ -5,17 +5,20 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import sqlite3
 import struct
 import tarfile
-import time
 import zipfile
+from pathlib import Path
 
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox
+from alibabacloud_imm20200930.client import Client
 from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
+
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, MakeImm, outbox_empty
+from tests.support.wait import wait_until
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -34,7 +37,9 @@ def _wait(inbox: Inbox, task_id: str) -> ImmTaskResult:
     return inbox.wait(task_id).content
 
 
-def test_compression_rules_and_aliases(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_compression_rules_and_aliases(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     for key in ("zip-src/docs/a.txt", "zip-src/docs/sub/b.txt", "zip-src/one.jpg"):
         cloud.bucket.put_object(key, key.encode())
     Rule = models.CreateFileCompressionTaskRequestSources
@@ -80,7 +85,9 @@ def test_compression_rules_and_aliases(cloud: Cloud, imm, inbox: Inbox, notify) 
         assert archive.namelist() == ["zip-src/one.jpg"]
 
 
-def test_uncompression_of_zip_tar_and_gz(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_uncompression_of_zip_tar_and_gz(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object(
         "arc/set.zip", _zip({"a/1.txt": b"1", "a/2.txt": b"2", "b/3.txt": b"3", "../evil.txt": b"x"})
     )
@@ -136,8 +143,8 @@ def lying_zip() -> bytes:
     return bytes(data)
 
 
-def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(  # type: ignore[no-untyped-def]
-    cloud: Cloud, imm, inbox: Inbox, notify
+def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
 ) -> None:
     cloud.bucket.put_object("arc/lying.zip", lying_zip())
     request = models.CreateFileUncompressionTaskRequest(
@@ -152,8 +159,8 @@ def test_an_entry_never_writes_past_what_it_declares_and_earlier_entries_stay(  
     assert _keys(cloud, "lying/") == ["lying/a.txt"]
 
 
-def test_more_entries_than_imm_allows_fail_before_anything_is_written(  # type: ignore[no-untyped-def]
-    cloud: Cloud, imm, inbox: Inbox, notify
+def test_more_entries_than_imm_allows_fail_before_anything_is_written(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
 ) -> None:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -171,7 +178,7 @@ def test_more_entries_than_imm_allows_fail_before_anything_is_written(  # type: 
     assert _keys(cloud, "many/") == []
 
 
-def test_archive_inspection_lists_entries(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+def test_archive_inspection_lists_entries(cloud: Cloud, imm: Client, inbox: Inbox) -> None:
     cloud.bucket.put_object("arc/inspect.zip", _zip({"x/1.bin": b"12345", "y.txt": b"ab"}))
     notification = models.Notification(
         mns=models.MNS(topic_name="imm-done"), extended_message_uri=cloud.uri("arc/inspect.json")
@@ -194,7 +201,9 @@ def _png(size: tuple[int, int], color: str) -> bytes:
     return out.getvalue()
 
 
-def test_image_splicing_and_image_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_image_splicing_and_image_to_pdf(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object("pics/a.png", _png((100, 50), "red"))
     cloud.bucket.put_object("pics/b.png", _png((40, 40), "blue"))
     Source = models.CreateImageSplicingTaskRequestSources
@@ -230,7 +239,9 @@ def test_image_splicing_and_image_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify
     assert (round(float(pages[0].mediabox.width)), round(float(pages[0].mediabox.height))) == (50, 100)
 
 
-def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(cloud: Cloud, imm, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(
+    cloud: Cloud, imm: Client, inbox: Inbox
+) -> None:
     names = [f"a-folder-with-a-rather-long-name/entry-number-{index:04d}-padded.txt" for index in range(800)]
     cloud.bucket.put_object("arc/many.zip", _zip(dict.fromkeys(names, b"x")))
     notification = models.Notification(
@@ -256,7 +267,9 @@ def test_a_result_too_big_for_mns_is_notified_with_its_common_fields(cloud: Clou
     assert [entry["Path"] for entry in extended["Files"]] == names
 
 
-def test_a_notification_mns_refuses_for_good_is_not_retried(cloud: Cloud, make_imm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_notification_mns_refuses_for_good_is_not_retried(
+    cloud: Cloud, make_imm: MakeImm, tmp_path: Path
+) -> None:
     from mns.topic import TopicMeta
 
     topic = "imm-tiny-topic"
@@ -271,15 +284,11 @@ def test_a_notification_mns_refuses_for_good_is_not_retried(cloud: Cloud, make_i
         notification=models.Notification(mns=models.MNS(topic_name=topic)),
     )
     task_id = extra.client.create_archive_file_inspection_task(request).body.task_id
-    outbox = sqlite3.connect(tmp_path / "imm-0" / "imm" / "imm.sqlite3")
-    deadline = time.monotonic() + 20
-    while True:
-        task = extra.client.get_task(
-            models.GetTaskRequest(project_name=PROJECT, task_type="ArchiveFileInspection", task_id=task_id)
-        ).body
-        pending = outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        if task.status == "Succeeded" and pending == 0:
-            break  # dropped after its one refused attempt, not left to be retried for ever
-        assert time.monotonic() < deadline, f"task {task.status}, {pending} notification(s) still queued"
-        time.sleep(0.1)
-    outbox.close()
+    request = models.GetTaskRequest(project_name=PROJECT, task_type="ArchiveFileInspection", task_id=task_id)
+
+    def settled() -> bool:
+        task = extra.client.get_task(request).body
+        return bool(task.status == "Succeeded" and outbox_empty(tmp_path / "imm-0"))
+
+    # The notification is dropped after its one refused attempt, not left to be retried for ever.
+    wait_until(settled, 20, "the task succeeded and its notification left the outbox")

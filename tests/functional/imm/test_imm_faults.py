@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from alibabacloud_imm20200930 import models
+from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
-from imm_support import PROJECT, TOPIC, Cloud, Inbox, wait_task
 
 from localcloud.core.faults import FaultPlan
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, TOPIC, Inbox, MakeImm, wait_task
+from tests.support.wait import wait_until
 
 if TYPE_CHECKING:
-    from tests.functional.imm.conftest import ExtraImm
+    pass
 
 
 def _plan(tmp_path: Path) -> FaultPlan:
@@ -33,7 +35,7 @@ def _logged(plan: FaultPlan) -> list[dict[str, str]]:
     return [json.loads(line) for line in plan.log_path.read_text().splitlines()]
 
 
-def _compress(cloud: Cloud, client, key: str, notify: models.Notification | None = None) -> str:  # type: ignore[no-untyped-def]
+def _compress(cloud: Cloud, client: Client, key: str, notify: models.Notification | None = None) -> str:
     cloud.bucket.put_object(key, b"hello")
     request = models.CreateFileCompressionTaskRequest(
         project_name=PROJECT,
@@ -44,9 +46,7 @@ def _compress(cloud: Cloud, client, key: str, notify: models.Notification | None
     return str(client.create_file_compression_task(request).body.task_id)
 
 
-def test_throttle_answers_throttling_user_with_retry_after(
-    make_imm: Callable[..., ExtraImm], tmp_path: Path
-) -> None:
+def test_throttle_answers_throttling_user_with_retry_after(make_imm: MakeImm, tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     extra = make_imm(faults=plan)
     plan.rates["imm.throttle"] = 1.0
@@ -57,7 +57,7 @@ def test_throttle_answers_throttling_user_with_retry_after(
 
 
 def test_error_answers_500_internal_error_and_creates_nothing(
-    cloud: Cloud, make_imm: Callable[..., ExtraImm], tmp_path: Path
+    cloud: Cloud, make_imm: MakeImm, tmp_path: Path
 ) -> None:
     plan = _plan(tmp_path)
     extra = make_imm(faults=plan)
@@ -71,9 +71,7 @@ def test_error_answers_500_internal_error_and_creates_nothing(
     assert [e["kind"] for e in _logged(plan)] == ["imm.error"]
 
 
-def test_a_repeated_call_is_a_new_item_so_a_retry_can_pass(
-    make_imm: Callable[..., ExtraImm], tmp_path: Path
-) -> None:
+def test_a_repeated_call_is_a_new_item_so_a_retry_can_pass(make_imm: MakeImm, tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     extra = make_imm(faults=plan)
     plan.rates["imm.throttle"] = 0.5
@@ -89,16 +87,15 @@ def test_a_repeated_call_is_a_new_item_so_a_retry_can_pass(
     assert len(set(items)) == len(items) == outcomes.count("throttled")
 
 
-def test_hang_keeps_a_task_running_for_hang_seconds(
-    cloud: Cloud, make_imm: Callable[..., ExtraImm], tmp_path: Path
-) -> None:
+def test_hang_keeps_a_task_running_for_hang_seconds(cloud: Cloud, make_imm: MakeImm, tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     extra = make_imm(faults=plan)
     plan.rates["imm.hang"] = 1.0
     plan.settings["hang_seconds"] = 3.0
     started = time.monotonic()
     task_id = _compress(cloud, extra.client, "faults/hang.txt")
-    time.sleep(1.5)
+    assert plan.log_path is not None
+    wait_until(plan.log_path.exists, 10, "the hang to start")
     request = models.GetTaskRequest(project_name=PROJECT, task_type="FileCompression", task_id=task_id)
     running = extra.client.get_task(request).body
     assert (running.status, running.progress) == ("Running", 0)
@@ -108,7 +105,7 @@ def test_hang_keeps_a_task_running_for_hang_seconds(
 
 
 def test_a_lost_notification_is_never_published_but_get_task_has_the_end(
-    cloud: Cloud, make_imm: Callable[..., ExtraImm], inbox: Inbox, tmp_path: Path
+    cloud: Cloud, make_imm: MakeImm, inbox: Inbox, tmp_path: Path
 ) -> None:
     plan = _plan(tmp_path)
     extra = make_imm(faults=plan)
@@ -125,7 +122,7 @@ def test_a_lost_notification_is_never_published_but_get_task_has_the_end(
     ]
 
 
-def test_without_a_plan_nothing_is_injected(make_imm: Callable[..., ExtraImm]) -> None:
+def test_without_a_plan_nothing_is_injected(make_imm: MakeImm) -> None:
     extra = make_imm()
     for _ in range(5):
         extra.client.get_project(models.GetProjectRequest(project_name=PROJECT))
@@ -134,7 +131,7 @@ def test_without_a_plan_nothing_is_injected(make_imm: Callable[..., ExtraImm]) -
 
 
 def test_a_lost_response_hides_a_task_that_was_created(
-    cloud: Cloud, make_imm: Callable[..., ExtraImm], tmp_path: Path
+    cloud: Cloud, make_imm: MakeImm, tmp_path: Path
 ) -> None:
     plan = _plan(tmp_path)
     extra = make_imm(faults=plan)

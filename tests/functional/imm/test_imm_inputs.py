@@ -17,10 +17,12 @@ import docx
 import pytest
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
-from imm_support import PROJECT, Cloud, Inbox, make_video
 from immflow.events.imm import ImmTaskResult
 
 from localcloud.imm.ffmpeg import ffmpeg_exe
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox
+from tests.support.media import make_video
 
 pytestmark = pytest.mark.media
 

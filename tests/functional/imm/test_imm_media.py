@@ -3,34 +3,45 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import pytest
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox, make_video, wait_task
+from alibabacloud_imm20200930.client import Client
 from immflow.events.imm import ImmTaskResult
-from PIL import Image
+from PIL import GifImagePlugin, Image
 
 from localcloud.imm.ffmpeg import MediaInfo, probe
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, MakeImm, wait_task
+from tests.support.media import make_video
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.media
 
 Source = models.CreateMediaConvertTaskRequestSources
-Target = models.CreateMediaConvertTaskRequestTargets
+Target: TypeAlias = models.CreateMediaConvertTaskRequestTargets
 
 
-def _video(codec: str, resolution: str | None = None, **options) -> models.TargetVideo:  # type: ignore[no-untyped-def]
+def _video(codec: str, resolution: str | None = None, **options: Any) -> models.TargetVideo:
     return models.TargetVideo(
         transcode_video=models.TargetVideoTranscodeVideo(codec=codec, resolution=resolution, **options)
     )
 
 
-def _audio(codec: str, **options) -> models.TargetAudio:  # type: ignore[no-untyped-def]
+def _audio(codec: str, **options: Any) -> models.TargetAudio:
     return models.TargetAudio(transcode_audio=models.TargetAudioTranscodeAudio(codec=codec, **options))
 
 
-def _convert(imm, inbox: Inbox, notify, sources: list[str], targets: list[Target], **extra) -> ImmTaskResult:  # type: ignore[no-untyped-def]
+def _convert(
+    imm: Client,
+    inbox: Inbox,
+    notify: models.Notification,
+    sources: list[str],
+    targets: list[Target],
+    **extra: Any,
+) -> ImmTaskResult:
     request = models.CreateMediaConvertTaskRequest(
         project_name=PROJECT,
         sources=[Source(uri=s) for s in sources],
@@ -55,8 +66,8 @@ def _image(cloud: Cloud, uri: str) -> Image.Image:
 
 
 def test_several_targets_in_one_task(
-    cloud: Cloud, imm, inbox: Inbox, notify, video_key: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification, video_key: str, tmp_path: Path
+) -> None:
     result = _convert(
         imm,
         inbox,
@@ -117,7 +128,9 @@ def test_several_targets_in_one_task(
     assert result.Sources is not None and cloud.uri(video_key) == result.Sources[0].URI
 
 
-def test_hls_segments_and_playlist(cloud: Cloud, imm, inbox: Inbox, notify, video_key: str) -> None:  # type: ignore[no-untyped-def]
+def test_hls_segments_and_playlist(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification, video_key: str
+) -> None:
     result = _convert(
         imm,
         inbox,
@@ -141,7 +154,9 @@ def test_hls_segments_and_playlist(cloud: Cloud, imm, inbox: Inbox, notify, vide
         assert cloud.bucket.object_exists(f"hls/{name}")
 
 
-def test_snapshots_sprites_and_animations(cloud: Cloud, imm, inbox: Inbox, notify, video_key: str) -> None:  # type: ignore[no-untyped-def]
+def test_snapshots_sprites_and_animations(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification, video_key: str
+) -> None:
     image = models.TargetImage(
         snapshots=[
             models.TargetImageSnapshots(
@@ -201,12 +216,13 @@ def test_snapshots_sprites_and_animations(cloud: Cloud, imm, inbox: Inbox, notif
     ]  # 6 frames, 4 per sprite
     assert _image(cloud, sprites[0]).size == (2 * 40 + 2 + 2 * 3, 2 * 30 + 2 + 2 * 3)
     animation = _image(cloud, cloud.uri("img/clip/anim.gif"))
-    assert animation.format == "GIF" and animation.n_frames == 8 and animation.size[0] == 64
+    assert isinstance(animation, GifImagePlugin.GifImageFile)
+    assert animation.n_frames == 8 and animation.size[0] == 64
 
 
 def test_sources_are_concatenated(
-    cloud: Cloud, imm, inbox: Inbox, notify, video_key: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification, video_key: str, tmp_path: Path
+) -> None:
     other = make_video(tmp_path / "other.mp4", seconds=1.0, size="160x120", rate=30)
     cloud.bucket.put_object_from_file("in/videos/other.mp4", str(other))
     result = _convert(
@@ -229,7 +245,9 @@ def test_sources_are_concatenated(
     assert abs(info.duration - 3.0) < 0.25
 
 
-def test_corrupt_media_fails_with_ffmpegs_reason(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_media_fails_with_ffmpegs_reason(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object(
         "in/videos/broken.mp4", b"\x00\x00\x00\x18ftypmp42 this is not a video at all" * 10
     )
@@ -244,7 +262,9 @@ def test_corrupt_media_fails_with_ffmpegs_reason(cloud: Cloud, imm, inbox: Inbox
     assert "not media ffmpeg can read" in result.Message and "Invalid data" in result.Message
 
 
-def test_empty_dirname_fails_like_the_cloud(cloud: Cloud, imm, inbox: Inbox, notify, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_empty_dirname_fails_like_the_cloud(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification, tmp_path: Path
+) -> None:
     cloud.bucket.put_object_from_file(
         "root.mp4", str(make_video(tmp_path / "root.mp4", seconds=0.5, audio=False))
     )
@@ -259,7 +279,7 @@ def test_empty_dirname_fails_like_the_cloud(cloud: Cloud, imm, inbox: Inbox, not
     assert "starting with '/'" in result.Message
 
 
-def test_tasks_over_engine_concurrency_wait_running(cloud: Cloud, make_imm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tasks_over_engine_concurrency_wait_running(cloud: Cloud, make_imm: MakeImm, tmp_path: Path) -> None:
     client = make_imm(engine_concurrency=1).client
     assert (
         client.get_project(models.GetProjectRequest(project_name=PROJECT)).body.project.engine_concurrency
@@ -276,7 +296,15 @@ def test_tasks_over_engine_concurrency_wait_running(cloud: Cloud, make_imm, tmp_
         ],
     )
     first, second = (client.create_media_convert_task(request).body.task_id for _ in range(2))
-    time.sleep(0.3)
+
+    def progress(task_id: str) -> int:
+        return int(
+            client.get_task(
+                models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=task_id)
+            ).body.progress
+        )
+
+    wait_until(lambda: progress(first) > 0, 60, "the first task making progress")
     queued = client.get_task(
         models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=second)
     ).body

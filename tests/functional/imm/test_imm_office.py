@@ -5,15 +5,19 @@ from __future__ import annotations
 import io
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import docx
 import pptx
 import pytest
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox, wait_task
+from alibabacloud_imm20200930.client import Client
 from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
+
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, MakeImm, wait_task
 
 pytestmark = pytest.mark.media
 
@@ -23,7 +27,7 @@ def _docx(pages: int) -> bytes:
     for page in range(1, pages + 1):
         document.add_paragraph(f"Page {page} of the immflow test document.")
         if page < pages:
-            document.add_page_break()
+            document.add_page_break()  # type: ignore[no-untyped-call]  # python-docx leaves it unannotated
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
@@ -39,7 +43,7 @@ def _pptx(slides: int) -> bytes:
     return out.getvalue()
 
 
-def _convert(imm, inbox: Inbox, notify, **options) -> ImmTaskResult:  # type: ignore[no-untyped-def]
+def _convert(imm: Client, inbox: Inbox, notify: models.Notification, **options: Any) -> ImmTaskResult:
     request = models.CreateOfficeConversionTaskRequest(project_name=PROJECT, notification=notify, **options)
     return inbox.wait(imm.create_office_conversion_task(request).body.task_id, timeout=120).content
 
@@ -48,7 +52,9 @@ def _pages(cloud: Cloud, key: str) -> int:
     return len(PdfReader(io.BytesIO(cloud.bucket.get_object(key).read())).pages)
 
 
-def test_docx_to_pdf_and_text_with_a_page_range(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_docx_to_pdf_and_text_with_a_page_range(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object("docs/report.docx", _docx(3))
     whole = _convert(
         imm,
@@ -88,7 +94,9 @@ def test_docx_to_pdf_and_text_with_a_page_range(cloud: Cloud, imm, inbox: Inbox,
     assert "Page 1 of the immflow" in body and "Page 2" in body and "Page 3" not in body
 
 
-def test_pptx_to_one_image_per_page(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_pptx_to_one_image_per_page(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object("docs/deck.pptx", _pptx(3))
     result = _convert(
         imm,
@@ -121,7 +129,9 @@ def test_pptx_to_one_image_per_page(cloud: Cloud, imm, inbox: Inbox, notify) -> 
     ]
 
 
-def test_xlsx_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_xlsx_to_pdf(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification, tmp_path: Path
+) -> None:
     csv = tmp_path / "table.csv"
     csv.write_text("name,value\nalpha,1\nbeta,2\n")
     subprocess.run(
@@ -154,7 +164,9 @@ def test_xlsx_to_pdf(cloud: Cloud, imm, inbox: Inbox, notify, tmp_path: Path) ->
     assert "alpha" in text and "beta" in text
 
 
-def test_a_document_libreoffice_cannot_read_fails(cloud: Cloud, imm, inbox: Inbox, notify) -> None:  # type: ignore[no-untyped-def]
+def test_a_document_libreoffice_cannot_read_fails(
+    cloud: Cloud, imm: Client, inbox: Inbox, notify: models.Notification
+) -> None:
     cloud.bucket.put_object("docs/broken.pdf", b"%PDF-1.4 not really a pdf")
     result = _convert(
         imm,
@@ -168,7 +180,7 @@ def test_a_document_libreoffice_cannot_read_fails(cloud: Cloud, imm, inbox: Inbo
     assert "not a readable PDF" in result.Message
 
 
-def test_a_conversion_over_the_timeout_is_killed(cloud: Cloud, make_imm) -> None:  # type: ignore[no-untyped-def]
+def test_a_conversion_over_the_timeout_is_killed(cloud: Cloud, make_imm: MakeImm) -> None:
     client = make_imm(office_timeout=0.3).client
     cloud.bucket.put_object("docs/slow.docx", _docx(1))
     request = models.CreateOfficeConversionTaskRequest(

@@ -7,14 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from alibabacloud_imm20200930 import models
-from imm_support import PROJECT, Cloud, Inbox, make_video, subscribe_queue, wait_task
+
+from tests.support.cloud import Cloud
+from tests.support.imm import PROJECT, Inbox, subscribe_queue, wait_notifications_delivered, wait_task
+from tests.support.media import make_video
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.media
 
@@ -108,15 +111,8 @@ def test_kill_9_while_running_and_before_notifying(
         notification=models.Notification(mns=models.MNS(topic_name=late_topic)),
     )
     running = client.create_media_convert_task(convert).body.task_id
-    deadline = time.monotonic() + 30
-    while (
-        client.get_task(
-            models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=running)
-        ).body.progress
-        == 0
-    ):
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
+    request = models.GetTaskRequest(project_name=PROJECT, task_type="MediaConvert", task_id=running)
+    wait_until(lambda: client.get_task(request).body.progress > 0, 30, "the task started")
     imm_process.kill()
     assert not cloud.bucket.object_exists("restart/out/long.mp4")
 
@@ -128,4 +124,5 @@ def test_kill_9_while_running_and_before_notifying(
     assert cloud.bucket.object_exists("restart/out/long.mp4")
     assert inbox.wait(unsent, timeout=90).content.Status == "Succeeded"
     assert inbox.wait(running, timeout=90).content.Status == "Succeeded"
-    assert inbox.count(unsent) == 1 and inbox.count(running, settle=0) == 1
+    wait_notifications_delivered(cloud, imm_process.state_dir)
+    assert inbox.count(unsent) == 1 and inbox.count(running) == 1

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
 
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 POSTGRES_URL = os.environ.get(
     "IMMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -132,8 +132,8 @@ def _task(
     )
 
 
-def _created(ledger: Ledger, name: str, task_id: str, **kwargs: object) -> None:
-    new = _task(name, **kwargs)  # type: ignore[arg-type]
+def _created(ledger: Ledger, name: str, task_id: str, **kwargs: Any) -> None:
+    new = _task(name, **kwargs)
     assert ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).state == "claimed"
     ledger.mark_created(new.claim_key, task_id=task_id, now=T0)
 
@@ -211,10 +211,17 @@ def test_a_result_changes_the_ledger_once(ledger: Ledger) -> None:
     ledger.ensure_run(_run(), now=T0)
     _created(ledger, "web", "MediaConvert-1")
     end = T0 + timedelta(seconds=30)
-    kwargs = {"status": "Succeeded", "code": "", "message": "", "started_at": T0, "ended_at": end, "now": end}
-    assert ledger.record_result("MediaConvert-1", outputs=["oss://b/out.mp4"], **kwargs)  # type: ignore[arg-type]
-    assert not ledger.record_result("MediaConvert-1", outputs=["oss://b/other.mp4"], **kwargs)  # type: ignore[arg-type]
-    assert not ledger.record_result("MediaConvert-unknown", outputs=[], **kwargs)  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {
+        "status": "Succeeded",
+        "code": "",
+        "message": "",
+        "started_at": T0,
+        "ended_at": end,
+        "now": end,
+    }
+    assert ledger.record_result("MediaConvert-1", outputs=["oss://b/out.mp4"], **kwargs)
+    assert not ledger.record_result("MediaConvert-1", outputs=["oss://b/other.mp4"], **kwargs)
+    assert not ledger.record_result("MediaConvert-unknown", outputs=[], **kwargs)
     task = ledger.get_task("MediaConvert-1")
     assert task is not None and task.outputs == ["oss://b/out.mp4"] and task.ended_at == end
 

@@ -12,7 +12,7 @@ from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, clai
 from immflow.ledger.tablestore import TABLES, TASKS_BY_RUN, TASKS_BY_STATUS, TablestoreBackend
 
 if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 

@@ -2,63 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mns.account
 import pytest
 
-from localcloud.core.account import Account
-from localcloud.core.http import ServiceServer
-from localcloud.mns import MnsService
-
-
-@dataclass
-class LocalMns:
-    service: MnsService
-    server: ServiceServer
-    account: Account
-
-    def client(self, *, key_id: str | None = None, secret: str | None = None) -> mns.account.Account:
-        return mns.account.Account(
-            self.server.url,
-            key_id or self.account.access_key_id,
-            secret or self.account.access_key_secret,
-        )
-
-    def queue_endpoint(self, queue: str) -> str:
-        return f"acs:mns:{self.account.region}:{self.account.account_id}:queues/{queue}"
-
-
-class ManualClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def _start(state_dir: Path, **kwargs: object) -> Iterator[LocalMns]:
-    account = Account.new()
-    service = MnsService(state_dir, account, time_scale=0.001, **kwargs)  # type: ignore[arg-type]
-    server = ServiceServer(service).start()
-    yield LocalMns(service, server, account)
-    server.stop()
-    service.close()
+from tests.support.clock import ManualClock
+from tests.support.mns import LocalMns, Receiver, serve_receiver, start_mns
 
 
 @pytest.fixture
 def local_mns(tmp_path: Path) -> Iterator[LocalMns]:
-    yield from _start(tmp_path)
+    yield from start_mns(tmp_path)
 
 
 @pytest.fixture
@@ -68,7 +24,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def clocked_mns(tmp_path: Path, clock: ManualClock) -> Iterator[LocalMns]:
-    yield from _start(tmp_path, clock=clock)
+    yield from start_mns(tmp_path, clock=clock)
 
 
 @pytest.fixture
@@ -76,67 +32,11 @@ def account(local_mns: LocalMns) -> mns.account.Account:
     return local_mns.client()
 
 
-@dataclass
-class Push:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """An HTTP endpoint that records pushes; answers ``statuses`` in turn, then 204."""
-
-    url: str = ""
-    pushes: list[Push] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)
-    delay_seconds: float = 0.0
-    attempts: int = 0
-    arrived: threading.Condition = field(default_factory=threading.Condition)
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[Push]:
-        with self.arrived:
-            assert self.arrived.wait_for(lambda: len(self.pushes) >= count, timeout), (
-                f"expected {count} pushes, got {len(self.pushes)}"
-            )
-            return list(self.pushes)
-
-
-def _serve(receiver: Receiver) -> Iterator[Receiver]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            time.sleep(receiver.delay_seconds)
-            with receiver.arrived:
-                receiver.attempts += 1
-                status = receiver.statuses.pop(0) if receiver.statuses else 204
-                if status < 300:
-                    receiver.pushes.append(
-                        Push(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                receiver.arrived.notify_all()
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield receiver
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    yield from _serve(Receiver())
+    yield from serve_receiver(Receiver())
 
 
 @pytest.fixture
 def second_receiver() -> Iterator[Receiver]:
-    yield from _serve(Receiver())
+    yield from serve_receiver(Receiver())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -14,15 +15,15 @@ from mns.mns_exception import MNSServerException
 from mns.queue import QueueMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns
+    from tests.support.mns import LocalMns
 
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 
 
-def _error(call: object, *args: object) -> MNSServerException:
+def _error(call: Callable[..., object], *args: object) -> MNSServerException:
     with pytest.raises(MNSServerException) as info:
-        call(*args)  # type: ignore[operator]
+        call(*args)
     return info.value
 
 
@@ -52,7 +53,8 @@ def _signed_headers(local_mns: LocalMns, method: str, path: str, body: bytes) ->
     client = local_mns.client().mns_client
     request = mns.mns_http.RequestInternal(method, path, data=body)
     client.build_header(mns.mns_request.RequestBase(), request)
-    return request.header  # type: ignore[no-any-return]
+    headers: dict[str, str] = request.header
+    return headers
 
 
 def test_missing_authorization_header(local_mns: LocalMns) -> None:

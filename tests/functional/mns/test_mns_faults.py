@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from mns.subscription import SubscriptionMeta
-from mns.topic import TopicMessage, TopicMeta
+from mns.topic import Topic, TopicMessage, TopicMeta
 
 from localcloud.core.faults import FaultPlan
 from localcloud.mns.push import push_fault_item
-from tests.functional.mns.conftest import LocalMns, Receiver, _start
+from tests.support.mns import LocalMns, Receiver, start_mns
 
 
 @pytest.fixture
@@ -27,10 +27,10 @@ def plan(tmp_path: Path) -> FaultPlan:
 
 @pytest.fixture
 def faulty_mns(tmp_path: Path, plan: FaultPlan) -> Iterator[LocalMns]:
-    yield from _start(tmp_path / "mns", faults=plan)
+    yield from start_mns(tmp_path / "mns", faults=plan)
 
 
-def _topic(local: LocalMns, receiver: Receiver, strategy: str = "BACKOFF_RETRY") -> object:
+def _topic(local: LocalMns, receiver: Receiver, strategy: str = "BACKOFF_RETRY") -> Topic:
     topic = local.client().get_topic("t")
     topic.create(TopicMeta())
     meta = SubscriptionMeta(receiver.url, notify_content_format="SIMPLIFIED", notify_strategy=strategy)
@@ -61,7 +61,7 @@ def test_a_failed_attempt_is_retried_by_the_strategy(
     )
     plan.rates["mns.push.fail"] = 0.5
     topic = _topic(faulty_mns, receiver)
-    topic.publish_message(TopicMessage("hello"))  # type: ignore[attr-defined]
+    topic.publish_message(TopicMessage("hello"))
     assert faulty_mns.service.wait_for_deliveries(5)
     assert [p.body for p in receiver.pushes] == [b"hello"] and receiver.attempts == 1
     assert _logged(plan) == [("mns.push.fail", f"{item}#0")]
@@ -72,7 +72,7 @@ def test_a_push_failing_every_attempt_is_dropped_after_the_strategys_retries(
 ) -> None:
     plan.rates["mns.push.fail"] = 1.0
     topic = _topic(faulty_mns, receiver)
-    topic.publish_message(TopicMessage("doomed"))  # type: ignore[attr-defined]
+    topic.publish_message(TopicMessage("doomed"))
     assert faulty_mns.service.wait_for_deliveries(5)
     item = push_fault_item("t", "s", "doomed")
     assert receiver.attempts == 0
@@ -82,7 +82,7 @@ def test_a_push_failing_every_attempt_is_dropped_after_the_strategys_retries(
 def test_a_duplicated_push_arrives_twice(faulty_mns: LocalMns, plan: FaultPlan, receiver: Receiver) -> None:
     plan.rates["mns.push.duplicate"] = 1.0
     topic = _topic(faulty_mns, receiver)
-    topic.publish_message(TopicMessage("twice"))  # type: ignore[attr-defined]
+    topic.publish_message(TopicMessage("twice"))
     assert [p.body for p in receiver.wait_for(2)] == [b"twice", b"twice"]
     assert _logged(plan) == [("mns.push.duplicate", push_fault_item("t", "s", "twice"))]
 
@@ -99,8 +99,8 @@ def test_a_delayed_push_is_overtaken_by_a_later_one(
     plan.settings["delay_seconds"] = 2.0
     topic = _topic(faulty_mns, receiver)
     started = time.monotonic()
-    topic.publish_message(TopicMessage("first"))  # type: ignore[attr-defined]
-    topic.publish_message(TopicMessage("second"))  # type: ignore[attr-defined]
+    topic.publish_message(TopicMessage("first"))
+    topic.publish_message(TopicMessage("second"))
     assert [p.body for p in receiver.wait_for(2)] == [b"second", b"first"]
     assert time.monotonic() - started >= 2.0 * plan.share(kind, first) - 0.1
     assert _logged(plan) == [(kind, first)]

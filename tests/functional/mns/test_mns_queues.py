@@ -7,6 +7,7 @@ import hashlib
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import mns.account
@@ -16,7 +17,8 @@ from mns.mns_exception import MNSServerException
 from mns.queue import Message, Queue, QueueMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns, ManualClock
+    from tests.support.clock import ManualClock
+    from tests.support.mns import LocalMns
 
 
 def _counts(queue: Queue) -> tuple[int, int, int]:
@@ -27,9 +29,9 @@ def _counts(queue: Queue) -> tuple[int, int, int]:
         return meta.active_messages, meta.inactive_messages, meta.delay_messages
 
 
-def _error(call: object, *args: object) -> MNSServerException:
+def _error(call: Callable[..., object], *args: object) -> MNSServerException:
     with pytest.raises(MNSServerException) as info:
-        call(*args)  # type: ignore[operator]
+        call(*args)
     return info.value
 
 

@@ -21,7 +21,7 @@ from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import Receiver
+    from tests.support.mns import Receiver
 
 
 ROOT = Path(__file__).resolve().parents[3]

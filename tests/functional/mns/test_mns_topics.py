@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import mns.account
@@ -17,15 +18,15 @@ from mns.subscription import SubscriptionMeta
 from mns.topic import Base64TopicMessage, DirectMailInfo, TopicMessage, TopicMeta
 
 if TYPE_CHECKING:
-    from tests.functional.mns.conftest import LocalMns
+    from tests.support.mns import LocalMns
 
 
 NS = "{http://mns.aliyuncs.com/doc/v1/}"
 
 
-def _error(call: object, *args: object) -> MNSServerException:
+def _error(call: Callable[..., object], *args: object) -> MNSServerException:
     with pytest.raises(MNSServerException) as info:
-        call(*args)  # type: ignore[operator]
+        call(*args)
     return info.value
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import oss2
 import pytest
@@ -78,10 +80,21 @@ def test_presigned_url_with_unsigned_content_type_fails(bucket: oss2.Bucket) -> 
     assert response.status_code == 403 and b"SignatureDoesNotMatch" in response.content
 
 
-def test_expired_presigned_url(bucket: oss2.Bucket) -> None:
+def test_expired_presigned_url(bucket: oss2.Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket.put_object("k", b"x")
+    # Signed a minute ago for one second: the signer's clock (V1 reads time.time, V4 datetime.utcnow)
+    # is moved back instead of the test waiting for the URL to expire.
+    signed_at = time.time() - 60
+
+    class SignedThen(datetime):
+        @classmethod
+        def utcnow(cls) -> datetime:  # type: ignore[override]  # oss2 V4 signs with a naive UTC time
+            return datetime.fromtimestamp(signed_at, timezone.utc).replace(tzinfo=None)
+
+    monkeypatch.setattr(oss2.auth, "time", SimpleNamespace(time=lambda: signed_at))
+    monkeypatch.setattr(oss2.auth, "datetime", SignedThen)
     url = bucket.sign_url("GET", "k", 1)
-    time.sleep(2.1)
+    monkeypatch.undo()
     response = requests.get(url)
     assert response.status_code == 403
     assert b"<Code>AccessDenied</Code>" in response.content and b"Request has expired." in response.content

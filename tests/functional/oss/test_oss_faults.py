@@ -14,7 +14,7 @@ from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan
 from localcloud.core.http import ServiceServer
 from localcloud.oss import OssService
-from tests.functional.oss.conftest import EventSink
+from tests.support.oss import EventSink
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ ListLiveChannel, through oss2 and alibabacloud-oss-v2, including the SDKs' helpe
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import alibabacloud_oss_v2 as oss
@@ -15,6 +14,7 @@ from oss2.models import PartInfo, Tagging, TaggingRule
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
 from localcloud.oss import OssService
+from tests.support.wait import wait_until
 
 PART = 100 * 1024
 
@@ -307,9 +307,16 @@ def test_storage_class_and_restore(bucket: oss2.Bucket, oss_service: OssService)
     assert (again.value.status, again.value.code) == (409, "RestoreAlreadyInProgress")
     with pytest.raises(oss2.exceptions.ServerError):
         bucket.get_object("cold.bin")
-    time.sleep(0.4)
-    restored = bucket.head_object("cold.bin").headers["x-oss-restore"]
-    assert restored.startswith('ongoing-request="false", expiry-date="')
+    wait_until(
+        lambda: bucket.head_object("cold.bin").headers["x-oss-restore"].startswith('ongoing-request="false"'),
+        10,
+        "the restore done",
+    )
+    assert (
+        bucket.head_object("cold.bin")
+        .headers["x-oss-restore"]
+        .startswith('ongoing-request="false", expiry-date="')
+    )
     assert bucket.get_object("cold.bin").read() == b"cold"
     assert bucket.restore_object("cold.bin").status == 200  # extends the restored copy
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import oss2
@@ -303,11 +304,12 @@ def test_batch_delete(bucket: oss2.Bucket) -> None:
 
 def test_unimplemented_subresources_answer_501(bucket: oss2.Bucket) -> None:
     bucket.put_object("k", b"x")
-    for call in (
-        lambda: bucket.get_bucket_lifecycle(),
-        lambda: bucket.get_bucket_versioning(),
+    calls: list[Callable[[], object]] = [
+        bucket.get_bucket_lifecycle,
+        bucket.get_bucket_versioning,
         lambda: bucket.get_object("k", process="image/resize,w_10"),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(oss2.exceptions.ServerError) as exc:
             call()
         assert (exc.value.status, exc.value.code) == (501, "NotImplemented")

@@ -72,7 +72,7 @@ def test_kill_9_keeps_objects_and_queued_events(
     processes.append(first)
     bucket = oss2.Bucket(auth, first.url, "durable", region=account.region)
     bucket.create_bucket()
-    trigger = {
+    trigger: dict[str, Any] = {
         "bucket": "durable",
         "events": ["oss:ObjectCreated:*"],
         "prefix": "",

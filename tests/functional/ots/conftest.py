@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from tablestore import CapacityUnit, ReservedThroughput, TableMeta, TableOptions
 
-if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+from tests.support.ots import LocalOts, create_table
 
 
 @pytest.fixture
 def client(ots_server: LocalOts) -> Any:
     return ots_server.client(retry=False)
-
-
-def create_table(client: Any, name: str, primary_key: list[tuple[str, str]]) -> None:
-    client.create_table(TableMeta(name, primary_key), TableOptions(), ReservedThroughput(CapacityUnit(0, 0)))
 
 
 @pytest.fixture

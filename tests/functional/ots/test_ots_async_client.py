@@ -21,7 +21,7 @@ from tablestore import (
 )
 
 if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 
 def test_async_client_writes_reads_and_sees_condition_failures(ots_server: LocalOts) -> None:

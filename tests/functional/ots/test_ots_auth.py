@@ -17,10 +17,10 @@ from tablestore import OTSServiceError, Row
 from tablestore.auth import RequestContext
 from tablestore.protobuf import table_store_pb2 as pb
 
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 
 def _auth_error(client: Any) -> OTSServiceError:

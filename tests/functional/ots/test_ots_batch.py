@@ -21,7 +21,7 @@ from tablestore import (
     UpdateRowItem,
 )
 
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 IGNORE = Condition(RowExistenceExpectation.IGNORE)
 NEW = Condition(RowExistenceExpectation.EXPECT_NOT_EXIST)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import requests
 
 from localcloud.core.admin import admin_headers, load_or_create_token
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 
 def test_the_admin_route_adds_an_instance_the_sdk_can_use(ots_server: LocalOts) -> None:

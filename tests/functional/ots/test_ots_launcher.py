@@ -9,7 +9,7 @@ import tablestore
 from tablestore import Row
 
 from localcloud.launcher import LocalCloud
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 
 def test_endpoints_json_names_the_tablestore_and_its_instance(tmp_path: Path) -> None:

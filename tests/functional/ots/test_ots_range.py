@@ -22,7 +22,7 @@ from tablestore import (
     TableInBatchWriteRowItem,
 )
 
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 ALL = ([("id", INF_MIN), ("n", INF_MIN)], [("id", INF_MAX), ("n", INF_MAX)])
 

@@ -15,7 +15,7 @@ import pytest
 import tablestore
 from tablestore import INF_MAX, INF_MIN, Condition, Direction, Row, RowExistenceExpectation
 
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 ROOT = Path(__file__).resolve().parents[3]
 

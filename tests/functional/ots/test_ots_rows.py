@@ -18,10 +18,10 @@ from tablestore import (
     SingleColumnCondition,
 )
 
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 IGNORE = RowExistenceExpectation.IGNORE
 EXPECT_EXIST = RowExistenceExpectation.EXPECT_EXIST

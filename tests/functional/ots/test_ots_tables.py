@@ -14,7 +14,7 @@ from tablestore import (
     TableOptions,
 )
 
-from tests.functional.ots.conftest import create_table
+from tests.support.ots import create_table
 
 
 def _error(call: Any, *args: Any) -> tuple[str, int]:

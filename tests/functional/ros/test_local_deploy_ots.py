@@ -12,7 +12,7 @@ from localcloud.core.admin import load_or_create_token
 from localcloud.ros import RosError, deploy
 
 if TYPE_CHECKING:
-    from tests.functional.conftest import LocalOts
+    from tests.support.ots import LocalOts
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from mns.account import Account as MnsAccount
 from PIL import Image
 
 from localcloud.launcher import LocalCloud
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -102,10 +102,7 @@ def test_template_yml_creates_the_stack_and_an_upload_runs_to_its_manifest(
     )
     run_id = run_id_for("immflow-media", "uploads/images/ros/red.jpg", put.etag.strip('"').upper(), 1)
     key = f"immflow/manifests/{run_id}.json"
-    deadline = time.monotonic() + 120
-    while not bucket.object_exists(key):
-        assert time.monotonic() < deadline, f"no manifest {key} after 120 s"
-        time.sleep(0.5)
+    wait_until(lambda: bucket.object_exists(key), 120, f"the manifest {key}")
     manifest = json.loads(bucket.get_object(key).read())
     outputs = [o for task in manifest["tasks"] for o in task.get("outputs", [])]
     assert outputs, manifest

@@ -12,16 +12,17 @@ import os
 import pathlib
 import sys
 import time
+from typing import Any
 
 INITIALIZED = 0
 
 
-def initializer(context):
+def initializer(context: Any) -> None:
     global INITIALIZED
     INITIALIZED += 1
 
 
-def handler(event, context):
+def handler(event: bytes, context: Any) -> str:
     record = {
         "event": event.decode("utf-8", "replace"),
         "event_type": type(event).__name__,

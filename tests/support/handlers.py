@@ -14,33 +14,33 @@ import importlib.util
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import oss2
 import pytest
 from alibabacloud_imm20200930 import models
-from alibabacloud_imm20200930.client import Client
-from alibabacloud_tea_openapi import models as open_api_models
 from immflow.fc import Credentials
 from immflow.flow import runtime
-from immflow.ledger import Ledger
+from immflow.ledger import Ledger, TaskRecord, utcnow
 from immflow.settings import load_settings
-from mns.account import Account as MnsAccount
 from mns.mns_exception import MNSExceptionBase
 from mns.queue import QueueMeta
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMeta
 
 from localcloud.core.account import Account
-from localcloud.launcher import LocalCloud
+from tests.support.cloud import Cloud, start_cloud
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
 BUCKET = "fn-media"
+RECONCILE_AFTER_SECONDS = 1
+#: How far ahead `Harness.reconcile` moves its clock for every task started so far to be past that.
+PAST_RECONCILE_AFTER = RECONCILE_AFTER_SECONDS + 1.0
 PROJECT = "fn-tests"
 TOPIC = "fn-imm-done"
 
@@ -105,53 +105,36 @@ rules:
 """
 
 
-@dataclass
-class Cloud:
-    state_dir: Path
-    account: Account
-    oss_url: str
-    mns_url: str
-    imm_endpoint: str
-    bucket: oss2.Bucket
-    mns: MnsAccount
-    imm: Client
-    ots_url: str
-    ots: Any
-    """The local Tablestore service: each test's Tablestore ledger is an instance of its own."""
+#: An archive whose every entry gets a follow-up task (tests of creation takeovers and killed invocations).
+FAN_OUT_PIPELINE = """\
+version: 1
+max_depth: 2
+rules:
+  - name: bundles
+    match: {prefix: uploads/bundles/, suffixes: [.zip]}
+    tasks:
+      - name: unzip
+        type: FileUncompression
+        params:
+          TargetURI: "oss://{bucket}/processed/{dirname}/{barename}/"
+    then:
+      - after: unzip
+        on: Succeeded
+        for_each: output
+        tasks:
+          - name: pdf
+            type: ImageToPDF
+            params:
+              TargetURI: "oss://{bucket}/pdfs/{dirname}/{barename}.pdf"
+"""
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    with LocalCloud.start(tmp_path_factory.mktemp("fn-cloud"), mns_time_scale=0.001) as local:
-        endpoints, account = local.endpoints, local.account
-        bucket = oss2.Bucket(
-            oss2.Auth(account.access_key_id, account.access_key_secret), endpoints["oss"], BUCKET
-        )
-        bucket.create_bucket()
-        mns = MnsAccount(endpoints["mns"], account.access_key_id, account.access_key_secret)
-        mns.get_topic(TOPIC).create(TopicMeta())
-        imm = Client(
-            open_api_models.Config(
-                access_key_id=account.access_key_id,
-                access_key_secret=account.access_key_secret,
-                endpoint=endpoints["imm"],
-                protocol="http",
-                region_id=account.region,
-            )
-        )
-        imm.create_project(models.CreateProjectRequest(project_name=PROJECT))
-        yield Cloud(
-            local.state_dir,
-            account,
-            endpoints["oss"],
-            endpoints["mns"],
-            endpoints["imm"],
-            bucket,
-            mns,
-            imm,
-            endpoints["ots"],
-            local.services["ots"],
-        )
+    with start_cloud(tmp_path_factory.mktemp("fn-cloud"), BUCKET) as started:
+        started.mns.get_topic(TOPIC).create(TopicMeta())
+        started.imm.create_project(models.CreateProjectRequest(project_name=PROJECT))
+        yield started
 
 
 def _load_handler(name: str) -> ModuleType:
@@ -195,6 +178,12 @@ class Harness:
     """A key prefix of this test's own, so tests share the session's cloud without meeting."""
     pending: list[str] = field(default_factory=list)
 
+    def task(self, task_id: str) -> TaskRecord:
+        """The ledger's record of `task_id`, which the test expects to be there."""
+        task = self.ledger.get_task(task_id)
+        assert task is not None, f"no task {task_id} in the ledger"
+        return task
+
     def key(self, rule_folder: str, name: str) -> str:
         return f"uploads/{rule_folder}/{self.prefix}/{name}"
 
@@ -218,7 +207,14 @@ class Harness:
         )
         return dict(json.loads(result))
 
-    def reconcile(self) -> dict[str, Any]:
+    def reconcile(self, later_by: float = 0.0) -> dict[str, Any]:
+        """Run reconcile with its clock ``later_by`` seconds ahead (``PAST_RECONCILE_AFTER``: every
+        task started so far is old enough to be settled), instead of waiting that long."""
+        code_dir = ROOT / "functions" / "reconcile"
+        services = runtime._services.get(code_dir)
+        if services is None:  # what the handler's first invocation would make, made here to set its clock
+            services = runtime._services[code_dir] = runtime.Services.from_settings(load_settings(code_dir))
+        services.clock = lambda: utcnow() + timedelta(seconds=later_by)
         event = (EVENTS / "fc" / "timer-every-5-minutes.json").read_bytes()
         result: str = HANDLERS["reconcile"].handler(event, self.context("immflow-reconcile", timeout=300))
         return dict(json.loads(result))
@@ -341,7 +337,7 @@ def harness(
         "IMMFLOW_IMM_ENDPOINT": cloud.imm_endpoint,
         "IMMFLOW_OSS_ENDPOINT": cloud.oss_url,
         "IMMFLOW_REGION": cloud.account.region,
-        "IMMFLOW_RECONCILE_AFTER_SECONDS": "1",
+        "IMMFLOW_RECONCILE_AFTER_SECONDS": str(RECONCILE_AFTER_SECONDS),
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -372,11 +368,8 @@ def harness(
     runtime._services.clear()
 
 
-Waiter = Callable[[], bool]
-
-
-def wait_until(condition: Waiter, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        time.sleep(0.1)
+def expire_open_claims(harness: Harness, run_id: str) -> None:
+    """What time does to the dead invocation's claims (they are held for its whole timeout)."""
+    for task in harness.ledger.tasks_of_run(run_id):
+        if task.status == "Creating":
+            harness.ledger.release_claim(task.claim_key, now=utcnow())

@@ -1,0 +1,58 @@
+"""An HTTP endpoint that records the OSS events a local OSS posts to it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class EventSink:
+    """A tiny HTTP endpoint that records POSTed event bodies and can fail the first N."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
+        self.fail_next = 0
+        self.cond = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.cond:
+                    if sink.fail_next:
+                        sink.fail_next -= 1
+                        status = 503
+                    else:
+                        status = 204
+                        sink.bodies.append(body)
+                        sink.headers.append({k.lower(): v for k, v in self.headers.items()})
+                        sink.cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [json.loads(b) for b in self.bodies]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [record for event in self.events() for record in event["events"]]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.bodies) >= count, timeout)
+        return self.records()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
