@@ -360,6 +360,11 @@ class LedgerBackend(ABC):
         """Insert an in-progress claim (for ``create``, with `new` as a ``Creating`` task, atomically);
         False when the key exists already. Only one of many concurrent callers may get True."""
 
+    def inserted_task(self, key: str) -> TaskRecord | None:
+        """The task this backend's last successful `insert_claim` of `key` wrote, exactly as reading it
+        back would return it, or None (read it). Saves a round trip where the backend can tell."""
+        return None
+
     @abstractmethod
     def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         """Compare-and-set: when the claim is in progress and expired before `now`, hold it until
@@ -567,7 +572,8 @@ class Ledger:
         An existing claim that expired while still ``Creating`` (its creator stopped) is taken over.
         """
         outcome = self._acquire("create", new.claim_key, now=now, expires_at=expires_at, new=new)
-        task = self._require_task(new.claim_key)
+        inserted = self.backend.inserted_task(new.claim_key) if outcome == "claimed" else None
+        task = inserted or self._require_task(new.claim_key)
         if outcome == "retaken":
             return CreateClaim("claimed", task, retaken=True)
         return CreateClaim(outcome, task)

@@ -335,6 +335,7 @@ class TablestoreBackend(LedgerBackend):
         self._credentials = credentials
         self._client: Any = None
         self._last_row_id: int | None = None
+        self._inserted: dict[str, TaskRecord] = {}
 
     # ---- the SDK
 
@@ -654,9 +655,15 @@ class TablestoreBackend(LedgerBackend):
             "request": dict(new.request),
         }
         if self._put(TASKS, [("claim_key", key)], row, only_new=True):
+            # What reading the row back would give: the same cells through the same decoding.
+            stored = {name: _cell(value) for name, value in row.items() if value is not None}
+            self._inserted[key] = _task_record({**stored, "claim_key": key})
             return True
         self._write_index(index, None)  # keyed by our row number: nobody else's
         return False
+
+    def inserted_task(self, key: str) -> TaskRecord | None:
+        return self._inserted.pop(key, None)
 
     def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         expired = SingleColumnCondition(
