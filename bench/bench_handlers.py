@@ -70,6 +70,21 @@ CHILD = r"""
 import json, os, sys, time
 from types import SimpleNamespace
 started, started_cpu = time.perf_counter(), time.process_time()
+counts = None
+if os.environ.get("BENCH_COUNT"):  # an untimed run: count the requests sent to each port, and SQL statements
+    import http.client
+    counts = {}
+    send = http.client.HTTPConnection.putrequest
+    def putrequest(self, *args, **kwargs):
+        counts[str(self.port)] = counts.get(str(self.port), 0) + 1
+        return send(self, *args, **kwargs)
+    http.client.HTTPConnection.putrequest = putrequest
+    if sys.argv[6] == "sqlite" and sys.argv[2] != "handwritten":
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        def statement(*args):
+            counts["sql"] = counts.get("sql", 0) + 1
+        event.listen(Engine, "before_cursor_execute", statement)
 profile = None
 if os.environ.get("BENCH_PROFILE"):
     import cProfile
@@ -96,7 +111,7 @@ for event in events[1:]:
     t = time.perf_counter()
     index.handler(event.encode(), context())
     warm.append(time.perf_counter() - t)
-print(json.dumps({"import": imported - started, "cold": first - started, "cpu": first_cpu - started_cpu, "warm": warm}))
+print(json.dumps({"import": imported - started, "cold": first - started, "cpu": first_cpu - started_cpu, "warm": warm, "counts": counts}))
 """
 
 
@@ -292,7 +307,9 @@ class Bench:
             time.sleep(0.02)  # stay under the local IMM's 100 calls/s per project (it throttles beyond)
         return seconds
 
-    def child(self, handler: str, variant: str, events: list[str]) -> dict[str, Any]:
+    def child(self, handler: str, variant: str, events: list[str], *, count: bool = False) -> dict[str, Any]:
+        """Run `events` through a fresh process of `handler`; `count`: an untimed run that counts the
+        requests sent to each local service and the SQL statements executed."""
         events_file = self.state / f"events-{uuid.uuid4().hex}.json"
         events_file.write_text(json.dumps(events))
         code = ROOT / ("bench/handwritten" if variant == "handwritten" else "functions") / handler
@@ -310,13 +327,20 @@ class Bench:
             ],
             capture_output=True,
             text=True,
-            env=self.env,
+            env={**self.env, "BENCH_COUNT": "1"} if count else self.env,
             check=False,
         )
         if done.returncode != 0:
             raise SystemExit(f"{handler} ({variant}, {self.ledger} ledger) failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
+
+    def requests(self, counts: dict[str, int]) -> dict[str, int]:
+        """`counts` (by port, and ``sql``) by service name."""
+        names = dict(
+            zip((str(server.port) for server in self.servers), ("oss", "mns", "imm", "ots"), strict=True)
+        )
+        return {names.get(port, port): number for port, number in counts.items()}
 
 
 VARIANTS = ("handwritten", "eager", "ours")
@@ -346,6 +370,19 @@ def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, 
                 cold.setdefault((handler, variant), []).append(result["cold"])
                 cpu.setdefault((handler, variant), []).append(result["cpu"])
                 imports.setdefault((handler, variant), []).append(result["import"])
+    requests: dict[tuple[str, str], dict[str, int]] = {}
+    count_notifications = bench.notification_events(2)
+    for variant in ("ours", "handwritten"):
+        events = {
+            "on_upload": [
+                bench.upload_event(f"uploads/count/{ledger}-{variant}-{uuid.uuid4().hex[:6]}.png", _png(9))
+            ],
+            "on_task_done": [count_notifications.pop()],
+            "reconcile": ["{}"],
+        }
+        for handler, handler_events in events.items():
+            counts = bench.child(handler, variant, handler_events, count=True)["counts"]
+            requests[handler, variant] = bench.requests(counts)
     upload = bench.upload_event(f"uploads/warm/{uuid.uuid4().hex[:6]}.png", _png(7))
     notification = bench.notification_events(1)[0]
     warm = {
@@ -353,7 +390,14 @@ def measure(bench: Bench, ledger: str, runs: int, warm_count: int) -> dict[str, 
         "on_task_done": bench.child("on_task_done", "ours", [notification] * (warm_count + 1))["warm"],
         "reconcile": bench.child("reconcile", "ours", ["{}"] * (warm_count + 1))["warm"],
     }
-    return {"cold": cold, "cpu": cpu, "imports": imports, "warm": warm, "notification": notification}
+    return {
+        "cold": cold,
+        "cpu": cpu,
+        "imports": imports,
+        "warm": warm,
+        "requests": requests,
+        "notification": notification,
+    }
 
 
 def report(ledger: str, figures: dict[str, Any]) -> None:
@@ -375,6 +419,18 @@ def report(ledger: str, figures: dict[str, Any]) -> None:
                 for v, w in (("ours", 11), ("handwritten", 5), ("eager", 5))
             )
             + f"{statistics.median(warm[handler]) * 1000:>10.2f}ms   (ours: {spread} ms)"
+        )
+    print("requests in one cold invocation, ours | hand-written (ots: ledger round trips, sql: statements):")
+    for handler in HANDLERS:
+        print(
+            f"  {handler:<14}"
+            + " | ".join(
+                " ".join(
+                    f"{name} {number}" for name, number in sorted(figures["requests"][handler, v].items())
+                )
+                or "none"
+                for v in ("ours", "handwritten")
+            )
         )
 
 

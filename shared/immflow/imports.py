@@ -20,7 +20,8 @@ Why each module is deferred (who imports it, and what for):
   providers, ``tablestore.client`` and SQLAlchemy import it at module level for their async paths.
 * ``aiofiles``: the credential providers' async file reads (we hand the SDKs keys, never a profile).
 * ``apscheduler.schedulers.background`` (~30 ms): the ECS RAM role credential provider's refresh
-  thread, built only when that provider is (we hand the SDKs keys).
+  thread, built only when that provider is (we hand the SDKs keys). Its package ``apscheduler`` too:
+  its ``__init__`` only works out its own version, through ``importlib.metadata``.
 * ``cryptography.hazmat.primitives.serialization`` and ``...asymmetric.padding`` (RSA/EC and SSH key
   formats, ~30 ms): ``alibabacloud_tea_openapi.utils`` signs with RSA only for the RSA key-pair
   signature algorithm; IMM requests are signed with HMAC (ACS3-HMAC-SHA256).
@@ -34,6 +35,13 @@ Why each module is deferred (who imports it, and what for):
 * ``crc32c`` (~20 ms, most of it ``importlib.metadata`` reading crc32c's version): Tablestore's
   checksum of time-series rows, which the ledger never writes. (Tablestore's search and time-series
   protobuf modules cannot be deferred: its ``metadata`` and ``encoder`` read them at import time.)
+* ``importlib.metadata`` (~10-18 ms: ``email``, ``zipfile``, ``csv``...): pydantic's plugin loader takes
+  ``entry_points`` from it at import time to look for pydantic plugins among the installed
+  distributions, which it does on the first model it builds (another ~6 ms reading every
+  ``*.dist-info`` of a function's package). A function's package has no pydantic plugin, so `install`
+  turns the search off (``PYDANTIC_DISABLE_PLUGINS=__all__``, unless the environment sets that variable
+  already: set it empty to have plugins loaded). ``pydantic.networks`` takes ``version`` from it for
+  the optional email validator only.
 * ``alibabacloud_imm20200930.models`` (~60 ms, 520 modules): the package's ``__init__`` imports every
   request and response class; deferred, it imports the one module that defines a class when the class
   is first asked for (`_ModelsPackage`), so a call loads its own request, response and body classes.
@@ -49,6 +57,7 @@ from __future__ import annotations
 import functools
 import gc
 import importlib
+import os
 import re
 import sys
 import threading
@@ -67,6 +76,7 @@ DEFERRED: frozenset[str] = frozenset(
         "asyncio",
         "aiohttp",
         "aiofiles",
+        "apscheduler",
         "apscheduler.schedulers.background",
         "cryptography.hazmat.primitives.serialization",
         "cryptography.hazmat.primitives.asymmetric.padding",
@@ -82,6 +92,7 @@ DEFERRED: frozenset[str] = frozenset(
         "aliyunsdkkms.request.v20160120.EncryptRequest",
         "numpy",
         "crc32c",
+        "importlib.metadata",
     }
 )
 """Modules that load on first use rather than on import (the module docstring says why each)."""
@@ -96,11 +107,16 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
     "apscheduler.schedulers.background": frozenset({"BackgroundScheduler"}),
     # alibabacloud_tea_openapi.utils: RSA signatures (the RSA key-pair signature algorithm) only.
     "cryptography.hazmat.primitives.serialization": frozenset({"load_pem_private_key"}),
+    # pydantic.plugin._loader: plugin discovery (off in functions: `install`); pydantic.networks: the
+    # email validator's version check.
+    "importlib.metadata": frozenset({"entry_points", "version"}),
 }
 """Names that SDK modules take from a deferred module at import time (``from X import Name``) but use
 only in code that a synchronous call never runs: each is bound to a `_DeferredName` that loads the
 module when it is called or looked into."""
 
+PYDANTIC_PLUGINS_VARIABLE = "PYDANTIC_DISABLE_PLUGINS"
+"""pydantic reads it on every model build: ``__all__`` skips the search for plugins (module docstring)."""
 MODELS_PACKAGE = "alibabacloud_imm20200930.models"
 _MODEL_IMPORT = re.compile(r"^from \.(\w+) import (\w+)$", re.MULTILINE)
 
@@ -256,6 +272,7 @@ def install() -> None:
     `resume_collection`. For function instances: the local cloud and the CLI never call it."""
     global _gc_paused
     with _lock:
+        os.environ.setdefault(PYDANTIC_PLUGINS_VARIABLE, "__all__")
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
         if gc.isenabled():

@@ -160,6 +160,7 @@ def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_defe
         "aliyunsdkcore.client",
         "numpy",
         "crc32c",
+        "importlib.metadata",
     } <= set(result["unloaded_after_sync"])
     # ... and the asynchronous call loaded what it needs and worked.
     assert result["async"]
@@ -194,3 +195,34 @@ def test_the_collector_is_paused_until_the_first_invocation_ends() -> None:
         "frozen": True,
         "second": True,
     }
+
+
+PLUGINS_SCRIPT = r"""
+import json, os
+from immflow import imports
+imports.install()
+from pydantic import BaseModel
+
+class Event(BaseModel):
+    key: str
+
+Event.model_validate({"key": "a"})
+print(json.dumps({"variable": os.environ.get("PYDANTIC_DISABLE_PLUGINS"),
+                  "unloaded": imports.deferred_and_unloaded()}))
+"""
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "__all__"), ("", "")])
+def test_pydantic_looks_for_no_plugins_in_a_function_unless_told_to(
+    preset: str | None, expected: str
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    env.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    if preset is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = preset
+    done = subprocess.run([sys.executable, "-c", PLUGINS_SCRIPT], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["variable"] == expected
+    # Off, the search never reads the installed distributions: importlib.metadata stays unloaded.
+    assert ("importlib.metadata" in result["unloaded"]) == (expected == "__all__")

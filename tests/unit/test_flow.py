@@ -426,6 +426,23 @@ def test_a_claim_left_by_a_crash_is_taken_over_after_it_expires(world: World) ->
     assert len(on_upload(world.call, event).started) == 2
 
 
+def test_an_upload_that_only_created_tasks_does_not_look_at_its_run(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[str] = []
+    real = world.ledger.run_is_complete
+
+    def run_is_complete(run_id: str) -> bool:
+        looked.append(run_id)
+        return real(run_id)
+
+    monkeypatch.setattr(world.ledger, "run_is_complete", run_is_complete)
+    assert len(_upload(world).started) == 2
+    # Both tasks are Running: whoever records their results looks at the run (the refusal test below
+    # shows an upload that ended its tasks looking at it).
+    assert looked == []
+
+
 def test_a_permanent_refusal_fails_the_task_and_the_run_completes(world: World) -> None:
     world.imm.failures = [
         ServiceError("IMM", "X", "InvalidArgument", "bad Align", status=400, retryable=False)

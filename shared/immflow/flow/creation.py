@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from immflow.archives import (
 )
 from immflow.flow.requests import INVALID_REQUEST, PlannedTask
 from immflow.flow.runtime import Call
-from immflow.ledger import CreateClaim, TaskRecord
+from immflow.ledger import CLOCK_SKEW, CreateClaim, TaskRecord
 from immflow.logging import correlation, logger
 from immflow.ossuri import OssUri
 from immflow.parsing import UtcDatetime
@@ -54,8 +54,6 @@ from immflow.tasks import TASK_TYPES
 if TYPE_CHECKING:
     from immflow.adapters.imm import CreatedTask
 
-CLOCK_SKEW = timedelta(minutes=1)
-"""How far IMM's StartTime may be before the ledger's claim time (two clocks)."""
 _START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(UtcDatetime | None)
 
 
@@ -85,7 +83,7 @@ def claim_planned(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[Crea
             continue
         if plan.problem is not None:
             failed = ledger.mark_create_failed(
-                plan.new.claim_key, code=INVALID_REQUEST, message=plan.problem, now=now
+                plan.new.claim_key, code=INVALID_REQUEST, message=plan.problem, now=now, known=claim.task
             )
             logger.error(
                 "task request cannot be built; recorded as failed", extra={**names, "problem": plan.problem}
@@ -130,7 +128,7 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
             "task not created: its archive is over the task's limits", extra={**extra, "problem": refusal}
         )
         return services.ledger.mark_create_failed(
-            task.claim_key, code=LIMIT_EXCEEDED, message=refusal, now=services.now()
+            task.claim_key, code=LIMIT_EXCEEDED, message=refusal, now=services.now(), known=task
         )
     maybe_created = False
 
@@ -153,13 +151,15 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
             raise
         logger.error("IMM refused the task", extra={**extra, "code": exc.code, "imm_message": exc.message})
         return services.ledger.mark_create_failed(
-            task.claim_key, code=exc.code, message=exc.message, now=services.now()
+            task.claim_key, code=exc.code, message=exc.message, now=services.now(), known=task
         )
     if isinstance(created, dict):
         return _adopt(call, task, created, extra, "the answer to an earlier CreateTask was lost")
     with correlation(task_id=created.task_id):
         logger.info("task created", extra={**extra, "imm_request_id": created.request_id})
-    return services.ledger.mark_created(task.claim_key, task_id=created.task_id, now=services.now())
+    return services.ledger.mark_created(
+        task.claim_key, task_id=created.task_id, now=services.now(), known=task
+    )
 
 
 def _find_created(call: Call, task: TaskRecord) -> dict[str, Any] | None:
@@ -182,7 +182,7 @@ def _adopt(
         )
     # The ledger's start time is IMM's, not the adoption's: reconcile's wait counts from it.
     started = imm_start_time(found) or call.services.now()
-    return call.services.ledger.mark_created(task.claim_key, task_id=task_id, now=started)
+    return call.services.ledger.mark_created(task.claim_key, task_id=task_id, now=started, known=task)
 
 
 def over_archive_limits(call: Call, task: TaskRecord) -> str | None:

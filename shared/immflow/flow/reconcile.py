@@ -12,6 +12,9 @@ the wait.
 Each task is handled on its own: one that fails (its bucket was deleted, IMM refuses a call) is logged
 and counted, and the others go on; the invocation then fails, naming the failed tasks, so the failure
 is visible (FC's metrics and failure destination) without blocking the tasks behind it.
+
+What only a stale task needs (the result and creation paths, IMM's answer models) is imported when
+one is found: most timer ticks find none, and their cold start skips it (docs/cold-start.md).
 """
 
 from __future__ import annotations
@@ -21,10 +24,6 @@ from datetime import datetime, timedelta
 
 from immflow.adapters import ServiceError
 from immflow.errors import ImmflowError
-from immflow.events.imm import parse_get_task_response
-from immflow.flow.creation import create_claimed
-from immflow.flow.manifest import complete_run_if_done
-from immflow.flow.results import NOT_FOUND_CODES, handle_result
 from immflow.flow.runtime import Call
 from immflow.ledger import TaskRecord
 from immflow.logging import correlation, logger
@@ -83,6 +82,9 @@ def reconcile(call: Call) -> ReconcileSummary:
 def _finish_creation(
     call: Call, task: TaskRecord, summary: ReconcileSummary, started_before: datetime
 ) -> None:
+    from immflow.flow.creation import create_claimed
+    from immflow.flow.manifest import complete_run_if_done
+
     services = call.services
     now = services.now()
     if not services.ledger.take_over_creation(task, now=now, expires_at=call.claim_expiry(now)):
@@ -104,6 +106,9 @@ def _finish_creation(
 
 
 def _check(call: Call, task: TaskRecord, summary: ReconcileSummary) -> None:
+    from immflow.events.imm import parse_get_task_response
+    from immflow.flow.results import NOT_FOUND_CODES, handle_result
+
     services = call.services
     assert task.task_id is not None  # a Running task always has IMM's TaskId
     task_id = task.task_id
@@ -133,6 +138,8 @@ def _check(call: Call, task: TaskRecord, summary: ReconcileSummary) -> None:
 
 
 def _lose(call: Call, task: TaskRecord, reason: str, summary: ReconcileSummary) -> None:
+    from immflow.flow.manifest import complete_run_if_done
+
     services = call.services
     if services.ledger.mark_lost(task, reason=reason, now=services.now()):
         logger.error("task lost", extra={"rule": task.rule, "task": task.task_name, "reason": reason})

@@ -101,7 +101,7 @@ def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
                     notification, "it names outputs outside the task's targets", foreign_outputs=foreign
                 )
                 return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
-            return handle_result(call, task, confirmed, named=named, targets=targets)
+            return handle_result(call, task, confirmed, named=named, targets=targets, run=run)
 
 
 def _recorded_result(call: Call, task: TaskRecord) -> ImmTaskResult:
@@ -221,7 +221,7 @@ def _adopt(call: Call, notification: ImmNotification) -> tuple[TaskRecord, ImmTa
                 "ledger yet and its creator's claim is still held: retry later"
             )
         started = imm_start_time(info) or now
-        task = ledger.mark_created(claim.claim_key, task_id=claimed.TaskId, now=started)
+        task = ledger.mark_created(claim.claim_key, task_id=claimed.TaskId, now=started, known=claim)
         logger.warning(
             "task adopted from its notification (its creator stopped before recording it)",
             extra={"rule": claim.rule, "task": claim.task_name, "status": confirmed.Status},
@@ -254,9 +254,11 @@ def handle_result(
     *,
     named: Sequence[str] = (),
     targets: Sequence[Target] | None = None,
+    run: RunRecord | None = None,
 ) -> ResultSummary:
     """Record a confirmed `result` of `task` once. `named`: output URIs its notification gave, already
-    checked against the task's `targets` (computed here when not given)."""
+    checked against the task's `targets` (computed here when not given); `run`: the task's run, when
+    the caller read it already."""
     services = call.services
     ledger = services.ledger
     key = claim_key("result", result.TaskId, result.Status)
@@ -287,7 +289,7 @@ def handle_result(
                 result.TaskId, "duplicate" if state == "done" else "in-progress", result.Status
             )
         try:
-            summary = _record(call, task, result, named, targets)
+            summary = _record(call, task, result, named, targets, run)
         except BaseException:
             ledger.release_claim(key, now=services.now())
             raise
@@ -301,10 +303,12 @@ def _record(
     result: ImmTaskResult,
     named: Sequence[str],
     targets: Sequence[Target] | None,
+    run: RunRecord | None,
 ) -> ResultSummary:
     services = call.services
     ledger = services.ledger
-    run = _run_of(call, task)
+    if run is None:
+        run = _run_of(call, task)
     if targets is None:
         targets = task_targets(call, run, task, result)
     outputs = discover_outputs(call, task, targets, named)
@@ -315,7 +319,7 @@ def _record(
         task, status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
     )
     to_create, handled = claim_planned(call, plan_follow_ups(call, run, ending))
-    ledger.record_result(
+    changed = ledger.record_result(
         result.TaskId,
         status=result.Status,
         code=result.Code,
@@ -324,8 +328,10 @@ def _record(
         ended_at=result.EndTime,
         outputs=outputs,
         now=services.now(),
+        known=task,
     )
-    recorded = ledger.get_task(result.TaskId) or task
+    # Recorded: the row holds `ending`'s status, code, message and outputs (all this reads of it).
+    recorded = ending if changed else ledger.get_task(result.TaskId) or task
     log = logger.info if recorded.status == "Succeeded" else logger.warning
     log(
         f"task {recorded.status.lower()}",

@@ -104,8 +104,9 @@ def _upload(call: Call, record: OssEventRecord, summary: UploadSummary) -> None:
                 summary.started.append(task.task_id)
             elif task.status == "Failed":
                 summary.failed += 1
-        if handled:
-            # Only tasks this call settled can have finished the run (all refused, for instance).
+        if any(task.is_final for task in handled):
+            # Only a task this call ended (refused, for instance) can have finished the run here: a
+            # task it created ends later, and whoever records that looks at the run then.
             complete_run_if_done(call, run_id)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from immflow.fc import Credentials
 from immflow.ledger.contract import (
+    CLOCK_SKEW,
     FINAL_STATUSES,
     OPEN_STATUSES,
     CreateClaim,
@@ -48,6 +49,7 @@ def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
 
 
 __all__ = [
+    "CLOCK_SKEW",
     "DEFAULT_STATE_DIR",
     "FINAL_STATUSES",
     "OPEN_STATUSES",

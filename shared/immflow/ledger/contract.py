@@ -36,7 +36,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from immflow.errors import ImmflowError
@@ -51,6 +51,9 @@ ClaimKind = Literal["create", "result"]
 ClaimStatus = Literal["in_progress", "done"]
 TABLESTORE_SCHEME = "tablestore://"
 RUN_ID_HEX_CHARS = 20
+CLOCK_SKEW = timedelta(minutes=1)
+"""How far IMM's StartTime of a task may be before the ledger's claim time of it (two clocks): a task
+IMM started for a claim starts after ``created_at - CLOCK_SKEW``."""
 _HEAD_ATTEMPTS = 20
 
 
@@ -357,6 +360,11 @@ class LedgerBackend(ABC):
         """Insert an in-progress claim (for ``create``, with `new` as a ``Creating`` task, atomically);
         False when the key exists already. Only one of many concurrent callers may get True."""
 
+    def inserted_task(self, key: str) -> TaskRecord | None:
+        """The task this backend's last successful `insert_claim` of `key` wrote, exactly as reading it
+        back would return it, or None (read it). Saves a round trip where the backend can tell."""
+        return None
+
     @abstractmethod
     def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         """Compare-and-set: when the claim is in progress and expired before `now`, hold it until
@@ -453,6 +461,15 @@ class Ledger:
             raise LedgerError(f"run {run.run_id} could not be recorded")
         return found
 
+    def _insert_run(self, run: NewRun, now: datetime) -> RunRecord:
+        """The record of a run this call just started, inserted without looking for it first: only
+        another delivery of the same run could have recorded it, and then the insert finds it."""
+        self.backend.insert_run(run, now=now)
+        found = self.get_run(run.run_id)
+        if found is None:
+            raise LedgerError(f"run {run.run_id} could not be recorded")
+        return found
+
     def get_run(self, run_id: str) -> RunRecord | None:
         return self.backend.get_run(run_id)
 
@@ -504,8 +521,9 @@ class Ledger:
             # (or the same bytes again) records; never a run row that no head names.
             if not self.backend.write_head(started, expect_revision=None if head is None else head.revision):
                 continue
-            run = self.ensure_run(replace(upload, run_id=run_id, sequence=sequence), now=now)
-            return RunStart("started", run, run_id)
+            return RunStart(
+                "started", self._insert_run(replace(upload, run_id=run_id, sequence=sequence), now), run_id
+            )
         raise LedgerError(f"could not decide the run of {upload.source_uri}: too many concurrent uploads")
 
     def latest_run(self, source_uri: str) -> RunRecord | None:
@@ -554,7 +572,8 @@ class Ledger:
         An existing claim that expired while still ``Creating`` (its creator stopped) is taken over.
         """
         outcome = self._acquire("create", new.claim_key, now=now, expires_at=expires_at, new=new)
-        task = self._require_task(new.claim_key)
+        inserted = self.backend.inserted_task(new.claim_key) if outcome == "claimed" else None
+        task = inserted or self._require_task(new.claim_key)
         if outcome == "retaken":
             return CreateClaim("claimed", task, retaken=True)
         return CreateClaim(outcome, task)
@@ -578,22 +597,31 @@ class Ledger:
 
     # ---- task state
 
-    def mark_created(self, claim: str, *, task_id: str, now: datetime) -> TaskRecord:
+    def mark_created(
+        self, claim: str, *, task_id: str, now: datetime, known: TaskRecord | None = None
+    ) -> TaskRecord:
+        """`known`: the task as this call last read it, which saves reading it again (the update is
+        conditional on the task's status, so a task changed since is read again and rechecked)."""
         now = aware(now)
         changes = {"task_id": task_id, "status": "Running", "started_at": now, "updated_at": now}
-        self._change(claim, expect=frozenset({"Creating"}), changes=changes)
+        self._change(claim, expect=frozenset({"Creating"}), changes=changes, known=known)
         return self._require_task(claim)
 
-    def mark_create_failed(self, claim: str, *, code: str, message: str, now: datetime) -> TaskRecord:
-        """IMM refused to create the task (a permanent error): the task ends ``Failed`` with IMM's code."""
+    def mark_create_failed(
+        self, claim: str, *, code: str, message: str, now: datetime, known: TaskRecord | None = None
+    ) -> TaskRecord:
+        """IMM refused to create the task (a permanent error): the task ends ``Failed`` with IMM's code.
+        `known` as for `mark_created`."""
         now = aware(now)
         changes = {"status": "Failed", "code": code, "message": message, "ended_at": now, "updated_at": now}
-        self._change(claim, expect=frozenset({"Creating"}), changes=changes)
+        self._change(claim, expect=frozenset({"Creating"}), changes=changes, known=known)
         return self._require_task(claim)
 
-    def _change(self, claim: str, *, expect: frozenset[str], changes: Mapping[str, Any]) -> None:
+    def _change(
+        self, claim: str, *, expect: frozenset[str], changes: Mapping[str, Any], known: TaskRecord | None
+    ) -> None:
         """End a create claim with `changes` to its task."""
-        task = self._require_task(claim)
+        task = known if known is not None and known.claim_key == claim else self._require_task(claim)
         self.backend.update_task(task, expect=expect, changes=changes, close_claim=True)
 
     def record_result(
@@ -607,13 +635,15 @@ class Ledger:
         ended_at: datetime | None,
         outputs: Sequence[str],
         now: datetime,
+        known: TaskRecord | None = None,
     ) -> bool:
         """Record a task's final state; False when the task is unknown or already had a final result.
 
         ``Lost`` (reconcile gave up on it) may still be replaced by a real result that arrives late.
+        `known` as for `mark_created`.
         """
         now = aware(now)
-        task = self.get_task(task_id)
+        task = known if known is not None and known.task_id == task_id else self.get_task(task_id)
         if task is None:
             return False
         changes: dict[str, Any] = {

@@ -69,6 +69,7 @@ from tablestore import (
 
 from immflow.fc import Credentials, credentials_from_env
 from immflow.ledger.contract import (
+    CLOCK_SKEW,
     TABLESTORE_SCHEME,
     Claim,
     ClaimKind,
@@ -333,6 +334,8 @@ class TablestoreBackend(LedgerBackend):
         )
         self._credentials = credentials
         self._client: Any = None
+        self._last_row_id: int | None = None
+        self._inserted: dict[str, TaskRecord] = {}
 
     # ---- the SDK
 
@@ -652,9 +655,15 @@ class TablestoreBackend(LedgerBackend):
             "request": dict(new.request),
         }
         if self._put(TASKS, [("claim_key", key)], row, only_new=True):
+            # What reading the row back would give: the same cells through the same decoding.
+            stored = {name: _cell(value) for name, value in row.items() if value is not None}
+            self._inserted[key] = _task_record({**stored, "claim_key": key})
             return True
         self._write_index(index, None)  # keyed by our row number: nobody else's
         return False
+
+    def inserted_task(self, key: str) -> TaskRecord | None:
+        return self._inserted.pop(key, None)
 
     def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         expired = SingleColumnCondition(
@@ -683,16 +692,23 @@ class TablestoreBackend(LedgerBackend):
         self._update(CLAIMS, [("claim_key", key)], {"claim_status": "done", "updated_at": now})
 
     def _next_row_id(self) -> int:
+        """Advance the counter by compare-and-set, from the value this instance last left it at when
+        it has one (usually still current: one write instead of a read and a write), else as read."""
         key: Key = [("name", TASK_ROW_COUNTER)]
+        last = self._last_row_id
         for _ in range(_CAS_ATTEMPTS):
-            found = self._get(COUNTERS, key)
-            if found is None:
-                if self._put(COUNTERS, key, {"value": 1}, only_new=True):
-                    return 1
-                continue
-            value = int(found["value"]) + 1
-            if self._update(COUNTERS, key, {"value": value}, _equal("value", found["value"])):
-                return value
+            if last is None:
+                found = self._get(COUNTERS, key)
+                if found is None:
+                    if self._put(COUNTERS, key, {"value": 1}, only_new=True):
+                        self._last_row_id = 1
+                        return 1
+                    continue
+                last = int(found["value"])
+            if self._update(COUNTERS, key, {"value": last + 1}, _equal("value", last)):
+                self._last_row_id = last + 1
+                return last + 1
+            last = None  # another writer advanced it: read it
         raise LedgerError(
             f"could not take a task row number from {COUNTERS.name}: too many concurrent writers"
         )
@@ -828,9 +844,15 @@ class TablestoreBackend(LedgerBackend):
         return found
 
     def stale_tasks(self, *, started_before: datetime, now: datetime) -> list[TaskRecord]:
+        # A task starts after its claim, give or take CLOCK_SKEW (IMM's clock): a Running task created
+        # since `started_before` + CLOCK_SKEW cannot have started before `started_before`, so only the
+        # index rows of older ones are read through to their tasks.
+        running_entries = self._scan(
+            TASKS_BY_STATUS, [("status", "Running")], until=started_before + CLOCK_SKEW
+        )
         running = [
             task
-            for task in self._tasks_at(self._scan(TASKS_BY_STATUS, [("status", "Running")]))
+            for task in self._tasks_at(running_entries)
             if task.status == "Running" and task.started_at is not None and task.started_at < started_before
         ]
         creating = [

@@ -3,8 +3,9 @@ checked against the rows they point to."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from immflow.fc import Credentials
@@ -106,3 +107,76 @@ def test_index_rows_of_a_writer_that_stopped_half_way_are_skipped(ots_server: Lo
         client.get_row(TASKS_BY_RUN.name, [("run_id", "run1"), ("created_at", 1), ("row_id", 99)])[1]
         is not None
     )
+
+
+def _count_requests(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the SDK calls the ledger makes from now on (each one a round trip)."""
+    backend = _backend(ledger)
+    calls: list[str] = []
+    real = backend._call
+
+    def counted(table: Any, action: str, *args: Any) -> Any:
+        calls.append(action)
+        return real(table, action, *args)
+
+    monkeypatch.setattr(backend, "_call", counted)
+    return calls
+
+
+def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
+    ots_server: LocalOts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _open(ots_server)
+    ledger.create_schema()
+    calls = _count_requests(ledger, monkeypatch)
+    upload = NewRun("", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0, request_id="r1")
+    start = ledger.start_run(upload, now=T0)
+    assert start.outcome == "started" and start.run is not None
+    # head read and written, then the run inserted (index rows, row) and read: no read before the insert
+    assert calls == ["get_row", "put_row", "batch_write_row", "put_row", "get_row"]
+    calls.clear()
+    claims = [
+        ledger.claim_task(
+            replace(_new_task(name), run_id=start.run.run_id), now=T0, expires_at=T0 + timedelta(minutes=1)
+        )
+        for name in ("web", "thumb")
+    ]
+    # Each: its claim read, a row number, its index rows, its row (not read back). The second row
+    # number comes from the counter as the first left it: one conditional write, no read.
+    first = ["get_row", "get_row", "put_row", "batch_write_row", "put_row"]  # counter: read, created
+    second = ["get_row", "update_row", "batch_write_row", "put_row"]
+    assert calls == first + second
+    # ... and the tasks claim_task returned are the rows as written.
+    assert [claim.task for claim in claims] == [
+        _backend(ledger).task_by_claim(claim.task.claim_key) for claim in claims
+    ]
+    calls.clear()
+    for number, claim in enumerate(claims):
+        ledger.mark_created(claim.task.claim_key, task_id=f"MC-{number}", now=T0, known=claim.task)
+    # Each: its new index rows, the conditional update, the old status's index row deleted, read back.
+    assert calls == ["batch_write_row", "update_row", "delete_row", "get_row"] * 2
+    assert [ledger.get_task(f"MC-{number}") is not None for number in range(2)] == [True, True]
+
+
+def test_reconcile_reads_no_task_too_young_to_be_stale(
+    ots_server: LocalOts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _open(ots_server)
+    ledger.create_schema()
+    ledger.ensure_run(NewRun("run1", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0), now=T0)
+    old, young = (
+        ledger.claim_task(_new_task(name), now=at, expires_at=at + timedelta(minutes=1)).task
+        for name, at in (("web", T0), ("thumb", T0 + timedelta(hours=1)))
+    )
+    ledger.mark_created(old.claim_key, task_id="MC-old", now=T0)
+    ledger.mark_created(young.claim_key, task_id="MC-young", now=T0 + timedelta(hours=1))
+    calls = _count_requests(ledger, monkeypatch)
+    later = T0 + timedelta(hours=1, minutes=5)
+    assert [
+        t.task_id for t in ledger.stale_tasks(started_before=later - timedelta(minutes=15), now=later)
+    ] == ["MC-old"]
+    # The Running index up to the bound, one batch read of the old task, the Creating index (empty).
+    assert calls == ["get_range", "batch_get_row", "get_range"]
+    calls.clear()
+    assert ledger.stale_tasks(started_before=T0 - timedelta(minutes=15), now=T0) == []
+    assert "batch_get_row" not in calls
