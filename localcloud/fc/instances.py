@@ -293,11 +293,18 @@ class Pool:
         thread.start()
         return thread
 
-    def retire(self, function: str) -> None:
-        """Stop the idle instances of a function (after a redeploy; busy ones stop on release)."""
+    def retire(self, function: str, version: str) -> None:
+        """Stop the idle instances of a function that are not of ``version``, after a redeploy (busy
+        ones are dropped when next picked). Those of ``version`` run the same code and configuration,
+        so an unchanged redeploy (the demo deploys at every run) keeps its warm instances."""
         with self._lock:
-            for instance in self._idle.pop(function, []):
-                instance.kill()
+            idle = self._idle.pop(function, [])
+            for instance in idle:
+                if instance.launch.version != version:
+                    instance.kill()
+            kept = [instance for instance in idle if instance.launch.version == version]
+            if kept:
+                self._idle[function] = kept
 
     def close(self) -> None:
         with self._lock:

@@ -300,7 +300,7 @@ class FcService:
             self._store.put_functions(built, configured_async)
             self._functions.update((d.spec.name, d) for d in built)
         for deployed in built:
-            self._pool.retire(deployed.spec.name)
+            self._pool.retire(deployed.spec.name, deployed.version)
             if self.prewarm:
                 self._pool.prewarm(self._launch(deployed), float(deployed.spec.timeout))
         return [self._describe(d) for d in built]

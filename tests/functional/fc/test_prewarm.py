@@ -57,3 +57,13 @@ def test_a_redeploy_of_a_changed_function_warms_the_new_version(fc_cloud: FcClou
 
     assert second["pid"] != first["pid"] and second["function"]["timeout"] == 9
     assert len(_imported(fc_cloud)) == 2
+
+
+def test_an_unchanged_redeploy_keeps_the_warm_instance(fc_cloud: FcCloud) -> None:
+    _deploy(fc_cloud)
+    first = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+    _deploy(fc_cloud)
+
+    second = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+
+    assert second["pid"] == first["pid"] and len(_imported(fc_cloud)) == 1
