@@ -4,6 +4,8 @@
    folder, package and deploy, make and upload the samples, follow every run to its manifest,
    check every output) against the same media work done directly, one command after another
    (``bench/media_work.py``: the tools and options the local IMM runs). Ratio = demo wall time / direct time (the mean of a direct run before and one after the demo).
+   Where the demo's time went is printed too: its set-up phases and, by the ledger's timestamps,
+   the way from the uploads to the last manifest (the demo's ``--json`` ``phases``).
 2. **Notification latency**, per IMM task: from the task's ``EndTime`` (IMM's own clock, ms) to
    the start of the on_task_done invocation that IMM's MNS notification triggered (the local FC
    records when each invocation starts), against polling ``GetTask`` every second from the same
@@ -37,12 +39,12 @@ CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
 FINAL = ("Succeeded", "Failed")
 #: The demo's phases (its --json "phases", `immflow.demo.runner.PhaseClock`), in order.
 PHASES = (
-    ("cloud_start", "start the local cloud (and ledger tables)"),
-    ("package_build", "build the function package"),
-    ("deploy", "apply s.yaml's resources, deploy"),
-    ("samples_wait", "wait for the sample media"),
+    ("cloud_start", "start the local cloud (demo's imports alongside)"),
+    ("package_build", "then wait for the package (built alongside)"),
+    ("deploy", "apply s.yaml's resources, deploy, ledger"),
+    ("samples_wait", "then wait for the samples (made alongside)"),
     ("uploads", "upload the samples"),
-    ("first_task_created", "last upload -> first IMM task created"),
+    ("first_task_created", "uploads done -> first IMM task created"),
     ("tasks", "first task created -> last task ended"),
     ("last_manifest", "last task ended -> last manifest"),
     ("seen_by_demo", "last manifest -> seen by the demo"),
@@ -173,7 +175,7 @@ def main() -> None:
     phases = figures["phases"]
     accounted = sum(v for k, v in phases.items() if k != "imm_task_seconds_sum")
     print(
-        f"where the demo's time went (s; {accounted:.2f} of {figures['demo_wall_seconds']} accounted, the rest is the CLI's own start and the final checks):"
+        f"where the demo's time went (s; {accounted:.2f} of {figures['demo_wall_seconds']} accounted, the rest is Python's and the CLI's start, and the final checks):"
     )
     for name, label in PHASES:
         if name in phases:
