@@ -4,6 +4,8 @@
    folder, package and deploy, make and upload the samples, follow every run to its manifest,
    check every output) against the same media work done directly, one command after another
    (``bench/media_work.py``: the tools and options the local IMM runs). Ratio = demo wall time / direct time (the mean of a direct run before and one after the demo).
+   Where the demo's time went is printed too: its set-up phases and, by the ledger's timestamps,
+   the way from the uploads to the last manifest (the demo's ``--json`` ``phases``).
 2. **Notification latency**, per IMM task: from the task's ``EndTime`` (IMM's own clock, ms) to
    the start of the on_task_done invocation that IMM's MNS notification triggered (the local FC
    records when each invocation starts), against polling ``GetTask`` every second from the same
@@ -35,6 +37,19 @@ from localcloud.core.admin import admin_headers
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
 FINAL = ("Succeeded", "Failed")
+#: The demo's phases (its --json "phases", `immflow.demo.runner.PhaseClock`), in order.
+PHASES = (
+    ("cloud_start", "start the local cloud (demo's imports alongside)"),
+    ("package_build", "then wait for the package (built alongside)"),
+    ("deploy", "apply s.yaml's resources, deploy, ledger"),
+    ("samples_wait", "then wait for the samples (made alongside)"),
+    ("uploads", "upload the samples"),
+    ("first_task_created", "uploads done -> first IMM task created"),
+    ("tasks", "first task created -> last task ended"),
+    ("last_manifest", "last task ended -> last manifest"),
+    ("seen_by_demo", "last manifest -> seen by the demo"),
+    ("imm_task_seconds_sum", "(IMM task run time, summed)"),
+)
 
 
 class GetTaskPoller(threading.Thread):
@@ -142,6 +157,7 @@ def main() -> None:
             "overhead_ratio": round(demo_wall / direct, 2),
             "follow_ratio": round(report["elapsed_seconds"] / direct, 2),
             "tasks": sum(len(u["tasks"]) for u in report["uploads"]),
+            "phases": report.get("phases", {}),
             "notification_latency": percentiles(notified),
             "getpoll_1s_latency": percentiles(polled),
             "measured_at": datetime.now().isoformat(timespec="seconds"),
@@ -156,6 +172,14 @@ def main() -> None:
     print(
         f"overhead ratio          {figures['overhead_ratio']:8.2f} x  (follow-only ratio {figures['follow_ratio']} x)"
     )
+    phases = figures["phases"]
+    accounted = sum(v for k, v in phases.items() if k != "imm_task_seconds_sum")
+    print(
+        f"where the demo's time went (s; {accounted:.2f} of {figures['demo_wall_seconds']} accounted, the rest is Python's and the CLI's start, and the final checks):"
+    )
+    for name, label in PHASES:
+        if name in phases:
+            print(f"  {label:<40}{phases[name]:8.2f}")
     print(f"task end -> on_task_done start: p50 {n.get('p50')} s, p95 {n.get('p95')} s over {n['n']} tasks")
     print(f"task end -> GetTask poll (1 s): p50 {p.get('p50')} s, p95 {p.get('p95')} s over {p['n']} tasks")
     print(json.dumps(figures))

@@ -246,7 +246,10 @@ def run(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    cloud = LocalCloud.start(state_dir, port_base, function_env=function_env, faults=faults)
+    # Pre-warmed instances: the first event after a deploy finds its function's modules imported.
+    cloud = LocalCloud.start(
+        state_dir, port_base, function_env=function_env, faults=faults, fc_options={"prewarm": True}
+    )
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())

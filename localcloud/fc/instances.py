@@ -20,6 +20,12 @@ CPU, a warm event a few milliseconds, so a burst of uploads is served by a few w
 turn rather than by a cold instance each competing with ffmpeg. A function with no instance at all
 starts one at once.
 
+Pre-warming (``FcService(prewarm=True)``, what ``immflow local up`` runs) differs from FC too: a
+deploy starts one instance of each function at once and has it import its handler's module, so the
+first event of a fresh deploy does not wait for the imports (FC does this only for provisioned
+instances; on-demand instances start at the first request). The initializer still runs just
+before the instance's first request, as it does on an on-demand instance.
+
 Not enforced locally: ``memorySize`` (a Python process's address space is no measure of FC's
 memory accounting), the 4 KB limit on environment variables, and idle reclaiming: warm
 instances are kept until the function is redeployed or the service closes.
@@ -155,6 +161,10 @@ class Instance:
             return Outcome(True, body, duration=duration)
         return Outcome(False, error=header["error"], duration=duration)
 
+    def preload(self, timeout: float) -> Outcome:
+        """Import the handler's module now, before any request (`Pool.prewarm`)."""
+        return self._exchange("load", "", b"", timeout)
+
     def invoke(
         self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
     ) -> Outcome:
@@ -189,6 +199,8 @@ class Pool:
         self._lock = threading.Condition()
         self._idle: dict[str, list[Instance]] = {}
         self._busy: dict[str, int] = {}
+        #: Instances `prewarm` is starting, per function (also counted in ``_busy``).
+        self._warming: dict[str, int] = {}
         self._closed = False
 
     def invoke(
@@ -219,6 +231,9 @@ class Pool:
                         self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
                         return instance
                     instance.kill()
+                if self._warming.get(launch.function):
+                    self._lock.wait()  # an instance almost ready beats a cold start of another
+                    continue
                 busy = self._busy.get(launch.function, 0)
                 waited_enough = busy == 0 or time.monotonic() >= scale_out_at
                 if busy < self.max_instances and waited_enough:
@@ -245,11 +260,51 @@ class Pool:
                 instance.kill()
             self._lock.notify_all()
 
-    def retire(self, function: str) -> None:
-        """Stop the idle instances of a function (after a redeploy; busy ones stop on release)."""
+    def prewarm(self, launch: Launch, timeout: float) -> threading.Thread | None:
+        """Start one instance of a function that has none and load its handler's module, in the
+        background, so the first request finds it warm (a local difference: FC keeps instances ready
+        only with provisioned concurrency; see the module docstring). The initializer still runs
+        before the instance's first request. Returns the thread, or None when the function already
+        has an instance."""
         with self._lock:
-            for instance in self._idle.pop(function, []):
-                instance.kill()
+            function = launch.function
+            if self._closed or self._busy.get(function, 0) or self._idle.get(function):
+                return None
+            self._busy[function] = 1
+            self._warming[function] = 1
+
+        def warm() -> None:
+            instance: Instance | None = None
+            try:
+                instance = Instance(launch)
+                if not instance.preload(timeout).ok:  # the first request reports the failure itself
+                    instance.kill()
+            finally:
+                with self._lock:
+                    self._warming[function] -= 1
+                    self._busy[function] -= 1
+                    if instance is not None and instance.alive and not self._closed:
+                        self._idle.setdefault(function, []).append(instance)
+                    elif instance is not None:
+                        instance.kill()
+                    self._lock.notify_all()
+
+        thread = threading.Thread(target=warm, name=f"localcloud-fc-prewarm-{function}", daemon=True)
+        thread.start()
+        return thread
+
+    def retire(self, function: str, version: str) -> None:
+        """Stop the idle instances of a function that are not of ``version``, after a redeploy (busy
+        ones are dropped when next picked). Those of ``version`` run the same code and configuration,
+        so an unchanged redeploy (the demo deploys at every run) keeps its warm instances."""
+        with self._lock:
+            idle = self._idle.pop(function, [])
+            for instance in idle:
+                if instance.launch.version != version:
+                    instance.kill()
+            kept = [instance for instance in idle if instance.launch.version == version]
+            if kept:
+                self._idle[function] = kept
 
     def close(self) -> None:
         with self._lock:

@@ -62,9 +62,11 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -116,16 +118,33 @@ def _tree_digest(folder: Path) -> str:
     hard links (``immflow package`` links the dependencies from its cache, ~6,000 files and 120 MB per
     function) is taken by inode, size and modification time instead of being read: it is changed only
     by replacing it, which changes those."""
+    # os.walk and one stat per file, in the order of sorted(folder.rglob("*")) (by path parts): the
+    # same digest as Path objects give, in a third of the time (it runs at every deploy).
+    files: list[tuple[tuple[str, ...], str]] = []
+    for directory, subdirectories, file_names in os.walk(folder):
+        if "__pycache__" in subdirectories:
+            subdirectories.remove("__pycache__")
+        parts = Path(directory).relative_to(folder).parts
+        files.extend(
+            ((*parts, name), os.path.join(directory, name))
+            for name in file_names
+            if not name.endswith(".pyc")
+        )
+    files.sort()
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and "__pycache__" not in relative.parts and path.suffix != ".pyc":
-            status = path.stat()
-            if status.st_nlink > 1:
-                content = f"{status.st_ino}:{status.st_size}:{status.st_mtime_ns}".encode()
-            else:
-                content = path.read_bytes()
-            digest.update(str(relative).encode() + b"\0" + content + b"\0")
+    for parts, path in files:
+        try:
+            status = os.stat(path)
+        except OSError:  # a dangling link: Path.is_file() said False
+            continue
+        if not stat.S_ISREG(status.st_mode):
+            continue
+        if status.st_nlink > 1:
+            content = f"{status.st_ino}:{status.st_size}:{status.st_mtime_ns}".encode()
+        else:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        digest.update("/".join(parts).encode() + b"\0" + content + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -149,6 +168,7 @@ class FcService:
     function's concurrent instances, ``async_workers`` the async invocations run at once (all
     functions together: 8, so that a burst of one function's cold starts does not hold back another's
     events, as FC scales each function on its own; with 4, results waited up to 2 s behind uploads).
+    ``prewarm`` starts an instance of each function as it is deployed (`localcloud.fc.instances`).
     """
 
     name = "fc"
@@ -165,6 +185,7 @@ class FcService:
         async_workers: int = 8,
         async_retry_delay: float = 1.0,
         faults: FaultPlan | None = None,
+        prewarm: bool = False,
     ) -> None:
         self.account = account
         self._faults = faults or FaultPlan()
@@ -174,6 +195,7 @@ class FcService:
         self.mns_endpoint = mns_endpoint.rstrip("/")
         self.env_overrides = dict(env_overrides or {})
         self.async_retry_delay = async_retry_delay
+        self.prewarm = prewarm
         self.url = ""
         self._store = Store(self.root / "fc.sqlite3")
         self._pool = Pool(max_instances)
@@ -261,8 +283,10 @@ class FcService:
         built: list[Deployed] = []
         applied: list[syaml.FunctionSpec] = []
         try:
-            for spec in specs:
-                built.append(self._build(spec, project_dir))
+            # Side by side: each snapshot is thousands of stat and link calls, which release the GIL.
+            with ThreadPoolExecutor(max(1, min(len(specs), 4))) as builders:
+                futures = [builders.submit(self._build, spec, project_dir) for spec in specs]
+            built.extend(future.result() for future in futures)
             for deployed in built:
                 applied.append(deployed.spec)
                 self._apply_triggers(deployed.spec)
@@ -276,7 +300,9 @@ class FcService:
             self._store.put_functions(built, configured_async)
             self._functions.update((d.spec.name, d) for d in built)
         for deployed in built:
-            self._pool.retire(deployed.spec.name)
+            self._pool.retire(deployed.spec.name, deployed.version)
+            if self.prewarm:
+                self._pool.prewarm(self._launch(deployed), float(deployed.spec.timeout))
         return [self._describe(d) for d in built]
 
     def _check_spec(self, spec: syaml.FunctionSpec) -> None:

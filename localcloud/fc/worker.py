@@ -9,7 +9,8 @@ codec before it loads the handler, so the function sees a clean interpreter, as 
 It runs on the Python of the function's runtime (3.9, 3.10 or 3.12), not the local cloud's, so
 this module and :mod:`localcloud.fc.protocol` keep to syntax and library calls 3.9 has.
 
-Requests: ``{"op": "init", ...}`` runs the initializer once; ``{"op": "invoke", ...}`` calls
+Requests: ``{"op": "init", ...}`` runs the initializer once; ``{"op": "load", ...}`` imports the
+handler's module ahead of the first request (a pre-warmed instance); ``{"op": "invoke", ...}`` calls
 ``handler(event: bytes, context)``. Replies: ``{"ok": true}`` with the return value as payload
 (``str`` UTF-8 encoded, ``bytes`` as is, ``None`` empty, dict/list JSON-encoded: FC's behaviour
 for other types is UNCONFIRMED, so we encode them the way a user would expect), or
@@ -133,6 +134,12 @@ def main(argv: list[str]) -> int:
         context = _context(meta, _request_id)
         if header["op"] == "init":
             reply = _call(_initialize, meta["initializer"], context)
+        elif header["op"] == "load":
+            try:
+                handler = _load(meta["handler"])
+                reply = ({"ok": True}, b"")
+            except BaseException as exc:
+                reply = ({"ok": False, "error": _error(exc)}, b"")
         else:
             if handler is None:
                 try:

@@ -12,7 +12,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console, Group
@@ -23,16 +23,18 @@ from rich.text import Text
 from immflow.cli import main
 from immflow.cli.local import (
     DEFAULT_PORT_BASE,
+    create_ledger,
     deploy,
     deploy_environ,
     is_running,
     read_endpoints,
-    start_detached,
+    spawn,
     state_dir_option,
+    wait_ready,
 )
-from immflow.demo import runner
-from immflow.demo.media import make_samples
-from immflow.demo.runner import DemoError, RunProgress
+
+if TYPE_CHECKING:
+    from immflow.demo.runner import RunProgress
 
 DEFAULT_TIMEOUT_SECONDS = 900
 
@@ -152,33 +154,55 @@ def demo(
     state_dir: Path, project_dir: Path | None, port_base: int, timeout: float, as_json: bool, with_ui: bool
 ) -> None:
     """Run the pipeline end to end on the local cloud with sample media it makes itself."""
+    begun = time.monotonic()
     console = Console(stderr=as_json, quiet=as_json)
     project = (project_dir or _default_project()).resolve()
+    # The local cloud is started first: it takes seconds, and the imports below (about as many) and
+    # the steps that follow run meanwhile, until they need its endpoints.
+    starting = None
+    if not is_running(state_dir):
+        console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
+        starting = spawn(state_dir, port_base)
+    from immflow.demo import runner
+    from immflow.demo.media import make_samples
+    from immflow.demo.runner import DemoError, RunProgress
+
+    clock = runner.PhaseClock(begun)
     try:
         s_yaml, pipeline = runner.load_inputs(project)
-        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder, ThreadPoolExecutor(1) as maker:
-            # The samples (ffmpeg, mostly) are made while the local cloud starts and the functions are
-            # packaged and deployed, which spend much of their time waiting on other processes.
-            making = maker.submit(make_samples, Path(folder))
-            if is_running(state_dir):
+        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder, ThreadPoolExecutor(3) as aside:
+            # Set-up steps that wait on other processes run side by side: the samples (ffmpeg, mostly)
+            # and the functions' package (reused while its inputs are unchanged) are made while the
+            # local cloud starts, and the ledger's tables are created while the functions deploy.
+            making = aside.submit(make_samples, Path(folder))
+            building = aside.submit(deploy_environ, s_yaml, state_dir, console.print)
+            if starting is None:
                 endpoints = read_endpoints(state_dir)
                 console.print(f"using the local cloud already running on {state_dir}")
+                tables = None
             else:
-                console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
-                endpoints = start_detached(state_dir, port_base)
-            environ = deploy_environ(s_yaml, state_dir, console.print)
+                endpoints = wait_ready(starting)
+                tables = aside.submit(create_ledger, state_dir)
+            clock.mark("cloud_start")
+            environ = building.result()
+            clock.mark("package_build")
             deployment = runner.read_deployment(s_yaml, endpoints, environ)
             runner.apply(endpoints, deployment)
             deploy(endpoints, s_yaml, environ)
+            if tables is not None:
+                tables.result()
+            clock.mark("deploy")
             console.print(
                 f"deployed {', '.join(deployment.functions)}; buckets {', '.join(deployment.buckets)}; "
                 f"IMM project {deployment.project}"
             )
             samples = making.result()
+            clock.mark("samples_wait")
             planned = runner.plan_uploads(samples, pipeline, deployment.buckets[0], runner.demo_folder())
             if not planned:
                 raise DemoError(f"no rule of {project / 'pipeline.yaml'} takes any of the sample files")
             uploads = runner.upload(endpoints, planned)
+            clock.mark("uploads")
         console.print(f"uploaded {len(uploads)} files with oss2")
         progress = [RunProgress(u) for u in uploads]
         ledger = runner.ledger_for(state_dir)
@@ -191,6 +215,7 @@ def demo(
                 live.update(_progress_table(progress, invocations, started))
 
             finished = runner.wait(endpoints, ledger, progress, timeout, tick)
+        clock.mark("follow")
         console.print()
         elapsed = time.monotonic() - started
     except DemoError as error:
@@ -215,6 +240,7 @@ def demo(
             "state_dir": str(state_dir.resolve()),
             "elapsed_seconds": round(elapsed, 2),
             "timed_out": not finished,
+            "phases": clock.follow_phases(progress),
         }
         click.echo(runner.summary_json(reports, problems, extra))
     else:

@@ -10,14 +10,17 @@ restart. Whether a local cloud runs on a folder is told by the lock its launcher
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,12 +159,28 @@ def create_ledger(state_dir: Path) -> None:
     local_ledger(state_dir).create_schema()
 
 
+@dataclass(frozen=True)
+class Starting:
+    """A launcher started in the background (`spawn`), not yet known to answer (`wait_ready`)."""
+
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    started_at: float
+
+
 def start_detached(
     state_dir: Path, port_base: int, timeout: float = START_TIMEOUT_SECONDS, faults: str | None = None
 ) -> dict[str, str]:
-    """Start the launcher in the background and wait until every port answers.
+    """Start the launcher in the background, wait until every port answers, create the ledger's tables.
 
     ``faults`` is a fault SPEC for the launcher's ``--faults`` (None: the state folder's saved plan)."""
+    endpoints = wait_ready(spawn(state_dir, port_base, faults), timeout)
+    create_ledger(state_dir)
+    return endpoints
+
+
+def spawn(state_dir: Path, port_base: int, faults: str | None = None) -> Starting:
+    """Start the launcher in the background and return at once (`start_detached` without the waits)."""
     if is_running(state_dir):
         raise click.ClickException(
             f"a local cloud is already running on {state_dir}; `immflow local status --state-dir {state_dir}` "
@@ -175,10 +194,8 @@ def start_detached(
             f"port {', '.join(taken)} already in use on 127.0.0.1; stop what holds it or use --port-base N"
         )
     state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = state_dir / "localcloud.log"
-    endpoints_path = state_dir / "endpoints.json"
     started_at = time.time()
-    with open(log_path, "ab") as log:
+    with open(state_dir / "localcloud.log", "ab") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -196,6 +213,14 @@ def start_detached(
             stderr=log,
             start_new_session=True,
         )
+    return Starting(process, state_dir, started_at)
+
+
+def wait_ready(starting: Starting, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, str]:
+    """Wait until the `spawn`ed launcher wrote its endpoints and every port answers; its endpoints."""
+    process, state_dir = starting.process, starting.state_dir
+    log_path = state_dir / "localcloud.log"
+    endpoints_path = state_dir / "endpoints.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -203,12 +228,11 @@ def start_detached(
                 f"the local cloud exited with status {process.returncode} while starting; "
                 f"the end of {log_path}:\n{_log_tail(log_path)}"
             )
-        if endpoints_path.exists() and endpoints_path.stat().st_mtime >= started_at - 1:
+        if endpoints_path.exists() and endpoints_path.stat().st_mtime >= starting.started_at - 1:
             endpoints = read_endpoints(state_dir)
             if all(answers(endpoints[name]) for name in SERVICE_NAMES):
-                create_ledger(state_dir)
                 return endpoints
-        time.sleep(0.1)
+        time.sleep(0.05)
     process.terminate()
     raise click.ClickException(f"the local cloud did not answer within {timeout:.0f} s; see {log_path}")
 
@@ -279,8 +303,9 @@ def deploy_environ(s_yaml: Path, state_dir: Path, say: Callable[[str], None] = _
 
     It is this shell's, as with ``s deploy``. For immflow's own s.yaml (its folder holds
     functions/, shared/immflow and pipeline.yaml) the functions are first built with
-    `immflow.package.build` into ``state_dir/build/fc``, the same folders the cloud gets, and
-    ``IMMFLOW_CODE_DIR`` points the s.yaml at them, unless it is already set in this shell:
+    `immflow.package.build`, the same folders the cloud gets, once per set of inputs
+    (`cached_build`), and ``IMMFLOW_CODE_DIR`` points the s.yaml at them, unless it is already set
+    in this shell:
 
     - when this machine has the Python of the functions' runtime (and it is not this one), with the
       dependencies built for it, since the local FC runs them on that Python with their code folder
@@ -292,10 +317,87 @@ def deploy_environ(s_yaml: Path, state_dir: Path, say: Callable[[str], None] = _
     environ = dict(os.environ)
     project = s_yaml.resolve().parent
     if is_immflow_project(project) and "IMMFLOW_CODE_DIR" not in environ:
-        out = (state_dir / "build" / "fc").resolve()
-        build_for_local_fc(project, out, functions_runtime(s_yaml), say)
-        environ["IMMFLOW_CODE_DIR"] = str(out)
+        environ["IMMFLOW_CODE_DIR"] = str(cached_build(project, functions_runtime(s_yaml), say))
     return environ
+
+
+#: Builds `cached_build` keeps per runtime beyond those younger than a day (others are deleted).
+KEPT_BUILDS = 4
+
+
+def build_inputs_digest(project: Path, runtime: str | None) -> str:
+    """What a build of ``project`` for ``runtime`` is made from: the handlers, all of ``shared/immflow``
+    (the packager included), pipeline.yaml, the runtime's interpreter (path, size, mtime) and every
+    distribution installed here (the dependencies are pinned to their versions). Equal digests, equal builds."""
+    from immflow.package import FUNCTIONS, RUNTIMES, target_python
+
+    digest = hashlib.sha256()
+    python = target_python(runtime) if runtime in RUNTIMES else None
+    interpreter = os.stat(python) if python else None
+    digest.update(
+        json.dumps(
+            [
+                runtime,
+                python,
+                interpreter and [interpreter.st_size, interpreter.st_mtime_ns],
+                sys.version,
+                # name-version of each distribution: reading their metadata would cost ~0.5 s
+                sorted(
+                    p.name
+                    for path in sys.path
+                    if os.path.isdir(path)
+                    for p in os.scandir(path)
+                    if p.name.endswith(".dist-info")
+                ),
+            ]
+        ).encode()
+    )
+    library = project / "shared" / "immflow"
+    files = [project / "functions" / name / "index.py" for name in FUNCTIONS] + [project / "pipeline.yaml"]
+    files += sorted(
+        p for p in library.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    for path in files:
+        digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cached_build(project: Path, runtime: str | None, say: Callable[[str], None] = _say) -> Path:
+    """The folder of immflow's functions built for the local FC (`build_for_local_fc`), reused while its
+    inputs are unchanged (`build_inputs_digest`): ``~/.cache/immflow/builds/<runtime>-<digest>``.
+
+    A build folder is complete once it has its name (built aside, then renamed) and is never changed
+    afterwards; the local FC snapshots the code at deploy, so a later build never alters a deployed
+    function."""
+    from immflow.package import default_cache_dir
+
+    builds = default_cache_dir().parent / "builds"
+    final = builds / f"{runtime or 'host'}-{build_inputs_digest(project, runtime)}"
+    if final.is_dir():
+        return final
+    staging = builds / f".{final.name}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    build_for_local_fc(project, staging, runtime, say)
+    try:
+        os.replace(staging, final)
+    except OSError:  # another build of the same inputs finished first: its folder is as good
+        shutil.rmtree(staging, ignore_errors=True)
+    _prune_builds(builds, final)
+    return final
+
+
+def _prune_builds(builds: Path, keep: Path) -> None:
+    """Delete builds beyond the newest `KEPT_BUILDS` that are also more than a day old (another
+    checkout may be deploying a recent one)."""
+    old = time.time() - 86400
+    done = sorted(
+        (p for p in builds.iterdir() if not p.name.startswith(".") and p != keep),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for path in done[KEPT_BUILDS:]:
+        if path.stat().st_mtime < old:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def build_for_local_fc(

@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,52 @@ class RunProgress:
     @property
     def follow_ups(self) -> int:
         return sum(1 for task in self.tasks if task.depth > 1)
+
+
+class PhaseClock:
+    """Where the demo's wall time goes, for ``--json`` (``bench/bench_demo.py`` prints it).
+
+    :meth:`mark` closes a set-up phase (seconds since the previous mark); :meth:`follow_phases`
+    splits the time from the last upload to the moment the demo saw every manifest, by the ledger's
+    own timestamps (the local cloud and the demo share this machine's clock)."""
+
+    def __init__(self, begun: float) -> None:
+        """``begun``: when the demo began, by ``time.monotonic()``."""
+        self.phases: dict[str, float] = {}
+        self.ended_at: dict[str, float] = {}  # wall clock, to compare with the ledger's
+        self._last = begun
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        self.phases[phase] = round(now - self._last, 3)
+        self.ended_at[phase] = time.time()
+        self._last = now
+
+    def follow_phases(self, progress: list[RunProgress]) -> dict[str, float]:
+        def seconds(moment: datetime | None) -> float | None:
+            if moment is None:
+                return None
+            return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+        tasks = [task for item in progress for task in item.tasks]
+        created = [t for t in (seconds(task.created_at) for task in tasks) if t is not None]
+        ended = [t for t in (seconds(task.ended_at) for task in tasks) if t is not None]
+        busy = [
+            e - s
+            for s, e in ((seconds(task.started_at), seconds(task.ended_at)) for task in tasks)
+            if s is not None and e is not None
+        ]
+        manifests = [
+            t for t in (seconds(item.run.ended_at) for item in progress if item.run) if t is not None
+        ]
+        follow = {name: value for name, value in self.phases.items() if name != "follow"}
+        if created and ended and manifests and {"uploads", "follow"} <= self.ended_at.keys():
+            follow["first_task_created"] = round(min(created) - self.ended_at["uploads"], 3)
+            follow["tasks"] = round(max(ended) - min(created), 3)
+            follow["last_manifest"] = round(max(manifests) - max(ended), 3)
+            follow["seen_by_demo"] = round(self.ended_at["follow"] - max(manifests), 3)
+            follow["imm_task_seconds_sum"] = round(sum(busy), 3)
+        return follow
 
 
 def poll(ledger: Ledger, progress: list[RunProgress]) -> None:

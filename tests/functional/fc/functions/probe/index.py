@@ -4,7 +4,7 @@ Every call writes ``$RECORD_DIR/<ns>-<request id>.json`` (retries keep the reque
 fields and the FC environment, then acts on the event when it is a JSON object:
 ``{"fail": "msg"}`` raises, ``{"sleep": s}`` sleeps, ``{"exit": n}`` kills the process,
 ``{"once": "path"}`` blocks for a minute the first time (creating ``path``) and returns at once
-after that. It returns the record as JSON.
+after that. It returns the record as JSON. Importing the module writes ``$RECORD_DIR/imported-<pid>``.
 """
 
 import json
@@ -15,6 +15,10 @@ import time
 from typing import Any
 
 INITIALIZED = 0
+# When this module is imported, by which process: a pre-warmed instance imports it before any request.
+if os.environ.get("RECORD_DIR"):
+    pathlib.Path(os.environ["RECORD_DIR"]).mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(os.environ["RECORD_DIR"]) / f"imported-{os.getpid()}").write_text(str(time.time()))
 
 
 def initializer(context: Any) -> None:

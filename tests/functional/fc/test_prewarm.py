@@ -1,0 +1,69 @@
+"""Pre-warmed instances (``FcService(prewarm=True)``, what ``immflow local up`` runs): a deploy starts
+one instance per function that imports its handler's module before any request."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.functional.fc.conftest import FcCloud, probe_function
+
+INITIALIZER = {"initializer": {"handler": "index.initializer", "timeout": 5}}
+
+
+def _imported(cloud: FcCloud) -> list[int]:
+    return sorted(int(p.name.removeprefix("imported-")) for p in cloud.records.glob("imported-*"))
+
+
+def _deploy(cloud: FcCloud) -> None:
+    cloud.fc.prewarm = True
+    cloud.fc.deploy(cloud.write_s_yaml(probe_function("warm", instanceLifecycleConfig=INITIALIZER)))
+
+
+def test_a_deploy_imports_the_handler_before_any_request_and_the_first_request_uses_that_instance(
+    fc_cloud: FcCloud,
+) -> None:
+    _deploy(fc_cloud)
+    deadline = time.monotonic() + 20
+    while not _imported(fc_cloud) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _imported(fc_cloud), "no instance imported the handler after the deploy"
+    assert not fc_cloud.records_where()  # no request has run
+
+    record = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+
+    assert [record["pid"]] == _imported(fc_cloud)
+    assert record["initialized"] == 1  # the initializer still ran, once, before the first request
+
+
+def test_a_request_during_the_warm_up_waits_for_that_instance_rather_than_starting_another(
+    fc_cloud: FcCloud,
+) -> None:
+    _deploy(fc_cloud)
+
+    record = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+
+    assert [record["pid"]] == _imported(fc_cloud)
+
+
+def test_a_redeploy_of_a_changed_function_warms_the_new_version(fc_cloud: FcCloud) -> None:
+    _deploy(fc_cloud)
+    first = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+    fc_cloud.fc.deploy(
+        fc_cloud.write_s_yaml(probe_function("warm", instanceLifecycleConfig=INITIALIZER, timeout=9))
+    )
+
+    second = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+
+    assert second["pid"] != first["pid"] and second["function"]["timeout"] == 9
+    assert len(_imported(fc_cloud)) == 2
+
+
+def test_an_unchanged_redeploy_keeps_the_warm_instance(fc_cloud: FcCloud) -> None:
+    _deploy(fc_cloud)
+    first = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+    _deploy(fc_cloud)
+
+    second = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+
+    assert second["pid"] == first["pid"] and len(_imported(fc_cloud)) == 1
