@@ -4,9 +4,9 @@ one instance per function that imports its handler's module before any request."
 from __future__ import annotations
 
 import json
-import time
 
-from tests.functional.fc.conftest import FcCloud, probe_function
+from tests.support.fc import FcCloud, probe_function
+from tests.support.wait import wait_until
 
 INITIALIZER = {"initializer": {"handler": "index.initializer", "timeout": 5}}
 
@@ -24,10 +24,9 @@ def test_a_deploy_imports_the_handler_before_any_request_and_the_first_request_u
     fc_cloud: FcCloud,
 ) -> None:
     _deploy(fc_cloud)
-    deadline = time.monotonic() + 20
-    while not _imported(fc_cloud) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _imported(fc_cloud), "no instance imported the handler after the deploy"
+    wait_until(
+        lambda: _imported(fc_cloud), timeout=20, what="an instance importing the handler after the deploy"
+    )
     assert not fc_cloud.records_where()  # no request has run
 
     record = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
