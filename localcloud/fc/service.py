@@ -74,6 +74,7 @@ from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
 from localcloud.core.faults import FaultPlan
 from localcloud.core.http import Request, Response
+from localcloud.core.nonces import NonceLedger
 from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
 from localcloud.fc.api3 import PREFIX as API3_PREFIX
 from localcloud.fc.api3 import Fc3Api, list_page
@@ -183,7 +184,7 @@ class FcService:
         self._async_workers = async_workers
         self._dispatchers: list[threading.Thread] = []
         self._timers: triggers.Timers | None = None
-        self._api3 = Fc3Api(self)
+        self._api3 = Fc3Api(self, NonceLedger(self.root / "nonces.sqlite3"))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -216,6 +217,7 @@ class FcService:
         for thread in self._dispatchers:
             thread.join(timeout=10)
         self._store.close()
+        self._api3.close()
 
     # --- deploy --------------------------------------------------------------------------------
 
