@@ -72,7 +72,7 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.http import Request, Response
 from localcloud.core.nonces import NonceLedger
 from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
@@ -511,9 +511,13 @@ class FcService:
         self._route(deployed, invocation, config.on_failure, condition, outcome)
 
     def _crash_after(self, invocation: Invocation) -> float | None:
-        """When the fault plan kills this attempt's worker: a seeded point in its first second
-        (keyed by request id and attempt, so FC's retry of it may pass)."""
-        item = f"{invocation.function}/{invocation.request_id}#{invocation.attempts}"
+        """When the fault plan kills this attempt's worker: a seeded point in its first second.
+        Keyed by the function, the payload without its ids and times, which of the invocations
+        with that payload it is (a timer's firings look alike) and the attempt, so FC's retry of
+        it may pass, and the same uploads meet the same crashes in another run."""
+        work = f"{invocation.function}:{stable_digest(invocation.payload)}"
+        occurrence = self._faults.occurrence(work, invocation.request_id)
+        item = f"{work}.{occurrence}#{invocation.attempts}"
         if not self._faults.fires("fc.crash", item, invocation.source):
             return None
         return CRASH_WITHIN_SECONDS * self._faults.share("fc.crash", item)

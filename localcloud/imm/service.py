@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -47,11 +45,11 @@ from immflow.ossuri import OssUri, OssUriError
 from immflow.tasks import TASK_REQUESTS_BY_ACTION, TaskRequest
 
 from localcloud.core.account import Account
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.http import Request, Response
 from localcloud.core.nonces import NonceLedger
 from localcloud.imm import auth, wire
-from localcloud.imm.engine import PROCESSORS, Engine
+from localcloud.imm.engine import PROCESSORS, Engine, task_fault_item
 from localcloud.imm.errors import (
     ImmError,
     internal_error,
@@ -95,8 +93,6 @@ LOCAL_TASKS = {
 }
 """The task actions the local IMM runs: immflow's request model validates them, a processor runs them."""
 
-#: How many distinct calls the fault plan counts repeats of (memory stays flat over a long soak).
-MAX_CALLS_REMEMBERED = 10_000
 #: 1 to 128 letters, digits, ``-`` or ``_``, starting with a letter or ``_`` (docs/signatures.md).
 PROJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 MAX_PROJECTS = 100
@@ -149,7 +145,6 @@ class ImmService:
     ) -> None:
         self.account = account
         self._faults = faults or FaultPlan()
-        self._calls_seen: Counter[str] = Counter()
         self._clock = clock
         self._retention = retention.total_seconds()
         self._engine_concurrency = engine_concurrency
@@ -242,12 +237,12 @@ class ImmService:
         Returns the call's fault item ("" without a plan)."""
         if not self._faults.active:
             return ""
-        call = hashlib.sha256(json.dumps([action, sorted(params.items())]).encode()).hexdigest()[:16]
-        with self._calls_lock:
-            self._calls_seen[call] += 1
-            item = f"{action}:{call}#{self._calls_seen[call]}"
-            if len(self._calls_seen) > MAX_CALLS_REMEMBERED:  # the oldest calls' retries are long over
-                del self._calls_seen[next(iter(self._calls_seen))]
+        keyed = dict(params)
+        task = self._store.get_task(params.get("ProjectName", ""), params.get("TaskId", ""))
+        if task is not None:  # a TaskId is new in every run; the task's request is not
+            keyed["TaskId"] = task_fault_item(task)
+        call = f"{action}:{stable_digest(keyed)}"
+        item = f"{call}#{self._faults.occurrence(call)}"
         if self._faults.fires("imm.throttle", item, action):
             raise throttled()
         if self._faults.fires("imm.error", item, action):
