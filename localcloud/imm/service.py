@@ -60,7 +60,7 @@ from localcloud.imm.errors import (
     throttled,
 )
 from localcloud.imm.policy import DEFAULT_ROLE, Policy
-from localcloud.imm.store import Store, TaskRow
+from localcloud.imm.store import INFINITY, Store, TaskQuery, TaskRow
 
 log = logging.getLogger("localcloud.imm")
 
@@ -482,29 +482,24 @@ class ImmService:
             raise invalid_argument('The parameter TaskTypes must be a JSON array such as ["MediaConvert"].')
         selector = _tag_selector(params.get("TagSelector") or "")
         ranges = {name: _time_range(decoded.get(name), name) for name in ("StartTimeRange", "EndTimeRange")}
-        rows = [
-            task
-            for task in self._store.project_tasks(project["ProjectName"], self._clock() - self._retention)
-            if (not task_types or task.task_type in task_types)
-            and (not status or task.status == status)
-            and all(_tag_matches(task.tags, k, v) for k, v in selector)
-            and _in_range(task.start_time, ranges["StartTimeRange"])
-            and _in_range(task.end_time, ranges["EndTimeRange"])
-        ]
-        descending = order == "desc"
-
-        def key(task: TaskRow) -> tuple[float, str]:
-            if sort == "TaskId":
-                return (0.0, task.task_id)
-            value = task.start_time if sort == "StartTime" else task.end_time
-            # Running tasks have no EndTime: they sort after every finished one in ascending order.
-            return (float("inf") if value is None else value, task.task_id)
-
-        rows.sort(key=key, reverse=descending)
         token = params.get("NextToken") or ""
-        if token:
-            cursor = _decode_cursor(token, sort, order)
-            rows = [t for t in rows if (key(t) < cursor if descending else key(t) > cursor)]
+        query = TaskQuery(
+            project=project["ProjectName"],
+            not_before=self._clock() - self._retention,
+            sort=sort,
+            descending=order == "desc",
+            task_types=tuple(str(t) for t in task_types),
+            status=status,
+            start_range=ranges["StartTimeRange"],
+            end_range=ranges["EndTimeRange"],
+            after=_decode_cursor(token, sort, order) if token else None,
+        )
+        rows: list[TaskRow] = []
+        for task in self._store.query_tasks(query):
+            if all(_tag_matches(task.tags, k, v) for k, v in selector):
+                rows.append(task)
+                if len(rows) > limit:  # one more than the page says whether there is a next one
+                    break
         page = rows[:limit]
         with_definition = wire.boolean(params, "RequestDefinition")
         body: dict[str, Any] = {
@@ -513,7 +508,7 @@ class ImmService:
             "Tasks": [self._task_info(task, with_definition) for task in page],
         }
         if len(rows) > limit:
-            body["NextToken"] = _encode_cursor(sort, order, key(page[-1]))
+            body["NextToken"] = _encode_cursor(sort, order, _sort_key(page[-1], sort))
         return body
 
 
@@ -559,16 +554,6 @@ def _time_range(value: Any, name: str) -> tuple[float | None, float | None]:
     )
 
 
-def _in_range(moment: float | None, bounds: tuple[float | None, float | None]) -> bool:
-    start, end = bounds
-    if start is None and end is None:
-        return True
-    if moment is None:
-        return False
-    # Stored times keep microseconds, while a range given in milliseconds must include its own edge.
-    return (start is None or moment >= start - 0.0005) and (end is None or moment <= end + 0.0005)
-
-
 def _encode_token(kind: str, value: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([kind, value]).encode()).decode()
 
@@ -585,6 +570,14 @@ def _decode_token(token: str, kind: str) -> str:
             "The parameter NextToken is not valid: pass the NextToken of the previous answer."
         )
     return value
+
+
+def _sort_key(task: TaskRow, sort: str) -> tuple[float, str]:
+    """Where a task is in ListTasks' order (as `localcloud.imm.store.Store.query_tasks` sorts)."""
+    if sort == "TaskId":
+        return (0.0, task.task_id)
+    value = task.start_time if sort == "StartTime" else task.end_time
+    return (INFINITY if value is None else value, task.task_id)
 
 
 def _encode_cursor(sort: str, order: str, key: tuple[float, str]) -> str:

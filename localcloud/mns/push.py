@@ -163,7 +163,10 @@ class Pusher:
 
     def _held_back(self, row: sqlite3.Row) -> bool:
         """Hold a push back before its first attempt when the fault plan delays it."""
-        if row["attempts"] or row["id"] in self._held:
+        if row["attempts"]:
+            return False
+        if row["id"] in self._held:
+            self._held.discard(row["id"])  # its wait is over; forgotten, so the set stays small
             return False
         item = _push_item(row)
         if not self._faults.fires("mns.push.delay", item, row["endpoint"]):
