@@ -61,14 +61,15 @@ FAULTS_FILE = "faults.json"
 FAULT_LOG = "faults.log"
 
 #: Fields whose values differ from one run to the next for the same work: ids the services make up
-#: (TaskId, RequestId, MessageId, a CloudEvent's id, OSS's request id, the local account's id in an
-#: MNS notification's owner and subscriber and in an IMM event's subject), times, and the MD5 of a
-#: message that holds them. A fault item leaves them out (`stable_digest`).
+#: (TaskId, RequestId, MessageId, a CloudEvent's id, OSS's request id, and the local account's id,
+#: new in every state folder, in an MNS notification's owner and subscriber, an IMM event's subject
+#: and an OSS event's identities and bucket ARN), times, and the MD5 of a message that holds them.
+#: A fault item leaves them out (`stable_digest`).
 VOLATILE_FIELDS = frozenset(
     {
         "id", "time", "subject", "TaskId", "RequestId", "MessageId", "MessageMD5", "PublishTime",
         "StartTime", "EndTime", "TopicOwner", "Subscriber", "requestId", "eventTime",
-        "x-oss-request-id", "triggerTime", "sequencer",
+        "x-oss-request-id", "triggerTime", "sequencer", "arn", "ownerIdentity", "principalId",
     }
 )  # fmt: skip
 #: A made-up id inside a longer text (an error message naming a task).

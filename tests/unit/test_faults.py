@@ -92,3 +92,22 @@ def test_occurrences_tell_repeats_apart_and_a_token_keeps_its_number() -> None:
     assert plan.occurrence("timer", "request-a") == 1
     assert plan.occurrence("timer", "request-b") == 2
     assert plan.occurrence("timer", "request-a") == 1  # the retry of request-a
+
+
+def test_an_oss_event_from_another_run_has_the_same_stable_digest() -> None:
+    """What an FC invocation from an OSS trigger is keyed by: the same upload in another state folder
+    (another account id), at another time, with another request id, gives the same digest."""
+    from localcloud.core.account import Account
+    from localcloud.oss.events import ObjectFacts, build_event
+
+    def event(account: Account, request_id: str, when: float, etag: str = "5D41402ABC4B2A76") -> bytes:
+        facts = ObjectFacts("in/a.jpg", 5, etag, "image/jpeg", {})
+        return build_event(
+            "ObjectCreated:PutObject", "media", facts, 5,
+            account=account, request_id=request_id, source_ip="127.0.0.1", rule_id="r", event_time=when,
+        )  # fmt: skip
+
+    first = event(Account.new(), "6752A2B3C4D5E6F708192A3B", 1_800_000_000.0)
+    again = event(Account.new(), "6752A2B3C4D5E6F708192AFF", 1_800_000_777.5)
+    other = event(Account.new(), "6752A2B3C4D5E6F708192A3B", 1_800_000_000.0, etag="0CC175B9C0F1B6A8")
+    assert stable_digest(first) == stable_digest(again) != stable_digest(other)
