@@ -515,6 +515,8 @@ class FcService:
         Keyed by the function, the payload without its ids and times, which of the invocations
         with that payload it is (a timer's firings look alike) and the attempt, so FC's retry of
         it may pass, and the same uploads meet the same crashes in another run."""
+        if not self._faults.rates.get("fc.crash"):
+            return None  # no digest of every payload when crashes are off
         work = f"{invocation.function}:{stable_digest(invocation.payload)}"
         occurrence = self._faults.occurrence(work, invocation.request_id)
         item = f"{work}.{occurrence}#{invocation.attempts}"
