@@ -543,7 +543,12 @@ class Soak:
                     if not oss2.Bucket(auth, self.endpoints["oss"], output.bucket).object_exists(output.key):
                         problems.append(f"manifest {item.run.manifest_uri} lists {uri}, which does not exist")
         # 5. notifications the plan lost: settled, by reconcile
-        lost = [e["item"] for e in self.fault_entries() if e["kind"] == "imm.notification.lost"]
+        # the item is the task's request (the same in another run); the detail names its TaskId
+        lost = [
+            str(e["detail"]).split()[0]
+            for e in self.fault_entries()
+            if e["kind"] == "imm.notification.lost" and e.get("detail")
+        ]
         by_id = {t.task_id: t for item in self.progress for t in item.tasks if t.task_id}
         unsettled = [task_id for task_id in lost if task_id in by_id and not by_id[task_id].is_final]
         problems.extend(

@@ -212,7 +212,7 @@ class Engine:
             self.wake()
 
     def _run(self, task: TaskRow, worker: int) -> None:
-        if self._faults.fires("imm.hang", task_fault_item(task), task.task_type):
+        if self._faults.fires("imm.hang", task_fault_item(task), task.task_id):
             self._hang(self._faults.setting("hang_seconds"))
             if self._stopping:
                 return  # still Running in the store: the next start runs it again
@@ -257,7 +257,9 @@ class Engine:
         )
         topic = ((task.request.get("Notification") or {}).get("MNS") or {}).get("TopicName")
         envelope = None
-        if topic and not self._faults.fires("imm.notification.lost", task_fault_item(task), topic):
+        if topic and not self._faults.fires(
+            "imm.notification.lost", task_fault_item(task), f"{task.task_id} on {topic}"
+        ):
             envelope = (topic, self._notification_body(task, content, end_time))
         self._store.finish(
             task.task_id,

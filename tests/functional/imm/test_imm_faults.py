@@ -123,7 +123,7 @@ def test_a_lost_notification_is_never_published_but_get_task_has_the_end(
     inbox.wait(kept)  # published after the lost one would have been
     assert lost not in inbox.received
     ((kind, item, detail),) = [(e["kind"], e["item"], e["detail"]) for e in _logged(plan)]
-    assert (kind, detail) == ("imm.notification.lost", TOPIC)
+    assert (kind, detail) == ("imm.notification.lost", f"{lost} on {TOPIC}")  # the detail names the task
     assert item.startswith(f"{PROJECT}/FileCompression:") and lost not in item
 
 
