@@ -122,6 +122,7 @@ def make_media(folder: Path) -> list[Sample]:
     )  # fmt: skip
     report = folder / "report.docx"
     _docx(report)
+    _fixed_zip_times(report)
     jpg, png = folder / "tiny.jpg", folder / "tiny.png"
     _image(jpg, (64, 48), ((255, 140, 0), (80, 0, 120)), "a")
     _image(png, (48, 64), ((0, 60, 160), (0, 200, 200)), "b")
@@ -129,6 +130,7 @@ def make_media(folder: Path) -> list[Sample]:
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.write(jpg, arcname=jpg.name)
         bundle.write(png, arcname=png.name)
+    _fixed_zip_times(archive)
     docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
     return [
         Sample("clip.mp4", video, "video/mp4"),
@@ -137,6 +139,18 @@ def make_media(folder: Path) -> list[Sample]:
         Sample("tiny.zip", archive, "application/zip"),
         Sample("tiny.png", png, "image/png"),
     ]
+
+
+def _fixed_zip_times(path: Path) -> None:
+    """Rewrite a zip (a .docx is one) with every entry dated 1980-01-01: the same bytes, so the same
+    ETag and the same faults (docs/faults.md, "Reproducible"), in every run of the soak."""
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w") as target:
+        for info, data in entries:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            target.writestr(fixed, data)
 
 
 # the local cloud's processes ----------------------------------------------------------------------
