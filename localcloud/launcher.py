@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from localcloud.core import redact
+from localcloud.core import memtrace, redact
 from localcloud.core.account import Account
 from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
@@ -250,6 +250,7 @@ def run(
     cloud = LocalCloud.start(
         state_dir, port_base, function_env=function_env, faults=faults, fc_options={"prewarm": True}
     )
+    memtrace.install(cloud.state_dir)
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())

@@ -74,8 +74,9 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.http import Request, Response
+from localcloud.core.nonces import NonceLedger
 from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
 from localcloud.fc.api3 import PREFIX as API3_PREFIX
 from localcloud.fc.api3 import Fc3Api, list_page
@@ -205,7 +206,7 @@ class FcService:
         self._async_workers = async_workers
         self._dispatchers: list[threading.Thread] = []
         self._timers: triggers.Timers | None = None
-        self._api3 = Fc3Api(self)
+        self._api3 = Fc3Api(self, NonceLedger(self.root / "nonces.sqlite3"))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -238,6 +239,7 @@ class FcService:
         for thread in self._dispatchers:
             thread.join(timeout=10)
         self._store.close()
+        self._api3.close()
 
     # --- deploy --------------------------------------------------------------------------------
 
@@ -535,9 +537,15 @@ class FcService:
         self._route(deployed, invocation, config.on_failure, condition, outcome)
 
     def _crash_after(self, invocation: Invocation) -> float | None:
-        """When the fault plan kills this attempt's worker: a seeded point in its first second
-        (keyed by request id and attempt, so FC's retry of it may pass)."""
-        item = f"{invocation.function}/{invocation.request_id}#{invocation.attempts}"
+        """When the fault plan kills this attempt's worker: a seeded point in its first second.
+        Keyed by the function, the payload without its ids and times, which of the invocations
+        with that payload it is (a timer's firings look alike) and the attempt, so FC's retry of
+        it may pass, and the same uploads meet the same crashes in another run."""
+        if not self._faults.rates.get("fc.crash"):
+            return None  # no digest of every payload when crashes are off
+        work = f"{invocation.function}:{stable_digest(invocation.payload)}"
+        occurrence = self._faults.occurrence(work, invocation.request_id)
+        item = f"{work}.{occurrence}#{invocation.attempts}"
         if not self._faults.fires("fc.crash", item, invocation.source):
             return None
         return CRASH_WITHIN_SECONDS * self._faults.share("fc.crash", item)
