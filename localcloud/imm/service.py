@@ -451,7 +451,7 @@ class ImmService:
         project = self._project(params)
         task_type = wire.text(params, "TaskType", required=True)
         task_id = wire.text(params, "TaskId", required=True)
-        task = self._live(self._store.get_task(project["ProjectName"], task_id))
+        task = self._live(self._store.task_row(project["ProjectName"], task_id))
         if task is None or task.task_type != task_type:
             raise resource_not_found("task")
         return self._task_info(task, wire.boolean(params, "RequestDefinition"))

@@ -645,7 +645,7 @@ class Ledger:
         `known` as for `mark_created`.
         """
         now = aware(now)
-        task = known if known is not None and known.task_id == task_id else self.get_task(task_id)
+        task = known if known is not None and known.task_id == task_id else self.task_by_id(task_id)
         if task is None:
             return False
         changes: dict[str, Any] = {
@@ -675,13 +675,13 @@ class Ledger:
             raise LedgerError(f"no task holds claim {key}")
         return found
 
-    def get_task(self, task_id: str) -> TaskRecord | None:
+    def task_by_id(self, task_id: str) -> TaskRecord | None:
         """A task by IMM TaskId."""
         return self.backend.task_by_id(task_id)
 
-    def find_task(self, identifier: str) -> TaskRecord | None:
+    def task_by_id_or_row(self, identifier: str) -> TaskRecord | None:
         """A task by IMM TaskId, or by ledger row number (tasks IMM refused have no TaskId)."""
-        found = self.get_task(identifier)
+        found = self.task_by_id(identifier)
         if found is None and identifier.isdigit():
             found = self.backend.task_by_row(int(identifier))
         return found
