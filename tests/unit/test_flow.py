@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import CreatedTask
 from immflow.adapters.oss import ObjectHead, ObjectInfo
+from immflow.adapters.protocols import ImmTasks, OssObjects
 from immflow.events.imm import ImmTaskResult, parse_imm_notification
 from immflow.events.oss import parse_oss_event
 from immflow.fc import Invocation
@@ -231,6 +232,14 @@ class FakeOss:
             return None
         return ObjectHead(len(data), hashlib.md5(data).hexdigest().upper(), "application/octet-stream")
 
+    def read_range(self, uri: OssUri, first: int, last: int) -> Iterator[bytes]:
+        yield self.objects[str(uri)][first : last + 1]
+
+
+# mypy checks the fakes against the Protocols the flow code depends on (immflow.adapters.protocols).
+_FAKE_IMM: ImmTasks = FakeImm()
+_FAKE_OSS: OssObjects = FakeOss()
+
 
 @dataclass
 class World:
@@ -314,8 +323,8 @@ def world(tmp_path: Path) -> World:
         settings,
         Pipeline.model_validate(PIPELINE),
         ledger,
-        imm,  # type: ignore[arg-type]  # a fake, not an ImmAdapter, until the adapters are Protocols
-        oss,  # type: ignore[arg-type]  # the same for OssAdapter
+        imm,
+        oss,
         clock,
         sleep=sleep,
         jitter=lambda: 1.0,
