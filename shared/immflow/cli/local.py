@@ -418,8 +418,17 @@ def build_for_local_fc(
         raise click.ClickException(str(error)) from None
 
 
+def function_paths(s_yaml: Path) -> list[str]:
+    """What the local FC puts on each function's ``sys.path`` after its code folder: the project's
+    ``shared/`` (next to the s.yaml) when it holds immflow, so that a bare ``functions/<name>`` code
+    folder imports immflow as a packaged one does. A packaged folder (`immflow.package`) holds its own
+    immflow, which comes first."""
+    shared = s_yaml.resolve().parent / "shared"
+    return [str(shared)] if (shared / "immflow").is_dir() else []
+
+
 def deploy(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> list[dict[str, Any]]:
-    body = {"s_yaml": str(s_yaml.resolve()), "environ": environ}
+    body = {"s_yaml": str(s_yaml.resolve()), "environ": environ, "extra_paths": function_paths(s_yaml)}
     result = fc_admin(endpoints, "POST", "/_localcloud/deploy", json=body)
     functions: list[dict[str, Any]] = result["functions"]
     return functions
