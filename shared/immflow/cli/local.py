@@ -32,6 +32,7 @@ from rich.table import Table
 
 from immflow.cli import main
 from localcloud.core.faults import FAULT_KINDS, FaultPlan, FaultSpecError
+from localcloud.core.ports import port_free
 
 if TYPE_CHECKING:
     from immflow import package
@@ -114,16 +115,6 @@ def answers(endpoint: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _log_tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -187,7 +178,7 @@ def spawn(state_dir: Path, port_base: int, faults: str | None = None) -> Startin
             f"shows it and `immflow local down --state-dir {state_dir}` stops it"
         )
     taken = [
-        f"{port_base + i} ({name})" for i, name in enumerate(SERVICE_NAMES) if not _port_free(port_base + i)
+        f"{port_base + i} ({name})" for i, name in enumerate(SERVICE_NAMES) if not port_free(port_base + i)
     ]
     if taken:
         raise click.ClickException(
