@@ -239,7 +239,7 @@ class ImmService:
         if not self._faults.active:
             return ""
         keyed = dict(params)
-        task = self._store.get_task(params.get("ProjectName", ""), params.get("TaskId", ""))
+        task = self._store.task_row(params.get("ProjectName", ""), params.get("TaskId", ""))
         if task is not None:  # a TaskId is new in every run; the task's request is not
             keyed["TaskId"] = task_fault_item(task)
         call = f"{action}:{stable_digest(keyed)}"
