@@ -668,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
-    from media_work import free_port_base
+    from localcloud.core.ports import free_port_base
+    from localcloud.launcher import SERVICES
 
     spec = args.faults if args.faults is not None else default_spec(args.seed)
     if args.tracemalloc:
@@ -676,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="immflow-soak-"))
     state_dir = (args.state_dir or work / "state").resolve()
     soak = Soak(
-        state_dir, args.port_base or free_port_base(), spec, args.count, args.rounds, args.timeout,
+        state_dir, args.port_base or free_port_base(len(SERVICES)), spec, args.count, args.rounds, args.timeout,
         args.reconcile_every, say,
     )  # fmt: skip
     samples = make_media(work / "media")

@@ -32,9 +32,9 @@ so **any service name and qualifier are accepted** and the function is looked up
 Local-only admin endpoints (the state folder's admin token instead of a signature, see
 `localcloud.core.admin`; ``_localcloud`` is no valid service path):
 
-- ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
-  like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
-  answers ``{"functions": [...]}``, or 400 JSON naming the field.
+- ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?, "extra_paths":
+  ["/abs/folder", ...]?}`` deploys like :meth:`FcService.deploy` (all or nothing; names checked
+  against FC's rules first); answers ``{"functions": [...]}``, or 400 JSON naming the field.
   ``{"ros": {...}}`` instead deploys functions of a ROS template (:meth:`FcService.deploy_ros`).
 - ``GET /_localcloud/functions``: the deployed functions, each with ``python``: the interpreter its
   runtime runs on, or why it falls back to the local cloud's (:mod:`localcloud.fc.runtimes`).
@@ -66,6 +66,7 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -112,6 +113,16 @@ def _json(status: int, data: Any, request_id: str = "") -> Response:
     if request_id:
         headers["X-Fc-Request-Id"] = request_id
     return Response(status, headers, json.dumps(data).encode())
+
+
+def _extra_paths(paths: Sequence[str]) -> tuple[str, ...]:
+    """``extra_paths`` as given, each checked to be an existing folder named by its absolute path."""
+    if isinstance(paths, str):
+        raise ValueError(f"extra_paths must be a list of folders, not the string {paths!r}")
+    for path in paths:
+        if not isinstance(path, str) or not Path(path).is_absolute() or not Path(path).is_dir():
+            raise ValueError(f"extra_paths: {path!r} is not the absolute path of an existing folder")
+    return tuple(paths)
 
 
 def _tree_digest(folder: Path) -> str:
@@ -243,8 +254,14 @@ class FcService:
 
     # --- deploy --------------------------------------------------------------------------------
 
-    def deploy(self, s_yaml: Path, environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def deploy(
+        self, s_yaml: Path, environ: dict[str, str] | None = None, extra_paths: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
         """Register every fc3 function of ``s_yaml``, build its code, apply its triggers.
+
+        ``extra_paths`` (absolute folders) go on each of its functions' ``sys.path`` right after the
+        code folder: what a deployer whose code folders import a library kept elsewhere hands it
+        (the local FC has no ``layers``), so the FC need not know any application's layout.
 
         Raises :class:`localcloud.fc.syaml.SYamlError` (the file is wrong),
         :class:`localcloud.fc.names.InvalidName`, :class:`localcloud.fc.triggers.TriggerError`
@@ -252,7 +269,7 @@ class FcService:
         :class:`destinations.DestinationError`; see :meth:`deploy_specs`.
         """
         specs = syaml.load(s_yaml, self.account, environ)
-        return self.deploy_specs(specs, Path(s_yaml).resolve().parent)
+        return self.deploy_specs(specs, _extra_paths(extra_paths))
 
     def deploy_ros(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """Register the functions of a ROS template that :mod:`localcloud.ros` resolved (:mod:`localcloud.fc.ros`).
@@ -266,9 +283,11 @@ class FcService:
             ros.function_spec(entry, region, self.account, self.oss_endpoint, code_root)
             for entry in request.get("functions") or []
         ]
-        return self.deploy_specs(specs, code_root)
+        return self.deploy_specs(specs, ())
 
-    def deploy_specs(self, specs: list[syaml.FunctionSpec], project_dir: Path) -> list[dict[str, Any]]:
+    def deploy_specs(
+        self, specs: list[syaml.FunctionSpec], extra_paths: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
         """Deploy ``specs`` all or nothing: a refusal leaves no function registered or changed.
 
         Every name, destination and schedule is checked before any file is touched (a name
@@ -287,7 +306,7 @@ class FcService:
         try:
             # Side by side: each snapshot is thousands of stat and link calls, which release the GIL.
             with ThreadPoolExecutor(max(1, min(len(specs), 4))) as builders:
-                futures = [builders.submit(self._build, spec, project_dir) for spec in specs]
+                futures = [builders.submit(self._build, spec, extra_paths) for spec in specs]
             built.extend(future.result() for future in futures)
             for deployed in built:
                 applied.append(deployed.spec)
@@ -334,15 +353,13 @@ class FcService:
             if not any(path.parent.iterdir()):
                 path.parent.rmdir()
 
-    def _build(self, spec: syaml.FunctionSpec, project_dir: Path) -> Deployed:
+    def _build(self, spec: syaml.FunctionSpec, extra_paths: tuple[str, ...]) -> Deployed:
         """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy
         (files that are hard links already, the package's cached dependencies, are linked: `_snapshot_file`).
 
-        A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
-        ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
-        ``sys.path`` after the code folder. Third-party packages come from the code folder when the
-        function runs on its runtime's own Python, else from the local cloud's environment
-        (:mod:`localcloud.fc.instances`).
+        ``extra_paths`` go on ``sys.path`` after the code folder (:meth:`deploy`). Third-party packages
+        come from the code folder when the function runs on its runtime's own Python, else from the
+        local cloud's environment (:mod:`localcloud.fc.instances`).
         """
         source = Path(spec.code_dir)
         version = _tree_digest(source)
@@ -352,11 +369,8 @@ class FcService:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(source, staging, ignore=_COPY_IGNORE, copy_function=_snapshot_file)
             os.replace(staging, target)
-        shared = project_dir / "shared"
-        bundled = (target / "immflow").is_dir()
-        extra = (str(shared),) if (shared / "immflow").is_dir() and not bundled else ()
         config_digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:8]
-        return Deployed(spec, target, extra, f"{version}-{config_digest}")
+        return Deployed(spec, target, extra_paths, f"{version}-{config_digest}")
 
     def _apply_triggers(self, spec: syaml.FunctionSpec) -> None:
         if not self.url:
@@ -703,7 +717,9 @@ class FcService:
                 if "ros" in body:
                     summaries = self.deploy_ros(body["ros"])
                 else:
-                    summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
+                    summaries = self.deploy(
+                        Path(body["s_yaml"]), body.get("environ"), body.get("extra_paths") or ()
+                    )
             except (ValueError, KeyError, TypeError, triggers.TriggerError) as error:
                 raise invalid_argument(f"deploy failed: {error}") from error
             return _json(200, {"functions": summaries}, request_id)

@@ -239,7 +239,7 @@ class ImmService:
         if not self._faults.active:
             return ""
         keyed = dict(params)
-        task = self._store.get_task(params.get("ProjectName", ""), params.get("TaskId", ""))
+        task = self._store.task_row(params.get("ProjectName", ""), params.get("TaskId", ""))
         if task is not None:  # a TaskId is new in every run; the task's request is not
             keyed["TaskId"] = task_fault_item(task)
         call = f"{action}:{stable_digest(keyed)}"
@@ -451,7 +451,7 @@ class ImmService:
         project = self._project(params)
         task_type = wire.text(params, "TaskType", required=True)
         task_id = wire.text(params, "TaskId", required=True)
-        task = self._live(self._store.get_task(project["ProjectName"], task_id))
+        task = self._live(self._store.task_row(project["ProjectName"], task_id))
         if task is None or task.task_type != task_type:
             raise resource_not_found("task")
         return self._task_info(task, wire.boolean(params, "RequestDefinition"))

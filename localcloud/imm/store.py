@@ -195,7 +195,7 @@ class Store:
                 ),
             )
 
-    def get_task(self, project: str, task_id: str) -> TaskRow | None:
+    def task_row(self, project: str, task_id: str) -> TaskRow | None:
         row = self._db.one(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND task_id = ?", project, task_id
         )

@@ -62,7 +62,7 @@ created = imm.create_task(
      "TargetURI": "oss://diet/out/a.jpg", "UserData": "diet"},
 )
 done["get"] = imm.get_task("diet", "ImageSplicing", created.task_id)["TaskId"] == created.task_id
-found = imm.find_task(
+found = imm.find_listed_task(
     "diet", "ImageSplicing", started_since=datetime.now(timezone.utc) - timedelta(hours=1),
     matches=lambda task: task.get("TaskId") == created.task_id,
 )

@@ -164,7 +164,7 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
 
 def _find_created(call: Call, task: TaskRecord) -> dict[str, Any] | None:
     """The task IMM already has for this claim (same type, lineage and sources), if any."""
-    return call.services.imm.find_task(
+    return call.services.imm.find_listed_task(
         call.services.settings.project,
         task.task_type,
         started_since=task.created_at - CLOCK_SKEW,
