@@ -22,9 +22,13 @@ Why each module is deferred (who imports it, and what for):
 * ``apscheduler.schedulers.background`` (~30 ms): the ECS RAM role credential provider's refresh
   thread, built only when that provider is (we hand the SDKs keys). Its package ``apscheduler`` too:
   its ``__init__`` only works out its own version, through ``importlib.metadata``.
-* ``cryptography.hazmat.primitives.serialization`` and ``...asymmetric.padding`` (RSA/EC and SSH key
-  formats, ~30 ms): ``alibabacloud_tea_openapi.utils`` signs with RSA only for the RSA key-pair
-  signature algorithm; IMM requests are signed with HMAC (ACS3-HMAC-SHA256).
+* ``cryptography.hazmat.primitives.serialization``, ``...asymmetric.padding`` and ``...hashes`` (RSA/EC and
+  SSH key formats, and cryptography's Rust extension, ~35 ms): ``alibabacloud_tea_openapi.utils`` signs
+  with RSA only for the RSA key-pair signature algorithm; IMM requests are signed with HMAC
+  (ACS3-HMAC-SHA256, ``hmac`` and ``hashlib``).
+* ``darabonba.websocket`` (with the ``websocket-client`` package) and ``alibabacloud_tea_openapi.websocket_utils``
+  (~7 ms): ``alibabacloud_tea_openapi.client`` imports them for the WebSocket APIs, which IMM's task
+  actions are not. Eight helper functions are taken from ``darabonba.websocket`` by name: `DEFERRED_NAMES`.
 * ``Crypto.Cipher.AES``, ``Crypto.Cipher.PKCS1_OAEP``, ``Crypto.Cipher.PKCS1_v1_5``,
   ``Crypto.PublicKey.RSA``, ``Crypto.Random``, ``Crypto.Util.Counter`` (pycryptodome, with cffi's C
   parser, ~50 ms): oss2's client-side encryption (``CryptoBucket``), which the functions never use.
@@ -80,6 +84,9 @@ DEFERRED: frozenset[str] = frozenset(
         "apscheduler.schedulers.background",
         "cryptography.hazmat.primitives.serialization",
         "cryptography.hazmat.primitives.asymmetric.padding",
+        "cryptography.hazmat.primitives.hashes",
+        "darabonba.websocket",
+        "alibabacloud_tea_openapi.websocket_utils",
         "Crypto.Cipher.AES",
         "Crypto.Cipher.PKCS1_OAEP",
         "Crypto.Cipher.PKCS1_v1_5",
@@ -105,6 +112,19 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
     "aiohttp": frozenset({"ClientTimeout", "ClientResponse", "ClientSession"}),
     # alibabacloud_credentials' ECS RAM role provider builds one when it is itself built.
     "apscheduler.schedulers.background": frozenset({"BackgroundScheduler"}),
+    # alibabacloud_tea_openapi.client: the WebSocket APIs' settings and connection only.
+    "darabonba.websocket": frozenset(
+        {
+            "get_web_socket_enable_reconnect",
+            "get_web_socket_handshake_timeout",
+            "get_web_socket_max_reconnect_times",
+            "get_web_socket_ping_interval",
+            "get_web_socket_pong_timeout",
+            "get_web_socket_reconnect_interval",
+            "get_web_socket_write_timeout",
+            "new_websocket_client_and_connect",
+        }
+    ),
     # alibabacloud_tea_openapi.utils: RSA signatures (the RSA key-pair signature algorithm) only.
     "cryptography.hazmat.primitives.serialization": frozenset({"load_pem_private_key"}),
     # pydantic.plugin._loader: plugin discovery (off in functions: `install`); pydantic.networks: the
