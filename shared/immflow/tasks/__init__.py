@@ -11,7 +11,10 @@ names; ``ensure_ascii`` off); top-level booleans are rendered by Python's ``str`
 Python SDK does. Inside JSON, the SDK writes every unset list of objects as ``[]``; ``to_wire`` does
 the same, and parsing treats ``[]`` as unset.
 
-The SDK itself is not imported here: FC handlers import this module and cold start matters.
+The SDK itself is not imported here: FC handlers import this module and cold start matters. For the
+same reason each task type's request model is a module of its own (``immflow.tasks.media_convert``...),
+imported when `TASK_TYPES` is first asked for that type: a function defines the models of the types its
+pipeline uses, not all seven.
 """
 
 from __future__ import annotations
@@ -370,8 +373,7 @@ class RotatedSource(_Wire):
     URI: str = Field(min_length=1)
 
 
-# Each task type's request model lives in its own module: a function instance imports the types it
-# creates or reads, not all seven (MediaConvert alone is 27 models; docs/cold-start.md).
+# TaskType -> (module under immflow.tasks, request model); the model itself declares its type and action.
 _TYPE_MODULES: dict[str, tuple[str, str]] = {
     "MediaConvert": ("media_convert", "MediaConvertRequest"),
     "OfficeConversion": ("office_conversion", "OfficeConversionRequest"),
