@@ -67,7 +67,7 @@ class UnknownTaskError(ImmflowError, LookupError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _event_regex(pattern: str) -> re.Pattern[str]:
