@@ -27,4 +27,9 @@ def test_the_soak_loses_duplicates_and_strands_nothing() -> None:
     injected = summary["faults_injected"]
     assert injected["localcloud.kill"] == 1 and sum(injected.values()) > 3  # faults did happen
     assert summary["runs"] == 10 and summary["manifests_checked"] == 10
-    assert summary["lost_settled_by_reconcile"] == summary["notifications_lost"]
+    # Every task whose notification was lost settled: a problem otherwise, checked above. Which path
+    # settled it is not asserted: most settle through reconcile (the soak counts those), but a
+    # reconcile invocation crashed by fc.crash or cut by the kill after recording a task returns no
+    # list, and the local IMM re-runs a Running task after the restart and publishes its end again.
+    # That reconcile alone recovers a lost notification is tested without timing in the functions' tests.
+    assert summary["lost_settled_by_reconcile"] <= summary["notifications_lost"]
