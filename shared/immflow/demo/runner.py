@@ -96,14 +96,17 @@ def read_deployment(s_yaml: Path, endpoints: dict[str, str], environ: dict[str, 
 
 def apply(endpoints: dict[str, str], deployment: Deployment) -> None:
     """Create the buckets, topics, queues and IMM project the functions need (each idempotent)."""
-    from alibabacloud_imm20200930 import models as imm_models
-    from alibabacloud_imm20200930.client import Client as ImmClient
-    from alibabacloud_tea_openapi.models import Config
+    create_triggers_resources(endpoints, deployment)
+    create_project(endpoints, deployment)
+
+
+def create_triggers_resources(endpoints: dict[str, str], deployment: Deployment) -> None:
+    """Create the buckets, topics and queues the functions' triggers and destinations name: the
+    deploy needs them (the IMM project only the first upload needs: `create_project`)."""
     from mns.account import Account as MnsAccount
     from mns.mns_exception import MNSServerException
     from mns.queue import QueueMeta
     from mns.topic import TopicMeta
-    from Tea.exceptions import TeaException
 
     key_id, secret = endpoints["access_key_id"], endpoints["access_key_secret"]
     auth = oss2.Auth(key_id, secret)
@@ -122,6 +125,16 @@ def apply(endpoints: dict[str, str], deployment: Deployment) -> None:
         except MNSServerException as error:
             if error.type != "QueueAlreadyExist":
                 raise
+
+
+def create_project(endpoints: dict[str, str], deployment: Deployment) -> None:
+    """Create the IMM project the functions' ``IMMFLOW_PROJECT`` names, unless it exists."""
+    from alibabacloud_imm20200930 import models as imm_models
+    from alibabacloud_imm20200930.client import Client as ImmClient
+    from alibabacloud_tea_openapi.models import Config
+    from Tea.exceptions import TeaException
+
+    key_id, secret = endpoints["access_key_id"], endpoints["access_key_secret"]
     imm = ImmClient(
         Config(
             access_key_id=key_id,
