@@ -36,7 +36,10 @@ from immflow.cli.local import deploy, deploy_environ, start_detached
 from immflow.demo import runner
 from immflow.demo.media import Sample, make_samples
 from immflow.ledger import run_id_for
-from media_work import free_port_base, media_work, percentiles
+from media_work import media_work, percentiles
+
+from localcloud.core.ports import free_port_base
+from localcloud.launcher import SERVICES
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
@@ -135,7 +138,7 @@ def main() -> None:
         folder = Path(scratch)
         files = burst_files(make_samples(folder / "in"), args.count)
         by_hand = direct(files, folder / "direct")
-        ours = chain(files, folder / "state", args.port_base or free_port_base())
+        ours = chain(files, folder / "state", args.port_base or free_port_base(len(SERVICES)))
     figures = {
         "count": args.count,
         "chain": ours,

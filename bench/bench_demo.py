@@ -30,9 +30,11 @@ from typing import Any
 
 import requests
 from immflow.ledger import TaskQuery, local_ledger
-from media_work import direct_media_work, free_port_base, percentiles
+from media_work import direct_media_work, percentiles
 
 from localcloud.core.admin import admin_headers
+from localcloud.core.ports import free_port_base
+from localcloud.launcher import SERVICES
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from immflow.cli import main; main()"]
@@ -126,7 +128,7 @@ def main() -> None:
         state_dir = folder / "state"
         poller = GetTaskPoller(state_dir)
         poller.start()
-        port_base = args.port_base or free_port_base()
+        port_base = args.port_base or free_port_base(len(SERVICES))
         started = time.perf_counter()
         result = subprocess.run(
             [*CLI, "demo", "--json", "--state-dir", str(state_dir), "--port-base", str(port_base), "--project", str(REPO)],

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from moto.server import ThreadedMotoServer
 
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
+from localcloud.core.ports import free_port
 from localcloud.oss import OssService
 
 SIZES = {"1 KiB": 1024, "1 MiB": 1024 * 1024}
@@ -62,12 +62,6 @@ def _rate(action: Callable[[int], None], seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_oss(seconds: float) -> list[Row]:
     """PUT and GET through oss2 on the local OSS versus boto3 on moto's S3 server."""
     rows: list[Row] = []
@@ -75,7 +69,7 @@ def bench_oss(seconds: float) -> list[Row]:
         account = Account.new()
         service = OssService(Path(state), account)
         server = ServiceServer(service).start()
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         moto.start()
         try:
             bucket = oss2.Bucket(

@@ -12,7 +12,6 @@ sheet, and unzip.
 from __future__ import annotations
 
 import shutil
-import socket
 import statistics
 import subprocess
 import threading
@@ -23,26 +22,6 @@ from pathlib import Path
 import imageio_ffmpeg
 from immflow.demo.media import Sample, make_samples
 from PIL import Image
-
-
-def free_port_base(count: int = 5) -> int:
-    """A port N with N..N+count-1 free (the local cloud takes base+0..4)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        taken = []
-        try:
-            for offset in range(count):
-                s = socket.socket()
-                taken.append(s)
-                s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in taken:
-                s.close()
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from localcloud.core import redact
+from localcloud.core import memtrace, redact
 from localcloud.core.account import Account
 from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
@@ -320,6 +320,7 @@ def run(
         fc_options={"prewarm": True},
         load_in_background=True,
     )
+    memtrace.install(cloud.state_dir)
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
     pid_file = cloud.state_dir / PID_FILE
     atomic_write_bytes(pid_file, f"{os.getpid()}\n".encode())

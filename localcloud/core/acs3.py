@@ -7,16 +7,15 @@ path as sent, the sorted query with RFC 3986 encoding of the decoded values, the
 SHA-256 of the body). The signed ``host`` is the header as sent, i.e. the endpoint string the
 client was configured with.
 
-Also here: the 15-minute window around ``x-acs-date`` and single-use ``x-acs-signature-nonce``
-values, which the cloud enforces and a service opts into by calling :func:`request_age_problem`
-and :meth:`NonceWindow.first_use`.
+Also here: the 15-minute window around ``x-acs-date`` (:func:`request_age_problem`), which the
+cloud enforces with single-use ``x-acs-signature-nonce`` values (kept on disk by
+:class:`localcloud.core.nonces.NonceLedger`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,23 +101,3 @@ def request_age_problem(text: str, now: float | None = None) -> str | None:
             f"large (more than {MAX_SKEW_SECONDS // 60} minutes): sync the clock of the machine that signs"
         )
     return None
-
-
-class NonceWindow:
-    """Signature nonces seen within the last :data:`MAX_SKEW_SECONDS` (older ones fail the date check)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, nonce: str, now: float | None = None) -> bool:
-        """Record ``nonce``; False when it was already used within the window (a replay)."""
-        now = time.time() if now is None else now
-        with self._lock:
-            if len(self._seen) > 10_000:
-                cutoff = now - 2 * MAX_SKEW_SECONDS
-                self._seen = {n: t for n, t in self._seen.items() if t >= cutoff}
-            if nonce in self._seen:
-                return False
-            self._seen[nonce] = now
-            return True

@@ -13,9 +13,13 @@ Where each kind is injected (each at the place the real fault would happen):
 (fc.crash); ``localcloud.kill`` is done and recorded by ``bench/soak.py``.
 
 **Reproducible.** Whether a fault fires is a function of the seed, the kind and the *item* it
-would hit (an event's bucket/key/ETag, a message id, a task id and attempt), never of a shared
-random stream: the same uploads with the same seed meet the same faults whatever order the
-services' threads run in.
+would hit, never of a shared random stream, and an item is made of what the same uploads give again
+in another run: an event's bucket/key/ETag; a task's project, type and request; a call's action
+and parameters (a TaskId replaced by its task's item); a pushed body or an invocation's payload
+without the ids and times the services make up (`stable_digest`); plus the attempt, and which
+repeat of the same work it is (`FaultPlan.occurrence`). So one seed and the same uploads meet the
+same faults at the same places whatever order the services' threads run in (docs/faults.md says
+what can still differ).
 
 **Logged.** Every fault that fires is one JSON line in ``DIR/faults.log``
 (``{"time", "kind", "item", "detail"}``), so a test or the soak can say what was injected where,
@@ -25,7 +29,9 @@ and `FaultPlan.counts` reads them back.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -54,6 +60,26 @@ FAULT_SETTINGS: dict[str, float] = {"delay_seconds": 5.0, "hang_seconds": 60.0}
 FAULTS_FILE = "faults.json"
 FAULT_LOG = "faults.log"
 
+#: Fields whose values differ from one run to the next for the same work: ids the services make up
+#: (TaskId, RequestId, MessageId, a CloudEvent's id, OSS's request id, and the local account's id,
+#: new in every state folder, in an MNS notification's owner and subscriber, an IMM event's subject
+#: and an OSS event's identities and bucket ARN), times, and the MD5 of a message that holds them.
+#: A fault item leaves them out (`stable_digest`).
+VOLATILE_FIELDS = frozenset(
+    {
+        "id", "time", "subject", "TaskId", "RequestId", "MessageId", "MessageMD5", "PublishTime",
+        "StartTime", "EndTime", "TopicOwner", "Subscriber", "requestId", "eventTime",
+        "x-oss-request-id", "triggerTime", "sequencer", "arn", "ownerIdentity", "principalId",
+    }
+)  # fmt: skip
+#: A made-up id inside a longer text (an error message naming a task).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: The elements of a flat XML document (an MNS notification in the XML format).
+_XML_ELEMENT = re.compile(r"<(\w+)>(.*?)</\1>", re.DOTALL)
+#: How many items `FaultPlan.occurrence` remembers (the oldest are long finished).
+MAX_OCCURRENCES_REMEMBERED = 10_000
+_MAX_DEPTH = 32
+
 
 class FaultSpecError(ValueError):
     """The fault SPEC cannot be read; the message says which part and what is accepted."""
@@ -66,6 +92,8 @@ class FaultPlan:
     log_path: Path | None = None
     settings: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    _numbered: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def parse(cls, spec: str, log_path: Path | None = None) -> FaultPlan:
@@ -129,6 +157,25 @@ class FaultPlan:
         """A reproducible number in [0, 1) for `item` (how far into its delay a fault strikes),
         independent of whether the fault fires."""
         return _uniform(self.seed, kind + "#share", item)
+
+    def occurrence(self, item: str, token: str | None = None) -> int:
+        """How many times `item` has come up in this process, this time included (1, 2, ...), so that
+        repeats of the same work (a client's retry of a call, a timer's next firing) are told apart
+        by something that does not change from one run to the next. With `token` (an invocation's
+        request id) the same token gets the same number again. Remembers the last
+        `MAX_OCCURRENCES_REMEMBERED` items: the oldest ones' repeats are long over."""
+        with self._lock:
+            if token is not None and (item, token) in self._numbered:
+                return self._numbered[(item, token)]
+            number = self._seen.pop(item, 0) + 1
+            self._seen[item] = number  # re-inserted: the dict's order is the order of last use
+            if len(self._seen) > MAX_OCCURRENCES_REMEMBERED:
+                del self._seen[next(iter(self._seen))]
+            if token is not None:
+                self._numbered[(item, token)] = number
+                if len(self._numbered) > MAX_OCCURRENCES_REMEMBERED:
+                    del self._numbered[next(iter(self._numbered))]
+            return number
 
     def record(self, kind: str, item: str, detail: str = "") -> None:
         """Log a fault that was done outside the services (the soak's kill of the whole cloud)."""
@@ -199,3 +246,41 @@ def _setting(name: str, value: object) -> float:
 def _uniform(seed: int, kind: str, item: str) -> float:
     digest = hashlib.sha256(f"{seed}\x1f{kind}\x1f{item}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def stable_digest(value: object) -> str:
+    """A short digest of `value` that is the same in another run doing the same work: JSON (also
+    JSON inside a string field, as an MNS message holding an IMM notification) and flat XML are
+    read, and `VOLATILE_FIELDS` and UUIDs left out. Bytes and text that are neither are taken whole."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = json.dumps(_stable(value, 0), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stable(value: object, depth: int) -> object:
+    if depth > _MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {str(k): _stable(v, depth + 1) for k, v in value.items() if k not in VOLATILE_FIELDS}
+    if isinstance(value, list | tuple):
+        return [_stable(v, depth + 1) for v in value]
+    if isinstance(value, str):
+        parsed = _parse(value)
+        return _UUID.sub("<id>", value) if parsed is None else _stable(parsed, depth + 1)
+    return value
+
+
+def _parse(text: str) -> object | None:
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            parsed: object = json.loads(stripped)
+        except (ValueError, RecursionError):
+            return None
+        return parsed
+    if stripped.startswith("<"):
+        elements = _XML_ELEMENT.findall(stripped.split("?>", 1)[-1])
+        if elements:
+            return {name: html.unescape(inner) for name, inner in elements}
+    return None

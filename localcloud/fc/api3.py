@@ -14,9 +14,9 @@ FC 3.0 action answers 400 ``PathNotSupported``.
 
 What the local FC does differently from the cloud is said in each action's docstring. Common to
 all: the only qualifier is ``LATEST`` (the local FC keeps no versions or aliases: a number
-answers ``VersionNotFound``, any other name ``AliasNotFound``), and used nonces are remembered
-in memory, so a request replayed across a restart of the local cloud, within its 15 minutes, is
-accepted again.
+answers ``VersionNotFound``, any other name ``AliasNotFound``). Used nonces are kept in
+``DIR/fc/nonces.sqlite3`` (:class:`~localcloud.core.nonces.NonceLedger`, as the local IMM's) until
+their date leaves the window, so a replay stays refused across a restart and memory stays flat.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from urllib.parse import unquote
 
 from localcloud.core import acs3
 from localcloud.core.http import Request, Response
+from localcloud.core.nonces import NonceLedger
 from localcloud.fc import destinations
 from localcloud.fc.errors import (
     FcApiError,
@@ -96,9 +97,12 @@ def list_page(names: list[str], query: dict[str, str]) -> tuple[list[str], str]:
 class Fc3Api:
     """Routes and answers FC 3.0 requests against ``service``'s deployed functions."""
 
-    def __init__(self, service: FcService) -> None:
+    def __init__(self, service: FcService, nonces: NonceLedger) -> None:
         self.service = service
-        self._nonces = acs3.NonceWindow()
+        self._nonces = nonces
+
+    def close(self) -> None:
+        self._nonces.close()
 
     def handle(self, request: Request, request_id: str) -> Response:
         try:
@@ -147,12 +151,13 @@ class Fc3Api:
         if not date:
             raise missing_header("x-acs-date")
         problem = acs3.request_age_problem(date)
-        if problem:
-            raise request_time_too_skewed(problem)
+        signed_at = acs3.parse_request_time(date)
+        if problem or signed_at is None:
+            raise request_time_too_skewed(problem or f"the request time {date!r} is not a valid date")
         nonce = request.headers.get("x-acs-signature-nonce", "")
         if not nonce:
             raise missing_header("x-acs-signature-nonce")
-        if not self._nonces.first_use(nonce):
+        if not self._nonces.use(nonce, signed_at):
             raise FcApiError(
                 400,
                 "SignatureNonceUsed",

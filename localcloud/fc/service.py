@@ -32,9 +32,9 @@ so **any service name and qualifier are accepted** and the function is looked up
 Local-only admin endpoints (the state folder's admin token instead of a signature, see
 `localcloud.core.admin`; ``_localcloud`` is no valid service path):
 
-- ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?}`` deploys
-  like :meth:`FcService.deploy` (all or nothing; names checked against FC's rules first);
-  answers ``{"functions": [...]}``, or 400 JSON naming the field.
+- ``POST /_localcloud/deploy`` ``{"s_yaml": "/abs/path/s.yaml", "environ": {...}?, "extra_paths":
+  ["/abs/folder", ...]?}`` deploys like :meth:`FcService.deploy` (all or nothing; names checked
+  against FC's rules first); answers ``{"functions": [...]}``, or 400 JSON naming the field.
   ``{"ros": {...}}`` instead deploys functions of a ROS template (:meth:`FcService.deploy_ros`).
 - ``GET /_localcloud/functions``: the deployed functions, each with ``python``: the interpreter its
   runtime runs on, or why it falls back to the local cloud's (:mod:`localcloud.fc.runtimes`).
@@ -66,6 +66,7 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -74,8 +75,9 @@ from urllib.parse import unquote
 
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.http import Request, Response
+from localcloud.core.nonces import NonceLedger
 from localcloud.fc import auth, destinations, names, ros, runtimes, syaml, triggers
 from localcloud.fc.api3 import PREFIX as API3_PREFIX
 from localcloud.fc.api3 import Fc3Api, list_page
@@ -111,6 +113,16 @@ def _json(status: int, data: Any, request_id: str = "") -> Response:
     if request_id:
         headers["X-Fc-Request-Id"] = request_id
     return Response(status, headers, json.dumps(data).encode())
+
+
+def _extra_paths(paths: Sequence[str]) -> tuple[str, ...]:
+    """``extra_paths`` as given, each checked to be an existing folder named by its absolute path."""
+    if isinstance(paths, str):
+        raise ValueError(f"extra_paths must be a list of folders, not the string {paths!r}")
+    for path in paths:
+        if not isinstance(path, str) or not Path(path).is_absolute() or not Path(path).is_dir():
+            raise ValueError(f"extra_paths: {path!r} is not the absolute path of an existing folder")
+    return tuple(paths)
 
 
 @dataclass(frozen=True)
@@ -234,7 +246,7 @@ class FcService:
         self._async_workers = async_workers
         self._dispatchers: list[threading.Thread] = []
         self._timers: triggers.Timers | None = None
-        self._api3 = Fc3Api(self)
+        self._api3 = Fc3Api(self, NonceLedger(self.root / "nonces.sqlite3"))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -267,11 +279,18 @@ class FcService:
         for thread in self._dispatchers:
             thread.join(timeout=10)
         self._store.close()
+        self._api3.close()
 
     # --- deploy --------------------------------------------------------------------------------
 
-    def deploy(self, s_yaml: Path, environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    def deploy(
+        self, s_yaml: Path, environ: dict[str, str] | None = None, extra_paths: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
         """Register every fc3 function of ``s_yaml``, build its code, apply its triggers.
+
+        ``extra_paths`` (absolute folders) go on each of its functions' ``sys.path`` right after the
+        code folder: what a deployer whose code folders import a library kept elsewhere hands it
+        (the local FC has no ``layers``), so the FC need not know any application's layout.
 
         Raises :class:`localcloud.fc.syaml.SYamlError` (the file is wrong),
         :class:`localcloud.fc.names.InvalidName`, :class:`localcloud.fc.triggers.TriggerError`
@@ -279,7 +298,7 @@ class FcService:
         :class:`destinations.DestinationError`; see :meth:`deploy_specs`.
         """
         specs = syaml.load(s_yaml, self.account, environ)
-        return self.deploy_specs(specs, Path(s_yaml).resolve().parent)
+        return self.deploy_specs(specs, _extra_paths(extra_paths))
 
     def deploy_ros(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """Register the functions of a ROS template that :mod:`localcloud.ros` resolved (:mod:`localcloud.fc.ros`).
@@ -293,9 +312,11 @@ class FcService:
             ros.function_spec(entry, region, self.account, self.oss_endpoint, code_root)
             for entry in request.get("functions") or []
         ]
-        return self.deploy_specs(specs, code_root)
+        return self.deploy_specs(specs, ())
 
-    def deploy_specs(self, specs: list[syaml.FunctionSpec], project_dir: Path) -> list[dict[str, Any]]:
+    def deploy_specs(
+        self, specs: list[syaml.FunctionSpec], extra_paths: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
         """Deploy ``specs`` all or nothing: a refusal leaves no function registered or changed.
 
         Every name, destination and schedule is checked before any file is touched (a name
@@ -314,7 +335,7 @@ class FcService:
         try:
             # Side by side: each snapshot is thousands of stat and link calls, which release the GIL.
             with ThreadPoolExecutor(max(1, min(len(specs), 4))) as builders:
-                futures = [builders.submit(self._build, spec, project_dir) for spec in specs]
+                futures = [builders.submit(self._build, spec, extra_paths) for spec in specs]
             built.extend(future.result() for future in futures)
             for deployed in built:
                 applied.append(deployed.spec)
@@ -361,7 +382,7 @@ class FcService:
             if not any(path.parent.iterdir()):
                 path.parent.rmdir()
 
-    def _build(self, spec: syaml.FunctionSpec, project_dir: Path) -> Deployed:
+    def _build(self, spec: syaml.FunctionSpec, extra_paths: tuple[str, ...]) -> Deployed:
         """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy.
 
         The top-level entries whose every file is already a hard link (the package's cached
@@ -369,11 +390,9 @@ class FcService:
         for every function and deploy that has the same ones (as an FC layer is shared); it is
         on the function's ``sys.path`` right after the snapshot of the rest of the code folder.
 
-        A code folder without its own ``immflow`` (the bare ``functions/<name>`` folder rather than
-        ``immflow package``'s output) gets the repository's ``shared/`` (next to the s.yaml) on
-        ``sys.path`` after the code folder. Third-party packages come from the code folder when the
-        function runs on its runtime's own Python, else from the local cloud's environment
-        (:mod:`localcloud.fc.instances`).
+        ``extra_paths`` go on ``sys.path`` after the code folder and its layer (:meth:`deploy`). Third-party packages
+        come from the code folder when the function runs on its runtime's own Python, else from the
+        local cloud's environment (:mod:`localcloud.fc.instances`).
         """
         source = Path(spec.code_dir)
         scan = _scan_code(source)
@@ -390,11 +409,7 @@ class FcService:
 
             shutil.copytree(source, staging, ignore=ignore, copy_function=_snapshot_file)
             os.replace(staging, target)
-        shared = project_dir / "shared"
-        bundled = (target / "immflow").is_dir()
-        extra = (str(shared),) if (shared / "immflow").is_dir() and not bundled else ()
-        if layer is not None:
-            extra = (str(layer), *extra)
+        extra = extra_paths if layer is None else (str(layer), *extra_paths)
         config_digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:8]
         return Deployed(spec, target, extra, f"{scan.version}-{config_digest}")
 
@@ -600,9 +615,15 @@ class FcService:
         self._route(deployed, invocation, config.on_failure, condition, outcome)
 
     def _crash_after(self, invocation: Invocation) -> float | None:
-        """When the fault plan kills this attempt's worker: a seeded point in its first second
-        (keyed by request id and attempt, so FC's retry of it may pass)."""
-        item = f"{invocation.function}/{invocation.request_id}#{invocation.attempts}"
+        """When the fault plan kills this attempt's worker: a seeded point in its first second.
+        Keyed by the function, the payload without its ids and times, which of the invocations
+        with that payload it is (a timer's firings look alike) and the attempt, so FC's retry of
+        it may pass, and the same uploads meet the same crashes in another run."""
+        if not self._faults.rates.get("fc.crash"):
+            return None  # no digest of every payload when crashes are off
+        work = f"{invocation.function}:{stable_digest(invocation.payload)}"
+        occurrence = self._faults.occurrence(work, invocation.request_id)
+        item = f"{work}.{occurrence}#{invocation.attempts}"
         if not self._faults.fires("fc.crash", item, invocation.source):
             return None
         return CRASH_WITHIN_SECONDS * self._faults.share("fc.crash", item)
@@ -760,7 +781,9 @@ class FcService:
                 if "ros" in body:
                     summaries = self.deploy_ros(body["ros"])
                 else:
-                    summaries = self.deploy(Path(body["s_yaml"]), body.get("environ"))
+                    summaries = self.deploy(
+                        Path(body["s_yaml"]), body.get("environ"), body.get("extra_paths") or ()
+                    )
             except (ValueError, KeyError, TypeError, triggers.TriggerError) as error:
                 raise invalid_argument(f"deploy failed: {error}") from error
             return _json(200, {"functions": summaries}, request_id)

@@ -45,7 +45,7 @@ from typing import Any
 from immflow.tasks import TASK_TYPES
 
 from localcloud.core.account import Account
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.imm import archive, images, media, office
 from localcloud.imm.context import TaskContext
 from localcloud.imm.errors import TaskFailure
@@ -132,6 +132,12 @@ def notification_content(
     return content
 
 
+def task_fault_item(task: TaskRow) -> str:
+    """What a fault on a task is keyed by: its project, type and request (sources, targets,
+    UserData), which the same uploads give again in another run, unlike its TaskId."""
+    return f"{task.project}/{task.task_type}:{stable_digest(task.request)}"
+
+
 class Engine:
     def __init__(
         self,
@@ -206,7 +212,7 @@ class Engine:
             self.wake()
 
     def _run(self, task: TaskRow, worker: int) -> None:
-        if self._faults.fires("imm.hang", task.task_id, task.task_type):
+        if self._faults.fires("imm.hang", task_fault_item(task), task.task_id):
             self._hang(self._faults.setting("hang_seconds"))
             if self._stopping:
                 return  # still Running in the store: the next start runs it again
@@ -251,7 +257,9 @@ class Engine:
         )
         topic = ((task.request.get("Notification") or {}).get("MNS") or {}).get("TopicName")
         envelope = None
-        if topic and not self._faults.fires("imm.notification.lost", task.task_id, topic):
+        if topic and not self._faults.fires(
+            "imm.notification.lost", task_fault_item(task), f"{task.task_id} on {topic}"
+        ):
             envelope = (topic, self._notification_body(task, content, end_time))
         self._store.finish(
             task.task_id,

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -47,11 +45,11 @@ from immflow.ossuri import OssUri, OssUriError
 from immflow.tasks import TASK_REQUESTS_BY_ACTION, TaskRequest
 
 from localcloud.core.account import Account
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.http import Request, Response
 from localcloud.core.nonces import NonceLedger
 from localcloud.imm import auth, wire
-from localcloud.imm.engine import PROCESSORS, Engine
+from localcloud.imm.engine import PROCESSORS, Engine, task_fault_item
 from localcloud.imm.errors import (
     ImmError,
     internal_error,
@@ -62,7 +60,7 @@ from localcloud.imm.errors import (
     throttled,
 )
 from localcloud.imm.policy import DEFAULT_ROLE, Policy
-from localcloud.imm.store import Store, TaskRow
+from localcloud.imm.store import INFINITY, Store, TaskQuery, TaskRow
 
 log = logging.getLogger("localcloud.imm")
 
@@ -95,8 +93,6 @@ LOCAL_TASKS = {
 }
 """The task actions the local IMM runs: immflow's request model validates them, a processor runs them."""
 
-#: How many distinct calls the fault plan counts repeats of (memory stays flat over a long soak).
-MAX_CALLS_REMEMBERED = 10_000
 #: 1 to 128 letters, digits, ``-`` or ``_``, starting with a letter or ``_`` (docs/signatures.md).
 PROJECT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 MAX_PROJECTS = 100
@@ -150,7 +146,6 @@ class ImmService:
     ) -> None:
         self.account = account
         self._faults = faults or FaultPlan()
-        self._calls_seen: Counter[str] = Counter()
         self._clock = clock
         self._retention = retention.total_seconds()
         self._engine_concurrency = engine_concurrency
@@ -243,12 +238,12 @@ class ImmService:
         Returns the call's fault item ("" without a plan)."""
         if not self._faults.active:
             return ""
-        call = hashlib.sha256(json.dumps([action, sorted(params.items())]).encode()).hexdigest()[:16]
-        with self._calls_lock:
-            self._calls_seen[call] += 1
-            item = f"{action}:{call}#{self._calls_seen[call]}"
-            if len(self._calls_seen) > MAX_CALLS_REMEMBERED:  # the oldest calls' retries are long over
-                del self._calls_seen[next(iter(self._calls_seen))]
+        keyed = dict(params)
+        task = self._store.task_row(params.get("ProjectName", ""), params.get("TaskId", ""))
+        if task is not None:  # a TaskId is new in every run; the task's request is not
+            keyed["TaskId"] = task_fault_item(task)
+        call = f"{action}:{stable_digest(keyed)}"
+        item = f"{call}#{self._faults.occurrence(call)}"
         if self._faults.fires("imm.throttle", item, action):
             raise throttled()
         if self._faults.fires("imm.error", item, action):
@@ -456,7 +451,7 @@ class ImmService:
         project = self._project(params)
         task_type = wire.text(params, "TaskType", required=True)
         task_id = wire.text(params, "TaskId", required=True)
-        task = self._live(self._store.get_task(project["ProjectName"], task_id))
+        task = self._live(self._store.task_row(project["ProjectName"], task_id))
         if task is None or task.task_type != task_type:
             raise resource_not_found("task")
         return self._task_info(task, wire.boolean(params, "RequestDefinition"))
@@ -488,29 +483,24 @@ class ImmService:
             raise invalid_argument('The parameter TaskTypes must be a JSON array such as ["MediaConvert"].')
         selector = _tag_selector(params.get("TagSelector") or "")
         ranges = {name: _time_range(decoded.get(name), name) for name in ("StartTimeRange", "EndTimeRange")}
-        rows = [
-            task
-            for task in self._store.project_tasks(project["ProjectName"], self._clock() - self._retention)
-            if (not task_types or task.task_type in task_types)
-            and (not status or task.status == status)
-            and all(_tag_matches(task.tags, k, v) for k, v in selector)
-            and _in_range(task.start_time, ranges["StartTimeRange"])
-            and _in_range(task.end_time, ranges["EndTimeRange"])
-        ]
-        descending = order == "desc"
-
-        def key(task: TaskRow) -> tuple[float, str]:
-            if sort == "TaskId":
-                return (0.0, task.task_id)
-            value = task.start_time if sort == "StartTime" else task.end_time
-            # Running tasks have no EndTime: they sort after every finished one in ascending order.
-            return (float("inf") if value is None else value, task.task_id)
-
-        rows.sort(key=key, reverse=descending)
         token = params.get("NextToken") or ""
-        if token:
-            cursor = _decode_cursor(token, sort, order)
-            rows = [t for t in rows if (key(t) < cursor if descending else key(t) > cursor)]
+        query = TaskQuery(
+            project=project["ProjectName"],
+            not_before=self._clock() - self._retention,
+            sort=sort,
+            descending=order == "desc",
+            task_types=tuple(str(t) for t in task_types),
+            status=status,
+            start_range=ranges["StartTimeRange"],
+            end_range=ranges["EndTimeRange"],
+            after=_decode_cursor(token, sort, order) if token else None,
+        )
+        rows: list[TaskRow] = []
+        for task in self._store.query_tasks(query):
+            if all(_tag_matches(task.tags, k, v) for k, v in selector):
+                rows.append(task)
+                if len(rows) > limit:  # one more than the page says whether there is a next one
+                    break
         page = rows[:limit]
         with_definition = wire.boolean(params, "RequestDefinition")
         body: dict[str, Any] = {
@@ -519,7 +509,7 @@ class ImmService:
             "Tasks": [self._task_info(task, with_definition) for task in page],
         }
         if len(rows) > limit:
-            body["NextToken"] = _encode_cursor(sort, order, key(page[-1]))
+            body["NextToken"] = _encode_cursor(sort, order, _sort_key(page[-1], sort))
         return body
 
 
@@ -565,16 +555,6 @@ def _time_range(value: Any, name: str) -> tuple[float | None, float | None]:
     )
 
 
-def _in_range(moment: float | None, bounds: tuple[float | None, float | None]) -> bool:
-    start, end = bounds
-    if start is None and end is None:
-        return True
-    if moment is None:
-        return False
-    # Stored times keep microseconds, while a range given in milliseconds must include its own edge.
-    return (start is None or moment >= start - 0.0005) and (end is None or moment <= end + 0.0005)
-
-
 def _encode_token(kind: str, value: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([kind, value]).encode()).decode()
 
@@ -591,6 +571,14 @@ def _decode_token(token: str, kind: str) -> str:
             "The parameter NextToken is not valid: pass the NextToken of the previous answer."
         )
     return value
+
+
+def _sort_key(task: TaskRow, sort: str) -> tuple[float, str]:
+    """Where a task is in ListTasks' order (as `localcloud.imm.store.Store.query_tasks` sorts)."""
+    if sort == "TaskId":
+        return (0.0, task.task_id)
+    value = task.start_time if sort == "StartTime" else task.end_time
+    return (INFINITY if value is None else value, task.task_id)
 
 
 def _encode_cursor(sort: str, order: str, key: tuple[float, str]) -> str:

@@ -11,7 +11,7 @@ accepted the message. Times are epoch seconds (floats) here and formatted at the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,27 @@ class TaskRow:
     start_time: float
     end_time: float | None
     result: dict[str, Any] | None
+
+
+#: How many task rows a ListTasks reads from SQLite at a time.
+TASK_BATCH = 200
+INFINITY = float("inf")
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """What ListTasks asks for (docs/imm.md#gettask-listtasks-retention); ``sort`` is TaskId,
+    StartTime or EndTime, ``after`` the sort key (value, TaskId) of the last task already given."""
+
+    project: str
+    not_before: float
+    sort: str = "TaskId"
+    descending: bool = False
+    task_types: tuple[str, ...] = ()
+    status: str = ""
+    start_range: tuple[float | None, float | None] = (None, None)
+    end_range: tuple[float | None, float | None] = (None, None)
+    after: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,19 +195,56 @@ class Store:
                 ),
             )
 
-    def get_task(self, project: str, task_id: str) -> TaskRow | None:
+    def task_row(self, project: str, task_id: str) -> TaskRow | None:
         row = self._db.one(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND task_id = ?", project, task_id
         )
         return None if row is None else _task(row)
 
-    def project_tasks(self, project: str, not_before: float) -> list[TaskRow]:
-        rows = self._db.all(
-            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE project = ? AND start_time >= ? ORDER BY task_id",
-            project,
-            not_before,
-        )
-        return [_task(row) for row in rows]
+    def query_tasks(self, query: TaskQuery) -> Iterator[TaskRow]:
+        """The project's tasks that match ``query``, in its order, after its cursor, read
+        :data:`TASK_BATCH` rows at a time: memory stays the size of a batch however many tasks the
+        project has (reading them all made every ListTasks as big as the project's history)."""
+        sort = {"TaskId": "0.0", "StartTime": "start_time", "EndTime": "COALESCE(end_time, ?)"}[query.sort]
+        # A Running task has no EndTime: it sorts after every finished one in ascending order.
+        sort_args: list[object] = [INFINITY] if query.sort == "EndTime" else []
+        where = ["project = ?", "start_time >= ?"]
+        args: list[object] = [query.project, query.not_before]
+        if query.task_types:
+            where.append(f"task_type IN ({', '.join('?' * len(query.task_types))})")
+            args.extend(query.task_types)
+        if query.status:
+            where.append("status = ?")
+            args.append(query.status)
+        for column, (start, end) in (("start_time", query.start_range), ("end_time", query.end_range)):
+            # Stored times keep microseconds, while a range given in milliseconds includes its edge.
+            if start is not None:
+                where.append(f"{column} >= ?")
+                args.append(start - 0.0005)
+            if end is not None:
+                where.append(f"{column} <= ?")
+                args.append(end + 0.0005)
+        direction, beyond = ("DESC", "<") if query.descending else ("ASC", ">")
+        cursor = query.after
+        while True:
+            after_sql, after_args = "", []
+            if cursor is not None:
+                after_sql = f" AND ({sort}, task_id) {beyond} (?, ?)"
+                after_args = [*sort_args, *cursor]
+            rows = self._db.all(
+                f"SELECT {_TASK_COLUMNS}, {sort} FROM tasks WHERE {' AND '.join(where)}{after_sql} "
+                f"ORDER BY {sort} {direction}, task_id {direction} LIMIT ?",
+                *sort_args,
+                *args,
+                *after_args,
+                *sort_args,
+                TASK_BATCH,
+            )
+            for row in rows:
+                yield _task(list(row)[:-1])
+            if len(rows) < TASK_BATCH:
+                return
+            cursor = (float(rows[-1][-1]), str(rows[-1]["task_id"]))
 
     def claim_next(self, engine_limits: dict[str, int]) -> TaskRow | None:
         """Move the oldest queued task whose project has a free engine slot to ``running``."""

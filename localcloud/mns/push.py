@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.redact import redact_url
 from localcloud.mns.errors import MnsError
 from localcloud.mns.queues import OutgoingMessage, Queues
@@ -163,7 +163,10 @@ class Pusher:
 
     def _held_back(self, row: sqlite3.Row) -> bool:
         """Hold a push back before its first attempt when the fault plan delays it."""
-        if row["attempts"] or row["id"] in self._held:
+        if row["attempts"]:
+            return False
+        if row["id"] in self._held:
+            self._held.discard(row["id"])  # its wait is over; forgotten, so the set stays small
             return False
         item = _push_item(row)
         if not self._faults.fires("mns.push.delay", item, row["endpoint"]):
@@ -247,10 +250,10 @@ def _push_item(row: sqlite3.Row) -> str:
 
 
 def push_fault_item(topic: str, subscription: str, body: str) -> str:
-    """What a push fault is keyed by: the subscription and the pushed body (which holds the
-    MessageId, except in the SIMPLIFIED format, where it is the message as published)."""
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return f"{topic}/{subscription}:{digest}"
+    """What a push fault is keyed by: the subscription and the pushed body without what differs
+    from one run to the next (the MessageId, the publish time and, in a published IMM
+    notification, the TaskId and times: `localcloud.core.faults.stable_digest`)."""
+    return f"{topic}/{subscription}:{stable_digest(body)}"
 
 
 def _now_ms() -> int:

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from localcloud.core.account import Account
 from localcloud.core.http import Response
 from localcloud.oss import attributes, s3, wire
-from localcloud.oss.call import Call, check_sha256, http_time, user_meta, xml_response
+from localcloud.oss.call import OssRequest, check_sha256, http_time, user_meta, xml_response
 from localcloud.oss.errors import (
     OssError,
     entity_too_large,
@@ -74,7 +74,7 @@ class State:
 class Actions:
     """Base of :class:`~localcloud.oss.buckets.Buckets`, :class:`~localcloud.oss.objects.Objects`
     and :class:`~localcloud.oss.multipart.Multipart`: one method per OSS action, named like the
-    action, taking the parsed :class:`Call`."""
+    action, taking the parsed :class:`OssRequest`."""
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -90,7 +90,7 @@ class Actions:
             raise no_such_bucket(bucket)
         return row
 
-    def _receive_body(self, call: Call, max_size: int) -> Received:
+    def _receive_body(self, call: OssRequest, max_size: int) -> Received:
         """Write the request body to a new data file as it arrives, ``BODY_CHUNK`` at a time.
 
         On the way it computes the MD5 (the ETag) and the CRC-64, checks ``Content-MD5`` and,
@@ -129,7 +129,7 @@ class Actions:
             raise
         return Received(new, md5.hexdigest().upper(), crc)
 
-    def _acl_xml(self, call: Call, grant: str) -> Response:
+    def _acl_xml(self, call: OssRequest, grant: str) -> Response:
         """Get(Bucket|Object)Acl's answer: OSS's one-word ``<Grant>``, or S3's grant list when the
         request came through the S3 API (:func:`localcloud.oss.s3.acl_grants`)."""
         grants = (
@@ -145,7 +145,7 @@ class Actions:
         )
 
     @staticmethod
-    def _required_acl(call: Call, header: str) -> str:
+    def _required_acl(call: OssRequest, header: str) -> str:
         value = call.header(header)
         if not value:
             if s3.is_s3(call.request):
@@ -156,7 +156,7 @@ class Actions:
         return value
 
     @staticmethod
-    def _headers_to_store(call: Call) -> dict[str, str]:
+    def _headers_to_store(call: OssRequest) -> dict[str, str]:
         return {
             name: value
             for name, value in call.request.headers.items()
@@ -164,7 +164,7 @@ class Actions:
         }
 
     @staticmethod
-    def _props(call: Call) -> dict[str, Any]:
+    def _props(call: OssRequest) -> dict[str, Any]:
         """The storage class, tags and ACL a write asks for in its headers, checked."""
         return {
             "storage_class": attributes.storage_class(call.header("x-oss-storage-class")),
@@ -186,12 +186,12 @@ class Actions:
             )
 
     @staticmethod
-    def _forbid_overwrite(call: Call) -> bool:
+    def _forbid_overwrite(call: OssRequest) -> bool:
         return (call.header("x-oss-forbid-overwrite") or "").lower() == "true"
 
     def _commit_object(
         self,
-        call: Call,
+        call: OssRequest,
         *,
         key: str,
         data_id: str,
@@ -256,7 +256,7 @@ class Actions:
 
     def _enqueue(
         self,
-        call: Call,
+        call: OssRequest,
         event_name: str,
         facts: ObjectFacts,
         delta_size: int,
@@ -282,7 +282,7 @@ class Actions:
     def _owner_xml(self) -> str:
         return f"<Owner>{wire.tag('ID', self.account.account_id)}{wire.tag('DisplayName', self.account.account_id)}</Owner>"
 
-    def _copy_source(self, call: Call) -> tuple[str, str]:
+    def _copy_source(self, call: OssRequest) -> tuple[str, str]:
         """The ``(bucket, key)`` that ``x-oss-copy-source: /bucket/url-encoded-key`` names."""
         raw = call.header("x-oss-copy-source") or ""
         path, _, version = raw.partition("?")
@@ -300,7 +300,7 @@ class Actions:
         return src_bucket, src_key
 
     @staticmethod
-    def _check_copy_source_conditions(call: Call, row: Any) -> None:
+    def _check_copy_source_conditions(call: OssRequest, row: Any) -> None:
         """``x-oss-copy-source-if-*``: OSS answers 412 PreconditionFailed for each that fails."""
         etag = row["etag"]
         modified = int(row["last_modified"])
@@ -325,7 +325,7 @@ class Actions:
                 Condition=failed,
             )
 
-    def _open_copy_source(self, call: Call) -> tuple[Any, BinaryIO]:
+    def _open_copy_source(self, call: OssRequest) -> tuple[Any, BinaryIO]:
         src_bucket, src_key = self._copy_source(call)
         found = self._store.open_object(src_bucket, src_key)
         if found is None:

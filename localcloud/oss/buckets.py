@@ -9,13 +9,13 @@ from typing import Any
 from localcloud.core.http import Response
 from localcloud.oss import attributes, wire
 from localcloud.oss.actions import Actions
-from localcloud.oss.call import MAX_KEYS, Call, int_param, parse_xml, xml_response
+from localcloud.oss.call import MAX_KEYS, OssRequest, int_param, parse_xml, xml_response
 from localcloud.oss.errors import OssError, invalid_argument, no_such_bucket
 
 
 class Buckets(Actions):
     @staticmethod
-    def _endpoint(call: Call) -> str:
+    def _endpoint(call: OssRequest) -> str:
         """The endpoint ListBuckets and GetBucketInfo name: the address this request came to.
 
         The cloud names ``oss-<region>.aliyuncs.com`` (and its ``-internal`` form); a client that
@@ -42,7 +42,7 @@ class Buckets(Actions):
             + "</Bucket>"
         )
 
-    def list_buckets(self, call: Call) -> Response:
+    def list_buckets(self, call: OssRequest) -> Response:
         prefix = call.params.get("prefix", "")
         marker = call.params.get("marker", "")
         max_keys = int_param(call.params, "max-keys", 100, 1, MAX_KEYS)
@@ -68,7 +68,7 @@ class Buckets(Actions):
         )
         return xml_response(body)
 
-    def put_bucket(self, call: Call) -> Response:
+    def put_bucket(self, call: OssRequest) -> Response:
         storage_class = "Standard"
         if call.document().strip():
             root = parse_xml(call.document(), "CreateBucketConfiguration")
@@ -88,7 +88,7 @@ class Buckets(Actions):
                 self._store.add_bucket(call.bucket, time.time(), storage_class, acl)
         return Response(200, {"Location": f"/{call.bucket}"})
 
-    def delete_bucket(self, call: Call) -> Response:
+    def delete_bucket(self, call: OssRequest) -> Response:
         with self._store.transaction():
             if self._store.bucket_row(call.bucket) is None:
                 raise no_such_bucket(call.bucket)
@@ -105,7 +105,7 @@ class Buckets(Actions):
         self._triggers.forget_bucket(call.bucket)
         return Response(204)
 
-    def get_bucket_info(self, call: Call) -> Response:
+    def get_bucket_info(self, call: OssRequest) -> Response:
         row = self._require_bucket(call.bucket)
         region = self.account.region
         body = (
@@ -127,14 +127,14 @@ class Buckets(Actions):
         )
         return xml_response(body)
 
-    def get_bucket_location(self, call: Call) -> Response:
+    def get_bucket_location(self, call: OssRequest) -> Response:
         self._require_bucket(call.bucket)
         return xml_response(wire.tag("LocationConstraint", f"oss-{self.account.region}"))
 
-    def get_bucket_acl(self, call: Call) -> Response:
+    def get_bucket_acl(self, call: OssRequest) -> Response:
         return self._acl_xml(call, self._require_bucket(call.bucket)["acl"])
 
-    def put_bucket_acl(self, call: Call) -> Response:
+    def put_bucket_acl(self, call: OssRequest) -> Response:
         """PutBucketAcl: stored and reported. There is one account locally, and every request is
         signed with its key pair, so the ACL grants nothing more: anonymous requests stay refused
         whatever the ACL says (the cloud would serve a public-read bucket's objects to anyone)."""
@@ -144,7 +144,7 @@ class Buckets(Actions):
                 raise no_such_bucket(call.bucket)
         return Response(200)
 
-    def list_live_channel(self, call: Call) -> Response:
+    def list_live_channel(self, call: OssRequest) -> Response:
         """ListLiveChannel: always empty; the local OSS has no RTMP ingest, so PutLiveChannel
         answers 501 and no channel can exist."""
         self._require_bucket(call.bucket)
@@ -207,7 +207,7 @@ class Buckets(Actions):
             + "</Contents>"
         )
 
-    def _list_params(self, call: Call) -> tuple[str, str, int]:
+    def _list_params(self, call: OssRequest) -> tuple[str, str, int]:
         self._require_bucket(call.bucket)
         encoding = call.params.get("encoding-type", "")
         if encoding not in ("", "url"):
@@ -218,7 +218,7 @@ class Buckets(Actions):
             int_param(call.params, "max-keys", 100, 0, MAX_KEYS),
         )
 
-    def list_objects(self, call: Call) -> Response:
+    def list_objects(self, call: OssRequest) -> Response:
         prefix, delimiter, max_keys = self._list_params(call)
         marker = call.params.get("marker", "")
         encode = call.encode_keys
@@ -242,7 +242,7 @@ class Buckets(Actions):
         )
         return xml_response(body)
 
-    def list_objects_v2(self, call: Call) -> Response:
+    def list_objects_v2(self, call: OssRequest) -> Response:
         prefix, delimiter, max_keys = self._list_params(call)
         token = call.params.get("continuation-token", "")
         start_after = call.params.get("start-after", "")

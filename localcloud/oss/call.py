@@ -1,4 +1,4 @@
-"""One parsed OSS request (:class:`Call`) and the request/response helpers every action uses."""
+"""One parsed OSS request (:class:`OssRequest`) and the request/response helpers every action uses."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class BodySource(Protocol):
 
 
 @dataclass
-class Call:
+class OssRequest:
     """One request, parsed: who it addresses, its query, and its body as it arrives."""
 
     request: Request

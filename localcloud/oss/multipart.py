@@ -11,7 +11,7 @@ from typing import Any
 from localcloud.core.http import Response
 from localcloud.oss import wire
 from localcloud.oss.actions import MAX_OBJECT_SIZE, Actions
-from localcloud.oss.call import Call, int_param, parse_xml, xml_response
+from localcloud.oss.call import OssRequest, int_param, parse_xml, xml_response
 from localcloud.oss.errors import OssError, invalid_argument, malformed_xml, no_such_upload
 
 #: OSS's smallest part, except for the last one.
@@ -19,7 +19,7 @@ MIN_PART_SIZE = 100 * 1024
 
 
 class Multipart(Actions):
-    def _require_upload(self, call: Call) -> Any:
+    def _require_upload(self, call: OssRequest) -> Any:
         upload_id = call.params.get("uploadId", "")
         row = self._store.upload_row(upload_id, call.bucket, call.key)
         if row is None:
@@ -27,7 +27,7 @@ class Multipart(Actions):
             raise no_such_upload(upload_id)
         return row
 
-    def initiate_multipart_upload(self, call: Call) -> Response:
+    def initiate_multipart_upload(self, call: OssRequest) -> Response:
         self._require_bucket(call.bucket)
         if self._forbid_overwrite(call) and self._store.object_row(call.bucket, call.key) is not None:
             raise OssError(
@@ -64,7 +64,7 @@ class Multipart(Actions):
         )
         return xml_response(body)
 
-    def upload_part(self, call: Call) -> Response:
+    def upload_part(self, call: OssRequest) -> Response:
         upload = self._require_upload(call)
         number = int_param(call.params, "partNumber", None, 1, 10000)
         received = self._receive_body(call, MAX_OBJECT_SIZE)
@@ -86,7 +86,7 @@ class Multipart(Actions):
         if old is not None:
             self._store.remove_data([old["data_id"]])
 
-    def upload_part_copy(self, call: Call) -> Response:
+    def upload_part_copy(self, call: OssRequest) -> Response:
         """UploadPartCopy: a part made of a source object's bytes, or of ``x-oss-copy-source-range``.
 
         A range must lie inside the source (``bytes=first-last``, both given); OSS refuses one that
@@ -113,7 +113,7 @@ class Multipart(Actions):
         )
         return xml_response(body, headers={"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc)})
 
-    def list_multipart_uploads(self, call: Call) -> Response:
+    def list_multipart_uploads(self, call: OssRequest) -> Response:
         """ListMultipartUploads: uploads in key order, those of one key in the order they began."""
         self._require_bucket(call.bucket)
         prefix = call.params.get("prefix", "")
@@ -173,7 +173,7 @@ class Multipart(Actions):
         )
         return xml_response(body)
 
-    def complete_multipart_upload(self, call: Call) -> Response:
+    def complete_multipart_upload(self, call: OssRequest) -> Response:
         upload = self._require_upload(call)
         upload_id = upload["upload_id"]
         stored_parts = {row["part_number"]: row for row in self._store.parts(upload_id)}
@@ -277,14 +277,14 @@ class Multipart(Actions):
             chosen.append(part)
         return chosen
 
-    def abort_multipart_upload(self, call: Call) -> Response:
+    def abort_multipart_upload(self, call: OssRequest) -> Response:
         upload = self._require_upload(call)
         with self._store.transaction():
             part_ids = self._store.remove_upload(upload["upload_id"])
         self._store.remove_data(part_ids)
         return Response(204)
 
-    def list_parts(self, call: Call) -> Response:
+    def list_parts(self, call: OssRequest) -> Response:
         upload = self._require_upload(call)
         max_parts = int_param(call.params, "max-parts", 1000, 1, 1000)
         marker = int_param(call.params, "part-number-marker", 0, 0, 10000)

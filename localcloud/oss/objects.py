@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from localcloud.core.http import Response
 from localcloud.oss import attributes, wire
 from localcloud.oss.actions import CHUNK, MAX_OBJECT_SIZE, STREAM_THRESHOLD, Actions
-from localcloud.oss.call import MAX_KEYS, Call, http_time, parse_xml, user_meta, xml_response
+from localcloud.oss.call import MAX_KEYS, OssRequest, http_time, parse_xml, user_meta, xml_response
 from localcloud.oss.errors import OssError, invalid_argument, malformed_xml, no_such_bucket, no_such_key
 from localcloud.oss.events import ObjectFacts
 
@@ -30,7 +30,7 @@ RESPONSE_OVERRIDES = {
 
 
 class Objects(Actions):
-    def put_object(self, call: Call) -> Response:
+    def put_object(self, call: OssRequest) -> Response:
         self._require_bucket(call.bucket)
         props = self._props(call)
         received = self._receive_body(call, MAX_OBJECT_SIZE)
@@ -80,7 +80,7 @@ class Objects(Actions):
             headers["x-oss-restore"] = restore
         return headers
 
-    def _check_conditions(self, call: Call, row: Any) -> None:
+    def _check_conditions(self, call: OssRequest, row: Any) -> None:
         etag = f'"{row["etag"]}"'
         modified = int(row["last_modified"])
         if_match = call.header("if-match")
@@ -108,7 +108,7 @@ class Objects(Actions):
             error.headers = {"ETag": etag, "Last-Modified": wire.http_date(row["last_modified"])}
             raise error
 
-    def _open(self, call: Call) -> tuple[Any, BinaryIO, Any | None]:
+    def _open(self, call: OssRequest) -> tuple[Any, BinaryIO, Any | None]:
         """The object's row and bytes, through a symlink; the third item is the link's row.
 
         A link is followed one level: a link whose target is itself a link is refused (OSS
@@ -151,7 +151,7 @@ class Objects(Actions):
             headers["Last-Modified"] = wire.http_date(max(row["last_modified"], link["last_modified"]))
         return headers
 
-    def get_object(self, call: Call) -> Response:
+    def get_object(self, call: OssRequest) -> Response:
         row, stream, link = self._open(call)
         try:
             self._check_readable(row)
@@ -179,7 +179,7 @@ class Objects(Actions):
             raise
         return Response(status, headers, _stream(stream, length), length=length)
 
-    def head_object(self, call: Call) -> Response:
+    def head_object(self, call: OssRequest) -> Response:
         """HeadObject. Unlike GetObject it answers for an unrestored Archive object too, with its
         ``x-oss-restore`` state, as OSS does."""
         row, stream, link = self._open(call)
@@ -189,7 +189,7 @@ class Objects(Actions):
         headers["Content-Length"] = str(row["size"])
         return Response(200, headers)
 
-    def get_object_meta(self, call: Call) -> Response:
+    def get_object_meta(self, call: OssRequest) -> Response:
         row, stream, _ = self._open(call)
         stream.close()
         return Response(
@@ -201,7 +201,7 @@ class Objects(Actions):
             },
         )
 
-    def _delete_keys(self, call: Call, keys: list[str], event_name: str) -> list[str]:
+    def _delete_keys(self, call: OssRequest, keys: list[str], event_name: str) -> list[str]:
         """Delete ``keys`` (missing ones count as deleted, as in OSS) and emit their events."""
         obsolete: list[str] = []
         now = time.time()
@@ -221,11 +221,11 @@ class Objects(Actions):
         self._deliverer.notify()
         return keys
 
-    def delete_object(self, call: Call) -> Response:
+    def delete_object(self, call: OssRequest) -> Response:
         self._delete_keys(call, [call.key], "ObjectRemoved:DeleteObject")
         return Response(204)
 
-    def delete_multiple_objects(self, call: Call) -> Response:
+    def delete_multiple_objects(self, call: OssRequest) -> Response:
         body = call.document()
         wire.check_content_md5(call.header("content-md5"), hashlib.md5(body).digest())
         root = parse_xml(body, "Delete")
@@ -251,7 +251,7 @@ class Objects(Actions):
             + "</DeleteResult>"
         )
 
-    def copy_object(self, call: Call) -> Response:
+    def copy_object(self, call: OssRequest) -> Response:
         """CopyObject. A symlink source copies the link itself (OSS does the same); an Archive or
         ColdArchive source must be restored first."""
         directive = (call.header("x-oss-metadata-directive") or "COPY").upper()
@@ -302,7 +302,7 @@ class Objects(Actions):
         )
         return xml_response(body, headers={"ETag": f'"{row["etag"]}"', "x-oss-hash-crc64ecma": row["crc64"]})
 
-    def append_object(self, call: Call) -> Response:
+    def append_object(self, call: OssRequest) -> Response:
         """AppendObject. The body is written to a new data file first, outside the transaction (a
         slow client holds no lock); inside it, the position is checked again and the bytes are
         copied after the object's committed size (or the file becomes the new object's)."""
@@ -361,7 +361,7 @@ class Objects(Actions):
             {"ETag": f'"{etag}"', "x-oss-next-append-position": str(size), "x-oss-hash-crc64ecma": str(crc)},
         )
 
-    def _append_target(self, call: Call, position: int) -> Any:
+    def _append_target(self, call: OssRequest, position: int) -> Any:
         """The appendable object's row (``None`` when the key is new), if ``position`` is its length."""
         row = self._store.object_row(call.bucket, call.key)
         if row is not None and row["object_type"] != "Appendable":
@@ -380,14 +380,14 @@ class Objects(Actions):
             raise error
         return row
 
-    def _object_row(self, call: Call) -> Any:
+    def _object_row(self, call: OssRequest) -> Any:
         self._require_bucket(call.bucket)
         row = self._store.object_row(call.bucket, call.key)
         if row is None:
             raise no_such_key(call.key)
         return row
 
-    def put_object_tagging(self, call: Call) -> Response:
+    def put_object_tagging(self, call: OssRequest) -> Response:
         """PutObjectTagging: replaces the object's tags; Last-Modified does not change (as in OSS)."""
         self._object_row(call)
         root = parse_xml(call.document(), "Tagging")
@@ -398,7 +398,7 @@ class Objects(Actions):
         self._store.set_object_columns(call.bucket, call.key, tags=json.dumps(tags))
         return Response(200)
 
-    def get_object_tagging(self, call: Call) -> Response:
+    def get_object_tagging(self, call: OssRequest) -> Response:
         row = self._object_row(call)
         tags = json.loads(row["tags"])
         body = (
@@ -408,12 +408,12 @@ class Objects(Actions):
         )
         return xml_response(body)
 
-    def delete_object_tagging(self, call: Call) -> Response:
+    def delete_object_tagging(self, call: OssRequest) -> Response:
         self._object_row(call)
         self._store.set_object_columns(call.bucket, call.key, tags="{}")
         return Response(204)
 
-    def put_symlink(self, call: Call) -> Response:
+    def put_symlink(self, call: OssRequest) -> Response:
         """PutSymlink: the target need not exist (OSS does not check it either)."""
         self._require_bucket(call.bucket)
         raw_target = call.header("x-oss-symlink-target")
@@ -443,7 +443,7 @@ class Objects(Actions):
         )
         return Response(200, {"ETag": f'"{etag}"'})
 
-    def get_symlink(self, call: Call) -> Response:
+    def get_symlink(self, call: OssRequest) -> Response:
         row = self._object_row(call)
         if row["symlink_target"] is None:
             raise OssError(400, "NotSymlink", "The specified object is not a symlink.", Key=call.key)
@@ -457,17 +457,17 @@ class Objects(Actions):
             },
         )
 
-    def get_object_acl(self, call: Call) -> Response:
+    def get_object_acl(self, call: OssRequest) -> Response:
         return self._acl_xml(call, self._object_row(call)["acl"])
 
-    def put_object_acl(self, call: Call) -> Response:
+    def put_object_acl(self, call: OssRequest) -> Response:
         """PutObjectAcl (``x-oss-object-acl``): stored and reported, not enforced (see PutBucketAcl)."""
         acl = attributes.object_acl(self._required_acl(call, "x-oss-object-acl"))
         self._object_row(call)
         self._store.set_object_columns(call.bucket, call.key, acl=acl)
         return Response(200)
 
-    def restore_object(self, call: Call) -> Response:
+    def restore_object(self, call: OssRequest) -> Response:
         """RestoreObject: the copy is readable ``restore_delay`` seconds later (the cloud takes
         minutes to hours) and for ``Days`` days (default 1). A second request while one is running
         answers 409 RestoreAlreadyInProgress; one after it finished extends the expiry (200)."""

@@ -6,7 +6,7 @@ request is recognised as S3 by its signature; then:
 
 - the signature is checked as AWS documents SigV4 for S3 (service ``s3``; the scope's region
   must be the account's); ``x-amz-content-sha256``, when it is a hash, is checked against the
-  body once the body is read (:class:`~localcloud.oss.call.Call`), before the action uses it;
+  body once the body is read (:class:`~localcloud.oss.call.OssRequest`), before the action uses it;
   a body sent ``aws-chunked`` (``STREAMING-*`` payloads) is decoded as it arrives
   (:class:`AwsChunkedBody`), its chunk signatures are not checked (a difference: the header
   signature still covers the request);

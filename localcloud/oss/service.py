@@ -61,7 +61,7 @@ from localcloud.oss import s3, wire
 from localcloud.oss.actions import State
 from localcloud.oss.auth import SUBRESOURCES, verify_request
 from localcloud.oss.buckets import Buckets
-from localcloud.oss.call import Call, json_response
+from localcloud.oss.call import OssRequest, json_response
 from localcloud.oss.errors import OssError, not_implemented
 from localcloud.oss.events import Deliverer, Trigger, Triggers
 from localcloud.oss.multipart import Multipart
@@ -95,7 +95,7 @@ _ACTION_NAMES = {
     ("GET", "stat"): "GetBucketStat",
 }
 
-Handler = Callable[[Call], Response]
+Handler = Callable[[OssRequest], Response]
 
 
 class OssService:
@@ -139,7 +139,7 @@ class OssService:
         self.objects = Objects(self._state)
         self.multipart = Multipart(self._state)
         #: Actions whose body is object data, written to disk as it arrives; every other
-        #: action's body is a small document read whole (``Call.document``).
+        #: action's body is a small document read whole (``OssRequest.document``).
         self._streamed_actions: set[Handler] = {
             self.objects.put_object,
             self.objects.append_object,
@@ -210,7 +210,7 @@ class OssService:
             return Response(error.status, headers, b"")
         return Response(error.status, headers, body)
 
-    def _parse(self, request: Request, request_id: str) -> Call:
+    def _parse(self, request: Request, request_id: str) -> OssRequest:
         """Who the request addresses, after its signature was checked.
 
         Path style is ``/<bucket>/<key>``; virtual-host style names the bucket in the Host,
@@ -237,11 +237,11 @@ class OssService:
         else:
             verify_request(request, query, bucket, key, self.account)
             body, body_sha256 = request.stream, None
-        return Call(request, request_id, bucket, key, dict(query), body, body_sha256)
+        return OssRequest(request, request_id, bucket, key, dict(query), body, body_sha256)
 
     # --- routing ------------------------------------------------------------------------------
 
-    def _route(self, call: Call) -> Handler:
+    def _route(self, call: OssRequest) -> Handler:
         """The action a request names: its level (service, bucket, object), method and the query
         name that selects the action, matched in one table as the other local services do."""
         method, params = call.request.method, call.params

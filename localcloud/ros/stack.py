@@ -39,7 +39,7 @@ import requests
 
 from localcloud.core.admin import admin_headers
 from localcloud.core.durable import atomic_write_bytes
-from localcloud.ros.template import PSEUDO_PARAMETERS, Resolver, RosError, Template
+from localcloud.ros.template import PSEUDO_PARAMETERS, Resolver, RosError, RosTemplate
 
 STACK_NAME = "immflow-local"
 _NO_LOCAL_OTS = "this local cloud has no Tablestore ('ots' is not in endpoints.json)"
@@ -380,7 +380,7 @@ def deploy(
     template_path: Path, endpoints: dict[str, str], state_dir: Path, parameters: dict[str, str] | None = None
 ) -> list[Created]:
     """Create every resource of the template on the local cloud whose ``endpoints.json`` is ``endpoints``."""
-    template = Template.load(template_path, parameters or {})
+    template = RosTemplate.load(template_path, parameters or {})
     for name, resource in template.resources.items():
         if resource.get("Type") not in _HANDLERS:
             raise RosError(

@@ -30,13 +30,13 @@ class RosError(ValueError):
 
 
 @dataclass(frozen=True)
-class Template:
+class RosTemplate:
     path: Path
     parameters: dict[str, Any]
     resources: dict[str, dict[str, Any]]
 
     @classmethod
-    def load(cls, path: Path, given: dict[str, str]) -> Template:
+    def load(cls, path: Path, given: dict[str, str]) -> RosTemplate:
         try:
             document = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as error:
@@ -126,7 +126,7 @@ class Resolver:
 
     def __init__(
         self,
-        template: Template,
+        template: RosTemplate,
         pseudo: dict[str, str],
         physical_id: Callable[[str, str], str],
         attribute: _Attributes,

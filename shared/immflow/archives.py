@@ -50,7 +50,7 @@ class ArchiveLimits(BaseModel):
     """``limits:`` of a FileUncompression task in pipeline.yaml; each defaults to IMM's own limit and
     may only be lowered (IMM refuses more)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     max_entries: int = Field(default=IMM_MAX_ENTRIES, ge=1, le=IMM_MAX_ENTRIES)
     """Entries in the archive, files and folders."""

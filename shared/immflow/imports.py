@@ -6,10 +6,10 @@ import hook first on ``sys.meta_path`` that loads each module named in `DEFERRED
 the import binds a module object at once, and the module's code runs on the first attribute access
 that needs it. The modules are the SDKs' own; nothing is replaced or copied, so an SDK version that
 starts using one of them at import time or in a synchronous call still works (the module loads then,
-and costs what it cost before). ``tests/unit/test_imports.py`` runs every SDK call the functions make,
-their error paths and an asynchronous call with the hook installed, and checks that none of the
-deferred modules was loaded by the synchronous ones, so an upgrade that makes one of them needed shows
-up there, not as a slower function.
+and costs what it cost before). ``tests/functional/test_imports_diet.py`` runs every SDK call the
+functions make, their error paths and an asynchronous call with the hook installed, and checks that
+none of the deferred modules was loaded by the synchronous ones, so an upgrade that makes one of them
+needed shows up there, not as a slower function.
 
 Why each module is deferred (who imports it, and what for):
 
@@ -22,9 +22,14 @@ Why each module is deferred (who imports it, and what for):
 * ``apscheduler.schedulers.background`` (~30 ms): the ECS RAM role credential provider's refresh
   thread, built only when that provider is (we hand the SDKs keys). Its package ``apscheduler`` too:
   its ``__init__`` only works out its own version, through ``importlib.metadata``.
-* ``cryptography.hazmat.primitives.serialization`` and ``...asymmetric.padding`` (RSA/EC and SSH key
-  formats, ~30 ms): ``alibabacloud_tea_openapi.utils`` signs with RSA only for the RSA key-pair
-  signature algorithm; IMM requests are signed with HMAC (ACS3-HMAC-SHA256).
+* ``cryptography.hazmat.primitives.serialization``, ``...asymmetric.padding`` and ``...hashes`` (RSA/EC and
+  SSH key formats, and cryptography's Rust extension, ~35 ms): ``alibabacloud_tea_openapi.utils`` signs
+  with RSA only for the RSA key-pair signature algorithm; IMM requests are signed with HMAC
+  (ACS3-HMAC-SHA256, ``hmac`` and ``hashlib``).
+* ``darabonba.websocket`` (with the ``websocket-client`` package) and
+  ``alibabacloud_tea_openapi.websocket_utils`` (~7 ms): ``alibabacloud_tea_openapi.client`` imports them
+  for the WebSocket APIs, which IMM's task actions are not. Eight helper functions are taken from
+  ``darabonba.websocket`` by name: `DEFERRED_NAMES`.
 * ``Crypto.Cipher.AES``, ``Crypto.Cipher.PKCS1_OAEP``, ``Crypto.Cipher.PKCS1_v1_5``,
   ``Crypto.PublicKey.RSA``, ``Crypto.Random``, ``Crypto.Util.Counter`` (pycryptodome, with cffi's C
   parser, ~50 ms): oss2's client-side encryption (``CryptoBucket``), which the functions never use.
@@ -80,6 +85,9 @@ DEFERRED: frozenset[str] = frozenset(
         "apscheduler.schedulers.background",
         "cryptography.hazmat.primitives.serialization",
         "cryptography.hazmat.primitives.asymmetric.padding",
+        "cryptography.hazmat.primitives.hashes",
+        "darabonba.websocket",
+        "alibabacloud_tea_openapi.websocket_utils",
         "Crypto.Cipher.AES",
         "Crypto.Cipher.PKCS1_OAEP",
         "Crypto.Cipher.PKCS1_v1_5",
@@ -105,6 +113,19 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
     "aiohttp": frozenset({"ClientTimeout", "ClientResponse", "ClientSession"}),
     # alibabacloud_credentials' ECS RAM role provider builds one when it is itself built.
     "apscheduler.schedulers.background": frozenset({"BackgroundScheduler"}),
+    # alibabacloud_tea_openapi.client: the WebSocket APIs' settings and connection only.
+    "darabonba.websocket": frozenset(
+        {
+            "get_web_socket_enable_reconnect",
+            "get_web_socket_handshake_timeout",
+            "get_web_socket_max_reconnect_times",
+            "get_web_socket_ping_interval",
+            "get_web_socket_pong_timeout",
+            "get_web_socket_reconnect_interval",
+            "get_web_socket_write_timeout",
+            "new_websocket_client_and_connect",
+        }
+    ),
     # alibabacloud_tea_openapi.utils: RSA signatures (the RSA key-pair signature algorithm) only.
     "cryptography.hazmat.primitives.serialization": frozenset({"load_pem_private_key"}),
     # pydantic.plugin._loader: plugin discovery (off in functions: `install`); pydantic.networks: the

@@ -58,7 +58,8 @@ MAX_TRIGGERS_PER_BUCKET = 10
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
 TagValue = str | bool | int | float
 Tags = dict[str, TagValue]
-TaskStatus = Literal["Succeeded", "Failed"]
+#: The task endings a ``then:`` rule can follow (``on:``); a Lost task starts no follow-up.
+FollowedOutcome = Literal["Succeeded", "Failed"]
 
 
 class UnknownTaskError(ImmflowError, LookupError):
@@ -66,7 +67,7 @@ class UnknownTaskError(ImmflowError, LookupError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _event_regex(pattern: str) -> re.Pattern[str]:
@@ -273,7 +274,7 @@ class FollowUp(_Model):
     """
 
     after: Name
-    on: TaskStatus
+    on: FollowedOutcome
     for_each: Literal["output", "parent"] = "output"
     outputs: OutputFilter = Field(default_factory=OutputFilter)
     tasks: list[TaskSpec] = Field(min_length=1)

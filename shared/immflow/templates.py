@@ -32,12 +32,6 @@ UPLOAD_TIME_VARIABLES = frozenset({"year", "mon", "day", "hour", "min", "sec"})
 TASK_TIME_VARIABLES = frozenset({"t_" + name for name in UPLOAD_TIME_VARIABLES})
 PUBLIC_VARIABLES = SOURCE_VARIABLES | UPLOAD_TIME_VARIABLES | TASK_TIME_VARIABLES
 
-#: Variables only some task types provide, for the outputs they name (`TaskRequest.TEMPLATE_VARIABLES`).
-TASK_SPECIFIC_VARIABLES: Mapping[str, frozenset[str]] = {
-    task_type: request.TEMPLATE_VARIABLES
-    for task_type, request in TASK_TYPES.items()
-    if request.TEMPLATE_VARIABLES
-}
 TAGS_PREFIX = "tags."
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|\{|\}")
@@ -54,9 +48,23 @@ class TemplateError(ImmflowError, ValueError):
         super().__init__(f"TargetURI template {template!r}: {problem}")
 
 
+@cache
+def task_specific_variables() -> Mapping[str, frozenset[str]]:
+    """Variables only some task types provide, for the outputs they name (`TaskRequest.TEMPLATE_VARIABLES`),
+    by task type. It loads every type's model: for checks and error messages, not for a function's
+    own templates (`allowed_variables`)."""
+    return {
+        task_type: request.TEMPLATE_VARIABLES
+        for task_type, request in TASK_TYPES.items()
+        if request.TEMPLATE_VARIABLES
+    }
+
+
 def allowed_variables(task_type: str | None) -> frozenset[str]:
     """The built-in variables a template of ``task_type`` may use (``None``: public variables only)."""
-    return PUBLIC_VARIABLES | TASK_SPECIFIC_VARIABLES.get(task_type or "", frozenset())
+    if task_type is None or task_type not in TASK_TYPES:
+        return PUBLIC_VARIABLES
+    return PUBLIC_VARIABLES | TASK_TYPES[task_type].TEMPLATE_VARIABLES
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ class Template:
 
 
 def _unknown_variable_problem(name: str, task_type: str | None) -> str:
-    providers = sorted(t for t, names in TASK_SPECIFIC_VARIABLES.items() if name in names)
+    providers = sorted(t for t, names in task_specific_variables().items() if name in names)
     if providers:
         return (
             f"{{{name}}} is only provided by {' and '.join(providers)} tasks, not {task_type or 'this task'}"

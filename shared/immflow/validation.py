@@ -42,12 +42,12 @@ from immflow.pipeline import (
 )
 from immflow.tasks import SOURCE_PARAMETERS, OutputShape, dotted_path
 from immflow.templates import (
-    TASK_SPECIFIC_VARIABLES,
     TASK_VARIABLE_EXAMPLES,
     TemplateError,
     allowed_variables,
     parse,
     public_values,
+    task_specific_variables,
 )
 
 Severity = Literal["error", "warning"]
@@ -783,7 +783,7 @@ def _template_fix(problem: TemplateError, task_type: str) -> str:
     if name.startswith("tags."):
         key = name[len("tags.") :]
         return f"add `{key}: <value>` to the rule's or the task's `tags:`, or remove {{{name}}}"
-    if any(name in names for names in TASK_SPECIFIC_VARIABLES.values()):
+    if any(name in names for names in task_specific_variables().values()):
         return f"remove {{{name}}}; {task_type} tasks provide only the public variables and {{tags.KEY}}"
     close = difflib.get_close_matches(name, sorted(allowed_variables(task_type)), n=1, cutoff=0.6)
     return f"write {{{close[0]}}}" if close else "correct the variable's name"

@@ -4,13 +4,13 @@ minute or two): the pipeline's own checks and the dashboard's browser tests look
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from localcloud.core.ports import free_port_base
 from tests.support.e2e import CLI, REPO
 
 DEMO_TIMEOUT_SECONDS = 900
@@ -18,33 +18,10 @@ DEMO_TIMEOUT_SECONDS = 900
 PORTS_USED = 10
 
 
-def _free_port_base() -> int:
-    """A base port with the next `PORTS_USED` ports all free."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-        if base + PORTS_USED > 65535:
-            continue
-        sockets = []
-        try:
-            for offset in range(PORTS_USED):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + offset))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {PORTS_USED} consecutive free ports")
-
-
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state_dir = tmp_path_factory.mktemp("demo") / "state"
-    port_base = _free_port_base()
+    port_base = free_port_base(PORTS_USED)
     command = [*CLI, "demo", "--json", "--state-dir", str(state_dir), "--port-base", str(port_base),
                "--project", str(REPO), "--timeout", "600"]  # fmt: skip
     try:

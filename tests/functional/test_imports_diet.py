@@ -62,7 +62,7 @@ created = imm.create_task(
      "TargetURI": "oss://diet/out/a.jpg", "UserData": "diet"},
 )
 done["get"] = imm.get_task("diet", "ImageSplicing", created.task_id)["TaskId"] == created.task_id
-found = imm.find_task(
+found = imm.find_listed_task(
     "diet", "ImageSplicing", started_since=datetime.now(timezone.utc) - timedelta(hours=1),
     matches=lambda task: task.get("TaskId") == created.task_id,
 )
@@ -155,6 +155,9 @@ def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_defe
         "asyncio",
         "apscheduler.schedulers.background",
         "cryptography.hazmat.primitives.serialization",
+        "cryptography.hazmat.primitives.hashes",
+        "darabonba.websocket",
+        "alibabacloud_tea_openapi.websocket_utils",
         "Crypto.Cipher.AES",
         "Crypto.PublicKey.RSA",
         "aliyunsdkcore.client",

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 import tablestore
-from immflow.cli.local import create_ledger, function_env
+from immflow.cli.local import create_ledger, function_env, function_paths
 from immflow.ledger import local_ledger
 from immflow.ledger.tablestore import TABLES
 from immflow.settings import DEFAULT_LEDGER_URL, settings_from_env
 
 from localcloud.launcher import LaunchError, LocalCloud
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_functions_get_what_the_cli_hands_the_launcher(tmp_path: Path) -> None:
@@ -45,3 +47,10 @@ def test_without_a_function_env_the_functions_get_nothing_from_the_launcher(tmp_
 def test_an_unknown_placeholder_is_refused_with_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match=r"\{oss\}, \{mns\}, \{imm\}, \{ots\}"):
         LocalCloud.start(tmp_path, function_env={"X": "{nope}"})
+
+
+def test_the_cli_hands_the_local_fc_the_projects_shared_folder_for_bare_code_folders(tmp_path: Path) -> None:
+    """The local FC does not look for immflow itself: the CLI's deploy names the folder that holds it."""
+    assert function_paths(ROOT / "s.yaml") == [str(ROOT / "shared")]
+    (tmp_path / "s.yaml").write_text("edition: 3.0.0\n")
+    assert function_paths(tmp_path / "s.yaml") == []

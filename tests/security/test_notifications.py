@@ -92,7 +92,7 @@ def test_a_forged_notification_cannot_choose_a_tasks_outputs(harness: Harness) -
     # The forged one first: nothing changes, and no follow-up reads the private object.
     summary = harness.on_task_done(forged)
     assert summary["outcome"] == "suspicious"
-    task = harness.ledger.get_task(task_id)
+    task = harness.ledger.task_by_id(task_id)
     assert task is not None and (task.status, task.outputs) == ("Running", [])
     assert harness.ledger.children_of([task_id]) == []
 
@@ -100,7 +100,7 @@ def test_a_forged_notification_cannot_choose_a_tasks_outputs(harness: Harness) -
     summary = harness.on_task_done(genuine)
     assert (summary["outcome"], summary["status"], summary["follow_ups"]) == ("recorded", "Succeeded", 1)
     preview = f"oss://{BUCKET}/processed/uploads/images/{harness.prefix}/victim/preview-small.jpg"
-    task = harness.ledger.get_task(task_id)
+    task = harness.ledger.task_by_id(task_id)
     assert task is not None and task.outputs == [preview]
     [follow_up] = harness.ledger.children_of([task_id])
     assert follow_up.sources == [preview]
@@ -125,7 +125,7 @@ def test_a_forged_failure_does_not_hide_the_genuine_success(harness: Harness) ->
     _forge(harness, task_id, Status="Failed", Code="InternalError", Message=marker)
     forged, genuine = _both(harness, task_id, marker)
     assert harness.on_task_done(forged)["outcome"] == "suspicious"
-    task = harness.ledger.get_task(task_id)
+    task = harness.ledger.task_by_id(task_id)
     assert task is not None and task.status == "Running"
     summary = harness.on_task_done(genuine)
     assert (summary["outcome"], summary["status"]) == ("recorded", "Succeeded")

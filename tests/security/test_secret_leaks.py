@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from mns.topic import TopicMessage, TopicMeta
 from localcloud.core.account import Account
 from localcloud.core.admin import AdminGuard, load_or_create_token
 from localcloud.core.http import log as http_log
+from localcloud.core.ports import free_port, free_port_base
 from localcloud.core.redact import SecretsFilter, redact_url
 from localcloud.launcher import LocalCloud
 from tests.support.clients import mns_account
@@ -55,29 +55,6 @@ HOLDS_THE_TOKEN = {
     "mns/mns.sqlite3-wal",
     "mns/mns.sqlite3-shm",
 }
-
-
-def _free_port_base(count: int = 10) -> int:
-    """``count`` consecutive ports nothing listens on (the local cloud takes base+0..; base+9 is the UI's)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
-        sockets = []
-        try:
-            for offset in range(count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + offset))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 @dataclass
@@ -101,7 +78,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     run = DemoRun(state_dir, "", "", [])
     state = ("--state-dir", str(state_dir))
     try:
-        up = _cli(run, "local", "up", "--detach", *state, "--port-base", str(_free_port_base()))
+        up = _cli(run, "local", "up", "--detach", *state, "--port-base", str(free_port_base(10)))
         assert up.returncode == 0, up.stdout + up.stderr
         endpoints = json.loads((state_dir / "endpoints.json").read_text())
         run.secret, run.token = endpoints["access_key_secret"], endpoints["admin_token"]
@@ -161,9 +138,7 @@ def test_a_failing_push_logs_its_endpoint_without_the_token(
     local: LocalCloud, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An MNS push to FC carries the token in its URL; when it fails, the log shows the URL blanked."""
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()  # nothing listens on it
     endpoint = f"http://127.0.0.1:{closed_port}/_localcloud/mns/f/t?token=the-admin-token"
     account = mns_account(local)
     topic = account.get_topic("push-fails")

@@ -180,7 +180,7 @@ class Harness:
 
     def task(self, task_id: str) -> TaskRecord:
         """The ledger's record of `task_id`, which the test expects to be there."""
-        task = self.ledger.get_task(task_id)
+        task = self.ledger.task_by_id(task_id)
         assert task is not None, f"no task {task_id} in the ledger"
         return task
 

@@ -24,13 +24,6 @@ def test_the_window_is_fifteen_minutes_either_way() -> None:
     assert unreadable is not None and "not a valid date" in unreadable
 
 
-def test_a_nonce_is_accepted_once() -> None:
-    window = acs3.NonceWindow()
-    assert window.first_use("a", NOW)
-    assert window.first_use("b", NOW)
-    assert not window.first_use("a", NOW + 60)
-
-
 def test_authorization_fields_and_signature() -> None:
     parsed = acs3.parse_authorization(
         "ACS3-HMAC-SHA256 Credential=id,SignedHeaders=host;x-acs-date,Signature=ab"

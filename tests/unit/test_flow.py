@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import CreatedTask
 from immflow.adapters.oss import ObjectHead, ObjectInfo
+from immflow.adapters.protocols import ImmTasks, OssObjects
 from immflow.events.imm import ImmTaskResult, parse_imm_notification
 from immflow.events.oss import parse_oss_event
 from immflow.fc import Invocation
@@ -132,7 +133,7 @@ class FakeImm:
         self.created.append((action, dict(request)))
         return CreatedTask(_fake_task_id(action, len(self.created)), "REQ", "EVT")
 
-    def find_task(
+    def find_listed_task(
         self,
         project: str,
         task_type: str,
@@ -231,6 +232,14 @@ class FakeOss:
             return None
         return ObjectHead(len(data), hashlib.md5(data).hexdigest().upper(), "application/octet-stream")
 
+    def read_range(self, uri: OssUri, first: int, last: int) -> Iterator[bytes]:
+        yield self.objects[str(uri)][first : last + 1]
+
+
+# mypy checks the fakes against the Protocols the flow code depends on (immflow.adapters.protocols).
+_FAKE_IMM: ImmTasks = FakeImm()
+_FAKE_OSS: OssObjects = FakeOss()
+
 
 @dataclass
 class World:
@@ -251,7 +260,7 @@ class World:
 
     def task(self, task_id: str) -> TaskRecord:
         """The ledger's record of `task_id`, which the test expects to be there."""
-        task = self.ledger.get_task(task_id)
+        task = self.ledger.task_by_id(task_id)
         assert task is not None, f"no task {task_id} in the ledger"
         return task
 
@@ -277,7 +286,7 @@ class World:
         return event
 
     def result(self, task_id: str, status: str = "Succeeded", **extra: Any) -> ImmTaskResult:
-        task = self.ledger.get_task(task_id)
+        task = self.ledger.task_by_id(task_id)
         assert task is not None
         return ImmTaskResult.model_validate(
             {
@@ -314,8 +323,8 @@ def world(tmp_path: Path) -> World:
         settings,
         Pipeline.model_validate(PIPELINE),
         ledger,
-        imm,  # type: ignore[arg-type]  # a fake, not an ImmAdapter, until the adapters are Protocols
-        oss,  # type: ignore[arg-type]  # the same for OssAdapter
+        imm,
+        oss,
         clock,
         sleep=sleep,
         jitter=lambda: 1.0,
@@ -476,7 +485,7 @@ def test_results_outputs_follow_ups_and_max_depth(world: World) -> None:
     assert action == "CreateImageToPDFTask" and request["Sources"] == [
         {"URI": "oss://media/out/cat-images.jpg"}
     ]
-    pdf = world.ledger.get_task("ImageToPDF-3")
+    pdf = world.ledger.task_by_id("ImageToPDF-3")
     assert pdf is not None and (pdf.parent_task_id, pdf.depth) == ("ImageSplicing-1", 2)
     # The same result again changes nothing.
     assert (
@@ -513,10 +522,10 @@ def _finish_run(world: World, first_task: int, data: bytes) -> str:
     """End the two tasks of the run whose TaskIds are numbered from `first_task`, the unzip writing
     `data`; returns the run id."""
     world.oss.objects["oss://media/out/cat/a.txt"] = data
-    unzip = world.ledger.get_task(f"FileUncompression-{first_task + 1}")
+    unzip = world.ledger.task_by_id(f"FileUncompression-{first_task + 1}")
     assert unzip is not None
     handle_result(world.call, unzip, world.result(unzip.task_id or ""))
-    preview = world.ledger.get_task(f"ImageSplicing-{first_task}")
+    preview = world.ledger.task_by_id(f"ImageSplicing-{first_task}")
     assert preview is not None
     handle_result(world.call, preview, world.result(preview.task_id or ""))
     return unzip.run_id
@@ -637,7 +646,7 @@ def test_a_notification_is_confirmed_with_get_task_before_it_is_recorded(world: 
     summary = _notify(world, {**content, "TargetURI": "oss://media/out/cat-images.jpg"})
     assert (summary.outcome, summary.outputs, summary.follow_ups) == ("recorded", 1, 1)
     assert world.imm.got == ["ImageSplicing-1"]
-    task = world.ledger.get_task("ImageSplicing-1")
+    task = world.ledger.task_by_id("ImageSplicing-1")
     assert task is not None and task.started_at == datetime(2026, 11, 28, 12, 0, 1, tzinfo=timezone.utc)
     assert _notify(world, content).outcome == "duplicate"
 
@@ -652,7 +661,7 @@ def test_a_notification_that_disagrees_with_get_task_changes_nothing(world: Worl
         {**content, "TargetURI": "oss://media/private/secret.png"},
     ):
         assert _notify(world, forged).outcome == "suspicious"
-        task = world.ledger.get_task("ImageSplicing-1")
+        task = world.ledger.task_by_id("ImageSplicing-1")
         assert task is not None and (task.status, task.outputs) == ("Running", [])
     assert len(world.imm.created) == 2  # no follow-up
     # The genuine one is not taken for a duplicate of any of them.
@@ -666,7 +675,7 @@ def test_a_notification_for_a_task_imm_still_runs_is_retried(world: World) -> No
     world.imm.tasks["ImageSplicing-1"]["Status"] = "Running"
     with pytest.raises(NotYetFinalError):
         _notify(world, content)
-    task = world.ledger.get_task("ImageSplicing-1")
+    task = world.ledger.task_by_id("ImageSplicing-1")
     assert task is not None and task.status == "Running"
     world.imm.tasks["ImageSplicing-1"]["Status"] = "Succeeded"
     assert _notify(world, content).outcome == "recorded"
@@ -681,7 +690,7 @@ def test_mediaconvert_outputs_named_outside_its_targets_are_refused(world: World
     assert _notify(world, forged).outcome == "suspicious"
     genuine = {**content, "Targets": [{"URI": "oss://media/v/clip/web.mp4"}]}
     assert _notify(world, genuine).outcome == "recorded"
-    task = world.ledger.get_task("MediaConvert-1")
+    task = world.ledger.task_by_id("MediaConvert-1")
     assert task is not None and task.outputs == ["oss://media/v/clip/web.mp4"]
 
 
@@ -699,7 +708,7 @@ def test_without_verification_only_the_outputs_are_checked(world: World) -> None
     summary = _notify(world, {**bare, "Status": "Failed"})
     assert (summary.outcome, summary.status) == ("recorded", "Failed")
     assert world.imm.got == ["FileUncompression-2"]
-    task = world.ledger.get_task("FileUncompression-2")
+    task = world.ledger.task_by_id("FileUncompression-2")
     assert task is not None and task.code == "InvalidArgument"
 
 
@@ -730,7 +739,7 @@ def test_a_notification_adopts_the_task_whose_creator_died_before_recording_it(
     summary = _notify(world, content)
     assert (summary.outcome, summary.outputs, summary.follow_ups) == ("recorded", 1, 1)
     assert [a for a, _ in world.imm.created] == ["CreateImageSplicingTask", "CreateImageToPDFTask"]
-    task = world.ledger.get_task("ImageSplicing-1")
+    task = world.ledger.task_by_id("ImageSplicing-1")
     assert task is not None and task.status == "Succeeded"
     assert task.started_at == datetime(2026, 11, 28, 12, 0, 1, tzinfo=timezone.utc)
     # The sibling IMM never got is still Creating, for the upload's redelivery or reconcile.
@@ -747,7 +756,7 @@ def test_a_notification_matching_no_open_claim_of_its_run_is_ignored(world: Worl
     world.imm.created.append(world.imm.created[0])
     twin = world.imm.finish("ImageSplicing-3")
     assert _notify(world, twin).outcome == "foreign"
-    assert world.ledger.get_task("ImageSplicing-3") is None
+    assert world.ledger.task_by_id("ImageSplicing-3") is None
 
 
 def test_reconcile_settles_lost_finished_and_stuck_tasks(world: World) -> None:
@@ -763,7 +772,7 @@ def test_reconcile_settles_lost_finished_and_stuck_tasks(world: World) -> None:
     world.clock.now += timedelta(seconds=901)
     summary = reconcile(world.call)
     assert summary.finished == ["ImageSplicing-1"] and summary.lost == ["FileUncompression-2"]
-    lost = world.ledger.get_task("FileUncompression-2")
+    lost = world.ledger.task_by_id("FileUncompression-2")
     assert lost is not None and lost.status == "Lost" and "ResourceNotFound" in lost.message
     # The follow-up started by the settled result is Running; 7 days later it is lost for good.
     world.clock.now += timedelta(days=8)
@@ -805,7 +814,7 @@ def test_a_redelivery_adopts_the_task_imm_accepted_before_its_creator_died(
     assert _upload(world).started == ["ImageSplicing-1", "FileUncompression-2"]
     # preview was adopted, unzip (never sent) created: one IMM task each.
     assert [a for a, _ in world.imm.created] == ["CreateImageSplicingTask", "CreateFileUncompressionTask"]
-    preview = world.ledger.get_task("ImageSplicing-1")
+    preview = world.ledger.task_by_id("ImageSplicing-1")
     assert preview is not None and preview.status == "Running"
     assert world.imm.listed == [
         ("ImageSplicing", preview.created_at - timedelta(minutes=1)),
@@ -822,7 +831,7 @@ def test_reconcile_adopts_the_task_imm_accepted_before_its_creator_died(
     world.clock.now += timedelta(seconds=901)
     assert reconcile(world.call).created == 2
     assert len(world.imm.created) == 2
-    assert world.ledger.get_task("ImageSplicing-1") is not None
+    assert world.ledger.task_by_id("ImageSplicing-1") is not None
 
 
 def test_reconcile_adopts_with_imms_start_time_and_asks_for_the_result_at_once(
@@ -836,7 +845,7 @@ def test_reconcile_adopts_with_imms_start_time_and_asks_for_the_result_at_once(
     world.clock.now += timedelta(seconds=905)
     summary = reconcile(world.call)
     assert summary.created == 2 and summary.finished == ["ImageSplicing-1"]
-    preview = world.ledger.get_task("ImageSplicing-1")
+    preview = world.ledger.task_by_id("ImageSplicing-1")
     assert preview is not None and preview.status == "Succeeded" and len(preview.outputs) == 1
 
 

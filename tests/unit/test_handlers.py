@@ -41,6 +41,34 @@ def test_importing_a_handler_imports_no_cloud_sdk(name: str) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_a_handler_builds_no_pipeline_model_and_imports_only_the_task_types_it_looks_up(
+    tmp_path: Path,
+) -> None:
+    from immflow.pipeline_file import CHECKED_SUFFIX, write_checked
+
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        "version: 1\nrules:\n  - name: images\n    match: {prefix: in/}\n    tasks:\n"
+        "      - {name: strip, type: ImageSplicing, params: {TargetURI: 'oss://{bucket}/out/{barename}.jpg'}}\n"
+    )
+    write_checked(pipeline, pipeline.with_name(pipeline.name + CHECKED_SUFFIX))
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import index\n"
+        "from immflow.pipeline import Pipeline\n"
+        "from immflow.pipeline_file import load_pipeline\n"
+        "from immflow.tasks import TaskRequest\n"
+        "load_pipeline(sys.argv[2]).rules[0].tasks[0].request_class\n"
+        "print(sorted(cls.__name__ for cls in TaskRequest.__subclasses__()), Pipeline.__pydantic_complete__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "functions" / "on_upload"), str(pipeline)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "['ImageSplicingRequest'] False"
+
+
 @pytest.mark.parametrize(
     ("name", "event"),
     [

@@ -8,19 +8,19 @@ from typing import Any
 import pytest
 import yaml
 
-from localcloud.ros.template import Resolver, RosError, Template
+from localcloud.ros.template import Resolver, RosError, RosTemplate
 
 ROOT = Path(__file__).resolve().parents[2]
 PSEUDO = {"ALIYUN::Region": "cn-hangzhou", "ALIYUN::AccountId": "1234", "ALIYUN::StackName": "s"}
 
 
-def _template(tmp_path: Path, document: dict[str, Any], given: dict[str, str] | None = None) -> Template:
+def _template(tmp_path: Path, document: dict[str, Any], given: dict[str, str] | None = None) -> RosTemplate:
     path = tmp_path / "t.yml"
     path.write_text(yaml.safe_dump({"ROSTemplateFormatVersion": "2015-09-01", **document}, sort_keys=False))
-    return Template.load(path, given or {})
+    return RosTemplate.load(path, given or {})
 
 
-def _resolver(template: Template, attributes: dict[str, dict[str, Any]] | None = None) -> Resolver:
+def _resolver(template: RosTemplate, attributes: dict[str, dict[str, Any]] | None = None) -> Resolver:
     attributes = attributes or {}
     return Resolver(
         template,
@@ -115,7 +115,7 @@ def test_an_unsupported_function_or_unknown_name_is_refused_with_where_it_is(tmp
 
 
 def test_immflow_template_yml_orders_functions_after_roles_and_triggers_after_functions() -> None:
-    template = Template.load(ROOT / "template.yml", {"CodeBucket": "code"})
+    template = RosTemplate.load(ROOT / "template.yml", {"CodeBucket": "code"})
     order = template.creation_order()
     assert order.index("OnUploadRole") < order.index("OnUpload") < order.index("OnUploadTriggerUploadsVideos")
     assert order.index("ImmServiceRole") < order.index("ImmProject")

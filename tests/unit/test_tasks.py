@@ -15,23 +15,22 @@ from immflow.tasks import (
     TASK_REQUESTS_BY_ACTION,
     TASK_TYPES,
     USER_DATA_MAX_BYTES,
-    ArchiveFileInspectionRequest,
-    CompressionSource,
     CredentialChainLink,
     CredentialConfigSpec,
-    FileCompressionRequest,
-    FileUncompressionRequest,
-    ImageSplicingRequest,
-    ImageToPdfRequest,
-    MediaConvertRequest,
     MnsSpec,
     NotificationSpec,
-    OfficeConversionRequest,
     RocketMqSpec,
     RotatedSource,
     TaskRequest,
     TrimPolicySpec,
 )
+from immflow.tasks.archive_file_inspection import ArchiveFileInspectionRequest
+from immflow.tasks.file_compression import CompressionSource, FileCompressionRequest
+from immflow.tasks.file_uncompression import FileUncompressionRequest
+from immflow.tasks.image_splicing import ImageSplicingRequest
+from immflow.tasks.image_to_pdf import ImageToPdfRequest
+from immflow.tasks.media_convert import MediaConvertRequest
+from immflow.tasks.office_conversion import OfficeConversionRequest
 
 NOTIFY = NotificationSpec(MNS=MnsSpec(TopicName="imm-task-done"))
 

@@ -11,7 +11,6 @@ from immflow.ossuri import OssUri
 from immflow.tasks import OutputShape
 from immflow.templates import (
     PUBLIC_VARIABLES,
-    TASK_SPECIFIC_VARIABLES,
     TASK_VARIABLE_EXAMPLES,
     TASK_VARIABLE_PATTERNS,
     TemplateError,
@@ -20,6 +19,7 @@ from immflow.templates import (
     output_pattern,
     parse,
     public_values,
+    task_specific_variables,
     wildcard_pattern,
 )
 
@@ -158,7 +158,7 @@ def test_values_are_not_escaped() -> None:
 # Task-specific variables
 
 
-@pytest.mark.parametrize(("task_type", "names"), list(TASK_SPECIFIC_VARIABLES.items()))
+@pytest.mark.parametrize(("task_type", "names"), list(task_specific_variables().items()))
 def test_task_specific_variables_only_for_their_types(task_type: str, names: frozenset[str]) -> None:
     for name in names:
         assert _expand("{" + name + "}", task_type=task_type, task_values={name: "v"}) == "v"
@@ -170,14 +170,14 @@ def test_task_specific_variables_only_for_their_types(task_type: str, names: fro
 
 
 def test_the_documented_task_specific_variables() -> None:
-    assert TASK_SPECIFIC_VARIABLES["MediaConvert"] == {"streamindex", "index", "resolution", "autoext"}
-    assert TASK_SPECIFIC_VARIABLES["OfficeConversion"] == {"index", "sheetname", "autoext"}
+    assert task_specific_variables()["MediaConvert"] == {"streamindex", "index", "resolution", "autoext"}
+    assert task_specific_variables()["OfficeConversion"] == {"index", "sheetname", "autoext"}
     assert allowed_variables(None) == PUBLIC_VARIABLES
     assert allowed_variables("ImageSplicing") == PUBLIC_VARIABLES
 
 
 def test_every_task_specific_variable_has_a_pattern_and_an_example_it_matches() -> None:
-    provided = set().union(*TASK_SPECIFIC_VARIABLES.values())
+    provided = set().union(*task_specific_variables().values())
     assert set(TASK_VARIABLE_PATTERNS) == set(TASK_VARIABLE_EXAMPLES) == provided
     for name, example in TASK_VARIABLE_EXAMPLES.items():
         assert re.fullmatch(TASK_VARIABLE_PATTERNS[name], example), name

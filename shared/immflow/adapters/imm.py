@@ -1,4 +1,5 @@
-"""IMM over ``alibabacloud_imm20200930``: create a task, get a task, find a task already created.
+"""IMM over ``alibabacloud_imm20200930``: create a task (Create*Task), get a task (GetTask), find a task
+already created (ListTasks, `find_listed_task`).
 
 Requests travel as IMM's wire-named dicts (what `immflow.tasks` models produce with ``to_wire()``),
 turned into the SDK's request models with ``from_map``; the SDK then does the JSON "shrink" encoding
@@ -97,7 +98,7 @@ class ImmAdapter:
             request["RequestDefinition"] = True
         return self._call("GetTask", request)
 
-    def find_task(
+    def find_listed_task(
         self,
         project: str,
         task_type: str,

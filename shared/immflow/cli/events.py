@@ -15,16 +15,14 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from immflow.cli import main
-from immflow.events.imm import parse_imm_notification
+from immflow.events.imm import ImmFinalState, parse_imm_notification
 from immflow.events.mns import parse_mns_trigger_event
 from immflow.events.oss import parse_oss_event
-
-FINAL_STATUSES = ("Succeeded", "Failed")
 
 
 def _iso_ms(moment: datetime) -> str:
@@ -150,7 +148,7 @@ def oss_put(
 
 @events.command(name="mns-imm")
 @click.option("--task-type", required=True, help="An IMM TaskType, e.g. MediaConvert.")
-@click.option("--status", type=click.Choice(FINAL_STATUSES), required=True)
+@click.option("--status", type=click.Choice(get_args(ImmFinalState)), required=True)
 @click.option(
     "--format", "content_format", type=click.Choice(["STREAM", "JSON"]), default="STREAM", show_default=True,
     help="The MNS trigger's notifyContentFormat.",

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from immflow.cli import main
 from localcloud.core.faults import FAULT_KINDS, FaultPlan, FaultSpecError
+from localcloud.core.ports import port_free
 
 if TYPE_CHECKING:
     from immflow import package
@@ -114,16 +115,6 @@ def answers(endpoint: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _log_tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -187,7 +178,7 @@ def spawn(state_dir: Path, port_base: int, faults: str | None = None) -> Startin
             f"shows it and `immflow local down --state-dir {state_dir}` stops it"
         )
     taken = [
-        f"{port_base + i} ({name})" for i, name in enumerate(SERVICE_NAMES) if not _port_free(port_base + i)
+        f"{port_base + i} ({name})" for i, name in enumerate(SERVICE_NAMES) if not port_free(port_base + i)
     ]
     if taken:
         raise click.ClickException(
@@ -418,8 +409,17 @@ def build_for_local_fc(
         raise click.ClickException(str(error)) from None
 
 
+def function_paths(s_yaml: Path) -> list[str]:
+    """What the local FC puts on each function's ``sys.path`` after its code folder: the project's
+    ``shared/`` (next to the s.yaml) when it holds immflow, so that a bare ``functions/<name>`` code
+    folder imports immflow as a packaged one does. A packaged folder (`immflow.package`) holds its own
+    immflow, which comes first."""
+    shared = s_yaml.resolve().parent / "shared"
+    return [str(shared)] if (shared / "immflow").is_dir() else []
+
+
 def deploy(endpoints: dict[str, str], s_yaml: Path, environ: dict[str, str]) -> list[dict[str, Any]]:
-    body = {"s_yaml": str(s_yaml.resolve()), "environ": environ}
+    body = {"s_yaml": str(s_yaml.resolve()), "environ": environ, "extra_paths": function_paths(s_yaml)}
     result = fc_admin(endpoints, "POST", "/_localcloud/deploy", json=body)
     functions: list[dict[str, Any]] = result["functions"]
     return functions

@@ -153,7 +153,7 @@ def list_tasks(
 @state_dir_option
 def show_task(task_id: str, as_json: bool, state_dir: Path) -> None:
     """One task: its state, sources, outputs, tags and lineage (TASK_ID: IMM's TaskId, or #row for a task IMM refused)."""
-    task = _ledger(state_dir).find_task(task_id.removeprefix("#"))
+    task = _ledger(state_dir).task_by_id_or_row(task_id.removeprefix("#"))
     if task is None:
         raise click.ClickException(
             f"no task {task_id} in the ledger; `immflow tasks list` shows the known ones"

@@ -48,8 +48,10 @@ def _blank_to_none(value: object) -> object:
 
 Text = Annotated[str, BeforeValidator(_none_to_empty)]
 OptionalTime = Annotated[UtcDatetime | None, BeforeValidator(_blank_to_none)]
-TaskStatus = Literal["Running", "Succeeded", "Failed"]
-FinalStatus = Literal["Succeeded", "Failed"]
+#: A task's Status as IMM reports it (GetTask, ListTasks).
+ImmTaskState = Literal["Running", "Succeeded", "Failed"]
+#: The Status a notification carries: IMM notifies only a task that ended.
+ImmFinalState = Literal["Succeeded", "Failed"]
 
 
 class _CloudModel(BaseModel):
@@ -98,7 +100,7 @@ class ImmTaskResult(_CloudModel):
     UserData: Text = ""
     TaskType: str = Field(min_length=1)
     TaskId: str = Field(min_length=1)
-    Status: FinalStatus
+    Status: ImmFinalState
     Code: Text = ""
     Message: Text = ""
     EventSourceId: Text = ""
@@ -232,7 +234,7 @@ class GetTaskResponse(_CloudModel):
     ProjectName: str
     TaskType: str = Field(min_length=1)
     TaskId: str = Field(min_length=1)
-    Status: TaskStatus
+    Status: ImmTaskState
     Code: Text = ""
     Message: Text = ""
     StartTime: OptionalTime = None

@@ -31,7 +31,7 @@ ContentFormat = Literal["STREAM", "JSON"]
 class MnsJsonEvent(BaseModel):
     """The ``JSON`` trigger format, with the cloud's field names; attribute keys land in the extras."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     TopicOwner: str
     Message: str
@@ -47,7 +47,7 @@ class MnsJsonEvent(BaseModel):
 class MnsStreamAttrsEvent(BaseModel):
     """The ``STREAM`` trigger format when the message had attributes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     body: str
     attrs: dict[str, JsonValue] = Field(default_factory=dict)
@@ -60,7 +60,7 @@ class MnsTopicMessage(BaseModel):
     format does not carry it (``STREAM`` carries only the body and the attributes).
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     body: str
     content_format: ContentFormat

@@ -45,7 +45,7 @@ OSS_EVENT_NAMES: frozenset[str] = frozenset(get_args(OssEventName))
 
 
 class _CloudModel(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 #: OSS's own limits (OSS documentation, "Bucket naming conventions" and "Object naming conventions"):

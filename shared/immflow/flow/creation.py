@@ -30,7 +30,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
 from immflow.adapters import ServiceError
 from immflow.archives import (
@@ -54,7 +54,10 @@ from immflow.tasks import TASK_TYPES
 if TYPE_CHECKING:
     from immflow.adapters.imm import CreatedTask
 
-_START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(UtcDatetime | None)
+# Built on first use: only adopting a task IMM already had (its creator stopped before recording it) needs it.
+_START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(
+    UtcDatetime | None, config=ConfigDict(defer_build=True)
+)
 
 
 def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
@@ -164,7 +167,7 @@ def create_claimed(call: Call, task: TaskRecord, *, retaken: bool) -> TaskRecord
 
 def _find_created(call: Call, task: TaskRecord) -> dict[str, Any] | None:
     """The task IMM already has for this claim (same type, lineage and sources), if any."""
-    return call.services.imm.find_task(
+    return call.services.imm.find_listed_task(
         call.services.settings.project,
         task.task_type,
         started_since=task.created_at - CLOCK_SKEW,

@@ -23,7 +23,7 @@ class LineageTooLongError(ImmflowError, ValueError):
 
 
 class Lineage(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     v: int = 1
     run: str = Field(min_length=1)

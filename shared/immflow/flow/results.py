@@ -73,7 +73,7 @@ class ResultSummary:
 def on_task_done(call: Call, notification: ImmNotification) -> ResultSummary:
     claimed = notification.content
     with correlation(task_id=claimed.TaskId):
-        task = call.services.ledger.get_task(claimed.TaskId)
+        task = call.services.ledger.task_by_id(claimed.TaskId)
         confirmed: ImmTaskResult | None
         if task is None:
             adopted = _adopt(call, notification)
@@ -190,7 +190,7 @@ def _adopt(call: Call, notification: ImmNotification) -> tuple[TaskRecord, ImmTa
         confirmed = _final_agreeing(notification, answer)
         if confirmed is None:
             return ResultSummary(claimed.TaskId, "suspicious", claimed.Status)
-        recorded = ledger.get_task(claimed.TaskId)
+        recorded = ledger.task_by_id(claimed.TaskId)
         if recorded is not None:  # its creator recorded it meanwhile
             return recorded, confirmed
         info = answer.model_dump()
@@ -265,7 +265,7 @@ def handle_result(
     with correlation(run_id=task.run_id, task_id=result.TaskId):
         now = services.now()
         state = ledger.claim_result(key, now=now, expires_at=call.claim_expiry(now))
-        recorded = ledger.get_task(result.TaskId) if state == "busy" else None
+        recorded = ledger.task_by_id(result.TaskId) if state == "busy" else None
         if recorded is not None and recorded.status == result.Status:
             # The claim's holder recorded this result and may have died before its follow-ups and the
             # manifest (killed mid-invocation: its claim stays held until it expires, and nothing would
@@ -331,7 +331,7 @@ def _record(
         known=task,
     )
     # Recorded: the row holds `ending`'s status, code, message and outputs (all this reads of it).
-    recorded = ending if changed else ledger.get_task(result.TaskId) or task
+    recorded = ending if changed else ledger.task_by_id(result.TaskId) or task
     log = logger.info if recorded.status == "Succeeded" else logger.warning
     log(
         f"task {recorded.status.lower()}",

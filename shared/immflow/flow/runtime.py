@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from immflow.adapters.imm import ImmAdapter
 from immflow.adapters.oss import OssAdapter
+from immflow.adapters.protocols import ImmTasks, OssObjects
 from immflow.fc import Credentials, Invocation, credentials_for
 from immflow.flow.retry import with_retries
 from immflow.ledger import Ledger, utcnow
@@ -32,8 +33,8 @@ class Services:
     settings: Settings
     pipeline: Pipeline
     ledger: Ledger
-    imm: ImmAdapter
-    oss: OssAdapter
+    imm: ImmTasks
+    oss: OssObjects
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[], float] = random.random

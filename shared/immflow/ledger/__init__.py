@@ -9,8 +9,8 @@ from pathlib import Path
 from immflow.fc import Credentials
 from immflow.ledger.contract import (
     CLOCK_SKEW,
-    FINAL_STATUSES,
-    OPEN_STATUSES,
+    LEDGER_FINAL_STATES,
+    LEDGER_OPEN_STATES,
     CreateClaim,
     EventOrder,
     Ledger,
@@ -51,8 +51,8 @@ def local_ledger(state_dir: Path = DEFAULT_STATE_DIR) -> Ledger:
 __all__ = [
     "CLOCK_SKEW",
     "DEFAULT_STATE_DIR",
-    "FINAL_STATUSES",
-    "OPEN_STATUSES",
+    "LEDGER_FINAL_STATES",
+    "LEDGER_OPEN_STATES",
     "CreateClaim",
     "EventOrder",
     "Ledger",

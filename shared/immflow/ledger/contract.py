@@ -42,9 +42,11 @@ from typing import Any, Literal
 from immflow.errors import ImmflowError
 from immflow.fc import Credentials
 
-TaskStatus = Literal["Creating", "Running", "Succeeded", "Failed", "Lost"]
-FINAL_STATUSES: frozenset[str] = frozenset({"Succeeded", "Failed", "Lost"})
-OPEN_STATUSES: frozenset[str] = frozenset({"Creating", "Running"})
+#: A task record's status in the ledger: IMM's states, and the ledger's own ``Creating`` (claimed, not
+#: yet created in IMM) and ``Lost`` (reconcile gave up on it, docs/imm.md#gettask-listtasks-retention).
+LedgerTaskState = Literal["Creating", "Running", "Succeeded", "Failed", "Lost"]
+LEDGER_FINAL_STATES: frozenset[str] = frozenset({"Succeeded", "Failed", "Lost"})
+LEDGER_OPEN_STATES: frozenset[str] = frozenset({"Creating", "Running"})
 RunStatus = Literal["Running", "Done", "Superseded"]
 RunOutcome = Literal["started", "joined", "older"]
 ClaimKind = Literal["create", "result"]
@@ -217,7 +219,7 @@ class TaskRecord:
     action: str
     parent_task_id: str | None
     depth: int
-    status: TaskStatus
+    status: LedgerTaskState
     code: str
     message: str
     sources: list[str]
@@ -233,7 +235,7 @@ class TaskRecord:
 
     @property
     def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return self.status in LEDGER_FINAL_STATES
 
     def to_json(self) -> dict[str, Any]:
         """The task as JSON, as the manifest and ``immflow tasks`` show it."""
@@ -547,7 +549,7 @@ class Ledger:
     def run_is_complete(self, run_id: str) -> bool:
         """True when the run has tasks and none of them is still being created or running."""
         statuses = self.backend.statuses_of_run(run_id)
-        return bool(statuses) and not any(status in OPEN_STATUSES for status in statuses)
+        return bool(statuses) and not any(status in LEDGER_OPEN_STATES for status in statuses)
 
     # ---- claims: the algorithm, once
 
@@ -643,7 +645,7 @@ class Ledger:
         `known` as for `mark_created`.
         """
         now = aware(now)
-        task = known if known is not None and known.task_id == task_id else self.get_task(task_id)
+        task = known if known is not None and known.task_id == task_id else self.task_by_id(task_id)
         if task is None:
             return False
         changes: dict[str, Any] = {
@@ -663,7 +665,7 @@ class Ledger:
     def mark_lost(self, task: TaskRecord, *, reason: str, now: datetime) -> bool:
         now = aware(now)
         changes = {"status": "Lost", "code": "Lost", "message": reason, "ended_at": now, "updated_at": now}
-        return self.backend.update_task(task, expect=OPEN_STATUSES, changes=changes, close_claim=True)
+        return self.backend.update_task(task, expect=LEDGER_OPEN_STATES, changes=changes, close_claim=True)
 
     # ---- reading tasks
 
@@ -673,13 +675,13 @@ class Ledger:
             raise LedgerError(f"no task holds claim {key}")
         return found
 
-    def get_task(self, task_id: str) -> TaskRecord | None:
+    def task_by_id(self, task_id: str) -> TaskRecord | None:
         """A task by IMM TaskId."""
         return self.backend.task_by_id(task_id)
 
-    def find_task(self, identifier: str) -> TaskRecord | None:
+    def task_by_id_or_row(self, identifier: str) -> TaskRecord | None:
         """A task by IMM TaskId, or by ledger row number (tasks IMM refused have no TaskId)."""
-        found = self.get_task(identifier)
+        found = self.task_by_id(identifier)
         if found is None and identifier.isdigit():
             found = self.backend.task_by_row(int(identifier))
         return found

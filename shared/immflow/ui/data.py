@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from immflow.adapters.oss import OssAdapter
+from immflow.adapters.protocols import OssObjects
 from immflow.ledger import Ledger, RunRecord, TaskQuery, TaskRecord, utcnow
 from immflow.ossuri import OssUri
 
@@ -139,7 +139,7 @@ class Dashboard:
         ledger: Ledger,
         *,
         ledger_url: str,
-        oss: OssAdapter,
+        oss: OssObjects,
         pipeline_path: Path | None,
         stuck_after: timedelta,
     ) -> None:

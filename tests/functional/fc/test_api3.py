@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import fc2
@@ -15,6 +16,8 @@ from alibabacloud_tea_openapi import utils_models as open_api_models
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.runtime import ExtendsParameters, RuntimeOptions
 
+from localcloud.core.http import ServiceServer
+from localcloud.fc import FcService
 from tests.support.fc import FcCloud, probe_function
 
 MNS_DESTINATION = "acs:mns:cn-hangzhou:123:/queues/failures/messages"
@@ -223,6 +226,28 @@ def test_a_replayed_nonce_is_refused(deployed: FcCloud) -> None:
     client.list_functions_with_options(models.ListFunctionsRequest(), {}, fixed)
     error = client_error(lambda: client.list_functions_with_options(models.ListFunctionsRequest(), {}, fixed))
     assert (error.code, error.status_code) == ("SignatureNonceUsed", 400)
+
+
+def test_a_replayed_nonce_stays_refused_after_a_restart(deployed: FcCloud) -> None:
+    """Nonces are on disk (DIR/fc/nonces.sqlite3), not in the process: a restarted FC still refuses
+    a request replayed within its 15 minutes."""
+    fixed = with_headers(**{"x-acs-signature-nonce": f"nonce-{time.time()}"})
+    fc3_client(deployed).list_functions_with_options(models.ListFunctionsRequest(), {}, fixed)
+    restarted = FcService(deployed.state_dir, deployed.account)
+    server = ServiceServer(restarted)
+    restarted.start(server.url)
+    server.start()
+    try:
+        client = fc3_client(replace(deployed, fc=restarted, fc_url=server.url))
+        error = client_error(
+            lambda: client.list_functions_with_options(models.ListFunctionsRequest(), {}, fixed)
+        )
+        assert (error.code, error.status_code) == ("SignatureNonceUsed", 400)
+        other = with_headers(**{"x-acs-signature-nonce": f"other-{time.time()}"})
+        assert client.list_functions_with_options(models.ListFunctionsRequest(), {}, other).body.functions
+    finally:
+        server.stop()
+        restarted.close()
 
 
 def test_fc2_lists_and_gets_the_fc3_functions_under_any_service_name(deployed: FcCloud) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.core.account import Account
-from localcloud.core.faults import FaultPlan
+from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.core.http import ServiceServer
 from localcloud.fc import FcService
 from tests.support.fc import FcCloud, probe_function
@@ -21,6 +21,9 @@ ASYNC = {"x-fc-invocation-type": "Async"}
 @pytest.fixture
 def plan(tmp_path: Path) -> FaultPlan:
     return FaultPlan(seed=0, log_path=tmp_path / "faults.log")
+
+
+SLOW = b'{"sleep": 2}'
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def _logged(plan: FaultPlan) -> list[dict[str, str]]:
 def test_a_crashed_worker_is_covered_by_the_async_retry(crashing_fc: FcCloud, plan: FaultPlan) -> None:
     crashing_fc.fc.deploy(crashing_fc.write_s_yaml(probe_function("slow")))
     plan.rates["fc.crash"] = 1.0
-    response = crashing_fc.client().invoke_function("s", "slow", payload=b'{"sleep": 2}', headers=ASYNC)
+    response = crashing_fc.client().invoke_function("s", "slow", payload=SLOW, headers=ASYNC)
     request_id = response.headers["X-Fc-Request-Id"]
     assert plan.log_path is not None
     wait_until(plan.log_path.exists, 10, "the crash")
@@ -53,15 +56,17 @@ def test_a_crashed_worker_is_covered_by_the_async_retry(crashing_fc: FcCloud, pl
     final = crashing_fc.wait_for_state(request_id, ("succeeded", "failed"), timeout=30)
     assert (final["state"], final["attempts"]) == ("succeeded", 2)
     (entry,) = _logged(plan)
-    assert (entry["kind"], entry["item"]) == ("fc.crash", f"slow/{request_id}#1")
+    # keyed by the payload (and which invocation with it this is), not the run's random request id
+    assert (entry["kind"], entry["item"]) == ("fc.crash", f"slow:{stable_digest(SLOW)}.1#1")
 
 
 def test_a_worker_crashing_on_every_attempt_ends_failed(crashing_fc: FcCloud, plan: FaultPlan) -> None:
     config = {"maxAsyncRetryAttempts": 1}
     crashing_fc.fc.deploy(crashing_fc.write_s_yaml(probe_function("slow", asyncInvokeConfig=config)))
     plan.rates["fc.crash"] = 1.0
-    response = crashing_fc.client().invoke_function("s", "slow", payload=b'{"sleep": 2}', headers=ASYNC)
+    response = crashing_fc.client().invoke_function("s", "slow", payload=SLOW, headers=ASYNC)
     request_id = response.headers["X-Fc-Request-Id"]
     final = crashing_fc.wait_for_state(request_id, ("failed",), timeout=30)
     assert final["attempts"] == 2 and "fc.crash" in final["error_message"]
-    assert [e["item"] for e in _logged(plan)] == [f"slow/{request_id}#1", f"slow/{request_id}#2"]
+    work = f"slow:{stable_digest(SLOW)}.1"
+    assert [e["item"] for e in _logged(plan)] == [f"{work}#1", f"{work}#2"]

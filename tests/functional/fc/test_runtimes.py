@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,22 @@ def test_the_worker_keeps_to_the_oldest_runtimes_grammar() -> None:
     """The worker and its frame codec run on every runtime's Python, 3.9 the oldest."""
     for module in (worker, protocol):
         ast.parse(Path(module.__file__ or "").read_text(), feature_version=(3, 9))
+
+
+def test_a_deployers_extra_paths_follow_the_code_folder_on_sys_path(
+    fc_cloud: FcCloud, tmp_path: Path
+) -> None:
+    """The local FC knows no application's layout: whoever deploys names the folders a function imports from."""
+    library = tmp_path / "library"
+    library.mkdir()
+    fc_cloud.fc.deploy(fc_cloud.write_s_yaml(probe_function("probe")), extra_paths=[str(library)])
+    record = json.loads(fc_cloud.client().invoke_function("s", "probe", payload=b"{}").data)
+
+    assert record["sys_path"][:2] == [record["cwd"], str(library)]
+
+
+@pytest.mark.parametrize("extra_paths", [["relative/folder"], ["/no/such/folder"], "/a/string"])
+def test_extra_paths_must_be_existing_folders(fc_cloud: FcCloud, extra_paths: Any) -> None:
+    with pytest.raises(ValueError, match="extra_paths"):
+        fc_cloud.fc.deploy(fc_cloud.write_s_yaml(probe_function("probe")), extra_paths=extra_paths)
+    assert fc_cloud.fc.deploy(fc_cloud.write_s_yaml(probe_function("probe")))[0]["name"] == "probe"

@@ -64,7 +64,7 @@ def test_a_video_gets_its_web_version_and_posters(harness: Harness, tmp_path: Pa
     [task_id] = harness.on_upload(harness.put(key, clip.read_bytes()))["started"]
     run_id = harness.task(task_id).run_id
     harness.run_to_end(run_id)
-    web = harness.ledger.get_task(task_id)
+    web = harness.ledger.task_by_id(task_id)
     assert web is not None and web.status == "Succeeded"
     # The request went out as templates (MediaConvert expands them itself) ...
     assert web.request["Targets"][0]["URI"] == "oss://{bucket}/processed/{dirname}/{barename}/web"

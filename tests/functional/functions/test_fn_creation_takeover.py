@@ -76,7 +76,7 @@ def test_fan_out_siblings_sharing_user_data_are_told_apart_by_their_sources(
         archive.writestr("b.png", png("green"))
     event = harness.put(harness.key("bundles", "pages.zip"), buffer.getvalue())
     [unzip_id] = harness.on_upload(event)["started"]
-    unzip = harness.ledger.get_task(unzip_id)
+    unzip = harness.ledger.task_by_id(unzip_id)
     assert unzip is not None
     run_id = unzip.run_id
     notification = harness.notification_for(unzip_id)
@@ -119,7 +119,7 @@ def test_a_notification_records_a_task_its_creator_never_recorded(
     expire_open_claims(harness, task.run_id)  # the dead creator's timeout has passed
     summary = harness.on_task_done(notification)
     assert (summary["outcome"], summary["status"], summary["follow_ups"]) == ("recorded", "Succeeded", 1)
-    recorded = harness.ledger.get_task(held.task_id)
+    recorded = harness.ledger.task_by_id(held.task_id)
     assert recorded is not None and recorded.claim_key == task.claim_key and len(recorded.outputs) == 1
     # The redelivered upload event then changes nothing; IMM holds the one task.
     assert harness.on_upload(event)["started"] == []

@@ -122,4 +122,4 @@ def test_a_task_immflow_did_not_start_is_ignored(harness: Harness) -> None:
     ).body
     body = harness.notification_for(created.task_id)
     assert harness.on_task_done(body)["outcome"] == "foreign"
-    assert harness.ledger.get_task(created.task_id) is None
+    assert harness.ledger.task_by_id(created.task_id) is None

@@ -51,7 +51,7 @@ def test_the_retry_of_a_killed_invocation_starts_the_follow_ups_and_finishes_the
         archive.writestr("b.png", png("plum"))
     event = harness.put(harness.key("bundles", "killed.zip"), buffer.getvalue())
     [unzip_id] = harness.on_upload(event)["started"]
-    unzip = harness.ledger.get_task(unzip_id)
+    unzip = harness.ledger.task_by_id(unzip_id)
     assert unzip is not None
     notification = harness.notification_for(unzip_id)
 
@@ -59,7 +59,7 @@ def test_the_retry_of_a_killed_invocation_starts_the_follow_ups_and_finishes_the
     with pytest.raises(Killed):
         harness.on_task_done(notification)
     revive()
-    recorded = harness.ledger.get_task(unzip_id)
+    recorded = harness.ledger.task_by_id(unzip_id)
     assert recorded is not None and recorded.status == "Succeeded"
     # Its follow-ups were claimed before its result was recorded: the run cannot look complete.
     follow_ups = [t for t in harness.ledger.tasks_of_run(unzip.run_id) if t.task_name == "pdf"]

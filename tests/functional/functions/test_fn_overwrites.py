@@ -29,7 +29,7 @@ def _imm_tasks_of_key(harness: Harness, run_ids: list[str]) -> int:
 def _upload_and_finish(harness: Harness, key: str, data: bytes) -> tuple[dict[str, Any], str]:
     event = harness.put(key, data)
     [parent] = harness.on_upload(event)["started"]
-    task = harness.ledger.get_task(parent)
+    task = harness.ledger.task_by_id(parent)
     assert task is not None
     harness.run_to_end(task.run_id)
     return event, task.run_id

@@ -20,7 +20,7 @@ def test_a_missed_notification_is_settled_by_gettask(harness: Harness) -> None:
     wait_until(lambda: harness.get_task("ImageSplicing", task_id).status != "Running", what="IMM task end")
     summary = harness.reconcile(later_by=PAST_RECONCILE_AFTER)
     assert task_id in summary["finished"]
-    task = harness.ledger.get_task(task_id)
+    task = harness.ledger.task_by_id(task_id)
     assert task is not None and task.status == "Succeeded" and len(task.outputs) == 1
     [follow_up] = harness.ledger.children_of([task_id])
     assert follow_up.task_name == "pdf" and follow_up.status == "Running"
@@ -56,7 +56,7 @@ def test_a_task_imm_does_not_know_is_lost_and_its_run_completes(harness: Harness
     harness.on_task_done(body)
     summary = harness.reconcile(later_by=PAST_RECONCILE_AFTER)
     assert summary["lost"] == ["ImageSplicing-00000000-0000-4000-8000-000000000000"]
-    lost = harness.ledger.get_task("ImageSplicing-00000000-0000-4000-8000-000000000000")
+    lost = harness.ledger.task_by_id("ImageSplicing-00000000-0000-4000-8000-000000000000")
     assert lost is not None and lost.status == "Lost" and "ResourceNotFound" in lost.message
 
     # The follow-up of the real task finishes too; reconcile settles it (its notification was dropped).
@@ -90,7 +90,7 @@ def test_a_task_whose_bucket_is_gone_does_not_block_the_others(harness: Harness)
     with pytest.raises(ReconcileError, match=doomed_id):
         harness.reconcile(later_by=PAST_RECONCILE_AFTER)
     # ... after the task behind it was settled.
-    other = harness.ledger.get_task(other_id)
+    other = harness.ledger.task_by_id(other_id)
     assert other is not None and other.status == "Succeeded" and len(other.outputs) == 1
-    stuck = harness.ledger.get_task(doomed_id)
+    stuck = harness.ledger.task_by_id(doomed_id)
     assert stuck is not None and stuck.status == "Running"

@@ -203,7 +203,7 @@ def test_a_refused_task_ends_failed_with_imms_code(ledger: Ledger) -> None:
         "bad Targets",
         None,
     )
-    assert ledger.find_task(str(failed.row_id)) == failed
+    assert ledger.task_by_id_or_row(str(failed.row_id)) == failed
     assert ledger.run_is_complete("run1")
 
 
@@ -222,17 +222,17 @@ def test_a_result_changes_the_ledger_once(ledger: Ledger) -> None:
     assert ledger.record_result("MediaConvert-1", outputs=["oss://b/out.mp4"], **kwargs)
     assert not ledger.record_result("MediaConvert-1", outputs=["oss://b/other.mp4"], **kwargs)
     assert not ledger.record_result("MediaConvert-unknown", outputs=[], **kwargs)
-    task = ledger.get_task("MediaConvert-1")
+    task = ledger.task_by_id("MediaConvert-1")
     assert task is not None and task.outputs == ["oss://b/out.mp4"] and task.ended_at == end
 
 
 def test_a_late_result_replaces_lost(ledger: Ledger) -> None:
     ledger.ensure_run(_run(), now=T0)
     _created(ledger, "web", "MediaConvert-1")
-    task = ledger.get_task("MediaConvert-1")
+    task = ledger.task_by_id("MediaConvert-1")
     assert task is not None
     assert ledger.mark_lost(task, reason="older than IMM's 7-day retention", now=T0)
-    lost = ledger.get_task("MediaConvert-1")
+    lost = ledger.task_by_id("MediaConvert-1")
     assert lost is not None and (lost.status, lost.code) == ("Lost", "Lost")
     assert ledger.record_result(
         "MediaConvert-1",
@@ -396,8 +396,8 @@ def test_tasks_by_row_number_and_status_follow_every_change(ledger: Ledger) -> N
     ledger.ensure_run(_run(), now=T0)
     new = _task()
     claimed = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).task
-    assert ledger.find_task(str(claimed.row_id)) == claimed
-    assert ledger.find_task("MC-unknown") is None and ledger.find_task("999999") is None
+    assert ledger.task_by_id_or_row(str(claimed.row_id)) == claimed
+    assert ledger.task_by_id_or_row("MC-unknown") is None and ledger.task_by_id_or_row("999999") is None
     assert [t.status for t in ledger.list_tasks(TaskQuery(status="Creating"))] == ["Creating"]
     ledger.mark_created(new.claim_key, task_id="MC-1", now=T0)
     assert ledger.list_tasks(TaskQuery(status="Creating")) == []
@@ -407,7 +407,7 @@ def test_tasks_by_row_number_and_status_follow_every_change(ledger: Ledger) -> N
     )
     assert ledger.list_tasks(TaskQuery(status="Running")) == []
     assert [t.task_id for t in ledger.list_tasks(TaskQuery(status="Succeeded"))] == ["MC-1"]
-    found = ledger.find_task("MC-1")
+    found = ledger.task_by_id_or_row("MC-1")
     assert found is not None and found.row_id == claimed.row_id and found.status == "Succeeded"
     assert not ledger.mark_lost(found, reason="too late", now=T0)  # a final task is not lost
 

@@ -155,7 +155,7 @@ def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
         ledger.mark_created(claim.task.claim_key, task_id=f"MC-{number}", now=T0, known=claim.task)
     # Each: its new index rows, the conditional update, the old status's index row deleted, read back.
     assert calls == ["batch_write_row", "update_row", "delete_row", "get_row"] * 2
-    assert [ledger.get_task(f"MC-{number}") is not None for number in range(2)] == [True, True]
+    assert [ledger.task_by_id(f"MC-{number}") is not None for number in range(2)] == [True, True]
 
 
 def test_reconcile_reads_no_task_too_young_to_be_stale(

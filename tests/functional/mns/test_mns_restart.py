@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,13 @@ from mns.queue import Message, QueueMeta
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
 
+from localcloud.core.ports import free_port
+
 if TYPE_CHECKING:
     from tests.support.mns import Receiver
 
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MnsProcess:
@@ -73,7 +68,7 @@ def processes() -> Iterator[list[MnsProcess]]:
 def test_kill_9_loses_no_acknowledged_message_or_push(
     tmp_path: Path, receiver: Receiver, processes: list[MnsProcess]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     first = MnsProcess(tmp_path, port)
     processes.append(first)
     account = first.client()

@@ -7,7 +7,6 @@ import hashlib
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import oss2
 import pytest
 
 from localcloud.core.account import Account
+from tests.support.wait import wait_until
 
 MIB = 1 << 20
 BODY = 64 * MIB
@@ -110,10 +110,11 @@ def test_kill_9_in_the_middle_of_an_upload_leaves_nothing_visible(
     sender = threading.Thread(target=upload, daemon=True)
     sender.start()
     data_dir = tmp_path / "oss" / "data"
-    deadline = time.monotonic() + 30
-    while not any(p.stat().st_size >= 8 * MIB for p in data_dir.glob(".tmp-*")):
-        assert time.monotonic() < deadline, "the body never reached the store's temporary file"
-        time.sleep(0.05)
+    wait_until(
+        lambda: any(p.stat().st_size >= 8 * MIB for p in data_dir.glob(".tmp-*")),
+        timeout=30,
+        what="the body reaching the store's temporary file",
+    )
     local_oss.process.kill()
     local_oss.process.wait(timeout=30)
     hold.set()

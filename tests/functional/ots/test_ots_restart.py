@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,15 +14,10 @@ import pytest
 import tablestore
 from tablestore import INF_MAX, INF_MIN, Condition, Direction, Row, RowExistenceExpectation
 
+from localcloud.core.ports import free_port
 from tests.support.ots import create_table
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OtsProcess:
@@ -63,7 +57,7 @@ def processes() -> Iterator[list[OtsProcess]]:
 
 
 def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, processes: list[OtsProcess]) -> None:
-    port = _free_port()
+    port = free_port()
     first = OtsProcess(tmp_path, port)
     processes.append(first)
     client = first.client()
