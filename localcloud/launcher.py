@@ -5,6 +5,11 @@ runs) starts the five servers, writes ``DIR/endpoints.json`` in the shape DESIGN
 ``DIR/localcloud.pid``, and stops cleanly on SIGTERM or SIGINT. ``LocalCloud.start(state_dir)``
 is the in-process form for tests (free ports when ``port_base`` is None).
 
+The launcher answers on every port as soon as OSS, MNS and FC are built: IMM and Tablestore, the
+slowest to import, load on threads of their own meanwhile (a request to one of them waits until it
+is built), so whoever started the cloud can deploy in the meantime; if one cannot load, the whole
+cloud stops and says why in its log, as it would at start.
+
 One local cloud per state folder: an exclusive lock on ``DIR/localcloud.lock`` is held while it
 runs, so a second launcher on the same folder fails at once instead of corrupting state.
 
@@ -35,7 +40,7 @@ from localcloud.core.account import Account
 from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.faults import FaultPlan, FaultSpecError
-from localcloud.core.http import Service, ServiceServer
+from localcloud.core.http import Request, Response, Service, ServiceServer
 
 DEFAULT_PORT_BASE = 9410
 #: Start order (stop order is the reverse): Tablestore starts before FC, so that FC never runs a
@@ -93,6 +98,44 @@ def _serve(service: Service, name: str, host: str, port: int) -> ServiceServer:
         raise
 
 
+class _Loading:
+    """A service imported and built on a thread of its own while its port already answers: a request
+    that comes before it is built waits for it (`LocalCloud.start`'s ``load_in_background``)."""
+
+    def __init__(self, name: str, build: Callable[[], Any]) -> None:
+        self.name = name
+        self._service: Any = None
+        self._error: BaseException | None = None
+        self._built = threading.Event()
+        self._thread = threading.Thread(
+            target=self._build, args=(build,), name=f"localcloud-{name}-loading", daemon=True
+        )
+        self._thread.start()
+
+    def _build(self, build: Callable[[], Any]) -> None:
+        try:
+            self._service = build()
+        except BaseException as error:  # re-raised by `service`, in the launcher's thread too
+            self._error = error
+        finally:
+            self._built.set()
+
+    def service(self) -> Any:
+        self._built.wait()
+        if self._error is not None:
+            raise LaunchError(f"the local {self.name} could not start: {self._error}") from self._error
+        return self._service
+
+    def handle(self, request: Request) -> Response:
+        handled: Response = self.service().handle(request)
+        return handled
+
+    def close(self) -> None:
+        self._built.wait()
+        if self._service is not None:
+            self._service.close()
+
+
 class LocalCloud:
     """The five local services, each on its own server thread, sharing one account and state folder."""
 
@@ -116,8 +159,14 @@ class LocalCloud:
         mns_time_scale: float = 1.0,
         function_env: Mapping[str, str] | None = None,
         faults: str | None = None,
+        load_in_background: bool = False,
     ) -> LocalCloud:
         """Start OSS, MNS, IMM, Tablestore, FC in that order (each later one needs the earlier URLs).
+
+        ``load_in_background``: IMM and Tablestore, whose modules take the longest to import (the
+        local IMM's media code and oss2, the ``tablestore`` SDK's protobuf and client), are imported
+        and built on threads of their own while their ports already answer; a request waits until its
+        service is built. :meth:`wait_loaded` waits for both and raises if one could not start.
 
         ``port_base=None`` gives every service a free port. ``fc_options`` are passed to
         :class:`localcloud.fc.FcService` (e.g. ``async_retry_delay`` in tests). ``function_env`` is
@@ -126,10 +175,8 @@ class LocalCloud:
         without one the folder's saved plan, if any, is used again.
         """
         from localcloud.fc import FcService
-        from localcloud.imm import ImmService
         from localcloud.mns import MnsService
         from localcloud.oss import OssService
-        from localcloud.ots import OtsService
 
         state_dir = state_dir.resolve()
         cloud = cls(state_dir, Account.load_or_create(state_dir), _lock(state_dir))
@@ -151,13 +198,24 @@ class LocalCloud:
             mns = cloud._add(
                 "mns", MnsService(state_dir, account, mns_time_scale, faults=plan), host, port(1)
             )
-            imm = cloud._add(
-                "imm",
-                ImmService(state_dir, account, oss_endpoint=oss.url, mns_endpoint=mns.url, faults=plan),
-                host,
-                port(2),
-            )
-            ots = cloud._add("ots", OtsService(state_dir, account), host, port(4))
+
+            def build_imm() -> Any:
+                from localcloud.imm import ImmService
+
+                return ImmService(state_dir, account, oss_endpoint=oss.url, mns_endpoint=mns.url, faults=plan)
+
+            def build_ots() -> Any:
+                from localcloud.ots import OtsService
+
+                return OtsService(state_dir, account)
+
+            if load_in_background:
+                imm_service: Any = _Loading("imm", build_imm)
+                ots_service: Any = _Loading("ots", build_ots)
+            else:
+                imm_service, ots_service = build_imm(), build_ots()
+            imm = cloud._add("imm", imm_service, host, port(2))
+            ots = cloud._add("ots", ots_service, host, port(4))
             endpoints = {"oss": oss.url, "mns": mns.url, "imm": f"{imm.host}:{imm.port}", "ots": ots.url}
             overrides = _function_env(function_env or {}, endpoints)
             fc_service = FcService(
@@ -187,6 +245,12 @@ class LocalCloud:
             raise
         self.servers[name] = server.start()
         return server
+
+    def wait_loaded(self) -> None:
+        """Wait for the services `start` builds in the background; :class:`LaunchError` if one failed."""
+        for name, service in list(self.services.items()):
+            if isinstance(service, _Loading):
+                self.services[name] = service.service()
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -247,8 +311,14 @@ def run(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     # Pre-warmed instances: the first event after a deploy finds its function's modules imported.
+    # IMM and Tablestore load while the caller deploys (the first request each gets is later).
     cloud = LocalCloud.start(
-        state_dir, port_base, function_env=function_env, faults=faults, fc_options={"prewarm": True}
+        state_dir,
+        port_base,
+        function_env=function_env,
+        faults=faults,
+        fc_options={"prewarm": True},
+        load_in_background=True,
     )
     memtrace.install(cloud.state_dir)
     redact.install([cloud.account.access_key_secret, cloud.admin_token])
@@ -261,6 +331,7 @@ def run(
     if on_ready is not None:
         on_ready(cloud.endpoints)
     try:
+        cloud.wait_loaded()  # a service that could not load stops the whole cloud, as at start
         stop.wait()
     finally:
         log.info("stopping the local cloud")

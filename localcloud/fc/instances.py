@@ -201,6 +201,9 @@ class Pool:
         self._busy: dict[str, int] = {}
         #: Instances `prewarm` is starting, per function (also counted in ``_busy``).
         self._warming: dict[str, int] = {}
+        #: Warm-ups run one at a time, in the order they were asked for (`prewarm`).
+        self._warm_tickets = 0
+        self._warm_turn = 0
         self._closed = False
 
     def invoke(
@@ -265,22 +268,33 @@ class Pool:
         background, so the first request finds it warm (a local difference: FC keeps instances ready
         only with provisioned concurrency; see the module docstring). The initializer still runs
         before the instance's first request. Returns the thread, or None when the function already
-        has an instance."""
+        has an instance.
+
+        Warm-ups run one after another, in the order asked (a deploy's: its s.yaml's order): side by
+        side, the instances' imports shared a laptop's few cores, so the first function (the one the
+        first upload needs) was ready only about when the last one was."""
         with self._lock:
             function = launch.function
             if self._closed or self._busy.get(function, 0) or self._idle.get(function):
                 return None
             self._busy[function] = 1
             self._warming[function] = 1
+            ticket = self._warm_tickets
+            self._warm_tickets += 1
 
         def warm() -> None:
             instance: Instance | None = None
             try:
-                instance = Instance(launch)
-                if not instance.preload(timeout).ok:  # the first request reports the failure itself
-                    instance.kill()
+                with self._lock:
+                    while self._warm_turn != ticket and not self._closed:
+                        self._lock.wait()
+                if not self._closed:
+                    instance = Instance(launch)
+                    if not instance.preload(timeout).ok:  # the first request reports the failure itself
+                        instance.kill()
             finally:
                 with self._lock:
+                    self._warm_turn += 1
                     self._warming[function] -= 1
                     self._busy[function] -= 1
                     if instance is not None and instance.alive and not self._closed:

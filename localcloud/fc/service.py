@@ -68,7 +68,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -125,39 +125,66 @@ def _extra_paths(paths: Sequence[str]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def _tree_digest(folder: Path) -> str:
-    """The code folder's version: its files' names and contents. A file that already has several
-    hard links (``immflow package`` links the dependencies from its cache, ~6,000 files and 120 MB per
-    function) is taken by inode, size and modification time instead of being read: it is changed only
-    by replacing it, which changes those."""
+@dataclass(frozen=True)
+class _CodeScan:
+    """A code folder as a deploy sees it: its version, and the part of it that is a shared layer."""
+
+    version: str
+    #: Top-level entries whose every file is already a hard link (``immflow package`` links the
+    #: dependencies from its cache: ~8,000 files per function, the same for every function).
+    layer_entries: tuple[str, ...]
+    #: The linked files of the top-level ``__pycache__`` (the bytecode of single-module dependencies).
+    layer_bytecode: tuple[str, ...]
+    layer_digest: str
+
+
+def _scan_code(folder: Path) -> _CodeScan:
+    """The code folder's version (its files' names and contents) and its shared layer, in one walk.
+
+    A file that already has several hard links is taken by inode, size and modification time
+    instead of being read: it is changed only by replacing it, which changes those."""
     # os.walk and one stat per file, in the order of sorted(folder.rglob("*")) (by path parts): the
     # same digest as Path objects give, in a third of the time (it runs at every deploy).
     files: list[tuple[tuple[str, ...], str]] = []
     for directory, subdirectories, file_names in os.walk(folder):
-        if "__pycache__" in subdirectories:
-            subdirectories.remove("__pycache__")
         parts = Path(directory).relative_to(folder).parts
-        files.extend(
-            ((*parts, name), os.path.join(directory, name))
-            for name in file_names
-            if not name.endswith(".pyc")
-        )
+        if "__pycache__" in subdirectories and parts:
+            subdirectories.remove("__pycache__")
+        files.extend(((*parts, name), os.path.join(directory, name)) for name in file_names)
     files.sort()
-    digest = hashlib.sha256()
+    digest, layer = hashlib.sha256(), hashlib.sha256()
+    own_entries: set[str] = set()
+    entries: set[str] = set()
+    bytecode: list[str] = []
     for parts, path in files:
         try:
             status = os.stat(path)
         except OSError:  # a dangling link: Path.is_file() said False
+            own_entries.add(parts[0])
             continue
-        if not stat.S_ISREG(status.st_mode):
+        linked = stat.S_ISREG(status.st_mode) and status.st_nlink > 1
+        if parts[0] == "__pycache__":
+            if linked and len(parts) == 2:
+                bytecode.append(parts[1])
             continue
-        if status.st_nlink > 1:
+        entries.add(parts[0])
+        if not linked:
+            own_entries.add(parts[0])
+        if parts[-1].endswith(".pyc") or not stat.S_ISREG(status.st_mode):
+            continue
+        if linked:
             content = f"{status.st_ino}:{status.st_size}:{status.st_mtime_ns}".encode()
+            layer.update("/".join(parts).encode() + b"\0" + content + b"\0")
         else:
             with open(path, "rb") as handle:
                 content = handle.read()
         digest.update("/".join(parts).encode() + b"\0" + content + b"\0")
-    return digest.hexdigest()[:16]
+    layer_entries = tuple(sorted(entries - own_entries))
+    for name in bytecode:
+        layer.update(
+            f"__pycache__/{name}\0{os.stat(os.path.join(folder, '__pycache__', name)).st_ino}".encode()
+        )
+    return _CodeScan(digest.hexdigest()[:16], layer_entries, tuple(bytecode), layer.hexdigest()[:16])
 
 
 def _snapshot_file(source: str, destination: str) -> None:
@@ -213,6 +240,8 @@ class FcService:
         self._pool = Pool(max_instances)
         self._functions = self._store.functions()
         self._functions_lock = threading.Lock()
+        self._layers_lock = threading.Lock()
+        self._layer_locks: dict[str, threading.Lock] = {}
         self._stopping = False
         self._async_workers = async_workers
         self._dispatchers: list[threading.Thread] = []
@@ -354,23 +383,58 @@ class FcService:
                 path.parent.rmdir()
 
     def _build(self, spec: syaml.FunctionSpec, extra_paths: tuple[str, ...]) -> Deployed:
-        """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy
-        (files that are hard links already, the package's cached dependencies, are linked: `_snapshot_file`).
+        """Snapshot the code folder, as ``s deploy`` uploads a zip: later edits need a redeploy.
 
-        ``extra_paths`` go on ``sys.path`` after the code folder (:meth:`deploy`). Third-party packages
+        The top-level entries whose every file is already a hard link (the package's cached
+        dependencies, which nobody edits in place) go into a layer, ``fc/layers/<digest>``, made once
+        for every function and deploy that has the same ones (as an FC layer is shared); it is
+        on the function's ``sys.path`` right after the snapshot of the rest of the code folder.
+
+        ``extra_paths`` go on ``sys.path`` after the code folder and its layer (:meth:`deploy`). Third-party packages
         come from the code folder when the function runs on its runtime's own Python, else from the
         local cloud's environment (:mod:`localcloud.fc.instances`).
         """
         source = Path(spec.code_dir)
-        version = _tree_digest(source)
-        target = self.root / "code" / spec.name / version
+        scan = _scan_code(source)
+        layer = self._layer(source, scan) if scan.layer_entries else None
+        target = self.root / "code" / spec.name / scan.version
         if not target.exists():
-            staging = target.with_name(f".{version}.{os.getpid()}.tmp")
+            staging = target.with_name(f".{scan.version}.{os.getpid()}.{threading.get_ident()}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(source, staging, ignore=_COPY_IGNORE, copy_function=_snapshot_file)
+            in_layer = set(scan.layer_entries)
+
+            def ignore(directory: str, names: list[str]) -> set[str]:
+                ignored = set(_COPY_IGNORE(directory, names))
+                return ignored | (in_layer & set(names)) if Path(directory) == source else ignored
+
+            shutil.copytree(source, staging, ignore=ignore, copy_function=_snapshot_file)
             os.replace(staging, target)
+        extra = extra_paths if layer is None else (str(layer), *extra_paths)
         config_digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:8]
-        return Deployed(spec, target, extra_paths, f"{version}-{config_digest}")
+        return Deployed(spec, target, extra, f"{scan.version}-{config_digest}")
+
+    def _layer(self, source: Path, scan: _CodeScan) -> Path:
+        """The shared layer of ``scan`` (`_build`): hard links, made once per digest."""
+        layer = self.root / "layers" / scan.layer_digest
+        with self._layers_lock:
+            lock = self._layer_locks.setdefault(scan.layer_digest, threading.Lock())
+        with lock:  # functions deploying side by side share one layer: only one of them makes it
+            if layer.exists():
+                return layer
+            staging = layer.with_name(f".{layer.name}.{os.getpid()}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            for name in scan.layer_entries:
+                if (source / name).is_dir():
+                    shutil.copytree(source / name, staging / name, copy_function=_snapshot_file)
+                else:
+                    _snapshot_file(str(source / name), str(staging / name))
+            if scan.layer_bytecode:
+                (staging / "__pycache__").mkdir()
+                for name in scan.layer_bytecode:
+                    _snapshot_file(str(source / "__pycache__" / name), str(staging / "__pycache__" / name))
+            os.replace(staging, layer)
+        return layer
 
     def _apply_triggers(self, spec: syaml.FunctionSpec) -> None:
         if not self.url:

@@ -163,6 +163,11 @@ def demo(
     if not is_running(state_dir):
         console.print(f"starting the local cloud on {state_dir} (ports {port_base}-{port_base + 4})")
         starting = spawn(state_dir, port_base)
+    # The package check (its digest, the runtime's interpreter, a build only when the inputs changed)
+    # needs only the project's files: it starts now, beside the demo's own imports below.
+    checking = ThreadPoolExecutor(1)
+    building = checking.submit(deploy_environ, project / "s.yaml", state_dir, console.print)
+    checking.shutdown(wait=False)
     from immflow.demo import runner
     from immflow.demo.media import make_samples
     from immflow.demo.runner import DemoError, RunProgress
@@ -170,12 +175,12 @@ def demo(
     clock = runner.PhaseClock(begun)
     try:
         s_yaml, pipeline = runner.load_inputs(project)
-        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder, ThreadPoolExecutor(3) as aside:
+        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder, ThreadPoolExecutor(4) as aside:
             # Set-up steps that wait on other processes run side by side: the samples (ffmpeg, mostly)
-            # and the functions' package (reused while its inputs are unchanged) are made while the
-            # local cloud starts, and the ledger's tables are created while the functions deploy.
+            # are made while the local cloud starts (and the package is checked, above), and the
+            # ledger's tables and the IMM project are created while the functions deploy (the local
+            # cloud loads its IMM and Tablestore meanwhile).
             making = aside.submit(make_samples, Path(folder))
-            building = aside.submit(deploy_environ, s_yaml, state_dir, console.print)
             if starting is None:
                 endpoints = read_endpoints(state_dir)
                 console.print(f"using the local cloud already running on {state_dir}")
@@ -187,8 +192,11 @@ def demo(
             environ = building.result()
             clock.mark("package_build")
             deployment = runner.read_deployment(s_yaml, endpoints, environ)
-            runner.apply(endpoints, deployment)
+            runner.create_triggers_resources(endpoints, deployment)
+            # The IMM project, like the ledger's tables, is first needed by the first upload.
+            project_created = aside.submit(runner.create_project, endpoints, deployment)
             deploy(endpoints, s_yaml, environ)
+            project_created.result()
             if tables is not None:
                 tables.result()
             clock.mark("deploy")

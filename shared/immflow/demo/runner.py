@@ -96,14 +96,17 @@ def read_deployment(s_yaml: Path, endpoints: dict[str, str], environ: dict[str, 
 
 def apply(endpoints: dict[str, str], deployment: Deployment) -> None:
     """Create the buckets, topics, queues and IMM project the functions need (each idempotent)."""
-    from alibabacloud_imm20200930 import models as imm_models
-    from alibabacloud_imm20200930.client import Client as ImmClient
-    from alibabacloud_tea_openapi.models import Config
+    create_triggers_resources(endpoints, deployment)
+    create_project(endpoints, deployment)
+
+
+def create_triggers_resources(endpoints: dict[str, str], deployment: Deployment) -> None:
+    """Create the buckets, topics and queues the functions' triggers and destinations name: the
+    deploy needs them (the IMM project only the first upload needs: `create_project`)."""
     from mns.account import Account as MnsAccount
     from mns.mns_exception import MNSServerException
     from mns.queue import QueueMeta
     from mns.topic import TopicMeta
-    from Tea.exceptions import TeaException
 
     key_id, secret = endpoints["access_key_id"], endpoints["access_key_secret"]
     auth = oss2.Auth(key_id, secret)
@@ -122,6 +125,16 @@ def apply(endpoints: dict[str, str], deployment: Deployment) -> None:
         except MNSServerException as error:
             if error.type != "QueueAlreadyExist":
                 raise
+
+
+def create_project(endpoints: dict[str, str], deployment: Deployment) -> None:
+    """Create the IMM project the functions' ``IMMFLOW_PROJECT`` names, unless it exists."""
+    from alibabacloud_imm20200930 import models as imm_models
+    from alibabacloud_imm20200930.client import Client as ImmClient
+    from alibabacloud_tea_openapi.models import Config
+    from Tea.exceptions import TeaException
+
+    key_id, secret = endpoints["access_key_id"], endpoints["access_key_secret"]
     imm = ImmClient(
         Config(
             access_key_id=key_id,
@@ -272,6 +285,13 @@ def fc_invocations(endpoints: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+#: How often the demo reads every run, its tasks and the FC's counts (the live table), and how often
+#: in between it reads only the run record of each run not yet done, to see a manifest soon after it
+#: is written (one ledger read per such run) without reading every task ten times a second.
+FULL_POLL_SECONDS = 0.5
+RUN_POLL_SECONDS = 0.1
+
+
 def wait(
     endpoints: dict[str, str],
     ledger: Ledger,
@@ -289,7 +309,23 @@ def wait(
             return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.5)
+        next_full = time.monotonic() + FULL_POLL_SECONDS
+        while time.monotonic() + RUN_POLL_SECONDS < next_full:
+            time.sleep(RUN_POLL_SECONDS)
+            if _a_run_finished(ledger, progress):
+                break
+        else:
+            time.sleep(max(0.0, next_full - time.monotonic()))
+
+
+def _a_run_finished(ledger: Ledger, progress: list[RunProgress]) -> bool:
+    """Whether a run not yet seen done has its manifest now (its tasks are then read by `poll`)."""
+    for item in progress:
+        if item.run is not None and not item.done:
+            run = ledger.get_run(item.upload.run_id)
+            if run is not None and run.status == "Done" and run.manifest_uri:
+                return True
+    return False
 
 
 def _object_size(bucket: oss2.Bucket, key: str) -> int | None:

@@ -4,6 +4,7 @@ one instance per function that imports its handler's module before any request."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.support.fc import FcCloud, probe_function
 from tests.support.wait import wait_until
@@ -66,3 +67,45 @@ def test_an_unchanged_redeploy_keeps_the_warm_instance(fc_cloud: FcCloud) -> Non
     second = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
 
     assert second["pid"] == first["pid"] and len(_imported(fc_cloud)) == 1
+
+
+SLOW_IMPORT = (
+    "import os, pathlib, time\n"
+    "record = pathlib.Path(os.environ['RECORD_DIR']) / os.environ['FC_FUNCTION_NAME']\n"
+    "started = time.time()\n"
+    "time.sleep(0.5)\n"
+    "record.write_text(f'{started} {time.time()}')\n\n\n"
+    "def handler(event, context):\n    return 'ok'\n"
+)
+
+
+def test_the_warm_ups_of_a_deploy_run_one_after_another_in_its_order(
+    fc_cloud: FcCloud, tmp_path: Path
+) -> None:
+    code = tmp_path / "slow"
+    code.mkdir()
+    fc_cloud.records.mkdir(parents=True, exist_ok=True)
+    (code / "index.py").write_text(SLOW_IMPORT)
+    functions = "".join(
+        f"  {name}:\n    component: fc3\n    props:\n      region: cn-hangzhou\n      functionName: {name}\n"
+        f"      runtime: python3.10\n      handler: index.handler\n      code: {code}\n      timeout: 10\n"
+        f"      environmentVariables:\n        RECORD_DIR: {fc_cloud.records}\n"
+        for name in ("first", "second", "third")
+    )
+    fc_cloud.fc.prewarm = True
+    fc_cloud.fc.deploy(fc_cloud.write_s_yaml(functions))
+
+    spans = wait_until(
+        lambda: (
+            [
+                tuple(map(float, (fc_cloud.records / n).read_text().split()))
+                for n in ("first", "second", "third")
+            ]
+            if all((fc_cloud.records / n).exists() for n in ("first", "second", "third"))
+            else None
+        ),
+        timeout=30,
+        what="three warm-ups",
+    )
+
+    assert spans[0][1] <= spans[1][0] and spans[1][1] <= spans[2][0]
