@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import oss2
 
+from localcloud.core import standalone
 from localcloud.core.account import Account
 
 PIECE = 1 << 20
@@ -105,28 +105,8 @@ def _upload(bucket: oss2.Bucket, pid: int, key: str, size: int, body: str, tmp: 
 
 
 def _start_oss(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    """The local OSS in its own process, and its URL (from the line it prints once it listens)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "localcloud.oss",
-            "--state-dir",
-            str(state_dir),
-            "--port",
-            "0",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("listening on "):
-        process.kill()
-        raise RuntimeError(f"the local OSS did not start: {line!r}")
-    return process, line.split()[-1]
+    """The local OSS in its own process, and its URL."""
+    return standalone.spawn("oss", state_dir, "--log-level", "WARNING")
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -40,3 +42,20 @@ def serve(service: ClosableService, host: str, port: int, listening: str) -> Non
     stop.wait()
     server.stop()
     service.close()
+
+
+def spawn(service: str, state_dir: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m localcloud.<service>`` on a free port (unless ``options`` name one) and
+    return the process and its URL, read from the line :func:`serve` prints once it listens."""
+    port = () if "--port" in options else ("--port", "0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"localcloud.{service}", "--state-dir", str(state_dir), *port, *options],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise RuntimeError(f"the local {service} did not start: {line!r}")
+    return process, line.split()[-1]

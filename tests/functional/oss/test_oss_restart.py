@@ -6,8 +6,6 @@ import hashlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 import requests
 from oss2.models import PartInfo
 
+from localcloud.core import standalone
 from localcloud.core.account import Account
 from localcloud.core.admin import admin_headers, load_or_create_token
 from localcloud.core.http import ServiceServer
@@ -25,25 +24,7 @@ from localcloud.oss import OssService
 
 class OssProcess:
     def __init__(self, state_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "localcloud.oss",
-                "--state-dir",
-                str(state_dir),
-                "--port",
-                "0",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), line
-        self.url = line.split()[-1]
+        self.proc, self.url = standalone.spawn("oss", state_dir, "--log-level", "WARNING")
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -4,8 +4,6 @@ a kill -9 in the middle of an upload leaves nothing visible behind."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import oss2
 import pytest
 
+from localcloud.core import standalone
 from localcloud.core.account import Account
 from tests.support.wait import wait_until
 
@@ -32,16 +31,7 @@ def _status_bytes(pid: int, field: str) -> int:
 class LocalOss:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "localcloud.oss", "--state-dir", str(state_dir), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line.startswith("listening on "), line
-        self.url = line.split()[-1]
+        self.process, self.url = standalone.spawn("oss", state_dir)
         account = Account.load_or_create(state_dir)
         self.auth = oss2.Auth(account.access_key_id, account.access_key_secret)
 
