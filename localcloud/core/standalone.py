@@ -55,7 +55,7 @@ def spawn(service: str, state_dir: Path, *options: str) -> tuple[subprocess.Pope
     )
     assert process.stdout is not None
     line = process.stdout.readline()
-    if not line.startswith("listening on "):
+    if "listening on " not in line:  # "listening on URL", or "<service> listening on URL"
         process.kill()
         raise RuntimeError(f"the local {service} did not start: {line!r}")
     return process, line.split()[-1]
