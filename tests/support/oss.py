@@ -7,6 +7,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import alibabacloud_oss_v2 as oss
+
+from localcloud.core.account import Account
+
 
 class EventSink:
     """A tiny HTTP endpoint that records POSTed event bodies and can fail the first N."""
@@ -56,3 +60,16 @@ class EventSink:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def v2_config(account: Account, endpoint: str) -> oss.config.Config:
+    """alibabacloud-oss-v2's configuration for the local OSS (path-style: the local OSS has no DNS
+    for bucket host names)."""
+    cfg = oss.config.load_default()
+    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
+        account.access_key_id, account.access_key_secret
+    )
+    cfg.region = account.region
+    cfg.endpoint = endpoint
+    cfg.use_path_style = True
+    return cfg

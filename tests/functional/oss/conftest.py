@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 
+import alibabacloud_oss_v2 as oss
 import oss2
 import pytest
 
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
 from localcloud.oss import OssService
-from tests.support.oss import EventSink
+from tests.support.oss import EventSink, v2_config
 
 
 # One server per test module (stopping one takes half a second); tests use their own buckets.
@@ -54,3 +55,9 @@ def sink() -> Iterator[EventSink]:
     s = EventSink()
     yield s
     s.close()
+
+
+@pytest.fixture
+def v2(account: Account, oss_server: ServiceServer) -> oss.Client:
+    """An alibabacloud-oss-v2 client of the local OSS."""
+    return oss.Client(v2_config(account, oss_server.url))

@@ -18,6 +18,7 @@ from alibabacloud_oss_v2.transport.requests_client import RequestsHttpClient
 
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
+from tests.support.oss import v2_config
 
 BODY = b"hello keep-alive"
 
@@ -102,13 +103,7 @@ def test_oss2_reuses_its_connection_after_304_and_head(
 def test_oss_v2_reuses_its_connection_after_304_and_head(
     account: Account, oss_server: ServiceServer, bucket: oss2.Bucket, etag: str
 ) -> None:
-    cfg = oss.config.load_default()
-    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
-        account.access_key_id, account.access_key_secret
-    )
-    cfg.region = account.region
-    cfg.endpoint = oss_server.url
-    cfg.use_path_style = True
+    cfg = v2_config(account, oss_server.url)
     cfg.retry_max_attempts = 1
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)

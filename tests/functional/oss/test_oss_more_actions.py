@@ -11,24 +11,10 @@ import oss2
 import pytest
 from oss2.models import PartInfo, Tagging, TaggingRule
 
-from localcloud.core.account import Account
-from localcloud.core.http import ServiceServer
 from localcloud.oss import OssService
 from tests.support.wait import wait_until
 
 PART = 100 * 1024
-
-
-@pytest.fixture
-def v2(account: Account, oss_server: ServiceServer) -> oss.Client:
-    cfg = oss.config.load_default()
-    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
-        account.access_key_id, account.access_key_secret
-    )
-    cfg.region = account.region
-    cfg.endpoint = oss_server.url
-    cfg.use_path_style = True
-    return oss.Client(cfg)
 
 
 # --- ListMultipartUploads ---------------------------------------------------------------------

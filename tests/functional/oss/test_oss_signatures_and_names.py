@@ -16,6 +16,7 @@ import requests
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
 from localcloud.oss import OssService
+from tests.support.oss import v2_config
 
 
 def test_non_ascii_user_metadata_is_signed_as_sent(bucket: oss2.Bucket) -> None:
@@ -29,13 +30,7 @@ def test_non_ascii_user_metadata_is_signed_as_sent(bucket: oss2.Bucket) -> None:
 def test_latin1_user_metadata_through_oss_v2(
     account: Account, oss_server: ServiceServer, bucket: oss2.Bucket
 ) -> None:
-    cfg = oss.config.load_default()
-    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
-        account.access_key_id, account.access_key_secret
-    )
-    cfg.region = account.region
-    cfg.endpoint = oss_server.url
-    cfg.use_path_style = True
+    cfg = v2_config(account, oss_server.url)
     client = oss.Client(cfg)
     client.put_object(
         oss.PutObjectRequest(bucket=bucket.bucket_name, key="v2.txt", body=b"x", metadata={"name": "café"})

@@ -129,18 +129,6 @@ def test_oss2_append_streams_each_body_and_refuses_a_wrong_one(bucket: oss2.Buck
     assert bucket.get_object("log.bin").read() == first + second
 
 
-@pytest.fixture
-def v2(account: Account, oss_server: ServiceServer) -> oss.Client:
-    cfg = oss.config.load_default()
-    cfg.credentials_provider = oss.credentials.StaticCredentialsProvider(
-        account.access_key_id, account.access_key_secret
-    )
-    cfg.region = account.region
-    cfg.endpoint = oss_server.url
-    cfg.use_path_style = True
-    return oss.Client(cfg)
-
-
 def test_v2_sdk_put_append_and_multipart_with_crc_checks(v2: oss.Client, bucket: oss2.Bucket) -> None:
     name = bucket.bucket_name
     data = _data(SIZE, seed=6)
