@@ -4,15 +4,13 @@ which takes no Tags), and MediaConvert's media file plus numbered snapshots."""
 from __future__ import annotations
 
 import io
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from localcloud.imm.ffmpeg import ffmpeg_exe
 from tests.support.handlers import Harness
-from tests.support.media import png
+from tests.support.media import make_video, png
 
 
 def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:
@@ -39,27 +37,7 @@ def test_an_archive_is_extracted_and_inspected(harness: Harness) -> None:
 @pytest.mark.media
 def test_a_video_gets_its_web_version_and_posters(harness: Harness, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10:duration=1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            str(clip),
-        ],
-        check=True,
-    )
+    make_video(clip, size="160x120", rate=10, audio=False)
     key = harness.key("videos", "clip.mp4")
     [task_id] = harness.on_upload(harness.put(key, clip.read_bytes()))["started"]
     run_id = harness.task(task_id).run_id
