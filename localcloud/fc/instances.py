@@ -21,10 +21,11 @@ turn rather than by a cold instance each competing with ffmpeg. A function with 
 starts one at once.
 
 Pre-warming (``FcService(prewarm=True)``, what ``immflow local up`` runs) differs from FC too: a
-deploy starts one instance of each function at once and has it import its handler's module, so the
-first event of a fresh deploy does not wait for the imports (FC does this only for provisioned
-instances; on-demand instances start at the first request). The initializer still runs just
-before the instance's first request, as it does on an on-demand instance.
+deploy starts one instance of each function at once, has it import its handler's module and run
+the function's initializer, so the first event of a fresh deploy waits for neither. FC does this
+only for provisioned instances (which run the initializer when they are created); its on-demand
+instances start at the first request and run the initializer just before it, as the local FC's
+instances started on demand do. A pre-warmed instance does not run the initializer again.
 
 Not enforced locally: ``memorySize`` (a Python process's address space is no measure of FC's
 memory accounting), the 4 KB limit on environment variables, and idle reclaiming: warm
@@ -165,18 +166,27 @@ class Instance:
         """Import the handler's module now, before any request (`Pool.prewarm`)."""
         return self._exchange("load", "", b"", timeout)
 
+    def initialize(self, request_id: str) -> Outcome:
+        """Run the function's initializer, once: a failure kills the instance (FC retries the
+        initializer on a fresh one)."""
+        if self.initialized:
+            return Outcome(True)
+        outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
+        if not outcome.ok:
+            self.kill()
+            outcome.error["errorMessage"] = "initializer failed: " + str(
+                outcome.error.get("errorMessage", "")
+            )
+            return outcome
+        self.initialized = True
+        return outcome
+
     def invoke(
         self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
     ) -> Outcome:
-        if not self.initialized:
-            outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
-            if not outcome.ok:
-                self.kill()  # FC retries the initializer on a fresh instance
-                outcome.error["errorMessage"] = "initializer failed: " + str(
-                    outcome.error.get("errorMessage", "")
-                )
-                return outcome
-            self.initialized = True
+        outcome = self.initialize(request_id)  # nothing to do on a pre-warmed instance (`Pool.prewarm`)
+        if not outcome.ok:
+            return outcome
         return self._exchange("invoke", request_id, payload, timeout, crash_after)
 
     def kill(self) -> None:
@@ -264,11 +274,11 @@ class Pool:
             self._lock.notify_all()
 
     def prewarm(self, launch: Launch, timeout: float) -> threading.Thread | None:
-        """Start one instance of a function that has none and load its handler's module, in the
-        background, so the first request finds it warm (a local difference: FC keeps instances ready
-        only with provisioned concurrency; see the module docstring). The initializer still runs
-        before the instance's first request. Returns the thread, or None when the function already
-        has an instance.
+        """Start one instance of a function that has none, load its handler's module and run its
+        initializer, in the background, so the first request finds it warm (a local difference: FC
+        keeps instances ready only with provisioned concurrency, and runs their initializer when it
+        creates them, as here; see the module docstring). Returns the thread, or None when the
+        function already has an instance.
 
         Warm-ups run one after another, in the order asked (a deploy's: its s.yaml's order): side by
         side, the instances' imports shared a laptop's few cores, so the first function (the one the
@@ -290,7 +300,10 @@ class Pool:
                         self._lock.wait()
                 if not self._closed:
                     instance = Instance(launch)
-                    if not instance.preload(timeout).ok:  # the first request reports the failure itself
+                    # A failure kills the instance: the first request, on a fresh one, reports it.
+                    if instance.preload(timeout).ok:
+                        instance.initialize(f"prewarm-{instance.instance_id}")
+                    else:
                         instance.kill()
             finally:
                 with self._lock:

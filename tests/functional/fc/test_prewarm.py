@@ -1,5 +1,5 @@
 """Pre-warmed instances (``FcService(prewarm=True)``, what ``immflow local up`` runs): a deploy starts
-one instance per function that imports its handler's module before any request."""
+one instance per function that imports its handler's module and runs its initializer before any request."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from tests.support.wait import wait_until
 INITIALIZER = {"initializer": {"handler": "index.initializer", "timeout": 5}}
 
 
-def _imported(cloud: FcCloud) -> list[int]:
-    return sorted(int(p.name.removeprefix("imported-")) for p in cloud.records.glob("imported-*"))
+def _imported(cloud: FcCloud, what: str = "imported") -> list[int]:
+    """The pids of the processes that imported the probe (or, `what` "initialized", initialized it)."""
+    return sorted(int(p.name.removeprefix(f"{what}-")) for p in cloud.records.glob(f"{what}-*"))
 
 
 def _deploy(cloud: FcCloud) -> None:
@@ -34,6 +35,22 @@ def test_a_deploy_imports_the_handler_before_any_request_and_the_first_request_u
 
     assert [record["pid"]] == _imported(fc_cloud)
     assert record["initialized"] == 1  # the initializer still ran, once, before the first request
+
+
+def test_a_deploy_runs_the_initializer_before_any_request_and_the_first_request_does_not_again(
+    fc_cloud: FcCloud,
+) -> None:
+    _deploy(fc_cloud)
+    [pid] = wait_until(
+        lambda: _imported(fc_cloud, "initialized"),
+        timeout=20,
+        what="the pre-warmed instance running the initializer after the deploy",
+    )
+    assert not fc_cloud.records_where()  # no request has run
+
+    record = json.loads(fc_cloud.client().invoke_function("s", "warm", payload=b"{}").data)
+
+    assert (record["pid"], record["initialized"]) == (pid, 1)
 
 
 def test_a_request_during_the_warm_up_waits_for_that_instance_rather_than_starting_another(
