@@ -14,11 +14,13 @@ sees the local cloud's packages and ``PYTHONPATH``.
 
 Scaling out differs from FC on purpose: FC starts another instance as soon as a request finds
 every instance busy; the local FC, whose instances share a laptop's few cores with the media work
-of the local IMM, first waits up to ``scale_out_after`` (0.3 s) for a busy instance of the function
-to come free, and starts a new one only then. A cold start costs several hundred milliseconds of
-CPU, a warm event a few milliseconds, so a burst of uploads is served by a few warm instances in
-turn rather than by a cold instance each competing with ffmpeg. A function with no instance at all
-starts one at once.
+of the local IMM, first waits for a busy instance of the function to come free, for as long as the
+function's last cold start took (spawn to ready: handler imported, initializer run; measured here),
+bounded by ``scale_out_after`` (0.3 s, also the wait until a cold start was measured) and
+``scale_out_at_most`` (2 s). A new instance could not serve sooner than that, and its cold start
+costs several hundred milliseconds of CPU where a warm event costs a few, so a burst of uploads is
+served by a few warm instances in turn rather than by a cold instance each competing with ffmpeg.
+A function with no instance at all starts one at once; ``max_instances`` still caps the instances.
 
 Pre-warming (``FcService(prewarm=True)``, what ``immflow local up`` runs) differs from FC too: a
 deploy starts one instance of each function at once, has it import its handler's module and run
@@ -90,6 +92,11 @@ class Instance:
         self.launch = launch
         self.instance_id = uuid.uuid4().hex
         self.initialized = not launch.meta.get("initializer")
+        self.loaded = False
+        self.spawned_at = time.monotonic()
+        #: Its cold start, spawn to ready (handler imported, initializer run): None until then.
+        self.ready_seconds: float | None = None
+        self.cold_start_noted = False  # by its pool (`Pool._note_cold_start`)
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,29 +169,32 @@ class Instance:
             return Outcome(True, body, duration=duration)
         return Outcome(False, error=header["error"], duration=duration)
 
-    def preload(self, timeout: float) -> Outcome:
-        """Import the handler's module now, before any request (`Pool.prewarm`)."""
-        return self._exchange("load", "", b"", timeout)
-
-    def initialize(self, request_id: str) -> Outcome:
-        """Run the function's initializer, once: a failure kills the instance (FC retries the
-        initializer on a fresh one)."""
-        if self.initialized:
-            return Outcome(True)
-        outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
-        if not outcome.ok:
-            self.kill()
-            outcome.error["errorMessage"] = "initializer failed: " + str(
-                outcome.error.get("errorMessage", "")
-            )
-            return outcome
-        self.initialized = True
-        return outcome
+    def start(self, request_id: str, timeout: float) -> Outcome:
+        """Make the instance ready, once: import the handler's module, then run the initializer (a
+        failure of either kills the instance: FC retries on a fresh one). Measures `ready_seconds`."""
+        if not self.loaded:
+            outcome = self._exchange("load", request_id, b"", timeout)
+            if not outcome.ok:
+                self.kill()
+                return outcome
+            self.loaded = True
+        if not self.initialized:
+            outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
+            if not outcome.ok:
+                self.kill()
+                outcome.error["errorMessage"] = "initializer failed: " + str(
+                    outcome.error.get("errorMessage", "")
+                )
+                return outcome
+            self.initialized = True
+        if self.ready_seconds is None:
+            self.ready_seconds = time.monotonic() - self.spawned_at
+        return Outcome(True)
 
     def invoke(
         self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
     ) -> Outcome:
-        outcome = self.initialize(request_id)  # nothing to do on a pre-warmed instance (`Pool.prewarm`)
+        outcome = self.start(request_id, timeout)  # nothing left to do on a pre-warmed instance
         if not outcome.ok:
             return outcome
         return self._exchange("invoke", request_id, payload, timeout, crash_after)
@@ -203,9 +213,16 @@ class Instance:
 class Pool:
     """The warm instances of every function, keyed by function name (scaling out: module docstring)."""
 
-    def __init__(self, max_instances: int, scale_out_after: float = 0.3) -> None:
+    def __init__(
+        self, max_instances: int, scale_out_after: float = 0.3, scale_out_at_most: float = 2.0
+    ) -> None:
         self.max_instances = max_instances
+        #: How long a request waits for a busy instance before starting one: the function's last
+        #: cold start (`_cold_starts`) within these bounds, the lower one until one was measured.
         self.scale_out_after = scale_out_after
+        self.scale_out_at_most = scale_out_at_most
+        #: Per function, the last cold start measured (spawn to ready: `Instance.ready_seconds`).
+        self._cold_starts: dict[str, float] = {}
         self._lock = threading.Condition()
         self._idle: dict[str, list[Instance]] = {}
         self._busy: dict[str, int] = {}
@@ -231,9 +248,20 @@ class Pool:
         finally:
             self._release(instance)
 
+    def scale_out_wait(self, function: str) -> float:
+        """How long a request finding every instance of `function` busy waits for one (module docstring)."""
+        measured = self._cold_starts.get(function, self.scale_out_after)
+        return min(max(measured, self.scale_out_after), self.scale_out_at_most)
+
+    def _note_cold_start(self, instance: Instance) -> None:
+        """With the lock held: an instance that became ready tells, once, what its cold start cost."""
+        if instance.ready_seconds is not None and not instance.cold_start_noted:
+            self._cold_starts[instance.launch.function] = instance.ready_seconds
+            instance.cold_start_noted = True
+
     def _acquire(self, launch: Launch) -> Instance:
-        scale_out_at = time.monotonic() + self.scale_out_after
         with self._lock:
+            scale_out_at = time.monotonic() + self.scale_out_wait(launch.function)
             while True:
                 if self._closed:
                     raise RuntimeError("the local FC is shutting down")
@@ -268,6 +296,7 @@ class Pool:
         with self._lock:
             self._busy[instance.launch.function] -= 1
             if instance.alive and not self._closed:
+                self._note_cold_start(instance)
                 self._idle.setdefault(instance.launch.function, []).append(instance)
             else:
                 instance.kill()
@@ -301,16 +330,14 @@ class Pool:
                 if not self._closed:
                     instance = Instance(launch)
                     # A failure kills the instance: the first request, on a fresh one, reports it.
-                    if instance.preload(timeout).ok:
-                        instance.initialize(f"prewarm-{instance.instance_id}")
-                    else:
-                        instance.kill()
+                    instance.start(f"prewarm-{instance.instance_id}", timeout)
             finally:
                 with self._lock:
                     self._warm_turn += 1
                     self._warming[function] -= 1
                     self._busy[function] -= 1
                     if instance is not None and instance.alive and not self._closed:
+                        self._note_cold_start(instance)
                         self._idle.setdefault(function, []).append(instance)
                     elif instance is not None:
                         instance.kill()
