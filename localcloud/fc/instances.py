@@ -20,7 +20,9 @@ bounded by ``scale_out_after`` (0.3 s, also the wait until a cold start was meas
 ``scale_out_at_most`` (2 s). A new instance could not serve sooner than that, and its cold start
 costs several hundred milliseconds of CPU where a warm event costs a few, so a burst of uploads is
 served by a few warm instances in turn rather than by a cold instance each competing with ffmpeg.
-A function with no instance at all starts one at once; ``max_instances`` still caps the instances.
+For the same reason a function starts one instance at a time: while one is starting, requests
+wait for it (or for a busy one to come free), and the wait starts again when it is ready. A function
+with no instance at all starts one at once; ``max_instances`` still caps the instances.
 
 Pre-warming (``FcService(prewarm=True)``, what ``immflow local up`` runs) differs from FC too: a
 deploy starts one instance of each function at once, has it import its handler's module and run
@@ -96,7 +98,6 @@ class Instance:
         self.spawned_at = time.monotonic()
         #: Its cold start, spawn to ready (handler imported, initializer run): None until then.
         self.ready_seconds: float | None = None
-        self.cold_start_noted = False  # by its pool (`Pool._note_cold_start`)
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,8 +227,10 @@ class Pool:
         self._lock = threading.Condition()
         self._idle: dict[str, list[Instance]] = {}
         self._busy: dict[str, int] = {}
-        #: Instances `prewarm` is starting, per function (also counted in ``_busy``).
-        self._warming: dict[str, int] = {}
+        #: Instances being started (by `prewarm` or a request), per function (also counted in ``_busy``).
+        self._starting: dict[str, int] = {}
+        #: When an instance of the function last finished starting (`_started`).
+        self._ready_at: dict[str, float] = {}
         #: Warm-ups run one at a time, in the order they were asked for (`prewarm`).
         self._warm_tickets = 0
         self._warm_turn = 0
@@ -242,8 +245,15 @@ class Pool:
         crash_after: float | None = None,
     ) -> Outcome:
         """Run one request; ``crash_after`` kills the instance that many seconds into it (fc.crash)."""
-        instance = self._acquire(launch)
+        instance, new = self._acquire(launch)
         try:
+            if new:
+                try:
+                    outcome = instance.start(request_id, timeout)
+                finally:
+                    self._started(instance)
+                if not outcome.ok:
+                    return outcome
             return instance.invoke(request_id, payload, timeout, crash_after)
         finally:
             self._release(instance)
@@ -253,50 +263,61 @@ class Pool:
         measured = self._cold_starts.get(function, self.scale_out_after)
         return min(max(measured, self.scale_out_after), self.scale_out_at_most)
 
-    def _note_cold_start(self, instance: Instance) -> None:
-        """With the lock held: an instance that became ready tells, once, what its cold start cost."""
-        if instance.ready_seconds is not None and not instance.cold_start_noted:
-            self._cold_starts[instance.launch.function] = instance.ready_seconds
-            instance.cold_start_noted = True
-
-    def _acquire(self, launch: Launch) -> Instance:
+    def _started(self, instance: Instance) -> None:
         with self._lock:
-            scale_out_at = time.monotonic() + self.scale_out_wait(launch.function)
+            self._mark_started(instance.launch.function, instance)
+
+    def _mark_started(self, function: str, instance: Instance | None) -> None:
+        """With the lock held: an instance `_acquire` or `prewarm` started is ready (or failed, or was
+        never made): requests waiting for an instance may start another now, and its cold start is
+        the function's latest measure (`scale_out_wait`)."""
+        self._starting[function] -= 1
+        self._ready_at[function] = time.monotonic()
+        if instance is not None and instance.ready_seconds is not None:
+            self._cold_starts[function] = instance.ready_seconds
+        self._lock.notify_all()
+
+    def _acquire(self, launch: Launch) -> tuple[Instance, bool]:
+        """An idle instance of the function, or a new one (True) that the caller must `Instance.start`."""
+        function = launch.function
+        with self._lock:
+            arrived = time.monotonic()
             while True:
                 if self._closed:
                     raise RuntimeError("the local FC is shutting down")
-                idle = self._idle.setdefault(launch.function, [])
+                idle = self._idle.setdefault(function, [])
                 while idle:
                     instance = idle.pop()
                     if instance.alive and instance.launch.version == launch.version:
-                        self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
-                        return instance
+                        self._busy[function] = self._busy.get(function, 0) + 1
+                        return instance, False
                     instance.kill()
-                if self._warming.get(launch.function):
-                    self._lock.wait()  # an instance almost ready beats a cold start of another
+                if self._starting.get(function):
+                    self._lock.wait()  # one cold start at a time: an instance almost ready may serve
                     continue
-                busy = self._busy.get(launch.function, 0)
-                waited_enough = busy == 0 or time.monotonic() >= scale_out_at
-                if busy < self.max_instances and waited_enough:
-                    self._busy[launch.function] = busy + 1
+                busy = self._busy.get(function, 0)
+                # Waited from this request's arrival, or from the function's last cold start ending.
+                scale_out_at = max(arrived, self._ready_at.get(function, 0.0)) + self.scale_out_wait(function)
+                if busy < self.max_instances and (busy == 0 or time.monotonic() >= scale_out_at):
+                    self._busy[function] = busy + 1
+                    self._starting[function] = 1
                     break
                 if busy < self.max_instances:
                     self._lock.wait(max(0.0, scale_out_at - time.monotonic()))
                 else:
                     self._lock.wait()
         try:
-            return Instance(launch)
+            return Instance(launch), True
         except BaseException:
             with self._lock:
-                self._busy[launch.function] -= 1
-                self._lock.notify_all()
+                self._busy[function] -= 1
+                self._mark_started(function, None)
             raise
 
     def _release(self, instance: Instance) -> None:
         with self._lock:
             self._busy[instance.launch.function] -= 1
             if instance.alive and not self._closed:
-                self._note_cold_start(instance)
                 self._idle.setdefault(instance.launch.function, []).append(instance)
             else:
                 instance.kill()
@@ -317,7 +338,7 @@ class Pool:
             if self._closed or self._busy.get(function, 0) or self._idle.get(function):
                 return None
             self._busy[function] = 1
-            self._warming[function] = 1
+            self._starting[function] = 1
             ticket = self._warm_tickets
             self._warm_tickets += 1
 
@@ -334,14 +355,12 @@ class Pool:
             finally:
                 with self._lock:
                     self._warm_turn += 1
-                    self._warming[function] -= 1
                     self._busy[function] -= 1
                     if instance is not None and instance.alive and not self._closed:
-                        self._note_cold_start(instance)
                         self._idle.setdefault(function, []).append(instance)
                     elif instance is not None:
                         instance.kill()
-                    self._lock.notify_all()
+                    self._mark_started(function, instance)
 
         thread = threading.Thread(target=warm, name=f"localcloud-fc-prewarm-{function}", daemon=True)
         thread.start()

@@ -56,3 +56,14 @@ def test_a_request_held_up_longer_than_a_cold_start_gets_a_new_instance(
     _pids(fc_cloud, 0, 1)
 
     assert len(_pids(fc_cloud, 4, 2)) == 2
+
+
+def test_a_function_starts_one_instance_at_a_time_while_its_instances_are_busy(
+    fc_cloud: FcCloud, tmp_path: Path
+) -> None:
+    _deploy(fc_cloud, tmp_path)
+    _pids(fc_cloud, 0, 1)
+
+    # Past the wait both others would start an instance; the one that does not start one waits for
+    # it instead, and gets the first instance to come free (the warm one, at 2 s).
+    assert len(_pids(fc_cloud, 2, 3)) == 2
