@@ -15,9 +15,15 @@ imports.install()  # first: it decides how the SDKs load (docs/cold-start.md)
 from immflow.events.imm import parse_imm_notification  # noqa: E402
 from immflow.events.mns import parse_mns_trigger_event  # noqa: E402
 from immflow.flow.results import on_task_done  # noqa: E402
-from immflow.flow.runtime import begin  # noqa: E402
+from immflow.flow.runtime import begin, initialize  # noqa: E402
 
 CODE_DIR = Path(__file__).resolve().parent
+
+
+def initializer(context: object) -> None:
+    """FC's initializer (s.yaml, template.yml): the ledger, IMM (GetTask confirms each notification)
+    and OSS (each task's outputs are listed)."""
+    initialize(context, CODE_DIR, imm=True, oss=True)
 
 
 @imports.cold_start

@@ -13,10 +13,16 @@ from immflow import imports
 imports.install()  # first: it decides how the SDKs load (docs/cold-start.md)
 
 from immflow.events.oss import parse_oss_event  # noqa: E402
-from immflow.flow.runtime import begin  # noqa: E402
+from immflow.flow.runtime import begin, initialize  # noqa: E402
 from immflow.flow.upload import on_upload  # noqa: E402
 
 CODE_DIR = Path(__file__).resolve().parent
+
+
+def initializer(context: object) -> None:
+    """FC's initializer (s.yaml, template.yml): the ledger and IMM (every upload a rule matches starts
+    a run and creates tasks)."""
+    initialize(context, CODE_DIR, imm=True)
 
 
 @imports.cold_start

@@ -12,9 +12,15 @@ from immflow import imports
 imports.install()  # first: it decides how the SDKs load (docs/cold-start.md)
 
 from immflow.flow.reconcile import reconcile  # noqa: E402
-from immflow.flow.runtime import begin  # noqa: E402
+from immflow.flow.runtime import begin, initialize  # noqa: E402
 
 CODE_DIR = Path(__file__).resolve().parent
+
+
+def initializer(context: object) -> None:
+    """FC's initializer (s.yaml, template.yml): the ledger only (GetTask is for stale tasks, which
+    most runs of reconcile have none of)."""
+    initialize(context, CODE_DIR)
 
 
 @imports.cold_start

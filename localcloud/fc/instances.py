@@ -14,17 +14,22 @@ sees the local cloud's packages and ``PYTHONPATH``.
 
 Scaling out differs from FC on purpose: FC starts another instance as soon as a request finds
 every instance busy; the local FC, whose instances share a laptop's few cores with the media work
-of the local IMM, first waits up to ``scale_out_after`` (0.3 s) for a busy instance of the function
-to come free, and starts a new one only then. A cold start costs several hundred milliseconds of
-CPU, a warm event a few milliseconds, so a burst of uploads is served by a few warm instances in
-turn rather than by a cold instance each competing with ffmpeg. A function with no instance at all
-starts one at once.
+of the local IMM, first waits for a busy instance of the function to come free, for as long as the
+function's last cold start took (spawn to ready: handler imported, initializer run; measured here),
+bounded by ``scale_out_after`` (0.3 s, also the wait until a cold start was measured) and
+``scale_out_at_most`` (2 s). A new instance could not serve sooner than that, and its cold start
+costs several hundred milliseconds of CPU where a warm event costs a few, so a burst of uploads is
+served by a few warm instances in turn rather than by a cold instance each competing with ffmpeg.
+For the same reason a function starts one instance at a time: while one is starting, requests
+wait for it (or for a busy one to come free), and the wait starts again when it is ready. A function
+with no instance at all starts one at once; ``max_instances`` still caps the instances.
 
 Pre-warming (``FcService(prewarm=True)``, what ``immflow local up`` runs) differs from FC too: a
-deploy starts one instance of each function at once and has it import its handler's module, so the
-first event of a fresh deploy does not wait for the imports (FC does this only for provisioned
-instances; on-demand instances start at the first request). The initializer still runs just
-before the instance's first request, as it does on an on-demand instance.
+deploy starts one instance of each function at once, has it import its handler's module and run
+the function's initializer, so the first event of a fresh deploy waits for neither. FC does this
+only for provisioned instances (which run the initializer when they are created); its on-demand
+instances start at the first request and run the initializer just before it, as the local FC's
+instances started on demand do. A pre-warmed instance does not run the initializer again.
 
 Not enforced locally: ``memorySize`` (a Python process's address space is no measure of FC's
 memory accounting), the 4 KB limit on environment variables, and idle reclaiming: warm
@@ -89,6 +94,10 @@ class Instance:
         self.launch = launch
         self.instance_id = uuid.uuid4().hex
         self.initialized = not launch.meta.get("initializer")
+        self.loaded = False
+        self.spawned_at = time.monotonic()
+        #: Its cold start, spawn to ready (handler imported, initializer run): None until then.
+        self.ready_seconds: float | None = None
         requests_read, self._requests = os.pipe()
         self._replies, replies_write = os.pipe()
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,22 +170,34 @@ class Instance:
             return Outcome(True, body, duration=duration)
         return Outcome(False, error=header["error"], duration=duration)
 
-    def preload(self, timeout: float) -> Outcome:
-        """Import the handler's module now, before any request (`Pool.prewarm`)."""
-        return self._exchange("load", "", b"", timeout)
-
-    def invoke(
-        self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
-    ) -> Outcome:
+    def start(self, request_id: str, timeout: float) -> Outcome:
+        """Make the instance ready, once: import the handler's module, then run the initializer (a
+        failure of either kills the instance: FC retries on a fresh one). Measures `ready_seconds`."""
+        if not self.loaded:
+            outcome = self._exchange("load", request_id, b"", timeout)
+            if not outcome.ok:
+                self.kill()
+                return outcome
+            self.loaded = True
         if not self.initialized:
             outcome = self._exchange("init", request_id, b"", self.launch.initializer_timeout)
             if not outcome.ok:
-                self.kill()  # FC retries the initializer on a fresh instance
+                self.kill()
                 outcome.error["errorMessage"] = "initializer failed: " + str(
                     outcome.error.get("errorMessage", "")
                 )
                 return outcome
             self.initialized = True
+        if self.ready_seconds is None:
+            self.ready_seconds = time.monotonic() - self.spawned_at
+        return Outcome(True)
+
+    def invoke(
+        self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
+    ) -> Outcome:
+        outcome = self.start(request_id, timeout)  # nothing left to do on a pre-warmed instance
+        if not outcome.ok:
+            return outcome
         return self._exchange("invoke", request_id, payload, timeout, crash_after)
 
     def kill(self) -> None:
@@ -193,14 +214,23 @@ class Instance:
 class Pool:
     """The warm instances of every function, keyed by function name (scaling out: module docstring)."""
 
-    def __init__(self, max_instances: int, scale_out_after: float = 0.3) -> None:
+    def __init__(
+        self, max_instances: int, scale_out_after: float = 0.3, scale_out_at_most: float = 2.0
+    ) -> None:
         self.max_instances = max_instances
+        #: How long a request waits for a busy instance before starting one: the function's last
+        #: cold start (`_cold_starts`) within these bounds, the lower one until one was measured.
         self.scale_out_after = scale_out_after
+        self.scale_out_at_most = scale_out_at_most
+        #: Per function, the last cold start measured (spawn to ready: `Instance.ready_seconds`).
+        self._cold_starts: dict[str, float] = {}
         self._lock = threading.Condition()
         self._idle: dict[str, list[Instance]] = {}
         self._busy: dict[str, int] = {}
-        #: Instances `prewarm` is starting, per function (also counted in ``_busy``).
-        self._warming: dict[str, int] = {}
+        #: Instances being started (by `prewarm` or a request), per function (also counted in ``_busy``).
+        self._starting: dict[str, int] = {}
+        #: When an instance of the function last finished starting (`_started`).
+        self._ready_at: dict[str, float] = {}
         #: Warm-ups run one at a time, in the order they were asked for (`prewarm`).
         self._warm_tickets = 0
         self._warm_turn = 0
@@ -215,43 +245,73 @@ class Pool:
         crash_after: float | None = None,
     ) -> Outcome:
         """Run one request; ``crash_after`` kills the instance that many seconds into it (fc.crash)."""
-        instance = self._acquire(launch)
+        instance, new = self._acquire(launch)
         try:
+            if new:
+                try:
+                    outcome = instance.start(request_id, timeout)
+                finally:
+                    self._started(instance)
+                if not outcome.ok:
+                    return outcome
             return instance.invoke(request_id, payload, timeout, crash_after)
         finally:
             self._release(instance)
 
-    def _acquire(self, launch: Launch) -> Instance:
-        scale_out_at = time.monotonic() + self.scale_out_after
+    def scale_out_wait(self, function: str) -> float:
+        """How long a request finding every instance of `function` busy waits for one (module docstring)."""
+        measured = self._cold_starts.get(function, self.scale_out_after)
+        return min(max(measured, self.scale_out_after), self.scale_out_at_most)
+
+    def _started(self, instance: Instance) -> None:
         with self._lock:
+            self._mark_started(instance.launch.function, instance)
+
+    def _mark_started(self, function: str, instance: Instance | None) -> None:
+        """With the lock held: an instance `_acquire` or `prewarm` started is ready (or failed, or was
+        never made): requests waiting for an instance may start another now, and its cold start is
+        the function's latest measure (`scale_out_wait`)."""
+        self._starting[function] -= 1
+        self._ready_at[function] = time.monotonic()
+        if instance is not None and instance.ready_seconds is not None:
+            self._cold_starts[function] = instance.ready_seconds
+        self._lock.notify_all()
+
+    def _acquire(self, launch: Launch) -> tuple[Instance, bool]:
+        """An idle instance of the function, or a new one (True) that the caller must `Instance.start`."""
+        function = launch.function
+        with self._lock:
+            arrived = time.monotonic()
             while True:
                 if self._closed:
                     raise RuntimeError("the local FC is shutting down")
-                idle = self._idle.setdefault(launch.function, [])
+                idle = self._idle.setdefault(function, [])
                 while idle:
                     instance = idle.pop()
                     if instance.alive and instance.launch.version == launch.version:
-                        self._busy[launch.function] = self._busy.get(launch.function, 0) + 1
-                        return instance
+                        self._busy[function] = self._busy.get(function, 0) + 1
+                        return instance, False
                     instance.kill()
-                if self._warming.get(launch.function):
-                    self._lock.wait()  # an instance almost ready beats a cold start of another
+                if self._starting.get(function):
+                    self._lock.wait()  # one cold start at a time: an instance almost ready may serve
                     continue
-                busy = self._busy.get(launch.function, 0)
-                waited_enough = busy == 0 or time.monotonic() >= scale_out_at
-                if busy < self.max_instances and waited_enough:
-                    self._busy[launch.function] = busy + 1
+                busy = self._busy.get(function, 0)
+                # Waited from this request's arrival, or from the function's last cold start ending.
+                scale_out_at = max(arrived, self._ready_at.get(function, 0.0)) + self.scale_out_wait(function)
+                if busy < self.max_instances and (busy == 0 or time.monotonic() >= scale_out_at):
+                    self._busy[function] = busy + 1
+                    self._starting[function] = 1
                     break
                 if busy < self.max_instances:
                     self._lock.wait(max(0.0, scale_out_at - time.monotonic()))
                 else:
                     self._lock.wait()
         try:
-            return Instance(launch)
+            return Instance(launch), True
         except BaseException:
             with self._lock:
-                self._busy[launch.function] -= 1
-                self._lock.notify_all()
+                self._busy[function] -= 1
+                self._mark_started(function, None)
             raise
 
     def _release(self, instance: Instance) -> None:
@@ -264,11 +324,11 @@ class Pool:
             self._lock.notify_all()
 
     def prewarm(self, launch: Launch, timeout: float) -> threading.Thread | None:
-        """Start one instance of a function that has none and load its handler's module, in the
-        background, so the first request finds it warm (a local difference: FC keeps instances ready
-        only with provisioned concurrency; see the module docstring). The initializer still runs
-        before the instance's first request. Returns the thread, or None when the function already
-        has an instance.
+        """Start one instance of a function that has none, load its handler's module and run its
+        initializer, in the background, so the first request finds it warm (a local difference: FC
+        keeps instances ready only with provisioned concurrency, and runs their initializer when it
+        creates them, as here; see the module docstring). Returns the thread, or None when the
+        function already has an instance.
 
         Warm-ups run one after another, in the order asked (a deploy's: its s.yaml's order): side by
         side, the instances' imports shared a laptop's few cores, so the first function (the one the
@@ -278,7 +338,7 @@ class Pool:
             if self._closed or self._busy.get(function, 0) or self._idle.get(function):
                 return None
             self._busy[function] = 1
-            self._warming[function] = 1
+            self._starting[function] = 1
             ticket = self._warm_tickets
             self._warm_tickets += 1
 
@@ -290,18 +350,17 @@ class Pool:
                         self._lock.wait()
                 if not self._closed:
                     instance = Instance(launch)
-                    if not instance.preload(timeout).ok:  # the first request reports the failure itself
-                        instance.kill()
+                    # A failure kills the instance: the first request, on a fresh one, reports it.
+                    instance.start(f"prewarm-{instance.instance_id}", timeout)
             finally:
                 with self._lock:
                     self._warm_turn += 1
-                    self._warming[function] -= 1
                     self._busy[function] -= 1
                     if instance is not None and instance.alive and not self._closed:
                         self._idle.setdefault(function, []).append(instance)
                     elif instance is not None:
                         instance.kill()
-                    self._lock.notify_all()
+                    self._mark_started(function, instance)
 
         thread = threading.Thread(target=warm, name=f"localcloud-fc-prewarm-{function}", daemon=True)
         thread.start()

@@ -195,6 +195,10 @@ class Harness:
     def context(self, function: str, timeout: int = 60) -> SimpleNamespace:
         return fc_context(self.cloud.account, self.runtime_name, function, timeout)
 
+    def initialize(self, name: str) -> None:
+        """Run function `name`'s FC initializer, as FC does once per instance before its first event."""
+        HANDLERS[name].initializer(self.context(f"immflow-{name.replace('_', '-')}"))
+
     def on_upload(self, event: dict[str, Any]) -> dict[str, Any]:
         result: str = HANDLERS["on_upload"].handler(
             json.dumps(event).encode(), self.context("immflow-on-upload")

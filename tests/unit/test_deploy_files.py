@@ -86,6 +86,23 @@ def test_s_yaml_declares_the_three_functions() -> None:
         assert props["role"] == f"acs:ram::{ACCOUNT_ID}:role/{name}"
 
 
+def test_both_files_declare_each_functions_initializer() -> None:
+    """FC runs it once per instance before the first event (immflow.flow.runtime.initialize)."""
+    resources = _s_yaml()
+    template = _template()["Resources"]
+    ros_names = {
+        props["Properties"]["FunctionName"]: props["Properties"]
+        for props in template.values()
+        if props["Type"] == "ALIYUN::FC3::Function"
+    }
+    for folder, name in FUNCTIONS.items():
+        hook = resources[folder]["props"]["instanceLifecycleConfig"]["initializer"]
+        ros_hook = ros_names[name]["InstanceLifecycleConfig"]["Initializer"]
+        assert hook == {"handler": "index.initializer", "timeout": ros_hook["Timeout"]}
+        assert ros_hook["Handler"] == "index.initializer"
+        assert "\ndef initializer(context" in (ROOT / "functions" / folder / "index.py").read_text()
+
+
 def test_every_fc3_props_validates_against_the_components_schema() -> None:
     for name, resource in _s_yaml().items():
         errors = sorted(jsonschema.Draft7Validator(SCHEMA).iter_errors(resource["props"]), key=str)

@@ -1,7 +1,8 @@
 """What a handler works with: the settings, the pipeline, the ledger and the service adapters.
 
 Built once per FC instance (module-level cache; FC reuses the process between invocations) and handed
-the invocation's credentials each time. Nothing here imports an SDK: the adapters do that on first use.
+the invocation's credentials each time. Nothing here imports an SDK at module load: the adapters do
+that on first use, or the function's initializer (`initialize`) does it ahead of the first event.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from immflow.adapters.protocols import ImmTasks, OssObjects
 from immflow.fc import Credentials, Invocation, credentials_for
 from immflow.flow.retry import with_retries
 from immflow.ledger import Ledger, utcnow
-from immflow.logging import start_invocation
+from immflow.logging import logger, start_invocation
 from immflow.pipeline import Pipeline
 from immflow.pipeline_file import load_pipeline
 from immflow.settings import Settings, load_settings
@@ -81,13 +82,47 @@ class Call:
 
 _services: dict[Path | None, Services] = {}
 
+#: A run id no run has (`start_run` makes ids of hex digits): the initializer's read of the ledger.
+_NO_RUN = "immflow-initializer-probe"
+
+
+def services_for(context: object, code_dir: Path | None = None) -> Services:
+    """This instance's services (built by the first caller, `initialize` or `begin`), with the keys
+    of `context`."""
+    services = _services.get(code_dir)
+    if services is None:
+        services = _services[code_dir] = Services.from_settings(load_settings(code_dir))
+    services.use_credentials(credentials_for(context))
+    return services
+
 
 def begin(context: object, code_dir: Path | None = None) -> Call:
     """Start an invocation: reset the log correlation ids, get this instance's services, refresh keys."""
     invocation = Invocation.from_context(context)
     start_invocation(invocation.request_id)
-    services = _services.get(code_dir)
-    if services is None:
-        services = _services[code_dir] = Services.from_settings(load_settings(code_dir))
-    services.use_credentials(credentials_for(context))
-    return Call(services, invocation)
+    return Call(services_for(context, code_dir), invocation)
+
+
+def initialize(
+    context: object, code_dir: Path | None = None, *, imm: bool = False, oss: bool = False
+) -> None:
+    """The body of a function's FC initializer: once per instance, what every event of the function
+    does on a cold instance anyway: the settings, the checked pipeline, the services, the ledger's
+    backend and connection (a read of a run that does not exist), and, when every event of the
+    function calls them, the IMM client (`imm`) and the OSS client of the manifest bucket (`oss`),
+    with the SDK imports they bring. On FC an instance runs it just before its first event;
+    the local FC's pre-warmed instance runs it at deploy (docs/cold-start.md).
+
+    Never raises: a failed initializer would keep FC from serving any event on this instance, while
+    the handler can do all of this itself. What failed is logged, and the first event redoes it."""
+    start_invocation(str(getattr(context, "request_id", "") or ""))
+    try:
+        services = services_for(context, code_dir)
+        services.ledger.get_run(_NO_RUN)
+        # (Adapters given by a test have no SDK client to build.)
+        if imm and isinstance(services.imm, ImmAdapter):
+            services.imm.client  # noqa: B018 - builds the client (and imports the IMM SDK)
+        if oss and isinstance(services.oss, OssAdapter) and services.settings.manifest_uri:
+            services.oss.bucket(services.settings.manifest_for_bucket("").bucket)
+    except Exception:
+        logger.warning("initializer failed; the first event sets up what it needs itself", exc_info=True)

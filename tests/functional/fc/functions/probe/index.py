@@ -4,7 +4,8 @@ Every call writes ``$RECORD_DIR/<ns>-<request id>.json`` (retries keep the reque
 fields and the FC environment, then acts on the event when it is a JSON object:
 ``{"fail": "msg"}`` raises, ``{"sleep": s}`` sleeps, ``{"exit": n}`` kills the process,
 ``{"once": "path"}`` blocks for a minute the first time (creating ``path``) and returns at once
-after that. It returns the record as JSON. Importing the module writes ``$RECORD_DIR/imported-<pid>``.
+after that. It returns the record as JSON. Importing the module writes ``$RECORD_DIR/imported-<pid>``,
+the initializer ``$RECORD_DIR/initialized-<pid>``.
 """
 
 import json
@@ -24,6 +25,8 @@ if os.environ.get("RECORD_DIR"):
 def initializer(context: Any) -> None:
     global INITIALIZED
     INITIALIZED += 1
+    if os.environ.get("RECORD_DIR"):  # when, by which process: a pre-warmed instance runs it at deploy
+        (pathlib.Path(os.environ["RECORD_DIR"]) / f"initialized-{os.getpid()}").write_text(str(time.time()))
 
 
 def handler(event: bytes, context: Any) -> str:
