@@ -18,6 +18,9 @@ Why each module is deferred (who imports it, and what for):
   are taken from it by name at import time and only used by async code or annotations: `DEFERRED_NAMES`.
 * ``asyncio`` (~25 ms): ``Tea.core``, ``darabonba``, ``alibabacloud_tea_util``, the credential
   providers, ``tablestore.client`` and SQLAlchemy import it at module level for their async paths.
+  ``sqlalchemy.util.concurrency`` also takes ``asyncio.iscoroutine`` at import, for its async engine
+  only: `DEFERRED_NAMES`. (SQLAlchemy still loads asyncio when a statement fails, an integrity error
+  included: its error handling asks whether the error is asyncio's timeout or cancellation.)
 * ``aiofiles``: the credential providers' async file reads (we hand the SDKs keys, never a profile).
 * ``apscheduler.schedulers.background`` (~30 ms): the ECS RAM role credential provider's refresh
   thread, built only when that provider is (we hand the SDKs keys). Its package ``apscheduler`` too:
@@ -135,6 +138,8 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
     # darabonba.utils.stream: ``aiohttp.ClientSession`` and ``.ClientResponse`` in the annotations of the
     # async SSE wrapper's ``__init__``.
     "aiohttp": frozenset({"ClientTimeout", "ClientResponse", "ClientSession"}),
+    # sqlalchemy.util.concurrency: ``iscoroutine = asyncio.iscoroutine``, for the async engine only.
+    "asyncio": frozenset({"iscoroutine"}),
     # alibabacloud_credentials' ECS RAM role provider builds one when it is itself built.
     "apscheduler.schedulers.background": frozenset({"BackgroundScheduler"}),
     # alibabacloud_tea_openapi.client: the WebSocket APIs' settings and connection only.

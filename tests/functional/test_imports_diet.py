@@ -52,7 +52,7 @@ from immflow.adapters import ServiceError
 from immflow.adapters.imm import ImmAdapter
 from immflow.adapters.oss import OssAdapter
 from immflow.fc import Credentials
-from immflow.ledger import Ledger, NewRun, TaskQuery
+from immflow.ledger import Ledger, NewRun, NewTask, TaskQuery
 from immflow.ossuri import OssUri
 
 keys = Credentials(os.environ["KEY_ID"], os.environ["KEY_SECRET"])
@@ -109,6 +109,19 @@ try:
 except Exception as exc:
     done["ots_error"] = type(exc).__name__
 
+# The SQL ledger on SQLite: a new upload's run and claimed task, as on_upload records them
+sql_ledger = Ledger("sqlite:///" + os.environ["SQLITE_FILE"])
+sql_ledger.create_schema()
+sql_start = sql_ledger.start_run(
+    NewRun(run_id="", bucket="diet", key="in/a.png", etag="E", event_name="ObjectCreated:PutObject",
+           upload_time=now), now=now,
+)
+sql_task = NewTask(claim_key="diet-claim", run_id=sql_start.run.run_id, rule="r", task_name="t",
+                   task_type="ImageSplicing", action="CreateImageSplicingTask", parent_task_id=None, depth=1,
+                   sources=["oss://diet/in/a.png"], tags={}, user_data="", request={})
+sql_claim = sql_ledger.claim_task(sql_task, now=now, expires_at=now + timedelta(minutes=1), new_run=True)
+done["sql"] = sql_ledger.mark_created(sql_claim.task.claim_key, task_id="T-1", now=now).status
+
 done["unloaded_after_sync"] = imports.deferred_and_unloaded()
 done["file_runs"] = len(file_runs)
 done["tablestore_native"] = native_state()
@@ -148,6 +161,7 @@ def environment(tmp_path: Path) -> Iterator[dict[str, str]]:
             "IMM": cloud.imm_endpoint,
             "OSS": cloud.oss_url,
             "OTS": cloud.ots_url,
+            "SQLITE_FILE": str(tmp_path / "ledger.db"),
         }
 
 
@@ -168,6 +182,7 @@ def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_defe
     assert result["imm_error"].startswith("ResourceNotFound")
     assert result["imm_auth_error"] not in ("", "Unknown")
     assert result["run"] == "diet-run" and result["tasks"] == 0
+    assert result["sql"] == "Running"
     assert result["ots_error"] == "LedgerError" or result["ots_error"].startswith("OTS")
     # Every deferred module the SDKs imported stayed unloaded through the synchronous calls ...
     assert {
