@@ -18,6 +18,9 @@ Why each module is deferred (who imports it, and what for):
   are taken from it by name at import time and only used by async code or annotations: `DEFERRED_NAMES`.
 * ``asyncio`` (~25 ms): ``Tea.core``, ``darabonba``, ``alibabacloud_tea_util``, the credential
   providers, ``tablestore.client`` and SQLAlchemy import it at module level for their async paths.
+  ``sqlalchemy.util.concurrency`` also takes ``asyncio.iscoroutine`` at import, for its async engine
+  only: `DEFERRED_NAMES`. (SQLAlchemy still loads asyncio when a statement fails, an integrity error
+  included: its error handling asks whether the error is asyncio's timeout or cancellation.)
 * ``aiofiles``: the credential providers' async file reads (we hand the SDKs keys, never a profile).
 * ``apscheduler.schedulers.background`` (~30 ms): the ECS RAM role credential provider's refresh
   thread, built only when that provider is (we hand the SDKs keys). Its package ``apscheduler`` too:
@@ -47,9 +50,32 @@ Why each module is deferred (who imports it, and what for):
   turns the search off (``PYDANTIC_DISABLE_PLUGINS=__all__``, unless the environment sets that variable
   already: set it empty to have plugins loaded). ``pydantic.networks`` takes ``version`` from it for
   the optional email validator only.
+* ``google.protobuf.text_format`` (~8 ms): ``tablestore.protocol`` formats each request and response
+  with it for its DEBUG log lines only. (The SDK formats them whenever its logger's own level is unset,
+  even when nothing would print them; the Tablestore ledger sets that level: ``immflow.ledger.tablestore``.)
 * ``alibabacloud_imm20200930.models`` (~60 ms, 520 modules): the package's ``__init__`` imports every
   request and response class; deferred, it imports the one module that defines a class when the class
   is first asked for (`_ModelsPackage`), so a call loads its own request, response and body classes.
+
+Two more things ``tablestore`` does at import that its calls never need, kept off the cold path by the
+same hook:
+
+* Its native extension ``tablestore.ots_sdk.ots_sdk`` (a 13 MB pybind11 module, tablestore 6.x) is built
+  for CPython 3.12 only: on any other interpreter it is mapped, then refuses the interpreter from its
+  init ("module was compiled for Python 3.12"), and the SDK falls back to its Python encoder and
+  decoder, at every import (``tablestore.ots_sdk``'s ``__init__``, ``encoder`` and ``decoder`` each try
+  it; ~7 ms with the file in the page cache, far more without). `NATIVE_BUILT_FOR` names the interpreter
+  each such extension accepts; on another one the hook fails its import at once with the same kind of
+  ImportError, so the SDK takes the same fallback without loading it.
+* ``tablestore.plainbuffer.plain_buffer_consts`` reads the word size from ``platform.architecture()``,
+  which runs the ``file`` command on the interpreter (a subprocess, ~7 ms of wall time). While that
+  module runs (`ARCHITECTURE_READERS`), ``platform.architecture`` answers for the running interpreter
+  without ``file``: the standard library's own answer when there is no file to look at, the word size of
+  the interpreter's pointers, which is what the module reads (``'64bit'``).
+
+``tests/functional/test_imports_diet.py`` checks both against the SDK installed: that the extension
+really refuses this interpreter without the hook, and that the SDK ends up with the same encoder,
+decoder and word size with it.
 
 Also here: the garbage collector is paused over the cold start (`install` to the end of the first
 invocation, `resume_collection`): the imports and first event allocate tens of thousands of objects
@@ -101,6 +127,7 @@ DEFERRED: frozenset[str] = frozenset(
         "numpy",
         "crc32c",
         "importlib.metadata",
+        "google.protobuf.text_format",
     }
 )
 """Modules that load on first use rather than on import (the module docstring says why each)."""
@@ -111,6 +138,8 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
     # darabonba.utils.stream: ``aiohttp.ClientSession`` and ``.ClientResponse`` in the annotations of the
     # async SSE wrapper's ``__init__``.
     "aiohttp": frozenset({"ClientTimeout", "ClientResponse", "ClientSession"}),
+    # sqlalchemy.util.concurrency: ``iscoroutine = asyncio.iscoroutine``, for the async engine only.
+    "asyncio": frozenset({"iscoroutine"}),
     # alibabacloud_credentials' ECS RAM role provider builds one when it is itself built.
     "apscheduler.schedulers.background": frozenset({"BackgroundScheduler"}),
     # alibabacloud_tea_openapi.client: the WebSocket APIs' settings and connection only.
@@ -135,6 +164,16 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
 """Names that SDK modules take from a deferred module at import time (``from X import Name``) but use
 only in code that a synchronous call never runs: each is bound to a `_DeferredName` that loads the
 module when it is called or looked into."""
+
+NATIVE_BUILT_FOR: dict[str, tuple[int, int]] = {
+    # tablestore 6.x's pybind11 extension: "module was compiled for Python 3.12" on any other interpreter.
+    "tablestore.ots_sdk.ots_sdk": (3, 12),
+}
+"""Native extensions that load on one CPython version only: on another, their import fails at once."""
+
+ARCHITECTURE_READERS: frozenset[str] = frozenset({"tablestore.plainbuffer.plain_buffer_consts"})
+"""Modules whose code calls ``platform.architecture()`` for the interpreter's word size only: while they
+run, it answers without running ``file`` (module docstring)."""
 
 PYDANTIC_PLUGINS_VARIABLE = "PYDANTIC_DISABLE_PLUGINS"
 """pydantic reads it on every model build: ``__all__`` skips the search for plugins (module docstring)."""
@@ -265,13 +304,49 @@ def _load(module: ModuleType) -> None:
             raise
 
 
+class _WithoutFileCommandLoader:
+    """Runs the module with ``platform.architecture`` answering for the interpreter without ``file``."""
+
+    def __init__(self, real: Loader) -> None:
+        self.real = real
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.real.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        import platform
+
+        real_architecture = platform.architecture
+
+        def architecture(
+            executable: str = sys.executable, bits: str = "", linkage: str = ""
+        ) -> tuple[str, str]:
+            # No executable to look at: the stdlib answers from the interpreter's pointer size, no `file`.
+            return real_architecture("" if executable == sys.executable else executable, bits, linkage)
+
+        with _lock:
+            platform.architecture = architecture
+            try:
+                self.real.exec_module(module)
+            finally:
+                platform.architecture = real_architecture
+
+
 class _DeferringFinder:
-    """Finds a `DEFERRED` module as the other finders would, and defers running it."""
+    """Finds a `DEFERRED` module as the other finders would, and defers running it; refuses a
+    `NATIVE_BUILT_FOR` extension on another interpreter; runs `ARCHITECTURE_READERS` without ``file``."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname not in DEFERRED and fullname != MODELS_PACKAGE:
+        built_for = NATIVE_BUILT_FOR.get(fullname)
+        if built_for is not None and sys.version_info[:2] != built_for:
+            raise ImportError(
+                f"{fullname} is built for CPython {built_for[0]}.{built_for[1]} only "
+                f"(this is {sys.version_info[0]}.{sys.version_info[1]}); not loaded",
+                name=fullname,
+            )
+        if fullname not in DEFERRED and fullname != MODELS_PACKAGE and fullname not in ARCHITECTURE_READERS:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -280,7 +355,8 @@ class _DeferringFinder:
             if spec is not None:
                 if spec.loader is None or not hasattr(spec.loader, "exec_module"):
                     return spec
-                spec.loader = _DeferringLoader(spec.loader)  # type: ignore[assignment]  # a loader by protocol
+                wrapper = _WithoutFileCommandLoader if fullname in ARCHITECTURE_READERS else _DeferringLoader
+                spec.loader = wrapper(spec.loader)  # type: ignore[assignment]  # a loader by protocol
                 return spec
         return None
 

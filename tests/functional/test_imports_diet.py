@@ -18,12 +18,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from immflow import imports
 
 from tests.support.cloud import start_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCRIPT = r"""
+NATIVE_STATE = r"""
+def native_state():
+    # What tablestore decided at import: its encoder, decoder and C++ client, and the word size it read.
+    import tablestore.decoder, tablestore.encoder, tablestore.ots_sdk
+    from tablestore.plainbuffer.plain_buffer_consts import const
+    return [tablestore.encoder.NATIVE_ENCODER_AVAILABLE, tablestore.decoder.NATIVE_DECODER_AVAILABLE,
+            tablestore.ots_sdk.OTS_SDK_AVAILABLE, const.SYS_BITS]
+"""
+
+SCRIPT = (
+    NATIVE_STATE
+    + r"""
 import json, os, sys
 from datetime import datetime, timedelta, timezone
 
@@ -31,11 +43,16 @@ from immflow import imports
 
 imports.install()
 
+import platform
+file_runs = []  # what `platform` asks the `file` command
+_real_file = platform._syscmd_file
+platform._syscmd_file = lambda *args, **kwargs: (file_runs.append(args), _real_file(*args, **kwargs))[1]
+
 from immflow.adapters import ServiceError
 from immflow.adapters.imm import ImmAdapter
 from immflow.adapters.oss import OssAdapter
 from immflow.fc import Credentials
-from immflow.ledger import Ledger, NewRun, TaskQuery
+from immflow.ledger import Ledger, NewRun, NewTask, TaskQuery
 from immflow.ossuri import OssUri
 
 keys = Credentials(os.environ["KEY_ID"], os.environ["KEY_SECRET"])
@@ -92,7 +109,22 @@ try:
 except Exception as exc:
     done["ots_error"] = type(exc).__name__
 
+# The SQL ledger on SQLite: a new upload's run and claimed task, as on_upload records them
+sql_ledger = Ledger("sqlite:///" + os.environ["SQLITE_FILE"])
+sql_ledger.create_schema()
+sql_start = sql_ledger.start_run(
+    NewRun(run_id="", bucket="diet", key="in/a.png", etag="E", event_name="ObjectCreated:PutObject",
+           upload_time=now), now=now,
+)
+sql_task = NewTask(claim_key="diet-claim", run_id=sql_start.run.run_id, rule="r", task_name="t",
+                   task_type="ImageSplicing", action="CreateImageSplicingTask", parent_task_id=None, depth=1,
+                   sources=["oss://diet/in/a.png"], tags={}, user_data="", request={})
+sql_claim = sql_ledger.claim_task(sql_task, now=now, expires_at=now + timedelta(minutes=1), new_run=True)
+done["sql"] = sql_ledger.mark_created(sql_claim.task.claim_key, task_id="T-1", now=now).status
+
 done["unloaded_after_sync"] = imports.deferred_and_unloaded()
+done["file_runs"] = len(file_runs)
+done["tablestore_native"] = native_state()
 
 # One asynchronous call: it needs asyncio and aiohttp, which load now.
 import asyncio
@@ -108,6 +140,7 @@ done["async"] = asyncio.run(get_async()) == created.task_id
 done["unloaded_after_async"] = imports.deferred_and_unloaded()
 print(json.dumps(done))
 """
+)
 
 
 @pytest.fixture
@@ -128,6 +161,7 @@ def environment(tmp_path: Path) -> Iterator[dict[str, str]]:
             "IMM": cloud.imm_endpoint,
             "OSS": cloud.oss_url,
             "OTS": cloud.ots_url,
+            "SQLITE_FILE": str(tmp_path / "ledger.db"),
         }
 
 
@@ -148,6 +182,7 @@ def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_defe
     assert result["imm_error"].startswith("ResourceNotFound")
     assert result["imm_auth_error"] not in ("", "Unknown")
     assert result["run"] == "diet-run" and result["tasks"] == 0
+    assert result["sql"] == "Running"
     assert result["ots_error"] == "LedgerError" or result["ots_error"].startswith("OTS")
     # Every deferred module the SDKs imported stayed unloaded through the synchronous calls ...
     assert {
@@ -164,7 +199,11 @@ def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_defe
         "numpy",
         "crc32c",
         "importlib.metadata",
+        "google.protobuf.text_format",
     } <= set(result["unloaded_after_sync"])
+    # tablestore ran without the `file` command, and chose what it chooses without the diet.
+    assert result["file_runs"] == 0
+    assert result["tablestore_native"] == _native_state_without_the_diet()
     # ... and the asynchronous call loaded what it needs and worked.
     assert result["async"]
     assert "aiohttp" not in result["unloaded_after_async"]
@@ -229,3 +268,38 @@ def test_pydantic_looks_for_no_plugins_in_a_function_unless_told_to(
     assert result["variable"] == expected
     # Off, the search never reads the installed distributions: importlib.metadata stays unloaded.
     assert ("importlib.metadata" in result["unloaded"]) == (expected == "__all__")
+
+
+def _native_state_without_the_diet() -> list[object]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            NATIVE_STATE + "import json; print(json.dumps(native_state()))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    state: list[object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return state
+
+
+@pytest.mark.parametrize("module", sorted(imports.NATIVE_BUILT_FOR))
+def test_a_native_extension_the_diet_refuses_does_refuse_this_interpreter(module: str) -> None:
+    """`imports.NATIVE_BUILT_FOR` is the SDK's fact, not ours: without the diet, the extension loads on
+    the interpreter it names only (an SDK upgrade built for more interpreters fails here)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", f"import {module}"], capture_output=True, text=True, env=env
+    )
+    built_for = imports.NATIVE_BUILT_FOR[module]
+    if sys.version_info[:2] == built_for:
+        assert done.returncode == 0, done.stderr[-2000:]
+    else:
+        assert done.returncode != 0 and "ImportError" in done.stderr, done.stderr[-2000:]
+        assert f"{built_for[0]}.{built_for[1]}" in done.stderr

@@ -60,12 +60,17 @@ _START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(
 )
 
 
-def claim_and_create(call: Call, planned: Sequence[PlannedTask]) -> list[TaskRecord]:
-    """Claim every planned task, then create the claimed ones; returns the tasks this call handled."""
-    return create_all(call, *claim_planned(call, planned))
+def claim_and_create(
+    call: Call, planned: Sequence[PlannedTask], *, new_run: bool = False
+) -> list[TaskRecord]:
+    """Claim every planned task, then create the claimed ones; returns the tasks this call handled.
+    `new_run`: their run was started by this call (`immflow.ledger.Ledger.claim_task`)."""
+    return create_all(call, *claim_planned(call, planned, new_run=new_run))
 
 
-def claim_planned(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[CreateClaim], list[TaskRecord]]:
+def claim_planned(
+    call: Call, planned: Sequence[PlannedTask], *, new_run: bool = False
+) -> tuple[list[CreateClaim], list[TaskRecord]]:
     """Claim every planned task: the claims to create now, and the tasks already settled here (a
     request that cannot be built is recorded failed at once)."""
     ledger = call.services.ledger
@@ -74,7 +79,7 @@ def claim_planned(call: Call, planned: Sequence[PlannedTask]) -> tuple[list[Crea
     to_create: list[CreateClaim] = []
     handled: list[TaskRecord] = []
     for plan in planned:
-        claim = ledger.claim_task(plan.new, now=now, expires_at=expires)
+        claim = ledger.claim_task(plan.new, now=now, expires_at=expires, new_run=new_run)
         names = {"rule": plan.new.rule, "task": plan.new.task_name}
         if claim.state != "claimed":
             # done: an earlier delivery created it; busy: a concurrent one is creating it right now (if

@@ -98,7 +98,7 @@ def _upload(call: Call, record: OssEventRecord, summary: UploadSummary) -> None:
             for rule in rules
             for spec in rule.tasks
         ]
-        handled = claim_and_create(call, planned)
+        handled = claim_and_create(call, planned, new_run=start.outcome == "started")
         for task in handled:
             if task.task_id is not None and task.status == "Running":
                 summary.started.append(task.task_id)

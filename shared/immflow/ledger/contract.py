@@ -362,6 +362,17 @@ class LedgerBackend(ABC):
         """Insert an in-progress claim (for ``create``, with `new` as a ``Creating`` task, atomically);
         False when the key exists already. Only one of many concurrent callers may get True."""
 
+    def updated_task(self, key: str) -> TaskRecord | None:
+        """The task this backend's last successful `update_task` of claim `key` wrote: the task as that
+        update last read it with the update's changes, as reading it back would decode them; or None
+        (read it). Saves a round trip where the backend can tell."""
+        return None
+
+    def inserted_run(self, run_id: str) -> RunRecord | None:
+        """The run this backend's last successful `insert_run` of `run_id` wrote, exactly as reading it
+        back would return it, or None (read it). Saves a round trip where the backend can tell."""
+        return None
+
     def inserted_task(self, key: str) -> TaskRecord | None:
         """The task this backend's last successful `insert_claim` of `key` wrote, exactly as reading it
         back would return it, or None (read it). Saves a round trip where the backend can tell."""
@@ -466,8 +477,8 @@ class Ledger:
     def _insert_run(self, run: NewRun, now: datetime) -> RunRecord:
         """The record of a run this call just started, inserted without looking for it first: only
         another delivery of the same run could have recorded it, and then the insert finds it."""
-        self.backend.insert_run(run, now=now)
-        found = self.get_run(run.run_id)
+        inserted = self.backend.insert_run(run, now=now)
+        found = (self.backend.inserted_run(run.run_id) if inserted else None) or self.get_run(run.run_id)
         if found is None:
             raise LedgerError(f"run {run.run_id} could not be recorded")
         return found
@@ -554,10 +565,20 @@ class Ledger:
     # ---- claims: the algorithm, once
 
     def _acquire(
-        self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime, new: NewTask | None = None
+        self,
+        kind: ClaimKind,
+        key: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        new: NewTask | None = None,
+        likely_new: bool = False,
     ) -> Literal["claimed", "retaken", "done", "busy"]:
+        """`likely_new`: the claim is most likely absent (its run was just started by this call), so it
+        is inserted without reading it first; the insert is conditional all the same, and one that
+        loses goes on exactly as after a read that found the claim."""
         now, expires_at = aware(now), aware(expires_at)
-        found = self.backend.read_claim(kind, key)
+        found = None if likely_new else self.backend.read_claim(kind, key)
         if found is not None and found.status == "done":
             return "done"  # the common redelivery: one read, no failed insert
         if found is None:
@@ -568,12 +589,18 @@ class Ledger:
                 return "done"
         return "retaken" if self.backend.take_over(kind, key, now=now, expires_at=expires_at) else "busy"
 
-    def claim_task(self, new: NewTask, *, now: datetime, expires_at: datetime) -> CreateClaim:
+    def claim_task(
+        self, new: NewTask, *, now: datetime, expires_at: datetime, new_run: bool = False
+    ) -> CreateClaim:
         """Insert the task in state ``Creating`` with its claim, or report what is already there.
 
         An existing claim that expired while still ``Creating`` (its creator stopped) is taken over.
+        `new_run`: the task's run was started by this call (`start_run` said ``started``), so only a
+        concurrent delivery that joined it since can hold the claim: it is inserted without a read first.
         """
-        outcome = self._acquire("create", new.claim_key, now=now, expires_at=expires_at, new=new)
+        outcome = self._acquire(
+            "create", new.claim_key, now=now, expires_at=expires_at, new=new, likely_new=new_run
+        )
         inserted = self.backend.inserted_task(new.claim_key) if outcome == "claimed" else None
         task = inserted or self._require_task(new.claim_key)
         if outcome == "retaken":
@@ -606,8 +633,7 @@ class Ledger:
         conditional on the task's status, so a task changed since is read again and rechecked)."""
         now = aware(now)
         changes = {"task_id": task_id, "status": "Running", "started_at": now, "updated_at": now}
-        self._change(claim, expect=frozenset({"Creating"}), changes=changes, known=known)
-        return self._require_task(claim)
+        return self._change(claim, expect=frozenset({"Creating"}), changes=changes, known=known)
 
     def mark_create_failed(
         self, claim: str, *, code: str, message: str, now: datetime, known: TaskRecord | None = None
@@ -616,15 +642,18 @@ class Ledger:
         `known` as for `mark_created`."""
         now = aware(now)
         changes = {"status": "Failed", "code": code, "message": message, "ended_at": now, "updated_at": now}
-        self._change(claim, expect=frozenset({"Creating"}), changes=changes, known=known)
-        return self._require_task(claim)
+        return self._change(claim, expect=frozenset({"Creating"}), changes=changes, known=known)
 
     def _change(
         self, claim: str, *, expect: frozenset[str], changes: Mapping[str, Any], known: TaskRecord | None
-    ) -> None:
-        """End a create claim with `changes` to its task."""
+    ) -> TaskRecord:
+        """End a create claim with `changes` to its task; returns the task as it is now."""
         task = known if known is not None and known.claim_key == claim else self._require_task(claim)
-        self.backend.update_task(task, expect=expect, changes=changes, close_claim=True)
+        if self.backend.update_task(task, expect=expect, changes=changes, close_claim=True):
+            written = self.backend.updated_task(claim)
+            if written is not None:
+                return written
+        return self._require_task(claim)
 
     def record_result(
         self,

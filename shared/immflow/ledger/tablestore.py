@@ -35,9 +35,10 @@ Times are integers (microseconds since the epoch, UTC), JSON values are strings.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 from typing import Any, TypeVar
@@ -226,6 +227,15 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _as_read(value: Any) -> Any:
+    """A value as writing it (`_cell`) and reading it back (`_task_record`) gives it."""
+    if isinstance(value, datetime):
+        return _time(_micros(value))
+    if isinstance(value, list | dict):
+        return json.loads(_json(value))
+    return value
+
+
 def _columns(row: Any) -> dict[str, Any]:
     found = {name: value for name, value in row.primary_key}
     found.update({column[0]: column[1] for column in row.attribute_columns})
@@ -336,6 +346,9 @@ class TablestoreBackend(LedgerBackend):
         self._client: Any = None
         self._last_row_id: int | None = None
         self._inserted: dict[str, TaskRecord] = {}
+        # The last run inserted and task updated, as written (one each: only the next call asks).
+        self._inserted_run: RunRecord | None = None
+        self._updated_task: TaskRecord | None = None
 
     # ---- the SDK
 
@@ -355,6 +368,12 @@ class TablestoreBackend(LedgerBackend):
     @property
     def client(self) -> Any:
         if self._client is None:
+            # The SDK formats every request and response for its DEBUG lines (protobuf's text_format, ~0.1
+            # ms each, and ~8 ms to import it) whenever its logger's own level is unset, printed or not:
+            # set it to the level in effect, so the lines are formatted only when they would be printed.
+            sdk_logger = logging.getLogger(OTSClient.DEFAULT_LOGGER_NAME)
+            if sdk_logger.level == logging.NOTSET:
+                sdk_logger.setLevel(sdk_logger.getEffectiveLevel())
             self._client = OTSClient(
                 self.endpoint, instance_name=self.instance, credentials_provider=_CurrentKeys(self)
             )
@@ -532,6 +551,9 @@ class TablestoreBackend(LedgerBackend):
             "updated_at": now,
         }
         if self._put(RUNS, [("run_id", run.run_id)], row, only_new=True):
+            # What reading the row back would give: the same cells through the same decoding.
+            stored = {name: _cell(value) for name, value in row.items() if value is not None}
+            self._inserted_run = _run_record({**stored, "run_id": run.run_id})
             return True
         winner = self.get_run(run.run_id)
         if winner is None or _micros(winner.created_at) != created:
@@ -665,6 +687,14 @@ class TablestoreBackend(LedgerBackend):
     def inserted_task(self, key: str) -> TaskRecord | None:
         return self._inserted.pop(key, None)
 
+    def updated_task(self, key: str) -> TaskRecord | None:
+        found, self._updated_task = self._updated_task, None
+        return found if found is not None and found.claim_key == key else None
+
+    def inserted_run(self, run_id: str) -> RunRecord | None:
+        found, self._inserted_run = self._inserted_run, None
+        return found if found is not None and found.run_id == run_id else None
+
     def take_over(self, kind: ClaimKind, key: str, *, now: datetime, expires_at: datetime) -> bool:
         expired = SingleColumnCondition(
             "claim_expires_at", _micros(now), ComparatorType.LESS_THAN, pass_if_missing=False
@@ -768,6 +798,9 @@ class TablestoreBackend(LedgerBackend):
             if self._update(TASKS, key, columns, _equal("status", current.status)):
                 if status != current.status:
                     self._delete(*self._status_entry(current.status, created, current.row_id))
+                self._updated_task = replace(
+                    current, **{name: _as_read(value) for name, value in changes.items()}
+                )
                 return True
             current = self.task_by_claim(task.claim_key)  # changed since it was read: look again
         raise LedgerError(f"task {task.claim_key} kept changing while it was being updated")

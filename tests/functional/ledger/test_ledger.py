@@ -162,6 +162,27 @@ def test_a_claim_is_taken_once_then_reported_busy_then_done(ledger: Ledger) -> N
     )
 
 
+def test_a_claim_of_a_new_run_unread_first_still_finds_one_a_concurrent_delivery_holds(
+    ledger: Ledger,
+) -> None:
+    """`new_run`: the claim is inserted without a read first; an insert that loses ends as it would
+    after a read (busy, done, or taken over when expired), and the task returned is the row."""
+    ledger.ensure_run(_run(), now=T0)
+    new = _task()
+    first = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True)
+    assert first.state == "claimed" and first.task == ledger.list_tasks(TaskQuery(run_id="run1"))[0]
+    busy = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True)
+    assert busy.state == "busy" and busy.task.row_id == first.task.row_id
+    later = T0 + timedelta(minutes=5)
+    retaken = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1), new_run=True)
+    assert retaken.state == "claimed" and retaken.retaken
+    created = ledger.mark_created(new.claim_key, task_id="MediaConvert-1", now=later, known=retaken.task)
+    assert created == ledger.task_by_id("MediaConvert-1")
+    done = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1), new_run=True)
+    assert done.state == "done"
+    assert len(ledger.list_tasks(TaskQuery(run_id="run1"))) == 1
+
+
 def test_an_expired_claim_is_taken_over_by_the_next_delivery(ledger: Ledger) -> None:
     ledger.ensure_run(_run(), now=T0)
     new = _task()

@@ -132,29 +132,39 @@ def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
     upload = NewRun("", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0, request_id="r1")
     start = ledger.start_run(upload, now=T0)
     assert start.outcome == "started" and start.run is not None
-    # head read and written, then the run inserted (index rows, row) and read: no read before the insert
-    assert calls == ["get_row", "put_row", "batch_write_row", "put_row", "get_row"]
+    # head read and written, then the run inserted (index rows, row): no read before the insert nor after
+    assert calls == ["get_row", "put_row", "batch_write_row", "put_row"]
+    # ... and the run start_run returned is the row as written.
+    assert start.run == ledger.get_run(start.run.run_id)
     calls.clear()
     claims = [
         ledger.claim_task(
-            replace(_new_task(name), run_id=start.run.run_id), now=T0, expires_at=T0 + timedelta(minutes=1)
+            replace(_new_task(name), run_id=start.run.run_id),
+            now=T0,
+            expires_at=T0 + timedelta(minutes=1),
+            new_run=True,
         )
         for name in ("web", "thumb")
     ]
-    # Each: its claim read, a row number, its index rows, its row (not read back). The second row
-    # number comes from the counter as the first left it: one conditional write, no read.
-    first = ["get_row", "get_row", "put_row", "batch_write_row", "put_row"]  # counter: read, created
-    second = ["get_row", "update_row", "batch_write_row", "put_row"]
+    # Each: a row number, its index rows, its row (not read back); no claim read first, the run being
+    # new. The second row number comes from the counter as the first left it: one conditional write.
+    first = ["get_row", "put_row", "batch_write_row", "put_row"]  # counter: read, created
+    second = ["update_row", "batch_write_row", "put_row"]
     assert calls == first + second
     # ... and the tasks claim_task returned are the rows as written.
     assert [claim.task for claim in claims] == [
         _backend(ledger).task_by_claim(claim.task.claim_key) for claim in claims
     ]
     calls.clear()
-    for number, claim in enumerate(claims):
+    created = [
         ledger.mark_created(claim.task.claim_key, task_id=f"MC-{number}", now=T0, known=claim.task)
-    # Each: its new index rows, the conditional update, the old status's index row deleted, read back.
-    assert calls == ["batch_write_row", "update_row", "delete_row", "get_row"] * 2
+        for number, claim in enumerate(claims)
+    ]
+    # Each: its new index rows, the conditional update, the old status's index row deleted; not read back.
+    assert calls == ["batch_write_row", "update_row", "delete_row"] * 2
+    # ... and the tasks mark_created returned are the rows as written.
+    assert created == [_backend(ledger).task_by_claim(task.claim_key) for task in created]
+    assert [task.status for task in created] == ["Running", "Running"]
     assert [ledger.task_by_id(f"MC-{number}") is not None for number in range(2)] == [True, True]
 
 
