@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 from immflow.ledger import Ledger, LedgerError
@@ -61,3 +64,20 @@ def test_a_backend_loads_only_what_its_url_needs(statement: str, absent: tuple[s
     check = f"{statement}; import sys; print([m for m in {list(absent)!r} if m in sys.modules])"
     printed = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
     assert printed.strip() == "[]"
+
+
+def test_a_fresh_sqlite_ledger_opened_while_another_process_creates_it_waits(tmp_path: Path) -> None:
+    """Switching a new file to WAL takes an exclusive lock without SQLite's busy wait; opening the
+    ledger while another connection is writing the fresh file must wait, not fail "database is locked"."""
+    path = tmp_path / "fresh.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE held (a)")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        assert Ledger(f"sqlite:///{path}").list_runs() == []
+    finally:
+        release.join()
+        other.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)

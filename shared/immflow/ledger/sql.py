@@ -10,6 +10,7 @@ the URL names is loaded.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -247,18 +248,41 @@ def _task_record(row: RowMapping) -> TaskRecord:
     )
 
 
+SQLITE_BUSY_SECONDS = 30
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode. Switching a new file to WAL needs an exclusive lock, and SQLite asks
+    for it once without waiting on the busy timeout: a process opening a fresh ledger while another
+    is creating its tables failed at once with "database is locked". So wait here as long as any
+    other statement would."""
+    import sqlite3
+
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 @cache
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"isolation_level": None, "timeout": 30})
+        engine = create_engine(url, connect_args={"isolation_level": None, "timeout": SQLITE_BUSY_SECONDS})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
