@@ -230,8 +230,8 @@ class OssService:
         key = wire.decode_key(key_raw) if key_raw else ""
         query = request.query_items()
         if s3.is_s3(request):
-            s3.verify(request, self.account)
-            body, body_sha256 = s3.body(request), s3.payload_sha256(request)
+            signing = s3.verify(request, self.account)
+            body, body_sha256 = s3.body(request, signing), s3.payload_sha256(request)
             request.headers = s3.oss_headers(request.headers)
             query = [(k, v) for k, v in query if not k.startswith("X-Amz-") and k != "x-id"]
         else:

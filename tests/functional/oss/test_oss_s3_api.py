@@ -217,3 +217,29 @@ def test_tagging_and_acls_through_s3(s3: Any, bucket: oss2.Bucket) -> None:
             AccessControlPolicy={"Grants": [], "Owner": {"ID": "someone"}},
         )
     assert document.value.response["Error"]["Code"] == "NotImplemented"
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "SHA1", "SHA256"])
+def test_boto3_checksums_are_checked(s3: Any, bucket: oss2.Bucket, algorithm: str) -> None:
+    """boto3 sends S3's additional checksums (over http as an ``x-amz-checksum-*`` header; over https
+    in an aws-chunked trailer, which test_oss_streamed_bodies sends); a body that does not match is
+    refused and not stored."""
+    sent: list[dict[str, str]] = []
+    s3.meta.events.register("before-send.s3.*", lambda request, **_: sent.append(dict(request.headers)))
+    name, body = bucket.bucket_name, os.urandom(100_000)
+    s3.put_object(Bucket=name, Key="sum.bin", Body=body, ChecksumAlgorithm=algorithm)
+    assert bucket.get_object("sum.bin").read() == body
+    s3.upload_fileobj(
+        io.BufferedReader(io.BytesIO(body)), name, "streamed.bin", ExtraArgs={"ChecksumAlgorithm": algorithm}
+    )
+    assert bucket.get_object("streamed.bin").read() == body
+    header = f"x-amz-checksum-{algorithm.lower()}"
+    assert all(
+        header in {k.lower() for k in headers} or headers.get("x-amz-trailer") == header for headers in sent
+    )
+    wrong = {"CRC32": "AAAAAA==", "SHA1": "A" * 27 + "=", "SHA256": "A" * 43 + "="}[algorithm]
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=name, Key="bad.bin", Body=body, **{f"Checksum{algorithm}": wrong})
+    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    with pytest.raises(oss2.exceptions.NotFound):
+        bucket.head_object("bad.bin")

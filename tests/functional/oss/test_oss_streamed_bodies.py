@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import http.client
 import io
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from oss2.utils import Crc64
 
 from localcloud.core.account import Account
 from localcloud.core.http import ServiceServer
-from localcloud.oss import OssService
+from localcloud.oss import OssService, s3
 
 MIB = 1 << 20
 #: Not a multiple of the server's 1 MiB pieces nor of the SDKs' own.
@@ -206,10 +208,10 @@ def test_s3_aws_chunked_body_sent_chunked_is_decoded_as_it_arrives(
 ) -> None:
     data = _data(SIZE, seed=11)
 
-    def framed() -> Iterator[bytes]:  # aws-chunked inside HTTP chunked, with a checksum trailer
+    def framed(crc32: int) -> Iterator[bytes]:  # aws-chunked inside HTTP chunked, with a checksum trailer
         for piece in _pieces(data, 64 * 1024 + 3):
             yield b"%x\r\n" % len(piece) + piece + b"\r\n"
-        yield b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+        yield b"0\r\nx-amz-checksum-crc32:%s\r\n\r\n" % base64.b64encode(crc32.to_bytes(4, "big"))
 
     headers = {
         "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
@@ -217,10 +219,58 @@ def test_s3_aws_chunked_body_sent_chunked_is_decoded_as_it_arrives(
         "x-amz-trailer": "x-amz-checksum-crc32",
         "content-encoding": "aws-chunked",
     }
-    stored = _signed_s3_put(account, f"{oss_server.url}/{bucket.bucket_name}/chunked.bin", headers, framed())
+    url = f"{oss_server.url}/{bucket.bucket_name}/chunked.bin"
+    refused = _signed_s3_put(account, url, headers, framed(zlib.crc32(data) ^ 1))
+    assert refused.status_code == 400 and b"<Code>BadDigest</Code>" in refused.content
+    with pytest.raises(oss2.exceptions.NotFound):
+        bucket.head_object("chunked.bin")
+    stored = _signed_s3_put(account, url, headers, framed(zlib.crc32(data)))
     assert stored.status_code == 200, stored.content
     assert stored.headers["ETag"] == f'"{hashlib.md5(data).hexdigest().upper()}"'
     assert bucket.get_object("chunked.bin").read() == data
+
+
+def test_s3_signed_chunks_are_checked_against_the_requests_signature(
+    account: Account, oss_server: ServiceServer, bucket: oss2.Bucket, oss_service: OssService
+) -> None:
+    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD: botocore signs the headers; each chunk carries the
+    signature chained from it (the chaining is pinned to AWS's published example in
+    tests/unit/test_localcloud_oss_s3.py). A chunk changed on the way is refused, nothing stored."""
+    data = _data(3 * 64 * 1024 + 5, seed=12)
+    url = f"{oss_server.url}/{bucket.bucket_name}/signed-chunks.bin"
+    headers = {
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "x-amz-decoded-content-length": str(len(data)),
+        "content-encoding": "aws-chunked",
+    }
+    request = AWSRequest(method="PUT", url=url, headers=headers)
+    SigV4Auth(Credentials(account.access_key_id, account.access_key_secret), "s3", account.region).add_auth(
+        request
+    )
+    sent = dict(request.headers.items())
+    amz_date = sent["X-Amz-Date"]
+    scope = f"{amz_date[:8]}/{account.region}/s3/aws4_request"
+    key = ("AWS4" + account.access_key_secret).encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signing = s3.Signing(amz_date, scope, key, sent["Authorization"].rpartition("Signature=")[2])
+
+    def body(payload: bytes) -> bytes:
+        framed, previous = b"", signing.seed
+        for piece in [*_pieces(payload, 64 * 1024), b""]:
+            previous = signing.chunk(previous, hashlib.sha256(piece).hexdigest())
+            framed += b"%x;chunk-signature=%s\r\n%s\r\n" % (len(piece), previous.encode(), piece)
+        return framed
+
+    changed = body(data).replace(data[1000:1010], b"x" * 10, 1)
+    refused = requests.put(url, headers=sent, data=changed, timeout=30)
+    assert refused.status_code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in refused.content
+    with pytest.raises(oss2.exceptions.NotFound):
+        bucket.head_object("signed-chunks.bin")
+    assert _leftovers(oss_service) == []
+    stored = requests.put(url, headers=sent, data=body(data), timeout=30)
+    assert stored.status_code == 200, stored.content
+    assert bucket.get_object("signed-chunks.bin").read() == data
 
 
 def test_a_body_over_5_gib_is_refused_before_it_is_sent(bucket: oss2.Bucket) -> None:
