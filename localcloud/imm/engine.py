@@ -178,6 +178,10 @@ class Engine:
                 len(interrupted),
                 interrupted,
             )
+        self._profile_root = work_root.parent / "office-profiles"
+        self._offices = [
+            office.WarmOffice(self._profile_root / f"warm-worker-{index}") for index in range(concurrency)
+        ]
         self._threads = [
             threading.Thread(target=self._work, args=(index,), name=f"imm-worker-{index}", daemon=True)
             for index in range(concurrency)
@@ -197,6 +201,8 @@ class Engine:
                 condition.notify_all()
         for thread in self._threads:
             thread.join(timeout=10)
+        for warm in self._offices:
+            warm.close()
 
     # workers ------------------------------------------------------------------------------------
 
@@ -237,7 +243,8 @@ class Engine:
             workdir=workdir,
             report_progress=report,
             worker=worker,
-            profile_root=self._work_root.parent / "office-profiles",
+            profile_root=self._profile_root,
+            office=self._offices[worker],
             office_timeout=self._office_timeout,
             media_timeout=self._media_timeout,
         )
