@@ -131,12 +131,12 @@ def _to_pdf(ctx: TaskContext, source: Path) -> Path:
     target = outdir / f"{source.stem}.pdf"
     if ctx.office.convert(source, target, ctx.office_timeout):
         return target
-    return _to_pdf_one_shot(ctx, source, outdir)
+    return one_shot_pdf(source, outdir, ctx.profile_root / f"worker-{ctx.worker}", ctx.office_timeout)
 
 
-def _to_pdf_one_shot(ctx: TaskContext, source: Path, outdir: Path) -> Path:
-    """Convert with a LibreOffice of its own (1-1.3 s of start-up), when no warm one is available."""
-    profile = ctx.profile_root / f"worker-{ctx.worker}"
+def one_shot_pdf(source: Path, outdir: Path, profile: Path, timeout: float) -> Path:
+    """Convert with a LibreOffice of its own (1-1.3 s of start-up), when no warm one is available.
+    ``profile`` must not be a running LibreOffice's: it would be handed the work and end at once."""
     profile.mkdir(parents=True, exist_ok=True)
     command = [
         shutil.which("soffice") or "soffice",
@@ -161,11 +161,11 @@ def _to_pdf_one_shot(ctx: TaskContext, source: Path, outdir: Path) -> Path:
         start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=ctx.office_timeout)
+        output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise _timed_out(ctx.office_timeout) from None
+        raise _timed_out(timeout) from None
     produced = list(outdir.glob("*.pdf"))
     if proc.returncode != 0 or not produced:
         detail = " | ".join(line for line in output.strip().splitlines()[-3:] if line.strip()) or "no output"
@@ -316,9 +316,12 @@ class WarmOffice:
         line = b""
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([client.stdout], [], [], left)[0]:
-                return None
-            chunk = client.stdout.read(65536)
+            try:
+                if left <= 0 or not select.select([client.stdout], [], [], left)[0]:
+                    return None
+                chunk = client.stdout.read(65536)
+            except (OSError, ValueError):  # closed by close() meanwhile
+                return {}
             if not chunk:
                 return {}
             line += chunk
