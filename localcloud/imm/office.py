@@ -36,6 +36,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -183,6 +184,22 @@ def _timed_out(timeout: float) -> TaskFailure:
     )
 
 
+def _remove_dead_socket_dirs() -> None:
+    """Remove the socket folders of warm LibreOffices that were killed with their local cloud
+    (nothing is left to remove them then): those whose socket refuses connections, as LibreOffice
+    itself treats a pipe nobody listens on."""
+    for folder in Path("/tmp").glob(f"OSL_PIPE_{os.getuid()}_immflow-*"):
+        if folder.is_symlink() or folder.lstat().st_uid != os.getuid() or not (folder / "uno").is_socket():
+            continue  # not ours, or being started: left alone
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(folder / "uno"))
+            except ConnectionRefusedError:
+                shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+
 class WarmOffice:
     """One LibreOffice kept running for one engine worker, reachable only by this process.
 
@@ -203,6 +220,7 @@ class WarmOffice:
     """
 
     _said_unavailable = False
+    _swept = False
 
     def __init__(self, profile: Path) -> None:
         self._profile = profile
@@ -263,6 +281,9 @@ class WarmOffice:
             self._give_up(f"{UNO_PYTHON} is not there")
             return False
         self._profile.mkdir(parents=True, exist_ok=True)
+        if not WarmOffice._swept:
+            WarmOffice._swept = True
+            _remove_dead_socket_dirs()
         # LibreOffice names its UNO socket /tmp/OSL_PIPE_<uid>_<name> whatever we ask (uno_client.py
         # says why), so the private folder has to be there; mkdtemp makes it 0700 and refuses a
         # name that exists, so nobody can have prepared it.

@@ -152,6 +152,15 @@ def test_kill_9_leaves_no_libreoffice_behind(cloud: Cloud, imm_process: ImmProce
     )
     task_id = client.create_office_conversion_task(request).body.task_id
     assert wait_task(client, "OfficeConversion", task_id).status == "Succeeded"
-    assert len(office_processes(imm_process.state_dir)) == 2  # uno_client.py and soffice.bin
+    processes = office_processes(imm_process.state_dir)
+    assert len(processes) == 2  # uno_client.py and soffice.bin
+    socket_dir = Path(next(c for c in processes.values() if "uno_client.py" in c).split()[3])
     imm_process.kill()
     wait_until(lambda: not office_processes(imm_process.state_dir), 10, "the warm LibreOffice gone")
+    # Nobody was left to remove its socket folder: the next start does.
+    assert (socket_dir / "uno").is_socket()
+    imm_process.start()
+    client = cloud.client(endpoint=imm_process.endpoint)
+    task_id = client.create_office_conversion_task(request).body.task_id
+    assert wait_task(client, "OfficeConversion", task_id).status == "Succeeded"
+    assert not socket_dir.exists()
