@@ -132,6 +132,7 @@ def _to_pdf(ctx: TaskContext, source: Path) -> Path:
     target = outdir / f"{source.stem}.pdf"
     if ctx.office.convert(source, target, ctx.office_timeout):
         return target
+    target.unlink(missing_ok=True)  # what a LibreOffice that died may have begun to write
     return one_shot_pdf(source, outdir, ctx.profile_root / f"worker-{ctx.worker}", ctx.office_timeout)
 
 
