@@ -201,7 +201,11 @@ def _to_pdf(client: Client, cloud: Cloud, key: str, target: str) -> models.GetTa
 
 
 def test_the_warm_libreoffice_gives_what_a_one_shot_one_gives(
-    cloud: Cloud, make_imm: MakeImm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cloud: Cloud,
+    make_imm: MakeImm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cloud.bucket.put_object("same/report.docx", _docx(3))
     cloud.bucket.put_object("same/deck.pptx", _pptx(2))
@@ -211,6 +215,7 @@ def test_the_warm_libreoffice_gives_what_a_one_shot_one_gives(
         assert result.status == "Succeeded", result.message
     assert warm_office_pid(warm.state_dir)
     monkeypatch.setattr(office, "UNO_PYTHON", str(tmp_path / "no-python3"))
+    monkeypatch.setattr(office.WarmOffice, "_said_unavailable", False)
     one_shot = make_imm(engine_concurrency=1)
     for key, pages in (("same/report.docx", 3), ("same/deck.pptx", 2)):
         result = _to_pdf(one_shot.client, cloud, key, f"one-shot/{key}.pdf")
@@ -222,6 +227,8 @@ def test_the_warm_libreoffice_gives_what_a_one_shot_one_gives(
         ]
         assert texts[0] == texts[1] and ("Page 3" in texts[0] or "Slide 2" in texts[0])
     assert not office_processes(one_shot.state_dir)
+    said = [r.getMessage() for r in caplog.records if "no warm LibreOffice" in r.getMessage()]
+    assert len(said) == 1 and "python3-uno" in said[0], said
 
 
 def test_the_warm_libreoffice_is_reachable_only_by_its_user(cloud: Cloud, make_imm: MakeImm) -> None:
