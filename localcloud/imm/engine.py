@@ -48,7 +48,7 @@ from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.imm import archive, images, media, office
 from localcloud.imm.context import TaskContext
-from localcloud.imm.errors import TaskFailure
+from localcloud.imm.errors import Interrupted, TaskFailure
 from localcloud.imm.ossio import OssAccess
 from localcloud.imm.policy import Policy
 from localcloud.imm.store import Store, TaskRow
@@ -251,6 +251,9 @@ class Engine:
         status, code, message, result = "Succeeded", "", "", {}
         try:
             result = PROCESSORS[task.task_type].run(ctx)
+        except Interrupted:
+            log.info("imm: %s interrupted by the stop; it runs again at the next start", task.task_id)
+            return
         except TaskFailure as failure:
             status, code, message = "Failed", failure.code, failure.message
         except Exception as exc:

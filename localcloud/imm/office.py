@@ -52,7 +52,7 @@ from pypdf.errors import PdfReadError
 
 from localcloud.imm import inputs
 from localcloud.imm.context import TaskContext
-from localcloud.imm.errors import TaskFailure, invalid_argument, not_available
+from localcloud.imm.errors import Interrupted, TaskFailure, invalid_argument, not_available
 
 log = logging.getLogger("localcloud.imm")
 
@@ -215,7 +215,8 @@ class WarmOffice:
     document is converted again by a LibreOffice of its own. Without python3 and python3-uno every
     conversion is one-shot, said once in the log.
 
-    The client and LibreOffice are one process group, killed when the engine stops; if this
+    The client and LibreOffice are one process group, killed when the engine stops (a task still
+    converting then stays ``Running``, to run again at the next start); if this
     process is killed outright, the kernel kills the client (parent-death signal) and the client's
     LibreOffice with it.
     """
@@ -236,9 +237,7 @@ class WarmOffice:
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._closed:
-                raise TaskFailure(
-                    "InternalError", "The local IMM is stopping; the task runs again at its next start."
-                )
+                raise Interrupted
             if self._client is None and (self._unavailable or not self._start(deadline, timeout)):
                 return False
             client = self._client
@@ -254,9 +253,7 @@ class WarmOffice:
         reply = self._read(client, deadline)
         with self._lock:
             if self._closed:
-                raise TaskFailure(
-                    "InternalError", "The local IMM stopped while LibreOffice was converting the document."
-                )
+                raise Interrupted
             if reply is None:
                 self._stop()
                 raise _timed_out(timeout)

@@ -8,6 +8,8 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from localcloud.imm import office
+from localcloud.imm.errors import Interrupted
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, Inbox, MakeImm, office_processes, wait_task, warm_office_pid
 
@@ -291,18 +294,44 @@ def test_a_killed_libreoffice_is_started_again(cloud: Cloud, make_imm: MakeImm) 
     assert warm_office_pid(imm.state_dir) != first
 
 
+def _slow_docx() -> bytes:
+    """3000 full pages: 6-10 s for LibreOffice to lay out."""
+    document = docx.Document()
+    for page in range(3000):
+        document.add_paragraph(f"Page {page} " + "lorem ipsum dolor sit amet " * 40)
+        document.add_page_break()  # type: ignore[no-untyped-call]  # python-docx leaves it unannotated
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_a_conversion_cut_by_the_stop_is_interrupted_not_failed(tmp_path: Path) -> None:
+    source = tmp_path / "slow.docx"
+    source.write_bytes(_slow_docx())
+    warm = office.WarmOffice(tmp_path / "profile")
+    outcome: list[BaseException | bool] = []
+
+    def convert() -> None:
+        try:
+            outcome.append(warm.convert(source, tmp_path / "slow.pdf", 120))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=convert)
+    thread.start()
+    time.sleep(3)  # started (~1-2 s with a new profile), and converting
+    warm.close()
+    thread.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Interrupted), outcome
+    assert not office_processes(tmp_path)
+
+
 def test_a_conversion_over_the_timeout_fails_and_the_next_one_succeeds(
     cloud: Cloud, make_imm: MakeImm
 ) -> None:
     imm = make_imm(office_timeout=4, engine_concurrency=1)
     cloud.bucket.put_object("timeout/small.docx", _docx(1))
-    big = docx.Document()
-    for page in range(3000):
-        big.add_paragraph(f"Page {page} " + "lorem ipsum dolor sit amet " * 40)
-        big.add_page_break()  # type: ignore[no-untyped-call]  # python-docx leaves it unannotated
-    out = io.BytesIO()
-    big.save(out)
-    cloud.bucket.put_object("timeout/big.docx", out.getvalue())
+    cloud.bucket.put_object("timeout/big.docx", _slow_docx())
     assert _to_pdf(imm.client, cloud, "timeout/small.docx", "timeout/1.pdf").status == "Succeeded"
     first = warm_office_pid(imm.state_dir)
     slow = _to_pdf(imm.client, cloud, "timeout/big.docx", "timeout/big.pdf")
