@@ -2,7 +2,7 @@
 
 Run by the system's python3 with LibreOffice's ``uno`` module (Debian: python3-uno), not by the
 local cloud's interpreter, so it imports nothing of the project. Started by
-:mod:`localcloud.imm.office` as ``python3 uno_client.py <socket folder> <profile url>``; it starts
+:mod:`localcloud.imm.office` as ``python3 uno_client.py <parent pid> <socket folder> <profile url>``; it starts
 ``soffice.bin`` with a UNO acceptor on a Unix socket in ``<socket folder>`` (a 0700 folder the
 caller made) and no TCP listener, then answers one JSON line per JSON line:
 
@@ -140,6 +140,15 @@ def _convert(desktop: Any, source: str, target: str) -> None:
         document.close(True)
 
 
+def _answers(desktop: Any) -> bool:
+    """Whether LibreOffice still takes calls (a bridge to a killed one raises DisposedException)."""
+    try:
+        desktop.getComponents()
+    except Exception:  # whatever the bridge raises, this LibreOffice is of no more use
+        return False
+    return True
+
+
 def main() -> None:
     parent, socket_dir, profile_url = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     _die_with_parent(parent)
@@ -161,7 +170,7 @@ def main() -> None:
             try:
                 _convert(desktop, request["source"], request["target"])
             except Exception as exc:  # reported per document
-                alive = office.poll() is None
+                alive = office.poll() is None and _answers(desktop)
                 _reply(
                     {
                         "error": f"{type(exc).__name__}: {getattr(exc, 'Message', '') or exc}",
