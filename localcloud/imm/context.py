@@ -6,13 +6,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from immflow import templates
 from immflow.ossuri import OssUri, OssUriError
 
 from localcloud.imm.errors import TaskFailure
 from localcloud.imm.ossio import OssAccess
+
+if TYPE_CHECKING:
+    from localcloud.imm.office import WarmOffice
 
 
 @dataclass
@@ -29,6 +32,8 @@ class TaskContext:
     #: Which engine worker runs the task (0-based): LibreOffice keeps one profile per worker.
     worker: int
     profile_root: Path
+    #: The worker's warm LibreOffice.
+    office: WarmOffice
     office_timeout: float
     media_timeout: float
     _upload_times: dict[OssUri, datetime] = field(default_factory=dict)

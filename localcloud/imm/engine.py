@@ -48,7 +48,7 @@ from localcloud.core.account import Account
 from localcloud.core.faults import FaultPlan, stable_digest
 from localcloud.imm import archive, images, media, office
 from localcloud.imm.context import TaskContext
-from localcloud.imm.errors import TaskFailure
+from localcloud.imm.errors import Interrupted, TaskFailure
 from localcloud.imm.ossio import OssAccess
 from localcloud.imm.policy import Policy
 from localcloud.imm.store import Store, TaskRow
@@ -178,6 +178,10 @@ class Engine:
                 len(interrupted),
                 interrupted,
             )
+        self._profile_root = work_root.parent / "office-profiles"
+        self._offices = [
+            office.WarmOffice(self._profile_root / f"warm-worker-{index}") for index in range(concurrency)
+        ]
         self._threads = [
             threading.Thread(target=self._work, args=(index,), name=f"imm-worker-{index}", daemon=True)
             for index in range(concurrency)
@@ -197,6 +201,8 @@ class Engine:
                 condition.notify_all()
         for thread in self._threads:
             thread.join(timeout=10)
+        for warm in self._offices:
+            warm.close()
 
     # workers ------------------------------------------------------------------------------------
 
@@ -237,13 +243,17 @@ class Engine:
             workdir=workdir,
             report_progress=report,
             worker=worker,
-            profile_root=self._work_root.parent / "office-profiles",
+            profile_root=self._profile_root,
+            office=self._offices[worker],
             office_timeout=self._office_timeout,
             media_timeout=self._media_timeout,
         )
         status, code, message, result = "Succeeded", "", "", {}
         try:
             result = PROCESSORS[task.task_type].run(ctx)
+        except Interrupted:
+            log.info("imm: %s interrupted by the stop; it runs again at the next start", task.task_id)
+            return
         except TaskFailure as failure:
             status, code, message = "Failed", failure.code, failure.message
         except Exception as exc:

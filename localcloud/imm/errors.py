@@ -27,6 +27,11 @@ class TaskFailure(Exception):
         self.message = message
 
 
+class Interrupted(Exception):
+    """The engine stopped under a running task: it stays ``Running`` and runs again at the next
+    start, as after a kill."""
+
+
 def invalid_argument(message: str) -> ImmError:
     return ImmError(400, "InvalidArgument", message)
 

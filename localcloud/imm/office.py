@@ -1,7 +1,8 @@
 """CreateOfficeConversionTask with LibreOffice (headless) and poppler (docs/imm.md#tasks).
 
-Every source is first turned into a PDF by ``soffice --headless --convert-to pdf`` (a PDF source
-is used as it is); the PDF is then sliced (``pdf``), rasterised one page at a time with
+Every source is first turned into a PDF by LibreOffice (a PDF source is used as it is): by the
+engine worker's warm LibreOffice (:class:`WarmOffice`), else by ``soffice --headless --convert-to
+pdf``; the PDF is then sliced (``pdf``), rasterised one page at a time with
 ``pdftoppm`` (``png``/``jpg``; LibreOffice's own image export only gives the first page) or turned
 into text with ``pdftotext`` (``txt``). Each engine worker has its own LibreOffice profile, because
 two soffice processes sharing one profile block each other; a conversion that takes longer than
@@ -27,11 +28,19 @@ Layout-only options (``PaperSize``, ``PaperHorizontal``, ``FitToWidth``, ``FitTo
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +52,9 @@ from pypdf.errors import PdfReadError
 
 from localcloud.imm import inputs
 from localcloud.imm.context import TaskContext
-from localcloud.imm.errors import TaskFailure, invalid_argument, not_available
+from localcloud.imm.errors import Interrupted, TaskFailure, invalid_argument, not_available
+
+log = logging.getLogger("localcloud.imm")
 
 ACTION = "CreateOfficeConversionTask"
 TARGET_TYPES = frozenset({"pdf", "png", "jpg", "txt"})
@@ -56,6 +67,8 @@ SOURCE_TYPES = frozenset(
         "pdf",
     }
 )  # fmt: skip
+UNO_PYTHON = "/usr/bin/python3"
+"""The system's Python, for which the system's python3-uno (LibreOffice's Python bridge) is built."""
 _PAGES = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
 
 
@@ -114,10 +127,19 @@ def selected_pages(params: Mapping[str, Any], page_count: int) -> list[int]:
 
 
 def _to_pdf(ctx: TaskContext, source: Path) -> Path:
-    profile = ctx.profile_root / f"worker-{ctx.worker}"
-    profile.mkdir(parents=True, exist_ok=True)
     outdir = ctx.workdir / "pdf"
     outdir.mkdir()
+    target = outdir / f"{source.stem}.pdf"
+    if ctx.office.convert(source, target, ctx.office_timeout):
+        return target
+    target.unlink(missing_ok=True)  # what a LibreOffice that died may have begun to write
+    return one_shot_pdf(source, outdir, ctx.profile_root / f"worker-{ctx.worker}", ctx.office_timeout)
+
+
+def one_shot_pdf(source: Path, outdir: Path, profile: Path, timeout: float) -> Path:
+    """Convert with a LibreOffice of its own (1-1.3 s of start-up), when no warm one is available.
+    ``profile`` must not be a running LibreOffice's: it would be handed the work and end at once."""
+    profile.mkdir(parents=True, exist_ok=True)
     command = [
         shutil.which("soffice") or "soffice",
         f"-env:UserInstallation={profile.resolve().as_uri()}",
@@ -141,14 +163,11 @@ def _to_pdf(ctx: TaskContext, source: Path) -> Path:
         start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=ctx.office_timeout)
+        output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise TaskFailure(
-            "InternalError",
-            f"LibreOffice did not finish converting the document within {ctx.office_timeout:g} s and was stopped.",
-        ) from None
+        raise _timed_out(timeout) from None
     produced = list(outdir.glob("*.pdf"))
     if proc.returncode != 0 or not produced:
         detail = " | ".join(line for line in output.strip().splitlines()[-3:] if line.strip()) or "no output"
@@ -157,6 +176,189 @@ def _to_pdf(ctx: TaskContext, source: Path) -> Path:
             f"LibreOffice could not convert the document (exit code {proc.returncode}): {detail}",
         )
     return produced[0]
+
+
+def _timed_out(timeout: float) -> TaskFailure:
+    return TaskFailure(
+        "InternalError",
+        f"LibreOffice did not finish converting the document within {timeout:g} s and was stopped.",
+    )
+
+
+def _remove_dead_socket_dirs() -> None:
+    """Remove the socket folders of warm LibreOffices that were killed with their local cloud
+    (nothing is left to remove them then): those whose socket refuses connections, as LibreOffice
+    itself treats a pipe nobody listens on."""
+    for folder in Path("/tmp").glob(f"OSL_PIPE_{os.getuid()}_immflow-*"):
+        if folder.is_symlink() or folder.lstat().st_uid != os.getuid() or not (folder / "uno").is_socket():
+            continue  # not ours, or being started: left alone
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(folder / "uno"))
+            except ConnectionRefusedError:
+                shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+
+class WarmOffice:
+    """One LibreOffice kept running for one engine worker, reachable only by this process.
+
+    A document then converts in ~0.05-0.15 s instead of the 1.1-1.3 s of a LibreOffice started
+    for it. LibreOffice listens on a UNO pipe only (no TCP port), a Unix socket in a 0700 folder
+    of ours, and is driven by ``uno_client.py`` run by the system's python3 with python3-uno
+    (LibreOffice's Python bridge is built for that interpreter, not for the local cloud's), a
+    child of this process that takes JSON lines on its stdin: no other user or process can send
+    it work. It starts at the worker's first office task, and its start counts against that
+    task's timeout, as a LibreOffice of the task's own would. A conversion over the timeout kills
+    it and fails the task; it starts again at the next task. If it died during a conversion, that
+    document is converted again by a LibreOffice of its own. Without python3 and python3-uno every
+    conversion is one-shot, said once in the log.
+
+    The client and LibreOffice are one process group, killed when the engine stops (a task still
+    converting then stays ``Running``, to run again at the next start); if this
+    process is killed outright, the kernel kills the client (parent-death signal) and the client's
+    LibreOffice with it.
+    """
+
+    _said_unavailable = False
+    _swept = False
+
+    def __init__(self, profile: Path) -> None:
+        self._profile = profile
+        self._client: subprocess.Popen[bytes] | None = None
+        self._socket_dir: Path | None = None
+        self._unavailable = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def convert(self, source: Path, target: Path, timeout: float) -> bool:
+        """Write ``source`` as a PDF to ``target``; False when there is no warm LibreOffice to do it."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closed:
+                raise Interrupted
+            if self._client is None and (self._unavailable or not self._start(deadline, timeout)):
+                return False
+            client = self._client
+            assert client is not None and client.stdin is not None
+            try:
+                client.stdin.write(
+                    json.dumps({"source": str(source), "target": str(target)}).encode() + b"\n"
+                )
+                client.stdin.flush()
+            except OSError:
+                self._stop()
+                return False
+        reply = self._read(client, deadline)
+        with self._lock:
+            if self._closed:
+                raise Interrupted
+            if reply is None:
+                self._stop()
+                raise _timed_out(timeout)
+            if reply.get("ok"):
+                return True
+            if "error" not in reply or not reply.get("office_alive", False):
+                log.warning(
+                    "imm: the warm LibreOffice stopped while converting %s; converting it on its own",
+                    source.name,
+                )
+                self._stop()
+                return False
+        raise TaskFailure("InvalidArgument", f"LibreOffice could not convert the document: {reply['error']}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._stop()
+
+    def _start(self, deadline: float, timeout: float) -> bool:
+        python = Path(UNO_PYTHON)
+        if not python.exists():
+            self._give_up(f"{UNO_PYTHON} is not there")
+            return False
+        self._profile.mkdir(parents=True, exist_ok=True)
+        if not WarmOffice._swept:
+            WarmOffice._swept = True
+            _remove_dead_socket_dirs()
+        # LibreOffice names its UNO socket /tmp/OSL_PIPE_<uid>_<name> whatever we ask (uno_client.py
+        # says why), so the private folder has to be there; mkdtemp makes it 0700 and refuses a
+        # name that exists, so nobody can have prepared it.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix=f"OSL_PIPE_{os.getuid()}_immflow-", dir="/tmp"))
+        self._client = subprocess.Popen(
+            [
+                str(python),
+                str(Path(__file__).with_name("uno_client.py")),
+                str(os.getpid()),
+                str(self._socket_dir),
+                self._profile.resolve().as_uri(),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+            # The client's own parent-death signal fires when the thread that started it ends: an
+            # engine worker's thread, which lives as long as the engine.
+        )
+        reply = self._read(self._client, deadline)
+        if reply is None:
+            self._stop()
+            raise _timed_out(timeout)
+        if reply.get("ready"):
+            return True
+        self._stop()
+        if reply.get("unavailable"):
+            self._give_up(str(reply.get("error")))
+        else:
+            log.warning(
+                "imm: the warm LibreOffice did not start (%s); converting one-shot",
+                reply.get("error", "no reply"),
+            )
+        return False
+
+    def _give_up(self, why: str) -> None:
+        self._unavailable = True
+        if not WarmOffice._said_unavailable:
+            WarmOffice._said_unavailable = True
+            log.warning(
+                "imm: no warm LibreOffice (%s): every office document gets a LibreOffice of its own, 1-1.3 s "
+                "more each. Install python3-uno (apt-get install python3-uno) for %s.",
+                why,
+                UNO_PYTHON,
+            )
+
+    @staticmethod
+    def _read(client: subprocess.Popen[bytes], deadline: float) -> dict[str, Any] | None:
+        """The client's next reply; None past the deadline, {} if it ended."""
+        assert client.stdout is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0 or not select.select([client.stdout], [], [], left)[0]:
+                    return None
+                chunk = client.stdout.read(65536)
+            except (OSError, ValueError):  # closed by close() meanwhile
+                return {}
+            if not chunk:
+                return {}
+            line += chunk
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def _stop(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._client.pid, signal.SIGKILL)
+            self._client.wait()
+            for stream in (self._client.stdin, self._client.stdout):
+                if stream is not None:
+                    stream.close()
+            self._client = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
 
 def _page_count(pdf: Path) -> int:

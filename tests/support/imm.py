@@ -120,7 +120,32 @@ class ExtraImm:
 
     client: Client
     service: ImmService
+    state_dir: Path
 
 
 #: The ``make_imm`` fixture: starts another ImmService with the given ImmService options.
 MakeImm = Callable[..., ExtraImm]
+
+
+def office_processes(state_dir: Path) -> dict[int, str]:
+    """The warm LibreOffice processes (``soffice.bin`` and its ``uno_client.py``) of the IMM that
+    keeps its state in ``state_dir``, by pid, with their command lines."""
+    marker = state_dir.resolve().as_uri()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        if marker in command and ("--accept=pipe" in command or "uno_client.py" in command):
+            found[int(entry.name)] = command
+    return found
+
+
+def warm_office_pid(state_dir: Path) -> int:
+    """The pid of that IMM's one warm ``soffice.bin``."""
+    pids = [pid for pid, command in office_processes(state_dir).items() if "soffice.bin" in command]
+    assert len(pids) == 1, f"one warm soffice.bin expected for {state_dir}, found {pids}"
+    return pids[0]

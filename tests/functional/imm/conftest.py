@@ -68,8 +68,9 @@ def make_imm(cloud: Cloud, tmp_path: Path) -> Iterator[MakeImm]:
     started: list[tuple[ServiceServer, ImmService]] = []
 
     def start(**options: Any) -> ExtraImm:
+        state_dir = tmp_path / f"imm-{len(started)}"
         service = ImmService(
-            tmp_path / f"imm-{len(started)}",
+            state_dir,
             cloud.account,
             oss_endpoint=cloud.oss_url,
             mns_endpoint=cloud.mns_url,
@@ -79,7 +80,7 @@ def make_imm(cloud: Cloud, tmp_path: Path) -> Iterator[MakeImm]:
         started.append((server, service))
         client = cloud.client(endpoint=f"127.0.0.1:{server.port}")
         client.create_project(models.CreateProjectRequest(project_name=PROJECT))
-        return ExtraImm(client, service)
+        return ExtraImm(client, service, state_dir)
 
     yield start
     for server, service in started:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import signal
+import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +22,10 @@ from immflow.events.imm import ImmTaskResult
 from PIL import Image
 from pypdf import PdfReader
 
+from localcloud.imm import office
+from localcloud.imm.errors import Interrupted
 from tests.support.cloud import Cloud
-from tests.support.imm import PROJECT, Inbox, MakeImm, wait_task
+from tests.support.imm import PROJECT, Inbox, MakeImm, office_processes, wait_task, warm_office_pid
 
 pytestmark = pytest.mark.media
 
@@ -178,6 +186,169 @@ def test_a_document_libreoffice_cannot_read_fails(
     )
     assert (result.Status, result.Code) == ("Failed", "InvalidArgument")
     assert "not a readable PDF" in result.Message
+
+
+def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "text.pdf"
+    path.write_bytes(pdf)
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _to_pdf(client: Client, cloud: Cloud, key: str, target: str) -> models.GetTaskResponseBody:
+    request = models.CreateOfficeConversionTaskRequest(
+        project_name=PROJECT, source_uri=cloud.uri(key), target_type="pdf", target_uri=cloud.uri(target)
+    )
+    return wait_task(client, "OfficeConversion", client.create_office_conversion_task(request).body.task_id)
+
+
+def test_the_warm_libreoffice_gives_what_a_one_shot_one_gives(
+    cloud: Cloud,
+    make_imm: MakeImm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cloud.bucket.put_object("same/report.docx", _docx(3))
+    cloud.bucket.put_object("same/deck.pptx", _pptx(2))
+    warm = make_imm(engine_concurrency=1)
+    for key in ("same/report.docx", "same/deck.pptx"):
+        result = _to_pdf(warm.client, cloud, key, f"warm/{key}.pdf")
+        assert result.status == "Succeeded", result.message
+    assert warm_office_pid(warm.state_dir)
+    monkeypatch.setattr(office, "UNO_PYTHON", str(tmp_path / "no-python3"))
+    monkeypatch.setattr(office.WarmOffice, "_said_unavailable", False)
+    one_shot = make_imm(engine_concurrency=1)
+    for key, pages in (("same/report.docx", 3), ("same/deck.pptx", 2)):
+        result = _to_pdf(one_shot.client, cloud, key, f"one-shot/{key}.pdf")
+        assert result.status == "Succeeded", result.message
+        assert _pages(cloud, f"warm/{key}.pdf") == _pages(cloud, f"one-shot/{key}.pdf") == pages
+        texts = [
+            _pdf_text(cloud.bucket.get_object(f"{kind}/{key}.pdf").read(), tmp_path)
+            for kind in ("warm", "one-shot")
+        ]
+        assert texts[0] == texts[1] and ("Page 3" in texts[0] or "Slide 2" in texts[0])
+    assert not office_processes(one_shot.state_dir)
+    said = [r.getMessage() for r in caplog.records if "no warm LibreOffice" in r.getMessage()]
+    assert len(said) == 1 and "python3-uno" in said[0], said
+
+
+def test_the_warm_libreoffice_is_reachable_only_by_its_user(cloud: Cloud, make_imm: MakeImm) -> None:
+    imm = make_imm(engine_concurrency=1)
+    cloud.bucket.put_object("private/a.docx", _docx(1))
+    assert _to_pdf(imm.client, cloud, "private/a.docx", "private/a.pdf").status == "Succeeded"
+    pid = warm_office_pid(imm.state_dir)
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert not [arg for arg in command if "socket" in arg or "port=" in arg], command
+    socket_inodes = {
+        os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:[") : -1]
+        for fd in os.listdir(f"/proc/{pid}/fd")
+        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+    }
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        assert not socket_inodes & {line.split()[9] for line in lines}, f"soffice.bin has a {table} socket"
+    listening = [
+        line.split()[-1]
+        for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]
+        if line.split()[6] in socket_inodes and len(line.split()) == 8 and line.split()[5] == "01"
+    ]
+    uno = [path for path in listening if path.endswith("/uno")]
+    assert len(uno) == 1, listening
+    socket_path = Path(uno[0])
+    for path in (socket_path.parent, socket_path):
+        mode = path.lstat().st_mode
+        assert path.lstat().st_uid == os.getuid() and stat.S_IMODE(mode) & 0o077 == 0, f"{path}: {oct(mode)}"
+    if os.getuid() == 0 and shutil.which("runuser"):
+        attempt = subprocess.run(
+            ["runuser", "-u", "nobody", "--", office.UNO_PYTHON, "-c", _CONNECT, str(socket_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert attempt.stdout.strip() == "PermissionError", attempt.stdout + attempt.stderr
+
+
+_CONNECT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    print("connected")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_a_killed_libreoffice_is_started_again(cloud: Cloud, make_imm: MakeImm) -> None:
+    imm = make_imm(engine_concurrency=1)
+    cloud.bucket.put_object("killed/a.docx", _docx(2))
+    assert _to_pdf(imm.client, cloud, "killed/a.docx", "killed/1.pdf").status == "Succeeded"
+    first = warm_office_pid(imm.state_dir)
+    os.kill(first, signal.SIGKILL)
+    result = _to_pdf(imm.client, cloud, "killed/a.docx", "killed/2.pdf")
+    assert result.status == "Succeeded", result.message
+    assert _pages(cloud, "killed/2.pdf") == 2
+    assert _to_pdf(imm.client, cloud, "killed/a.docx", "killed/3.pdf").status == "Succeeded"
+    assert warm_office_pid(imm.state_dir) != first
+
+
+def _slow_docx() -> bytes:
+    """3000 full pages: 6-10 s for LibreOffice to lay out."""
+    document = docx.Document()
+    for page in range(3000):
+        document.add_paragraph(f"Page {page} " + "lorem ipsum dolor sit amet " * 40)
+        document.add_page_break()  # type: ignore[no-untyped-call]  # python-docx leaves it unannotated
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_a_conversion_cut_by_the_stop_is_interrupted_not_failed(tmp_path: Path) -> None:
+    source = tmp_path / "slow.docx"
+    source.write_bytes(_slow_docx())
+    warm = office.WarmOffice(tmp_path / "profile")
+    outcome: list[BaseException | bool] = []
+
+    def convert() -> None:
+        try:
+            outcome.append(warm.convert(source, tmp_path / "slow.pdf", 120))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=convert)
+    thread.start()
+    time.sleep(3)  # started (~1-2 s with a new profile), and converting
+    warm.close()
+    thread.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Interrupted), outcome
+    assert not office_processes(tmp_path)
+
+
+def test_a_conversion_over_the_timeout_fails_and_the_next_one_succeeds(
+    cloud: Cloud, make_imm: MakeImm
+) -> None:
+    imm = make_imm(office_timeout=4, engine_concurrency=1)
+    cloud.bucket.put_object("timeout/small.docx", _docx(1))
+    cloud.bucket.put_object("timeout/big.docx", _slow_docx())
+    assert _to_pdf(imm.client, cloud, "timeout/small.docx", "timeout/1.pdf").status == "Succeeded"
+    first = warm_office_pid(imm.state_dir)
+    slow = _to_pdf(imm.client, cloud, "timeout/big.docx", "timeout/big.pdf")
+    assert (slow.status, slow.code) == ("Failed", "InternalError")
+    assert "did not finish converting the document within 4 s" in slow.message
+    assert not office_processes(imm.state_dir)
+    assert _to_pdf(imm.client, cloud, "timeout/small.docx", "timeout/2.pdf").status == "Succeeded"
+    assert warm_office_pid(imm.state_dir) != first
+
+
+def test_stopping_the_imm_stops_its_libreoffice(cloud: Cloud, make_imm: MakeImm) -> None:
+    imm = make_imm(engine_concurrency=1)
+    cloud.bucket.put_object("stop/a.docx", _docx(1))
+    assert _to_pdf(imm.client, cloud, "stop/a.docx", "stop/a.pdf").status == "Succeeded"
+    assert len(office_processes(imm.state_dir)) == 2  # uno_client.py and soffice.bin
+    imm.service.close()
+    assert not office_processes(imm.state_dir)
 
 
 def test_a_conversion_over_the_timeout_is_killed(cloud: Cloud, make_imm: MakeImm) -> None:

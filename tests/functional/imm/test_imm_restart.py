@@ -1,4 +1,5 @@
-"""kill -9 of the local IMM: running tasks run again, unsent notifications are sent, each exactly once."""
+"""kill -9 of the local IMM: running tasks run again, unsent notifications are sent, each exactly once;
+its warm LibreOffice does not outlive it."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+import docx
 import pytest
 from alibabacloud_imm20200930 import models
 
 from tests.support.cloud import Cloud
-from tests.support.imm import PROJECT, Inbox, subscribe_queue, wait_notifications_delivered, wait_task
+from tests.support.imm import (
+    PROJECT,
+    Inbox,
+    office_processes,
+    subscribe_queue,
+    wait_notifications_delivered,
+    wait_task,
+)
 from tests.support.media import make_video
 from tests.support.wait import wait_until
 
@@ -126,3 +135,32 @@ def test_kill_9_while_running_and_before_notifying(
     assert inbox.wait(running, timeout=90).content.Status == "Succeeded"
     wait_notifications_delivered(cloud, imm_process.state_dir)
     assert inbox.count(unsent) == 1 and inbox.count(running) == 1
+
+
+def test_kill_9_leaves_no_libreoffice_behind(cloud: Cloud, imm_process: ImmProcess, tmp_path: Path) -> None:
+    client = cloud.client(endpoint=imm_process.endpoint)
+    client.create_project(models.CreateProjectRequest(project_name=PROJECT))
+    document = docx.Document()
+    document.add_paragraph("A page for the warm LibreOffice.")
+    document.save(str(tmp_path / "a.docx"))
+    cloud.bucket.put_object_from_file("restart/a.docx", str(tmp_path / "a.docx"))
+    request = models.CreateOfficeConversionTaskRequest(
+        project_name=PROJECT,
+        source_uri=cloud.uri("restart/a.docx"),
+        target_type="pdf",
+        target_uri=cloud.uri("restart/out/a.pdf"),
+    )
+    task_id = client.create_office_conversion_task(request).body.task_id
+    assert wait_task(client, "OfficeConversion", task_id).status == "Succeeded"
+    processes = office_processes(imm_process.state_dir)
+    assert len(processes) == 2  # uno_client.py and soffice.bin
+    socket_dir = Path(next(c for c in processes.values() if "uno_client.py" in c).split()[3])
+    imm_process.kill()
+    wait_until(lambda: not office_processes(imm_process.state_dir), 10, "the warm LibreOffice gone")
+    # Nobody was left to remove its socket folder: the next start does.
+    assert (socket_dir / "uno").is_socket()
+    imm_process.start()
+    client = cloud.client(endpoint=imm_process.endpoint)
+    task_id = client.create_office_conversion_task(request).body.task_id
+    assert wait_task(client, "OfficeConversion", task_id).status == "Succeeded"
+    assert not socket_dir.exists()
