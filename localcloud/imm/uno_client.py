@@ -126,8 +126,14 @@ def _convert(desktop: Any, source: str, target: str) -> None:
     def props(**values: Any) -> tuple[Any, ...]:
         return tuple(PropertyValue(Name=name, Value=value) for name, value in values.items())
 
+    # An uploaded document is untrusted: never run its macros, never fetch what it links to (files or
+    # URLs it would pull into the PDF). Both are the API's defaults too (MacroExecMode.NEVER_EXECUTE,
+    # UpdateDocMode.NO_UPDATE: 0); said here so a LibreOffice with other defaults changes nothing.
     document = desktop.loadComponentFromURL(
-        uno.systemPathToFileUrl(source), "_blank", 0, props(Hidden=True, ReadOnly=True)
+        uno.systemPathToFileUrl(source),
+        "_blank",
+        0,
+        props(Hidden=True, ReadOnly=True, MacroExecutionMode=0, UpdateDocMode=0),
     )
     if document is None:
         raise ValueError("LibreOffice could not open the document")
