@@ -318,7 +318,8 @@ def _record(
     ending = replace(
         task, status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
     )
-    to_create, handled = claim_planned(call, plan_follow_ups(call, run, ending))
+    follow_up_claims = claim_planned(call, plan_follow_ups(call, run, ending))
+    follow_up_claims.log_skipped()
     changed = ledger.record_result(
         result.TaskId,
         status=result.Status,
@@ -343,7 +344,7 @@ def _record(
             "outputs": len(recorded.outputs),
         },
     )
-    follow_ups = create_all(call, to_create, handled)
+    follow_ups = create_all(call, follow_up_claims)
     manifest = complete_run_if_done(call, task.run_id)
     return ResultSummary(
         result.TaskId,

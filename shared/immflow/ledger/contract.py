@@ -259,14 +259,15 @@ class TaskRecord:
 
 
 ClaimState = Literal["claimed", "done", "busy"]
+NotClaimed = Literal["done", "busy"]
+"""Why a claim was not taken: ``done`` (already created or failed, or its result already recorded:
+skip it) or ``busy`` (another invocation holds the claim right now)."""
 
 
 @dataclass(frozen=True)
 class CreateClaim:
-    """The outcome of claiming a task: ``claimed`` (create it now), ``done`` (already created or
-    failed: skip it) or ``busy`` (another invocation is creating it right now)."""
+    """A task this call claimed: create it now. `task` is its row, in state ``Creating``."""
 
-    state: ClaimState
     task: TaskRecord
     retaken: bool = False
     """Claimed by taking over an earlier attempt's expired or released claim: that attempt may have
@@ -591,8 +592,9 @@ class Ledger:
 
     def claim_task(
         self, new: NewTask, *, now: datetime, expires_at: datetime, new_run: bool = False
-    ) -> CreateClaim:
-        """Insert the task in state ``Creating`` with its claim, or report what is already there.
+    ) -> CreateClaim | NotClaimed:
+        """Insert the task in state ``Creating`` with its claim, or say why not (``done``, ``busy``:
+        the task is not read then, since the caller skips it).
 
         An existing claim that expired while still ``Creating`` (its creator stopped) is taken over.
         `new_run`: the task's run was started by this call (`start_run` said ``started``), so only a
@@ -601,11 +603,10 @@ class Ledger:
         outcome = self._acquire(
             "create", new.claim_key, now=now, expires_at=expires_at, new=new, likely_new=new_run
         )
+        if outcome == "done" or outcome == "busy":
+            return outcome
         inserted = self.backend.inserted_task(new.claim_key) if outcome == "claimed" else None
-        task = inserted or self._require_task(new.claim_key)
-        if outcome == "retaken":
-            return CreateClaim("claimed", task, retaken=True)
-        return CreateClaim(outcome, task)
+        return CreateClaim(inserted or self._require_task(new.claim_key), retaken=outcome == "retaken")
 
     def take_over_creation(self, task: TaskRecord, *, now: datetime, expires_at: datetime) -> bool:
         """Claim an expired ``Creating`` task (for reconcile); False when someone else holds it."""
