@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -364,6 +365,28 @@ def test_children_and_json_columns_round_trip(ledger: Ledger) -> None:
     assert child.tags == {"pipeline": "web-video", "n": 2}
     assert child.user_data == '{"v":1,"note":"ünïcode"}'
     assert child.request == {"ProjectName": "p", "UserData": '{"v":1}'}
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A redelivery only reads: on SQLite its reads take no write lock, so they do not queue behind
+    another instance's write transaction."""
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    ledger = Ledger(url)
+    ledger.create_schema()
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MC-1")
+    writer = create_engine(url, connect_args={"isolation_level": None}).raw_connection()
+    writer.execute("BEGIN IMMEDIATE")  # another instance, in the middle of a write
+    try:
+        started = time.monotonic()
+        assert ledger.get_run("run1") is not None
+        assert ledger.backend.read_claim("create", _task("web").claim_key) is not None
+        assert ledger.task_by_id("MC-1") is not None
+        assert [task.task_id for task in ledger.tasks_of_run("run1")] == ["MC-1"]
+        assert time.monotonic() - started < 5  # busy_timeout is 30 s: a read queueing would wait it out
+    finally:
+        writer.rollback()
+        writer.close()
 
 
 def test_naive_times_are_refused(tmp_path: Path) -> None:
