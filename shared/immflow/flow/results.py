@@ -27,7 +27,7 @@ the notification again a little later.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from immflow.adapters import ServiceError
@@ -315,8 +315,8 @@ def _record(
     # The follow-ups are claimed (as Creating tasks) before the result is recorded: otherwise another
     # invocation finishing the run's last other task could see every task final in between, and
     # write the manifest of a run whose follow-ups have not started.
-    ending = replace(
-        task, status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
+    ending = task._replace(
+        status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
     )
     follow_up_claims = claim_planned(call, plan_follow_ups(call, run, ending))
     follow_up_claims.log_skipped()

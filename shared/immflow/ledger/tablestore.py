@@ -38,7 +38,7 @@ import json
 import logging
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 from typing import Any, TypeVar
@@ -798,8 +798,8 @@ class TablestoreBackend(LedgerBackend):
             if self._update(TASKS, key, columns, _equal("status", current.status)):
                 if status != current.status:
                     self._delete(*self._status_entry(current.status, created, current.row_id))
-                self._updated_task = replace(
-                    current, **{name: _as_read(value) for name, value in changes.items()}
+                self._updated_task = current._replace(
+                    **{name: _as_read(value) for name, value in changes.items()}
                 )
                 return True
             current = self.task_by_claim(task.claim_key)  # changed since it was read: look again

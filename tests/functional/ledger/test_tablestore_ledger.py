@@ -3,7 +3,6 @@ checked against the rows they point to."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +154,7 @@ def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
     claims = [
         _claimed(
             ledger.claim_task(
-                replace(_new_task(name), run_id=start.run.run_id),
+                _new_task(name)._replace(run_id=start.run.run_id),
                 now=T0,
                 expires_at=T0 + timedelta(minutes=1),
                 new_run=True,
@@ -191,7 +190,7 @@ def test_a_redelivered_upload_reads_the_head_the_run_and_each_claim_only(
     upload = NewRun("", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0, request_id="r1")
     start = ledger.start_run(upload, now=T0)
     assert start.run is not None
-    tasks = [replace(_new_task(name), run_id=start.run.run_id) for name in ("web", "thumb")]
+    tasks = [_new_task(name)._replace(run_id=start.run.run_id) for name in ("web", "thumb")]
     for number, new in enumerate(tasks):
         claimed = _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True))
         ledger.mark_created(new.claim_key, task_id=f"MC-{number}", now=T0, known=claimed)
