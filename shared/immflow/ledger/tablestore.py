@@ -38,10 +38,9 @@ import json
 import logging
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import tablestore
 from tablestore import (
@@ -91,8 +90,7 @@ STRING = "STRING"
 INTEGER = "INTEGER"
 
 
-@dataclass(frozen=True)
-class TableSpec:
+class TableSpec(NamedTuple):
     """One Tablestore table: its name and its primary key, in order (the first column is the partition key)."""
 
     name: str
