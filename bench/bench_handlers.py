@@ -18,7 +18,8 @@ Python process, as FC starts an instance, once with the ledger on SQLite and onc
 * **warm**: per event once the instance is warm, for events that need no cloud call (a redelivered
   upload, a redelivered notification, an empty reconcile): immflow's own overhead, without network.
 * **cpu**: the cold start's CPU seconds (``time.process_time``), less disturbed by other processes on
-  a shared machine than wall time. ``BENCH_PROFILE=<folder>`` writes a cProfile of each cold start there.
+  a shared machine than wall time. ``BENCH_PROFILE=<folder>`` writes a cProfile of each cold start there,
+  and one of the warm events (``*-warm.pstats``).
 * **GetTask**: what confirming a notification adds to on_task_done (docs/imm-notifications.md): one
   warm GetTask of a finished task through immflow's IMM adapter against the local IMM, and the parse
   of its answer (median of ``--warm`` calls).
@@ -110,10 +111,16 @@ if profile is not None:
     profile.disable()
     profile.dump_stats(os.environ["BENCH_PROFILE"] + f"/{os.path.basename(sys.argv[1])}-{sys.argv[2]}.pstats")
 warm = []
+if profile is not None and len(events) > 1:
+    profile = cProfile.Profile()
+    profile.enable()
 for event in events[1:]:
     t = time.perf_counter()
     index.handler(event.encode(), context())
     warm.append(time.perf_counter() - t)
+if profile is not None and len(events) > 1:
+    profile.disable()
+    profile.dump_stats(os.environ["BENCH_PROFILE"] + f"/{os.path.basename(sys.argv[1])}-{sys.argv[2]}-warm.pstats")
 print(json.dumps({"import": imported - started, "cold": first - started, "cpu": first_cpu - started_cpu, "warm": warm, "counts": counts}))
 """
 

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from immflow.errors import ImmflowError
 
@@ -70,8 +71,7 @@ def _context_credentials(context: object | None) -> Credentials | None:
     return Credentials(str(key_id), str(secret), str(token) if token else None)
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     """One invocation: its request id and its time budget."""
 
     request_id: str

@@ -53,6 +53,10 @@ Why each module is deferred (who imports it, and what for):
 * ``google.protobuf.text_format`` (~8 ms): ``tablestore.protocol`` formats each request and response
   with it for its DEBUG log lines only. (The SDK formats them whenever its logger's own level is unset,
   even when nothing would print them; the Tablestore ledger sets that level: ``immflow.ledger.tablestore``.)
+* ``aws_lambda_powertools.metrics`` and ``.tracing`` (~3 ms): Powertools' ``__init__`` imports them to
+  re-export ``Metrics``, ``single_metric`` and ``Tracer`` (`DEFERRED_NAMES`); immflow uses its ``Logger``
+  only. ``aws_lambda_powertools.utilities.jmespath_utils`` (with ``jmespath`` and ``gzip``, ~2 ms): the
+  logger's ``inject_lambda_context(correlation_id_path=...)``, which immflow does not use.
 * ``alibabacloud_imm20200930.models`` (~60 ms, 520 modules): the package's ``__init__`` imports every
   request and response class; deferred, it imports the one module that defines a class when the class
   is first asked for (`_ModelsPackage`), so a call loads its own request, response and body classes.
@@ -128,6 +132,9 @@ DEFERRED: frozenset[str] = frozenset(
         "crc32c",
         "importlib.metadata",
         "google.protobuf.text_format",
+        "aws_lambda_powertools.metrics",
+        "aws_lambda_powertools.tracing",
+        "aws_lambda_powertools.utilities.jmespath_utils",
     }
 )
 """Modules that load on first use rather than on import (the module docstring says why each)."""
@@ -160,6 +167,9 @@ DEFERRED_NAMES: dict[str, frozenset[str]] = {
     # pydantic.plugin._loader: plugin discovery (off in functions: `install`); pydantic.networks: the
     # email validator's version check.
     "importlib.metadata": frozenset({"entry_points", "version"}),
+    # aws_lambda_powertools' __init__ re-exports them; immflow uses its Logger only.
+    "aws_lambda_powertools.metrics": frozenset({"Metrics", "single_metric"}),
+    "aws_lambda_powertools.tracing": frozenset({"Tracer"}),
 }
 """Names that SDK modules take from a deferred module at import time (``from X import Name``) but use
 only in code that a synchronous call never runs: each is bound to a `_DeferredName` that loads the

@@ -122,6 +122,16 @@ sql_task = NewTask(claim_key="diet-claim", run_id=sql_start.run.run_id, rule="r"
 sql_claim = sql_ledger.claim_task(sql_task, now=now, expires_at=now + timedelta(minutes=1), new_run=True)
 done["sql"] = sql_ledger.mark_created(sql_claim.task.claim_key, task_id="T-1", now=now).status
 
+# The functions' log lines (Powertools' Logger), an exception's included
+from immflow.logging import correlation, logger, start_invocation
+start_invocation("diet")
+with correlation(run_id="diet-run"):
+    logger.info("diet", extra={"n": 1})
+    try:
+        raise ValueError("diet")
+    except ValueError:
+        logger.warning("diet", exc_info=True)
+
 done["unloaded_after_sync"] = imports.deferred_and_unloaded()
 done["file_runs"] = len(file_runs)
 done["tablestore_native"] = native_state()
@@ -200,6 +210,9 @@ def test_every_sdk_call_of_the_functions_works_with_the_sdks_unused_modules_defe
         "crc32c",
         "importlib.metadata",
         "google.protobuf.text_format",
+        "aws_lambda_powertools.metrics",
+        "aws_lambda_powertools.tracing",
+        "aws_lambda_powertools.utilities.jmespath_utils",
     } <= set(result["unloaded_after_sync"])
     # tablestore ran without the `file` command, and chose what it chooses without the diet.
     assert result["file_runs"] == 0

@@ -33,6 +33,7 @@ from immflow.flow.results import (
 from immflow.flow.runtime import Call, Services
 from immflow.flow.upload import on_upload
 from immflow.ledger import Ledger, NewTask, RunRecord, TaskRecord, run_id_for
+from immflow.logging import logger
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline
 from immflow.settings import settings_from_env
@@ -368,6 +369,27 @@ def test_an_upload_creates_each_task_once(world: World) -> None:
     assert world.task("FileUncompression-2").tags["pipeline"] == "images"
     # A new version of the object is a new run.
     assert len(_upload(world, etag="ETAG2").started) == 2
+
+
+def test_a_redelivered_upload_logs_one_line_naming_the_tasks_it_skipped(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _upload(world)
+    lines: list[tuple[str, str, dict[str, Any], str]] = []
+
+    def record(level: str) -> Callable[..., None]:
+        def log(message: str, *, extra: dict[str, Any] | None = None, **_: Any) -> None:
+            lines.append((level, message, extra or {}, logger.get_current_keys().get("run_id", "")))
+
+        return log
+
+    for level in ("debug", "info", "warning", "error"):
+        monkeypatch.setattr(logger, level, record(level))
+    _upload(world)
+    [(level, message, extra, run_id)] = lines
+    assert (level, message, extra["run"]) == ("info", "upload matches", "joined")
+    assert extra["skipped"] == {"done": ["images/preview", "images/unzip"]}
+    assert run_id == run_id_for("media", "in/cat.png", "ETAG1", 1)
 
 
 def test_mediaconvert_templates_are_sent_as_templates(world: World) -> None:

@@ -11,9 +11,8 @@ any ``Throttling*`` code, 5xx answers and network failures are retryable; every 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from immflow.adapters import ServiceError, local_endpoint
 from immflow.fc import Credentials
@@ -21,8 +20,7 @@ from immflow.fc import Credentials
 SERVICE = "IMM"
 
 
-@dataclass(frozen=True)
-class CreatedTask:
+class CreatedTask(NamedTuple):
     task_id: str
     request_id: str
     event_id: str

@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from immflow.adapters import ServiceError
 from immflow.fc import Credentials
@@ -21,15 +20,13 @@ SERVICE = "OSS"
 _CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
     uri: OssUri
     size: int
     etag: str
 
 
-@dataclass(frozen=True)
-class ObjectHead:
+class ObjectHead(NamedTuple):
     size: int
     etag: str
     content_type: str

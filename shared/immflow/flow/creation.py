@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,7 @@ from immflow.archives import (
 )
 from immflow.flow.requests import INVALID_REQUEST, PlannedTask
 from immflow.flow.runtime import Call
-from immflow.ledger import CLOCK_SKEW, CreateClaim, TaskRecord
+from immflow.ledger import CLOCK_SKEW, CreateClaim, NotClaimed, TaskRecord
 from immflow.logging import correlation, logger
 from immflow.ossuri import OssUri
 from immflow.parsing import UtcDatetime
@@ -60,57 +61,69 @@ _START_TIME: TypeAdapter[UtcDatetime | None] = TypeAdapter(
 )
 
 
+@dataclass
+class Claims:
+    """What claiming an event's planned tasks came to."""
+
+    to_create: list[CreateClaim] = field(default_factory=list)
+    """Claimed by this call: to create now (`create_all`)."""
+    handled: list[TaskRecord] = field(default_factory=list)
+    """Settled here: a request that cannot be built is recorded failed at once."""
+    skipped: dict[NotClaimed, list[str]] = field(default_factory=dict)
+    """The ``rule/task`` of each task an earlier delivery created (``done``) or a concurrent one is
+    creating (``busy``; if that one dies, its claim expires and the next delivery or reconcile takes
+    it over). Not logged one by one: the caller says it in its own line."""
+
+    def log_skipped(self) -> None:
+        if self.skipped:
+            logger.info("tasks already handled or being created; skipped", extra={"skipped": self.skipped})
+
+
 def claim_and_create(
     call: Call, planned: Sequence[PlannedTask], *, new_run: bool = False
 ) -> list[TaskRecord]:
     """Claim every planned task, then create the claimed ones; returns the tasks this call handled.
     `new_run`: their run was started by this call (`immflow.ledger.Ledger.claim_task`)."""
-    return create_all(call, *claim_planned(call, planned, new_run=new_run))
+    claims = claim_planned(call, planned, new_run=new_run)
+    claims.log_skipped()
+    return create_all(call, claims)
 
 
-def claim_planned(
-    call: Call, planned: Sequence[PlannedTask], *, new_run: bool = False
-) -> tuple[list[CreateClaim], list[TaskRecord]]:
-    """Claim every planned task: the claims to create now, and the tasks already settled here (a
-    request that cannot be built is recorded failed at once)."""
+def claim_planned(call: Call, planned: Sequence[PlannedTask], *, new_run: bool = False) -> Claims:
+    """Claim every planned task (`new_run` as for `claim_and_create`)."""
     ledger = call.services.ledger
     now = call.services.now()
     expires = call.claim_expiry(now)
-    to_create: list[CreateClaim] = []
-    handled: list[TaskRecord] = []
+    claims = Claims()
     for plan in planned:
         claim = ledger.claim_task(plan.new, now=now, expires_at=expires, new_run=new_run)
-        names = {"rule": plan.new.rule, "task": plan.new.task_name}
-        if claim.state != "claimed":
-            # done: an earlier delivery created it; busy: a concurrent one is creating it right now (if
-            # that one dies, its claim expires and the next delivery or reconcile takes it over).
-            logger.info(
-                f"task already {'handled' if claim.state == 'done' else 'being created'}; skipped",
-                extra=names,
-            )
+        if not isinstance(claim, CreateClaim):
+            claims.skipped.setdefault(claim, []).append(f"{plan.new.rule}/{plan.new.task_name}")
             continue
         if plan.problem is not None:
             failed = ledger.mark_create_failed(
                 plan.new.claim_key, code=INVALID_REQUEST, message=plan.problem, now=now, known=claim.task
             )
             logger.error(
-                "task request cannot be built; recorded as failed", extra={**names, "problem": plan.problem}
+                "task request cannot be built; recorded as failed",
+                extra={"rule": plan.new.rule, "task": plan.new.task_name, "problem": plan.problem},
             )
-            handled.append(failed)
+            claims.handled.append(failed)
             continue
-        to_create.append(claim)
-    return to_create, handled
+        claims.to_create.append(claim)
+    return claims
 
 
-def create_all(call: Call, to_create: Sequence[CreateClaim], handled: list[TaskRecord]) -> list[TaskRecord]:
-    """Create the claimed tasks; returns `handled` with them added."""
+def create_all(call: Call, claims: Claims) -> list[TaskRecord]:
+    """Create the claimed tasks; returns the tasks settled here and these."""
     ledger = call.services.ledger
-    for index, claim in enumerate(to_create):
+    handled = list(claims.handled)
+    for index, claim in enumerate(claims.to_create):
         try:
             handled.append(create_claimed(call, claim.task, retaken=claim.retaken))
         except ServiceError:
             # Let the next delivery take over the tasks this call claimed but will not create.
-            for waiting in to_create[index:]:
+            for waiting in claims.to_create[index:]:
                 ledger.release_claim(waiting.task.claim_key, now=call.services.now())
             raise
     return handled

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from immflow.errors import ImmflowError
 from immflow.flow.lineage import Lineage
@@ -34,8 +33,7 @@ INVALID_REQUEST = "immflow.InvalidRequest"
 TAG_RULE, TAG_TASK, TAG_RUN = "immflow:rule", "immflow:task", "immflow:run"
 
 
-@dataclass(frozen=True)
-class PlannedTask:
+class PlannedTask(NamedTuple):
     new: NewTask
     problem: str | None = None
     """Why the request could not be built; the task is then recorded as failed, not sent."""

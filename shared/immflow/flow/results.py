@@ -27,7 +27,7 @@ the notification again a little later.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from immflow.adapters import ServiceError
@@ -315,10 +315,11 @@ def _record(
     # The follow-ups are claimed (as Creating tasks) before the result is recorded: otherwise another
     # invocation finishing the run's last other task could see every task final in between, and
     # write the manifest of a run whose follow-ups have not started.
-    ending = replace(
-        task, status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
+    ending = task._replace(
+        status=result.Status, code=result.Code, message=result.Message, outputs=list(outputs)
     )
-    to_create, handled = claim_planned(call, plan_follow_ups(call, run, ending))
+    follow_up_claims = claim_planned(call, plan_follow_ups(call, run, ending))
+    follow_up_claims.log_skipped()
     changed = ledger.record_result(
         result.TaskId,
         status=result.Status,
@@ -343,7 +344,7 @@ def _record(
             "outputs": len(recorded.outputs),
         },
     )
-    follow_ups = create_all(call, to_create, handled)
+    follow_ups = create_all(call, follow_up_claims)
     manifest = complete_run_if_done(call, task.run_id)
     return ResultSummary(
         result.TaskId,

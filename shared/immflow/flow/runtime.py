@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from immflow.adapters.imm import ImmAdapter
 from immflow.adapters.oss import OssAdapter
@@ -59,8 +59,7 @@ class Services:
         return self.clock()
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """One invocation's view: the services and the time budget."""
 
     services: Services

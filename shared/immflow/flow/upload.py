@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from immflow.events.oss import OssEvent, OssEventRecord
-from immflow.flow.creation import claim_and_create
+from immflow.flow.creation import claim_planned, create_all
 from immflow.flow.manifest import complete_run_if_done
 from immflow.flow.requests import PlannedTask, plan_task
 from immflow.flow.runtime import Call
@@ -73,15 +73,6 @@ def _upload(call: Call, record: OssEventRecord, summary: UploadSummary) -> None:
     run = start.run
     run_id = run.run_id
     with correlation(run_id=run_id):
-        logger.info(
-            "upload matches",
-            extra={
-                **extra,
-                "rules": [rule.name for rule in rules],
-                "run": start.outcome,
-                "sequence": run.sequence,
-            },
-        )
         planned: list[PlannedTask] = [
             plan_task(
                 services.settings,
@@ -98,7 +89,19 @@ def _upload(call: Call, record: OssEventRecord, summary: UploadSummary) -> None:
             for rule in rules
             for spec in rule.tasks
         ]
-        handled = claim_and_create(call, planned, new_run=start.outcome == "started")
+        claims = claim_planned(call, planned, new_run=start.outcome == "started")
+        # One line per upload, a redelivery included: what it matched and which tasks it left alone.
+        logger.info(
+            "upload matches",
+            extra={
+                **extra,
+                "rules": [rule.name for rule in rules],
+                "run": start.outcome,
+                "sequence": run.sequence,
+                "skipped": claims.skipped,
+            },
+        )
+        handled = create_all(call, claims)
         for task in handled:
             if task.task_id is not None and task.status == "Running":
                 summary.started.append(task.task_id)

@@ -27,6 +27,10 @@ module is imported only then (``import tablestore`` costs 300-500 ms, SQLAlchemy
 docs/ledger.md).
 
 Times are timezone-aware UTC datetimes; a naive one is refused.
+
+The records are named tuples (``typing.NamedTuple``, changed with ``_replace``): immutable like frozen
+dataclasses, which generate their methods with ``exec`` when defined (~0.3-0.7 ms each, on every cold
+start: docs/cold-start.md). `TaskQuery`, with its default factory, stays a dataclass.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from immflow.errors import ImmflowError
 from immflow.fc import Credentials
@@ -102,8 +106,7 @@ def tag_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-@dataclass(frozen=True, order=True)
-class EventOrder:
+class EventOrder(NamedTuple):
     """Where an upload event stands among the uploads of its key: OSS's event time (when OSS finished
     the request, millisecond precision), then the event's identity (the object's version id on a
     versioned bucket, else the OSS request id) to tell apart and order two uploads of one millisecond.
@@ -113,8 +116,7 @@ class EventOrder:
     identity: str
 
 
-@dataclass(frozen=True)
-class NewRun:
+class NewRun(NamedTuple):
     run_id: str
     bucket: str
     key: str
@@ -139,8 +141,7 @@ class NewRun:
         return EventOrder(aware(self.upload_time), self.version_id or self.request_id)
 
 
-@dataclass(frozen=True)
-class RunHead:
+class RunHead(NamedTuple):
     """The latest run of one object key, and the newest upload event that ran into it (its own, or a
     later upload of the same bytes that joined it). One row per key, changed only by compare-and-set
     on `revision`, so two events of one key decide one after the other."""
@@ -153,8 +154,7 @@ class RunHead:
     revision: int
 
 
-@dataclass(frozen=True)
-class RunStart:
+class RunStart(NamedTuple):
     """What `Ledger.start_run` decided for an upload event: ``started`` a new run, ``joined`` the key's
     latest run (the same bytes: a retry, a redelivery, an identical upload), or ``older`` (the event is
     older than the key's latest run: nothing to do). `run` is the run the event belongs to (None for
@@ -165,8 +165,7 @@ class RunStart:
     latest: str
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     run_id: str
     source_uri: str
     bucket: str
@@ -189,8 +188,7 @@ class RunRecord:
     """The newer run of the same key whose outputs replaced this run's (status ``Superseded``)."""
 
 
-@dataclass(frozen=True)
-class NewTask:
+class NewTask(NamedTuple):
     """A task immflow is about to create: everything but IMM's TaskId, including the full request."""
 
     claim_key: str
@@ -207,8 +205,7 @@ class NewTask:
     request: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class TaskRecord:
+class TaskRecord(NamedTuple):
     row_id: int
     claim_key: str
     task_id: str | None
@@ -259,14 +256,14 @@ class TaskRecord:
 
 
 ClaimState = Literal["claimed", "done", "busy"]
+NotClaimed = Literal["done", "busy"]
+"""Why a claim was not taken: ``done`` (already created or failed, or its result already recorded:
+skip it) or ``busy`` (another invocation holds the claim right now)."""
 
 
-@dataclass(frozen=True)
-class CreateClaim:
-    """The outcome of claiming a task: ``claimed`` (create it now), ``done`` (already created or
-    failed: skip it) or ``busy`` (another invocation is creating it right now)."""
+class CreateClaim(NamedTuple):
+    """A task this call claimed: create it now. `task` is its row, in state ``Creating``."""
 
-    state: ClaimState
     task: TaskRecord
     retaken: bool = False
     """Claimed by taking over an earlier attempt's expired or released claim: that attempt may have
@@ -298,8 +295,7 @@ class TaskQuery:
         )
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """What a backend reads of a claim: its state and until when an in-progress one is held."""
 
     status: ClaimStatus
@@ -511,12 +507,12 @@ class Ledger:
             head = self.backend.read_head(upload.source_uri)
             if head is not None:
                 if order == head.order or (order > head.order and upload.etag == head.etag):
-                    newer = replace(head, order=order, revision=head.revision + 1)
+                    newer = head._replace(order=order, revision=head.revision + 1)
                     if order > head.order and not self.backend.write_head(
                         newer, expect_revision=head.revision
                     ):
                         continue  # another event of the key changed the head: decide again
-                    joined = replace(upload, run_id=head.run_id, sequence=head.sequence)
+                    joined = upload._replace(run_id=head.run_id, sequence=head.sequence)
                     return RunStart("joined", self.ensure_run(joined, now=now), head.run_id)
                 if order < head.order:
                     return RunStart("older", None, head.run_id)
@@ -535,7 +531,7 @@ class Ledger:
             if not self.backend.write_head(started, expect_revision=None if head is None else head.revision):
                 continue
             return RunStart(
-                "started", self._insert_run(replace(upload, run_id=run_id, sequence=sequence), now), run_id
+                "started", self._insert_run(upload._replace(run_id=run_id, sequence=sequence), now), run_id
             )
         raise LedgerError(f"could not decide the run of {upload.source_uri}: too many concurrent uploads")
 
@@ -591,8 +587,9 @@ class Ledger:
 
     def claim_task(
         self, new: NewTask, *, now: datetime, expires_at: datetime, new_run: bool = False
-    ) -> CreateClaim:
-        """Insert the task in state ``Creating`` with its claim, or report what is already there.
+    ) -> CreateClaim | NotClaimed:
+        """Insert the task in state ``Creating`` with its claim, or say why not (``done``, ``busy``:
+        the task is not read then, since the caller skips it).
 
         An existing claim that expired while still ``Creating`` (its creator stopped) is taken over.
         `new_run`: the task's run was started by this call (`start_run` said ``started``), so only a
@@ -601,11 +598,10 @@ class Ledger:
         outcome = self._acquire(
             "create", new.claim_key, now=now, expires_at=expires_at, new=new, likely_new=new_run
         )
+        if outcome == "done" or outcome == "busy":
+            return outcome
         inserted = self.backend.inserted_task(new.claim_key) if outcome == "claimed" else None
-        task = inserted or self._require_task(new.claim_key)
-        if outcome == "retaken":
-            return CreateClaim("claimed", task, retaken=True)
-        return CreateClaim(outcome, task)
+        return CreateClaim(inserted or self._require_task(new.claim_key), retaken=outcome == "retaken")
 
     def take_over_creation(self, task: TaskRecord, *, now: datetime, expires_at: datetime) -> bool:
         """Claim an expired ``Creating`` task (for reconcile); False when someone else holds it."""

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     create_engine,
     event,
     or_,
@@ -62,6 +63,8 @@ from immflow.ledger.contract import (
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+_READ_ONLY = "immflow_read_only"
+"""A connection's execution option: its statement only reads (`SqlBackend._read`)."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -290,7 +293,9 @@ def _engine(url: str) -> Engine:
             # pysqlite's own transactions are deferred: a read followed by a write can then fail at once
             # with "database is locked" under concurrency instead of waiting. Taking the write lock at
             # BEGIN makes concurrent writers queue on busy_timeout (the SQLAlchemy-documented recipe).
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A single SELECT needs no transaction (SQLite runs it on one snapshot), nor the write lock.
+            if not connection.get_execution_options().get(_READ_ONLY):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -306,6 +311,16 @@ class SqlBackend(LedgerBackend):
         self.engine = _engine(url)
         self.t = _tables(schema, self.engine.dialect.name)
         self._schema_ready = False
+        self._reader = self.engine.execution_options(**{_READ_ONLY: True})
+        # The statements a redelivered event runs, built once: building one costs as much as running
+        # it on SQLite.
+        t = self.t
+        self._run_by_id = select(t.runs).where(t.runs.c.run_id == bindparam("key"))
+        self._head_by_key = select(t.run_heads).where(t.run_heads.c.source_key == bindparam("key"))
+        self._claim_by_key = select(t.claims.c.status, t.claims.c.expires_at).where(
+            t.claims.c.claim_key == bindparam("key")
+        )
+        self._task_by_claim = self._task_select().where(t.tasks.c.claim_key == bindparam("key"))
 
     def use_credentials(self, credentials: Credentials) -> None:
         """A database URL carries its own credentials."""
@@ -344,6 +359,13 @@ class SqlBackend(LedgerBackend):
         with self.engine.begin() as connection:
             yield connection
 
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for one SELECT: on SQLite without a transaction, so without the write lock."""
+        self.create_schema()
+        with self._reader.connect() as connection:
+            yield connection
+
     # ---- runs
 
     def insert_run(self, run: NewRun, *, now: datetime) -> bool:
@@ -373,8 +395,8 @@ class SqlBackend(LedgerBackend):
         return True
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        with self._begin() as db:
-            row = db.execute(select(self.t.runs).where(self.t.runs.c.run_id == run_id)).mappings().first()
+        with self._read() as db:
+            row = db.execute(self._run_by_id, {"key": run_id}).mappings().first()
         return None if row is None else _run_record(row)
 
     def list_runs(
@@ -388,7 +410,7 @@ class SqlBackend(LedgerBackend):
             query = query.where(runs.c.status == status)
         if limit is not None:
             query = query.limit(limit)
-        with self._begin() as db:
+        with self._read() as db:
             return [_run_record(row) for row in db.execute(query).mappings()]
 
     def finish_run(self, run_id: str, *, manifest_uri: str, now: datetime) -> None:
@@ -401,13 +423,8 @@ class SqlBackend(LedgerBackend):
             )
 
     def read_head(self, source_uri: str) -> RunHead | None:
-        heads = self.t.run_heads
-        with self._begin() as db:
-            row = (
-                db.execute(select(heads).where(heads.c.source_key == source_digest(source_uri)))
-                .mappings()
-                .first()
-            )
+        with self._read() as db:
+            row = db.execute(self._head_by_key, {"key": source_digest(source_uri)}).mappings().first()
         if row is None:
             return None
         order = EventOrder(_EPOCH + row["event_micros"] * _MICROSECOND, row["event_identity"])
@@ -451,7 +468,7 @@ class SqlBackend(LedgerBackend):
 
     def statuses_of_run(self, run_id: str) -> Collection[str]:
         tasks = self.t.tasks
-        with self._begin() as db:
+        with self._read() as db:
             return set(
                 db.execute(select(tasks.c.status).where(tasks.c.run_id == run_id).distinct()).scalars()
             )
@@ -459,11 +476,8 @@ class SqlBackend(LedgerBackend):
     # ---- claims
 
     def read_claim(self, kind: ClaimKind, key: str) -> Claim | None:
-        claims = self.t.claims
-        with self._begin() as db:
-            row = db.execute(
-                select(claims.c.status, claims.c.expires_at).where(claims.c.claim_key == key)
-            ).first()
+        with self._read() as db:
+            row = db.execute(self._claim_by_key, {"key": key}).first()
         return None if row is None else Claim(row.status, row.expires_at)
 
     def insert_claim(
@@ -571,19 +585,19 @@ class SqlBackend(LedgerBackend):
             t.claims, t.claims.c.claim_key == t.tasks.c.claim_key
         )
 
-    def _one_task(self, condition: Any) -> TaskRecord | None:
-        with self._begin() as db:
-            row = db.execute(self._task_select().where(condition)).mappings().first()
+    def _one_task(self, statement: Any, parameters: Mapping[str, Any] | None = None) -> TaskRecord | None:
+        with self._read() as db:
+            row = db.execute(statement, parameters).mappings().first()
         return None if row is None else _task_record(row)
 
     def task_by_claim(self, key: str) -> TaskRecord | None:
-        return self._one_task(self.t.tasks.c.claim_key == key)
+        return self._one_task(self._task_by_claim, {"key": key})
 
     def task_by_row(self, row_id: int) -> TaskRecord | None:
-        return self._one_task(self.t.tasks.c.id == row_id)
+        return self._one_task(self._task_select().where(self.t.tasks.c.id == row_id))
 
     def task_by_id(self, task_id: str) -> TaskRecord | None:
-        return self._one_task(self.t.tasks.c.task_id == task_id)
+        return self._one_task(self._task_select().where(self.t.tasks.c.task_id == task_id))
 
     def list_tasks(self, query: TaskQuery) -> list[TaskRecord]:
         t = self.t
@@ -610,7 +624,7 @@ class SqlBackend(LedgerBackend):
             statement = statement.where(t.tasks.c.created_at < query.until)
         if query.limit is not None:
             statement = statement.limit(query.limit)
-        with self._begin() as db:
+        with self._read() as db:
             return [_task_record(row) for row in db.execute(statement).mappings()]
 
     def stale_tasks(self, *, started_before: datetime, now: datetime) -> list[TaskRecord]:
@@ -625,7 +639,7 @@ class SqlBackend(LedgerBackend):
             )
             .order_by(t.tasks.c.created_at, t.tasks.c.id)
         )
-        with self._begin() as db:
+        with self._read() as db:
             return [_task_record(row) for row in db.execute(statement).mappings()]
 
     def children_of(self, task_ids: Iterable[str]) -> list[TaskRecord]:
@@ -634,5 +648,5 @@ class SqlBackend(LedgerBackend):
             return []
         t = self.t
         statement = self._task_select().where(t.tasks.c.parent_task_id.in_(ids)).order_by(t.tasks.c.id)
-        with self._begin() as db:
+        with self._read() as db:
             return [_task_record(row) for row in db.execute(statement).mappings()]

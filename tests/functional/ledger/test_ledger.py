@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from immflow.fc import Credentials
-from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key
+from immflow.ledger import (
+    CreateClaim,
+    Ledger,
+    LedgerError,
+    NewRun,
+    NewTask,
+    NotClaimed,
+    TaskQuery,
+    TaskRecord,
+    claim_key,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -132,9 +143,18 @@ def _task(
     )
 
 
+def _state(claim: CreateClaim | NotClaimed) -> str:
+    return "claimed" if isinstance(claim, CreateClaim) else claim
+
+
+def _claimed(claim: CreateClaim | NotClaimed) -> TaskRecord:
+    assert isinstance(claim, CreateClaim), f"not claimed: {claim}"
+    return claim.task
+
+
 def _created(ledger: Ledger, name: str, task_id: str, **kwargs: Any) -> None:
     new = _task(name, **kwargs)
-    assert ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).state == "claimed"
+    _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)))
     ledger.mark_created(new.claim_key, task_id=task_id, now=T0)
 
 
@@ -150,16 +170,31 @@ def test_a_run_is_recorded_once(ledger: Ledger) -> None:
 def test_a_claim_is_taken_once_then_reported_busy_then_done(ledger: Ledger) -> None:
     ledger.ensure_run(_run(), now=T0)
     new = _task()
-    first = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))
-    assert first.state == "claimed" and first.task.status == "Creating" and first.task.task_id is None
+    first = _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)))
+    assert first.status == "Creating" and first.task_id is None
     second = ledger.claim_task(new, now=T0 + timedelta(seconds=5), expires_at=T0 + timedelta(minutes=2))
-    assert second.state == "busy"
+    assert second == "busy"
     created = ledger.mark_created(new.claim_key, task_id="MediaConvert-1", now=T0)
     assert created.status == "Running" and created.task_id == "MediaConvert-1"
-    assert (
-        ledger.claim_task(new, now=T0 + timedelta(hours=1), expires_at=T0 + timedelta(hours=2)).state
-        == "done"
-    )
+    assert ledger.claim_task(new, now=T0 + timedelta(hours=1), expires_at=T0 + timedelta(hours=2)) == "done"
+
+
+def test_a_claim_found_done_or_busy_reads_no_task(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redelivery skips the task, so claiming it reads the claim and nothing else."""
+    ledger.ensure_run(_run(), now=T0)
+    held, created = _task("held"), _task("created")
+    for new in (held, created):
+        _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)))
+    ledger.mark_created(created.claim_key, task_id="MC-1", now=T0)
+
+    def no_task_read(key: str) -> None:
+        raise AssertionError(f"task {key} read for a claim that is not taken")
+
+    monkeypatch.setattr(ledger.backend, "task_by_claim", no_task_read)
+    later = T0 + timedelta(seconds=5)
+    assert ledger.claim_task(created, now=later, expires_at=later + timedelta(minutes=1)) == "done"
+    assert ledger.claim_task(held, now=later, expires_at=later + timedelta(minutes=1)) == "busy"
+    assert ledger.claim_task(held, now=later, expires_at=later + timedelta(minutes=1), new_run=True) == "busy"
 
 
 def test_a_claim_of_a_new_run_unread_first_still_finds_one_a_concurrent_delivery_holds(
@@ -169,17 +204,17 @@ def test_a_claim_of_a_new_run_unread_first_still_finds_one_a_concurrent_delivery
     after a read (busy, done, or taken over when expired), and the task returned is the row."""
     ledger.ensure_run(_run(), now=T0)
     new = _task()
-    first = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True)
-    assert first.state == "claimed" and first.task == ledger.list_tasks(TaskQuery(run_id="run1"))[0]
+    first = _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True))
+    assert first == ledger.list_tasks(TaskQuery(run_id="run1"))[0]
     busy = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True)
-    assert busy.state == "busy" and busy.task.row_id == first.task.row_id
+    assert busy == "busy"
     later = T0 + timedelta(minutes=5)
     retaken = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1), new_run=True)
-    assert retaken.state == "claimed" and retaken.retaken
+    assert isinstance(retaken, CreateClaim) and retaken.retaken and retaken.task.row_id == first.row_id
     created = ledger.mark_created(new.claim_key, task_id="MediaConvert-1", now=later, known=retaken.task)
     assert created == ledger.task_by_id("MediaConvert-1")
     done = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1), new_run=True)
-    assert done.state == "done"
+    assert done == "done"
     assert len(ledger.list_tasks(TaskQuery(run_id="run1"))) == 1
 
 
@@ -189,9 +224,9 @@ def test_an_expired_claim_is_taken_over_by_the_next_delivery(ledger: Ledger) -> 
     ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))
     later = T0 + timedelta(minutes=5)
     retried = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1))
-    assert retried.state == "claimed"
+    assert isinstance(retried, CreateClaim) and retried.retaken
     # The takeover renewed the expiry, so a third delivery right now sees it busy.
-    assert ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1)).state == "busy"
+    assert ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1)) == "busy"
 
 
 def test_concurrent_claims_of_one_task_let_exactly_one_through(ledger: Ledger) -> None:
@@ -202,7 +237,7 @@ def test_concurrent_claims_of_one_task_let_exactly_one_through(ledger: Ledger) -
 
     def claim() -> None:
         barrier.wait()
-        states.append(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).state)
+        states.append(_state(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1))))
 
     threads = [threading.Thread(target=claim) for _ in range(6)]
     for thread in threads:
@@ -332,6 +367,28 @@ def test_children_and_json_columns_round_trip(ledger: Ledger) -> None:
     assert child.request == {"ProjectName": "p", "UserData": '{"v":1}'}
 
 
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A redelivery only reads: on SQLite its reads take no write lock, so they do not queue behind
+    another instance's write transaction."""
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    ledger = Ledger(url)
+    ledger.create_schema()
+    ledger.ensure_run(_run(), now=T0)
+    _created(ledger, "web", "MC-1")
+    writer = create_engine(url, connect_args={"isolation_level": None}).raw_connection()
+    writer.execute("BEGIN IMMEDIATE")  # another instance, in the middle of a write
+    try:
+        started = time.monotonic()
+        assert ledger.get_run("run1") is not None
+        assert ledger.backend.read_claim("create", _task("web").claim_key) is not None
+        assert ledger.task_by_id("MC-1") is not None
+        assert [task.task_id for task in ledger.tasks_of_run("run1")] == ["MC-1"]
+        assert time.monotonic() - started < 5  # busy_timeout is 30 s: a read queueing would wait it out
+    finally:
+        writer.rollback()
+        writer.close()
+
+
 def test_naive_times_are_refused(tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite3'}")
     with pytest.raises(Exception, match="naive datetime") as caught:
@@ -342,7 +399,7 @@ def test_naive_times_are_refused(tmp_path: Path) -> None:
 def _claim_in_another_process(backend: Backend, barrier: Barrier, states: Queue[str]) -> None:
     ledger = backend.open()
     barrier.wait(timeout=60)
-    states.put(ledger.claim_task(_task(), now=T0, expires_at=T0 + timedelta(minutes=1)).state)
+    states.put(_state(ledger.claim_task(_task(), now=T0, expires_at=T0 + timedelta(minutes=1))))
 
 
 def test_processes_claiming_one_task_let_exactly_one_through(backend: Backend, ledger: Ledger) -> None:
@@ -375,7 +432,7 @@ def test_concurrent_take_overs_of_an_expired_claim_let_exactly_one_through(ledge
     def claim() -> None:
         barrier.wait()
         found = ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1))
-        claims.append((found.state, found.retaken))
+        claims.append((_state(found), isinstance(found, CreateClaim) and found.retaken))
 
     threads = [threading.Thread(target=claim) for _ in range(5)]
     for thread in threads:
@@ -388,15 +445,14 @@ def test_concurrent_take_overs_of_an_expired_claim_let_exactly_one_through(ledge
 def test_a_released_claim_is_taken_by_the_next_delivery_or_reconcile(ledger: Ledger) -> None:
     ledger.ensure_run(_run(), now=T0)
     new = _task()
-    first = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=10))
-    assert not ledger.take_over_creation(first.task, now=T0, expires_at=T0 + timedelta(minutes=10))
+    first = _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=10)))
+    assert not ledger.take_over_creation(first, now=T0, expires_at=T0 + timedelta(minutes=10))
     ledger.release_claim(new.claim_key, now=T0 + timedelta(seconds=1))
     assert ledger.take_over_creation(
-        first.task, now=T0 + timedelta(seconds=2), expires_at=T0 + timedelta(minutes=1)
+        first, now=T0 + timedelta(seconds=2), expires_at=T0 + timedelta(minutes=1)
     )
     assert (
-        ledger.claim_task(new, now=T0 + timedelta(seconds=3), expires_at=T0 + timedelta(minutes=1)).state
-        == "busy"
+        ledger.claim_task(new, now=T0 + timedelta(seconds=3), expires_at=T0 + timedelta(minutes=1)) == "busy"
     )
 
     result = claim_key("result", "MC-1", "Succeeded")
@@ -416,7 +472,7 @@ def test_a_released_claim_is_taken_by_the_next_delivery_or_reconcile(ledger: Led
 def test_tasks_by_row_number_and_status_follow_every_change(ledger: Ledger) -> None:
     ledger.ensure_run(_run(), now=T0)
     new = _task()
-    claimed = ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)).task
+    claimed = _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1)))
     assert ledger.task_by_id_or_row(str(claimed.row_id)) == claimed
     assert ledger.task_by_id_or_row("MC-unknown") is None and ledger.task_by_id_or_row("999999") is None
     assert [t.status for t in ledger.list_tasks(TaskQuery(status="Creating"))] == ["Creating"]

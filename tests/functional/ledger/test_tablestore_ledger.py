@@ -3,13 +3,22 @@ checked against the rows they point to."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from immflow.fc import Credentials
-from immflow.ledger import Ledger, LedgerError, NewRun, NewTask, TaskQuery, claim_key
+from immflow.ledger import (
+    CreateClaim,
+    Ledger,
+    LedgerError,
+    NewRun,
+    NewTask,
+    NotClaimed,
+    TaskQuery,
+    TaskRecord,
+    claim_key,
+)
 from immflow.ledger.tablestore import TABLES, TASKS_BY_RUN, TASKS_BY_STATUS, TablestoreBackend
 
 if TYPE_CHECKING:
@@ -26,6 +35,11 @@ def _open(ots: LocalOts) -> Ledger:
 def _backend(ledger: Ledger) -> TablestoreBackend:
     assert isinstance(ledger.backend, TablestoreBackend)
     return ledger.backend
+
+
+def _claimed(claim: CreateClaim | NotClaimed) -> TaskRecord:
+    assert isinstance(claim, CreateClaim), f"not claimed: {claim}"
+    return claim.task
 
 
 def _new_task(name: str = "web") -> NewTask:
@@ -81,7 +95,7 @@ def test_index_rows_of_a_writer_that_stopped_half_way_are_skipped(ots_server: Lo
     ledger = _open(ots_server)
     ledger.create_schema()
     ledger.ensure_run(NewRun("run1", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0), now=T0)
-    claimed = ledger.claim_task(_new_task(), now=T0, expires_at=T0 + timedelta(minutes=1)).task
+    claimed = _claimed(ledger.claim_task(_new_task(), now=T0, expires_at=T0 + timedelta(minutes=1)))
     # A writer that stopped after writing its index rows, before its task row:
     client = ots_server.client()
     orphan = [("claim_key", claim_key("never-written"))]
@@ -138,11 +152,13 @@ def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
     assert start.run == ledger.get_run(start.run.run_id)
     calls.clear()
     claims = [
-        ledger.claim_task(
-            replace(_new_task(name), run_id=start.run.run_id),
-            now=T0,
-            expires_at=T0 + timedelta(minutes=1),
-            new_run=True,
+        _claimed(
+            ledger.claim_task(
+                _new_task(name)._replace(run_id=start.run.run_id),
+                now=T0,
+                expires_at=T0 + timedelta(minutes=1),
+                new_run=True,
+            )
         )
         for name in ("web", "thumb")
     ]
@@ -152,13 +168,11 @@ def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
     second = ["update_row", "batch_write_row", "put_row"]
     assert calls == first + second
     # ... and the tasks claim_task returned are the rows as written.
-    assert [claim.task for claim in claims] == [
-        _backend(ledger).task_by_claim(claim.task.claim_key) for claim in claims
-    ]
+    assert claims == [_backend(ledger).task_by_claim(task.claim_key) for task in claims]
     calls.clear()
     created = [
-        ledger.mark_created(claim.task.claim_key, task_id=f"MC-{number}", now=T0, known=claim.task)
-        for number, claim in enumerate(claims)
+        ledger.mark_created(task.claim_key, task_id=f"MC-{number}", now=T0, known=task)
+        for number, task in enumerate(claims)
     ]
     # Each: its new index rows, the conditional update, the old status's index row deleted; not read back.
     assert calls == ["batch_write_row", "update_row", "delete_row"] * 2
@@ -168,6 +182,30 @@ def test_an_upload_with_two_tasks_makes_no_round_trip_it_can_do_without(
     assert [ledger.task_by_id(f"MC-{number}") is not None for number in range(2)] == [True, True]
 
 
+def test_a_redelivered_upload_reads_the_head_the_run_and_each_claim_only(
+    ots_server: LocalOts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _open(ots_server)
+    ledger.create_schema()
+    upload = NewRun("", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0, request_id="r1")
+    start = ledger.start_run(upload, now=T0)
+    assert start.run is not None
+    tasks = [_new_task(name)._replace(run_id=start.run.run_id) for name in ("web", "thumb")]
+    for number, new in enumerate(tasks):
+        claimed = _claimed(ledger.claim_task(new, now=T0, expires_at=T0 + timedelta(minutes=1), new_run=True))
+        ledger.mark_created(new.claim_key, task_id=f"MC-{number}", now=T0, known=claimed)
+    calls = _count_requests(ledger, monkeypatch)
+    again = ledger.start_run(upload, now=T0 + timedelta(seconds=5))
+    assert again.outcome == "joined" and again.run == start.run
+    later = T0 + timedelta(seconds=5)
+    assert [ledger.claim_task(new, now=later, expires_at=later + timedelta(minutes=1)) for new in tasks] == [
+        "done",
+        "done",
+    ]
+    # The head, the run (a redelivery may be the first to record it), each claim; no task read.
+    assert calls == ["get_row"] * 4
+
+
 def test_reconcile_reads_no_task_too_young_to_be_stale(
     ots_server: LocalOts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,7 +213,7 @@ def test_reconcile_reads_no_task_too_young_to_be_stale(
     ledger.create_schema()
     ledger.ensure_run(NewRun("run1", "media-in", "in/a.mp4", "E", "ObjectCreated:PutObject", T0), now=T0)
     old, young = (
-        ledger.claim_task(_new_task(name), now=at, expires_at=at + timedelta(minutes=1)).task
+        _claimed(ledger.claim_task(_new_task(name), now=at, expires_at=at + timedelta(minutes=1)))
         for name, at in (("web", T0), ("thumb", T0 + timedelta(hours=1)))
     )
     ledger.mark_created(old.claim_key, task_id="MC-old", now=T0)

@@ -4,7 +4,6 @@ who may look, what an object route serves, and the pages for bad input."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -177,7 +176,7 @@ def test_a_superseded_run_says_so_and_names_the_run_that_replaced_it(
     upload = NewRun("", BUCKET, "in/pic.png", "A", "ObjectCreated:PutObject", now, request_id="r1")
     first = ledger.start_run(upload, now=now).run
     second = ledger.start_run(
-        replace(upload, etag="B", upload_time=now + timedelta(seconds=1), request_id="r2"), now=now
+        upload._replace(etag="B", upload_time=now + timedelta(seconds=1), request_id="r2"), now=now
     ).run
     assert first is not None and second is not None
     ledger.finish_run(first.run_id, manifest_uri=f"oss://{BUCKET}/m/1.json", now=now)
