@@ -8,7 +8,6 @@ follow-ups ran and every run's manifest was written.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,18 +168,19 @@ def demo(
     building = checking.submit(deploy_environ, project / "s.yaml", state_dir, console.print)
     checking.shutdown(wait=False)
     from immflow.demo import runner
-    from immflow.demo.media import make_samples
+    from immflow.demo.media import cached_samples
     from immflow.demo.runner import DemoError, RunProgress
+    from immflow.package import default_cache_dir
 
     clock = runner.PhaseClock(begun)
     try:
         s_yaml, pipeline = runner.load_inputs(project)
-        with tempfile.TemporaryDirectory(prefix="immflow-demo-") as folder, ThreadPoolExecutor(4) as aside:
-            # Set-up steps that wait on other processes run side by side: the samples (ffmpeg, mostly)
-            # are made while the local cloud starts (and the package is checked, above), and the
-            # ledger's tables and the IMM project are created while the functions deploy (the local
-            # cloud loads its IMM and Tablestore meanwhile).
-            making = aside.submit(make_samples, Path(folder))
+        with ThreadPoolExecutor(4) as aside:
+            # Set-up steps that wait on other processes run side by side: the samples (ffmpeg, mostly;
+            # made once, then taken from the cache) while the local cloud starts (and the package is
+            # checked, above), and the ledger's tables and the IMM project while the functions deploy
+            # (the local cloud loads its IMM and Tablestore meanwhile).
+            making = aside.submit(cached_samples, default_cache_dir().parent / "samples")
             if starting is None:
                 endpoints = read_endpoints(state_dir)
                 console.print(f"using the local cloud already running on {state_dir}")
