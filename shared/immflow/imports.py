@@ -366,7 +366,8 @@ _finder = _DeferringFinder()
 
 def install() -> None:
     """Defer the `DEFERRED` modules not imported yet, and pause the garbage collector until
-    `resume_collection`. For function instances: the local cloud and the CLI never call it."""
+    `resume_collection`. For function instances, and the local cloud's launcher (`localcloud.launcher.run`),
+    whose services import the same SDKs; the CLI's own commands never call it."""
     global _gc_paused
     with _lock:
         os.environ.setdefault(PYDANTIC_PLUGINS_VARIABLE, "__all__")
