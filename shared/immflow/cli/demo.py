@@ -32,6 +32,7 @@ from immflow.cli.local import (
     state_dir_option,
     wait_ready,
 )
+from localcloud.core.account import Account
 
 if TYPE_CHECKING:
     from immflow.demo.runner import RunProgress
@@ -157,6 +158,9 @@ def demo(
     begun = time.monotonic()
     console = Console(stderr=as_json, quiet=as_json)
     project = (project_dir or _default_project()).resolve()
+    # The account first, before the launcher that takes it from the state folder: s.yaml is read with it
+    # while the cloud starts.
+    account = Account.load_or_create(state_dir)
     # The local cloud is started first: it takes seconds, and the imports below (about as many) and
     # the steps that follow run meanwhile, until they need its endpoints.
     starting = None
@@ -187,6 +191,7 @@ def demo(
             # checked, above), and the ledger's tables and the IMM project while the functions deploy
             # (the local cloud loads its IMM and Tablestore meanwhile).
             making = aside.submit(cached_samples, default_cache_dir().parent / "samples")
+            reading = aside.submit(lambda: runner.read_deployment(s_yaml, account, building.result()))
             if starting is None:
                 endpoints = read_endpoints(state_dir)
                 console.print(f"using the local cloud already running on {state_dir}")
@@ -197,7 +202,7 @@ def demo(
             clock.mark("cloud_start")
             environ = building.result()
             clock.mark("package_build")
-            deployment = runner.read_deployment(s_yaml, endpoints, environ)
+            deployment = reading.result()
             runner.create_triggers_resources(endpoints, deployment)
             # The IMM project, like the ledger's tables, is first needed by the first upload.
             project_created = aside.submit(runner.create_project, endpoints, deployment)
