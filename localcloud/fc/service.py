@@ -401,6 +401,7 @@ class FcService:
         """
         source = Path(spec.code_dir)
         scan = _scan_code(source)
+        layer = self._layer(source, scan) if scan.layer_entries else None
         target = self.root / "code" / spec.name / scan.version
         if not target.exists():
             staging = target.with_name(f".{scan.version}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -413,9 +414,6 @@ class FcService:
 
             shutil.copytree(source, staging, ignore=ignore, copy_function=_snapshot_file)
             os.replace(staging, target)
-        # After the function's own snapshot: functions deploying side by side make theirs while one of
-        # them links the layer they share (thousands of links) and the others wait for it.
-        layer = self._layer(source, scan) if scan.layer_entries else None
         extra = extra_paths if layer is None else (str(layer), *extra_paths)
         config_digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:8]
         return Deployed(spec, target, extra, f"{scan.version}-{config_digest}")

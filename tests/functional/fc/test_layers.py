@@ -7,11 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from localcloud.fc import FcService
 from tests.support.fc import FcCloud
 
 HANDLER = "import dep\nimport own\n\n\ndef handler(event, context):\n    return dep.VALUE + '+' + own.VALUE\n"
@@ -61,27 +57,3 @@ def test_functions_with_the_same_dependencies_share_one_layer_and_edits_after_de
 
     fc_cloud.fc.deploy(fc_cloud.write_s_yaml(_function("first", first)))  # a redeploy sees the edits
     assert fc_cloud.client().invoke_function("s", "first", payload=b"{}").data == b"dep-2+own-2"
-
-
-def test_each_function_snapshots_its_own_code_before_it_takes_the_shared_layer(
-    fc_cloud: FcCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Functions deploying side by side snapshot their own code while one of them links the layer."""
-    cache = tmp_path / "cache"
-    (cache / "dep").mkdir(parents=True)
-    (cache / "dep" / "__init__.py").write_text("VALUE = 'dep-1'\n")
-    first, second = _code_folder(tmp_path, "first", cache), _code_folder(tmp_path, "second", cache)
-    snapshotted: dict[str, bool] = {}
-    layer = FcService._layer
-
-    def taking_the_layer(service: FcService, source: Path, scan: Any) -> Path:
-        own = fc_cloud.state_dir / "fc" / "code" / source.name
-        snapshotted[source.name] = own.is_dir() and any(not p.name.startswith(".") for p in own.iterdir())
-        taken: Path = layer(service, source, scan)
-        return taken
-
-    monkeypatch.setattr(FcService, "_layer", taking_the_layer)
-    fc_cloud.fc.deploy(fc_cloud.write_s_yaml(_function("first", first) + _function("second", second)))
-
-    assert snapshotted == {"first": True, "second": True}
-    assert fc_cloud.client().invoke_function("s", "second", payload=b"{}").data == b"dep-1+own-1"
