@@ -75,7 +75,7 @@ def chain(files: list[Sample], state_dir: Path, port_base: int) -> dict[str, Any
     endpoints = start_detached(state_dir, port_base)
     try:
         environ = deploy_environ(s_yaml, state_dir, lambda _: None)
-        deployment = runner.read_deployment(s_yaml, endpoints, environ)
+        deployment = runner.read_deployment(s_yaml, runner.account_of(endpoints), environ)
         runner.apply(endpoints, deployment)
         deploy(endpoints, s_yaml, environ)
         folder = runner.demo_folder()

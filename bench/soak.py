@@ -302,7 +302,7 @@ class Soak:
         s_yaml, self.pipeline = runner.load_inputs(REPO)
         environ = deploy_environ(s_yaml, self.state_dir, say=lambda _: None)
         environ["IMMFLOW_RECONCILE_AFTER_SECONDS"] = str(RECONCILE_AFTER_SECONDS)
-        self.deployment = runner.read_deployment(s_yaml, self.endpoints, environ)
+        self.deployment = runner.read_deployment(s_yaml, runner.account_of(self.endpoints), environ)
         runner.apply(self.endpoints, self.deployment)
         deploy(self.endpoints, s_yaml, environ)
 

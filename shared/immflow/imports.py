@@ -376,7 +376,8 @@ _finder = _DeferringFinder()
 
 def install() -> None:
     """Defer the `DEFERRED` modules not imported yet, and pause the garbage collector until
-    `resume_collection`. For function instances: the local cloud and the CLI never call it."""
+    `resume_collection`. For function instances, and for the processes of the local chain that call the
+    same SDKs: the local cloud's launcher (`localcloud.launcher.run`) and ``immflow demo``."""
     global _gc_paused
     with _lock:
         os.environ.setdefault(PYDANTIC_PLUGINS_VARIABLE, "__all__")

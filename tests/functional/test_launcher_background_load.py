@@ -11,8 +11,10 @@ import tablestore
 from alibabacloud_imm20200930 import models
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi.models import Config
+from immflow.cli.local import spawn, stop, wait_ready
 
-from localcloud.launcher import LaunchError, LocalCloud
+from localcloud.core.ports import free_port_base
+from localcloud.launcher import SERVICES, LaunchError, LocalCloud
 from tests.support.ots import create_table
 
 
@@ -46,3 +48,29 @@ def test_a_service_that_cannot_load_is_reported_by_wait_loaded(tmp_path: Path) -
         cloud.wait_loaded()
 
     assert "the local ots could not start" in str(raised.value)
+
+
+def test_the_launcher_keeps_what_no_service_calls_off_its_start(tmp_path: Path) -> None:
+    """The launcher runs with the functions' import diet (`immflow.imports`): once IMM and Tablestore
+    have loaded and answered, the modules their SDKs import for calls no service makes (numpy for
+    Tablestore's time series, aiohttp for the SDKs' async clients) are not in the process."""
+    starting = spawn(tmp_path, free_port_base(len(SERVICES)))
+    try:
+        endpoints = wait_ready(starting)
+        ots = tablestore.OTSClient(
+            endpoints["ots"],
+            endpoints["access_key_id"],
+            endpoints["access_key_secret"],
+            endpoints["ots_instance"],
+        )
+        create_table(ots, "t", [("k", "STRING")])
+        imm = Client(
+            Config(access_key_id=endpoints["access_key_id"], access_key_secret=endpoints["access_key_secret"],
+                   endpoint=endpoints["imm"], protocol="http", region_id=endpoints["region"])
+        )  # fmt: skip
+        imm.create_project(models.CreateProjectRequest(project_name="p", service_role="AliyunIMMDefaultRole"))
+        mapped = Path(f"/proc/{starting.process.pid}/maps").read_text()
+    finally:
+        stop(tmp_path)
+
+    assert "/numpy" not in mapped and "/aiohttp/" not in mapped

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import oss2
 
@@ -32,6 +32,9 @@ from immflow.ledger import Ledger, RunRecord, TaskRecord, local_ledger, run_id_f
 from immflow.ossuri import OssUri
 from immflow.pipeline import Pipeline
 from immflow.pipeline_file import load_pipeline
+
+if TYPE_CHECKING:
+    from localcloud.core.account import Account
 
 DEFAULT_SERVICE_ROLE = "AliyunIMMDefaultRole"
 UPLOAD_EVENT = "ObjectCreated:PutObject"
@@ -52,16 +55,23 @@ class Deployment:
     project: str
 
 
-def read_deployment(s_yaml: Path, endpoints: dict[str, str], environ: dict[str, str]) -> Deployment:
+def account_of(endpoints: dict[str, str]) -> Account:
+    """The local cloud's account, as its ``endpoints.json`` names it."""
     from localcloud.core.account import Account
-    from localcloud.fc.syaml import SYamlError, load
 
-    account = Account(
+    return Account(
         endpoints["account_id"],
         endpoints["region"],
         endpoints["access_key_id"],
         endpoints["access_key_secret"],
     )
+
+
+def read_deployment(s_yaml: Path, account: Account, environ: dict[str, str]) -> Deployment:
+    """What ``s_yaml``'s functions point at; the account is all it needs of the local cloud, so the demo
+    reads it while the cloud starts (`Account.load_or_create` makes it before the launcher takes it)."""
+    from localcloud.fc.syaml import SYamlError, load
+
     try:
         specs = load(s_yaml, account, environ)
     except SYamlError as error:

@@ -7,12 +7,13 @@ import ast
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localcloud.fc import protocol, runtimes, worker
+from localcloud.fc import protocol, runtimes, service, worker
 from tests.support.fc import FcCloud, probe_function
 
 PYTHON_310 = runtimes.find_python(3, 10)
@@ -62,6 +63,29 @@ def test_a_missing_interpreter_is_said_once_and_the_function_falls_back(
     assert len(warnings) == 1, warnings
     assert "install Python 3.12" in warnings[0]
     assert "no Python 3.12 on this machine" in described["python"]
+
+
+def test_a_deploy_looks_for_its_runtimes_interpreter_while_it_snapshots_the_code(
+    fc_cloud: FcCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looking for an interpreter runs each candidate Python (~0.1 s each): not after the snapshots."""
+    moments: dict[str, float] = {}
+    scan_code = service._scan_code
+
+    def slow_scan(folder: Path) -> Any:
+        time.sleep(0.3)
+        moments.setdefault("first snapshot scanned", time.monotonic())
+        return scan_code(folder)
+
+    def find_python(major: int, minor: int) -> None:
+        moments["interpreter looked for"] = time.monotonic()
+
+    monkeypatch.setattr(runtimes, "_resolved", {})
+    monkeypatch.setattr(runtimes, "find_python", find_python)
+    monkeypatch.setattr(service, "_scan_code", slow_scan)
+    fc_cloud.fc.deploy(fc_cloud.write_s_yaml(probe_function("probe312", runtime="python3.12")))
+
+    assert moments["interpreter looked for"] < moments["first snapshot scanned"]
 
 
 def test_the_worker_keeps_to_the_oldest_runtimes_grammar() -> None:
