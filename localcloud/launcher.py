@@ -43,8 +43,8 @@ from localcloud.core.admin import load_or_create_token, write_secret_file
 from localcloud.core.durable import atomic_write_bytes
 from localcloud.core.faults import FaultPlan, FaultSpecError
 from localcloud.core.http import Request, Response, Service, ServiceServer
+from localcloud.core.ports import DEFAULT_PORT_BASE
 
-DEFAULT_PORT_BASE = 9410
 #: Start order (stop order is the reverse): Tablestore starts before FC, so that FC never runs a
 #: function while a service it may call is not up yet, and stops after it.
 SERVICES = ("oss", "mns", "imm", "ots", "fc")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 
 HOST = "127.0.0.1"
+DEFAULT_PORT_BASE = 9410
+"""The first of the local cloud's ports when none is asked for (OSS, MNS, IMM, FC, Tablestore follow)."""
 _ATTEMPTS = 50
 
 

@@ -59,7 +59,7 @@ _WORKER_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class Outcome:
+class InvokeResult:
     """The result of one invocation, as the invoke API will report it."""
 
     ok: bool
@@ -68,7 +68,7 @@ class Outcome:
     duration: float = 0.0
 
     @classmethod
-    def failure(cls, message: str, error_type: str, duration: float = 0.0) -> Outcome:
+    def failure(cls, message: str, error_type: str, duration: float = 0.0) -> InvokeResult:
         return cls(
             False,
             error={"errorMessage": message, "errorType": error_type, "stackTrace": []},
@@ -130,7 +130,7 @@ class Instance:
 
     def _exchange(
         self, op: str, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
-    ) -> Outcome:
+    ) -> InvokeResult:
         started = time.monotonic()
         try:
             write_frame(
@@ -141,7 +141,7 @@ class Instance:
                 # already wrote is lost with it, as when an instance dies before FC has the result.
                 select.select([self._replies], [], [], crash_after)
                 self.kill()
-                return Outcome.failure(
+                return InvokeResult.failure(
                     f"the function's process exited unexpectedly (killed after {crash_after:.2f} s by the "
                     f"local cloud's fault plan: fc.crash); see its log {self.launch.log_path}",
                     "UnhandledInvocationError",
@@ -151,7 +151,7 @@ class Instance:
             if not ready:
                 self.kill()
                 what = "initializer" if op == "init" else "function"
-                return Outcome.failure(
+                return InvokeResult.failure(
                     f"{what} timed out after {timeout:g} seconds (instance {self.instance_id} was stopped)",
                     "FunctionTimeoutError",
                     time.monotonic() - started,
@@ -159,7 +159,7 @@ class Instance:
             header, body = read_frame(self._replies)
         except (EOFError, BrokenPipeError, OSError):
             self.kill()
-            return Outcome.failure(
+            return InvokeResult.failure(
                 f"the function's process exited unexpectedly (exit code {self.process.poll()}); "
                 f"see its log {self.launch.log_path}",
                 "UnhandledInvocationError",
@@ -167,10 +167,10 @@ class Instance:
             )
         duration = time.monotonic() - started
         if header.get("ok"):
-            return Outcome(True, body, duration=duration)
-        return Outcome(False, error=header["error"], duration=duration)
+            return InvokeResult(True, body, duration=duration)
+        return InvokeResult(False, error=header["error"], duration=duration)
 
-    def start(self, request_id: str, timeout: float) -> Outcome:
+    def start(self, request_id: str, timeout: float) -> InvokeResult:
         """Make the instance ready, once: import the handler's module, then run the initializer (a
         failure of either kills the instance: FC retries on a fresh one). Measures `ready_seconds`."""
         if not self.loaded:
@@ -190,11 +190,11 @@ class Instance:
             self.initialized = True
         if self.ready_seconds is None:
             self.ready_seconds = time.monotonic() - self.spawned_at
-        return Outcome(True)
+        return InvokeResult(True)
 
     def invoke(
         self, request_id: str, payload: bytes, timeout: float, crash_after: float | None = None
-    ) -> Outcome:
+    ) -> InvokeResult:
         outcome = self.start(request_id, timeout)  # nothing left to do on a pre-warmed instance
         if not outcome.ok:
             return outcome
@@ -243,7 +243,7 @@ class Pool:
         payload: bytes,
         timeout: float,
         crash_after: float | None = None,
-    ) -> Outcome:
+    ) -> InvokeResult:
         """Run one request; ``crash_after`` kills the instance that many seconds into it (fc.crash)."""
         instance, new = self._acquire(launch)
         try:

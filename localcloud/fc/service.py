@@ -88,9 +88,9 @@ from localcloud.fc.errors import (
     invalid_argument,
     path_not_supported,
 )
-from localcloud.fc.instances import Launch, Outcome, Pool
+from localcloud.fc.instances import InvokeResult, Launch, Pool
 from localcloud.fc.schedule import Schedule
-from localcloud.fc.store import STATES, Deployed, Invocation, Store
+from localcloud.fc.store import STATES, Deployed, InvocationRecord, Store
 
 log = logging.getLogger("localcloud.fc")
 
@@ -529,14 +529,14 @@ class FcService:
 
     def _run(
         self, deployed: Deployed, request_id: str, payload: bytes, crash_after: float | None = None
-    ) -> Outcome:
+    ) -> InvokeResult:
         try:
             return self._pool.invoke(
                 self._launch(deployed), request_id, payload, deployed.spec.timeout, crash_after
             )
         except Exception as error:  # could not start an instance at all
             log.exception("function %s: no instance could run request %s", deployed.spec.name, request_id)
-            return Outcome.failure(
+            return InvokeResult.failure(
                 f"the local FC could not start an instance: {error}", "InternalServerError"
             )
 
@@ -580,7 +580,7 @@ class FcService:
                     invocation.request_id, self.async_retry_delay, "InternalServerError", ""
                 )
 
-    def _run_async(self, invocation: Invocation) -> None:
+    def _run_async(self, invocation: InvocationRecord) -> None:
         try:
             deployed = self._deployed(invocation.function)
         except FcApiError as error:
@@ -590,7 +590,7 @@ class FcService:
         if time.time() - invocation.created > config.max_event_age_seconds:
             message = f"dropped: older than maxAsyncEventAgeInSeconds={config.max_event_age_seconds}"
             self._store.finish(invocation.request_id, "failed", "EventAgeExceeded", message)
-            self._route(deployed, invocation, config.on_failure, "EventAgeExceeded", Outcome(False))
+            self._route(deployed, invocation, config.on_failure, "EventAgeExceeded", InvokeResult(False))
             return
         outcome = self._run(
             deployed, invocation.request_id, invocation.payload, self._crash_after(invocation)
@@ -619,7 +619,7 @@ class FcService:
         )
         self._route(deployed, invocation, config.on_failure, condition, outcome)
 
-    def _crash_after(self, invocation: Invocation) -> float | None:
+    def _crash_after(self, invocation: InvocationRecord) -> float | None:
         """When the fault plan kills this attempt's worker: a seeded point in its first second.
         Keyed by the function, the payload without its ids and times, which of the invocations
         with that payload it is (a timer's firings look alike) and the attempt, so FC's retry of
@@ -634,7 +634,12 @@ class FcService:
         return CRASH_WITHIN_SECONDS * self._faults.share("fc.crash", item)
 
     def _route(
-        self, deployed: Deployed, invocation: Invocation, arn: str, condition: str, outcome: Outcome
+        self,
+        deployed: Deployed,
+        invocation: InvocationRecord,
+        arn: str,
+        condition: str,
+        outcome: InvokeResult,
     ) -> None:
         if not arn:
             return

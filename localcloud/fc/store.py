@@ -50,7 +50,9 @@ class Deployed:
 
 
 @dataclass(frozen=True)
-class Invocation:
+class InvocationRecord:
+    """One invocation as the local FC records it (its queue row): the async queue and the invocations list."""
+
     request_id: str
     function: str
     mode: str
@@ -205,7 +207,7 @@ class Store:
                 ),
             )
 
-    def claim_due(self) -> Invocation | None:
+    def claim_due(self) -> InvocationRecord | None:
         """Mark the oldest due async invocation running and return it, or ``None``."""
         with self._db.transaction() as db:
             row = db.execute(
@@ -220,7 +222,7 @@ class Store:
                 " WHERE request_id=?",
                 (now, now, row[0]),
             )
-        invocation = Invocation(*row)
+        invocation = InvocationRecord(*row)
         return dataclasses.replace(
             invocation, state="running", attempts=invocation.attempts + 1, started=invocation.started or now
         )
@@ -251,7 +253,7 @@ class Store:
 
     def list(
         self, state: str | None = None, function: str | None = None, limit: int = 1000
-    ) -> list[Invocation]:
+    ) -> list[InvocationRecord]:
         clauses, args = [], []
         if state:
             clauses.append("state=?")
@@ -263,7 +265,7 @@ class Store:
         rows = self._db.all(
             f"SELECT {_COLUMNS} FROM invocations {where} ORDER BY created DESC LIMIT ?", *args, limit
         )
-        return [Invocation(*row) for row in rows]
+        return [InvocationRecord(*row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         rows = self._db.all("SELECT state, COUNT(*) FROM invocations GROUP BY state")

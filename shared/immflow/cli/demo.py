@@ -22,7 +22,6 @@ from rich.text import Text
 from immflow import imports
 from immflow.cli import main
 from immflow.cli.local import (
-    DEFAULT_PORT_BASE,
     create_ledger,
     deploy,
     deploy_environ,
@@ -33,6 +32,7 @@ from immflow.cli.local import (
     wait_ready,
 )
 from localcloud.core.account import Account
+from localcloud.core.ports import DEFAULT_PORT_BASE
 
 if TYPE_CHECKING:
     from immflow.demo.runner import RunProgress

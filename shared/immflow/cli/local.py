@@ -32,13 +32,14 @@ from rich.table import Table
 
 from immflow.cli import main
 from localcloud.core.faults import FAULT_KINDS, FaultPlan, FaultSpecError
-from localcloud.core.ports import port_free
+from localcloud.core.ports import DEFAULT_PORT_BASE, port_free
 
 if TYPE_CHECKING:
     from immflow import package
 
+# The same folder as immflow.ledger.DEFAULT_STATE_DIR, said again: importing the ledger here would
+# load pydantic into every CLI command.
 DEFAULT_STATE_DIR = Path(".immflow")
-DEFAULT_PORT_BASE = 9410
 #: The bucket `local deploy template.yml` uploads the function zips to when CodeBucket is not given.
 LOCAL_CODE_BUCKET = "immflow-code"
 SERVICE_NAMES = ("oss", "mns", "imm", "fc", "ots")

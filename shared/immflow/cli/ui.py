@@ -19,7 +19,8 @@ from pathlib import Path
 import click
 
 from immflow.cli import main
-from immflow.cli.local import DEFAULT_PORT_BASE, state_dir_option
+from immflow.cli.local import state_dir_option
+from localcloud.core.ports import DEFAULT_PORT_BASE
 
 DEFAULT_PORT = DEFAULT_PORT_BASE + 9
 
