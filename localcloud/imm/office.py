@@ -223,6 +223,10 @@ class WarmOffice:
 
     _said_unavailable = False
     _swept = False
+    #: Documents one LibreOffice converts before it is replaced at the next task: a warm soffice.bin
+    #: grows (156 MiB after its first document, 225 MiB after 300), as LibreOffice servers do; JODConverter
+    #: restarts after 200 by default (its maxTasksPerProcess) for the same reason.
+    MAX_DOCUMENTS = 200
 
     def __init__(self, profile: Path) -> None:
         self._profile = profile
@@ -230,6 +234,7 @@ class WarmOffice:
         self._socket_dir: Path | None = None
         self._unavailable = False
         self._closed = False
+        self._converted = 0
         self._lock = threading.Lock()
 
     def convert(self, source: Path, target: Path, timeout: float) -> bool:
@@ -238,6 +243,8 @@ class WarmOffice:
         with self._lock:
             if self._closed:
                 raise Interrupted
+            if self._client is not None and self._converted >= self.MAX_DOCUMENTS:
+                self._stop()
             if self._client is None and (self._unavailable or not self._start(deadline, timeout)):
                 return False
             client = self._client
@@ -258,6 +265,7 @@ class WarmOffice:
                 self._stop()
                 raise _timed_out(timeout)
             if reply.get("ok"):
+                self._converted += 1
                 return True
             if "error" not in reply or not reply.get("office_alive", False):
                 log.warning(
@@ -306,6 +314,7 @@ class WarmOffice:
             self._stop()
             raise _timed_out(timeout)
         if reply.get("ready"):
+            self._converted = 0
             return True
         self._stop()
         if reply.get("unavailable"):

@@ -294,6 +294,19 @@ def test_a_killed_libreoffice_is_started_again(cloud: Cloud, make_imm: MakeImm) 
     assert warm_office_pid(imm.state_dir) != first
 
 
+def test_a_warm_libreoffice_is_replaced_after_its_document_limit(
+    cloud: Cloud, make_imm: MakeImm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(office.WarmOffice, "MAX_DOCUMENTS", 2)
+    imm = make_imm(engine_concurrency=1)
+    cloud.bucket.put_object("limit/a.docx", _docx(1))
+    pids = []
+    for n in range(3):
+        assert _to_pdf(imm.client, cloud, "limit/a.docx", f"limit/{n}.pdf").status == "Succeeded"
+        pids.append(warm_office_pid(imm.state_dir))
+    assert pids[0] == pids[1] != pids[2]
+
+
 def _slow_docx() -> bytes:
     """3000 full pages: 6-10 s for LibreOffice to lay out."""
     document = docx.Document()
