@@ -97,7 +97,11 @@ def test_the_run_list_shows_every_upload_with_its_final_state(
         row = page.locator(f'tr[data-run="{upload["run_id"]}"]')
         assert row.get_attribute("data-state") == "succeeded", upload["source"]
         assert upload["source"] in row.inner_text()
-    assert page.locator('[data-count="succeeded"]').inner_text() == str(len(demo["uploads"]))
+    # Other tests of the session may add runs to the shared demo (test_demo.py uploads one more): the
+    # count must match the rows shown, which include every upload of the demo.
+    succeeded = page.locator('tr[data-state="succeeded"]').count()
+    assert page.locator('[data-count="succeeded"]').inner_text() == str(succeeded)
+    assert succeeded >= len(demo["uploads"])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-runs.png"), full_page=True)
 
