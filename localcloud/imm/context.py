@@ -15,7 +15,7 @@ from localcloud.imm.errors import TaskFailure
 from localcloud.imm.ossio import OssAccess
 
 if TYPE_CHECKING:
-    from localcloud.imm.office import WarmOffice
+    from localcloud.imm.office import OfficePool
 
 
 @dataclass
@@ -33,7 +33,7 @@ class TaskContext:
     worker: int
     profile_root: Path
     #: The worker's warm LibreOffice.
-    office: WarmOffice
+    office: OfficePool
     office_timeout: float
     media_timeout: float
     _upload_times: dict[OssUri, datetime] = field(default_factory=dict)

@@ -179,9 +179,7 @@ class Engine:
                 interrupted,
             )
         self._profile_root = work_root.parent / "office-profiles"
-        self._offices = [
-            office.WarmOffice(self._profile_root / f"warm-worker-{index}") for index in range(concurrency)
-        ]
+        self._offices = office.OfficePool(self._profile_root, concurrency)
         self._threads = [
             threading.Thread(target=self._work, args=(index,), name=f"imm-worker-{index}", daemon=True)
             for index in range(concurrency)
@@ -201,8 +199,7 @@ class Engine:
                 condition.notify_all()
         for thread in self._threads:
             thread.join(timeout=10)
-        for warm in self._offices:
-            warm.close()
+        self._offices.close()
 
     # workers ------------------------------------------------------------------------------------
 
@@ -244,7 +241,7 @@ class Engine:
             report_progress=report,
             worker=worker,
             profile_root=self._profile_root,
-            office=self._offices[worker],
+            office=self._offices,
             office_timeout=self._office_timeout,
             media_timeout=self._media_timeout,
         )

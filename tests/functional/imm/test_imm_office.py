@@ -318,6 +318,48 @@ def _slow_docx() -> bytes:
     return out.getvalue()
 
 
+def _soffices(imm: Any) -> set[int]:
+    return {pid for pid, command in office_processes(imm.state_dir).items() if "soffice.bin" in command}
+
+
+def _start_pdf(client: Client, cloud: Cloud, key: str, target: str) -> str:
+    request = models.CreateOfficeConversionTaskRequest(
+        project_name=PROJECT, source_uri=cloud.uri(key), target_type="pdf", target_uri=cloud.uri(target)
+    )
+    return str(client.create_office_conversion_task(request).body.task_id)
+
+
+def test_documents_share_a_running_libreoffice_and_a_long_one_does_not_hold_the_others(
+    cloud: Cloud, make_imm: MakeImm
+) -> None:
+    imm = make_imm(engine_concurrency=2)
+    cloud.bucket.put_object("pool/a.docx", _docx(1))
+    cloud.bucket.put_object("pool/slow.docx", _slow_docx())
+    assert _to_pdf(imm.client, cloud, "pool/a.docx", "pool/0.pdf").status == "Succeeded"
+    [first] = _soffices(imm)
+    # Two documents at once, one per worker: the second waits ~0.1 s for the running LibreOffice
+    # rather than start another (~1 s).
+    both = [_start_pdf(imm.client, cloud, "pool/a.docx", f"pool/{n}.pdf") for n in (1, 2)]
+    for task_id in both:
+        assert wait_task(imm.client, "OfficeConversion", task_id).status == "Succeeded"
+    assert _soffices(imm) == {first}
+    # A document behind a long one waits no longer than a start takes, then gets a LibreOffice of its own.
+    slow = _start_pdf(imm.client, cloud, "pool/slow.docx", "pool/slow.pdf")
+    time.sleep(0.5)
+    quick = wait_task(
+        imm.client, "OfficeConversion", _start_pdf(imm.client, cloud, "pool/a.docx", "pool/3.pdf")
+    )
+    assert quick.status == "Succeeded"
+    assert len(_soffices(imm)) == 2
+    assert (
+        imm.client.get_task(
+            models.GetTaskRequest(project_name=PROJECT, task_type="OfficeConversion", task_id=slow)
+        ).body.status
+        == "Running"
+    )
+    assert wait_task(imm.client, "OfficeConversion", slow).status == "Succeeded"
+
+
 def test_a_conversion_cut_by_the_stop_is_interrupted_not_failed(tmp_path: Path) -> None:
     source = tmp_path / "slow.docx"
     source.write_bytes(_slow_docx())
