@@ -185,20 +185,48 @@ def _timed_out(timeout: float) -> TaskFailure:
     )
 
 
-def _remove_dead_socket_dirs() -> None:
-    """Remove the socket folders of warm LibreOffices that were killed with their local cloud
-    (nothing is left to remove them then): those whose socket refuses connections, as LibreOffice
-    itself treats a pipe nobody listens on."""
-    for folder in Path("/tmp").glob(f"OSL_PIPE_{os.getuid()}_immflow-*"):
-        if folder.is_symlink() or folder.lstat().st_uid != os.getuid() or not (folder / "uno").is_socket():
-            continue  # not ours, or being started: left alone
-        with socket.socket(socket.AF_UNIX) as probe:
-            try:
-                probe.connect(str(folder / "uno"))
-            except ConnectionRefusedError:
-                shutil.rmtree(folder, ignore_errors=True)
-            except OSError:
-                pass
+#: Longer than any warm start may take (uno_client.py gives up after 60 s): an empty socket folder
+#: older than this belongs to no start in progress.
+_STALE_SECONDS = 120.0
+
+
+def _refused(path: Path) -> bool:
+    """Whether nothing listens on the Unix socket at ``path`` any more (its process was killed)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def _ours(path: Path) -> bool:
+    return not path.is_symlink() and path.lstat().st_uid == os.getuid()
+
+
+def _remove_dead_pipes() -> None:
+    """Remove what killed warm LibreOffices left in /tmp (nothing is left to remove it then): socket
+    folders whose socket refuses connections, as LibreOffice itself treats a pipe nobody listens on,
+    or that stayed empty past any start; and LibreOffice's own single-instance sockets
+    (``OSL_PIPE_<uid>_SingleOfficeIPC_<hash of the profile>``), one per profile, which a LibreOffice
+    killed rather than closed leaves behind. Only this user's, and only dead ones."""
+    prefix = f"OSL_PIPE_{os.getuid()}_"
+    for folder in Path("/tmp").glob(f"{prefix}immflow-*"):
+        with contextlib.suppress(OSError):
+            if not _ours(folder) or not folder.is_dir():
+                continue
+            uno = folder / "uno"
+            if uno.is_socket():
+                if _refused(uno):
+                    shutil.rmtree(folder, ignore_errors=True)
+            elif not any(folder.iterdir()) and time.time() - folder.lstat().st_mtime > _STALE_SECONDS:
+                folder.rmdir()
+    for pipe in Path("/tmp").glob(f"{prefix}SingleOfficeIPC_*"):
+        with contextlib.suppress(OSError):
+            if _ours(pipe) and pipe.is_socket() and _refused(pipe):
+                pipe.unlink()
 
 
 class WarmOffice:
@@ -299,7 +327,7 @@ class WarmOffice:
         self._profile.mkdir(parents=True, exist_ok=True)
         if not WarmOffice._swept:
             WarmOffice._swept = True
-            _remove_dead_socket_dirs()
+            _remove_dead_pipes()
         # LibreOffice names its UNO socket /tmp/OSL_PIPE_<uid>_<name> whatever we ask (uno_client.py
         # says why), so the private folder has to be there; mkdtemp makes it 0700 and refuses a
         # name that exists, so nobody can have prepared it.
@@ -375,7 +403,14 @@ class WarmOffice:
             for stream in (self._client.stdin, self._client.stdout):
                 if stream is not None:
                     stream.close()
+            # Once LibreOffice is gone too, its single-instance socket is dead: removed with the rest.
+            gone_by = time.monotonic() + 2
+            with contextlib.suppress(ProcessLookupError):
+                while time.monotonic() < gone_by:
+                    os.killpg(self._client.pid, 0)
+                    time.sleep(0.01)
             self._client = None
+            _remove_dead_pipes()
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None

@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import threading
@@ -26,6 +27,7 @@ from localcloud.imm import office
 from localcloud.imm.errors import Interrupted
 from tests.support.cloud import Cloud
 from tests.support.imm import PROJECT, Inbox, MakeImm, office_processes, wait_task, warm_office_pid
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.media
 
@@ -397,13 +399,35 @@ def test_a_conversion_over_the_timeout_fails_and_the_next_one_succeeds(
     assert warm_office_pid(imm.state_dir) != first
 
 
-def test_stopping_the_imm_stops_its_libreoffice(cloud: Cloud, make_imm: MakeImm) -> None:
+def _dead_pipes() -> set[Path]:
+    """The warm LibreOffices' sockets and LibreOffice's single-instance ones, of this user in /tmp, that
+    nobody listens on any more."""
+    dead = set()
+    prefix = f"OSL_PIPE_{os.getuid()}_"
+    for pipe in [*Path("/tmp").glob(f"{prefix}immflow-*"), *Path("/tmp").glob(f"{prefix}SingleOfficeIPC_*")]:
+        path = pipe / "uno" if pipe.is_dir() else pipe
+        if path.is_socket():
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(path))
+                except ConnectionRefusedError:
+                    dead.add(pipe)
+                except OSError:
+                    pass
+    return dead
+
+
+def test_stopping_the_imm_stops_its_libreoffice_and_leaves_no_socket(cloud: Cloud, make_imm: MakeImm) -> None:
     imm = make_imm(engine_concurrency=1)
     cloud.bucket.put_object("stop/a.docx", _docx(1))
     assert _to_pdf(imm.client, cloud, "stop/a.docx", "stop/a.pdf").status == "Succeeded"
     assert len(office_processes(imm.state_dir)) == 2  # uno_client.py and soffice.bin
+    pid = warm_office_pid(imm.state_dir)
     imm.service.close()
     assert not office_processes(imm.state_dir)
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, "soffice.bin reaped")
+    # A killed LibreOffice leaves its single-instance socket (OSL_PIPE_<uid>_SingleOfficeIPC_<hash>).
+    assert not _dead_pipes()
 
 
 def test_a_conversion_over_the_timeout_is_killed(cloud: Cloud, make_imm: MakeImm) -> None:
