@@ -198,11 +198,15 @@ def _pdf_text(pdf: bytes, tmp_path: Path) -> str:
     ).stdout
 
 
-def _to_pdf(client: Client, cloud: Cloud, key: str, target: str) -> models.GetTaskResponseBody:
+def _start_pdf(client: Client, cloud: Cloud, key: str, target: str) -> str:
     request = models.CreateOfficeConversionTaskRequest(
         project_name=PROJECT, source_uri=cloud.uri(key), target_type="pdf", target_uri=cloud.uri(target)
     )
-    return wait_task(client, "OfficeConversion", client.create_office_conversion_task(request).body.task_id)
+    return str(client.create_office_conversion_task(request).body.task_id)
+
+
+def _to_pdf(client: Client, cloud: Cloud, key: str, target: str) -> models.GetTaskResponseBody:
+    return wait_task(client, "OfficeConversion", _start_pdf(client, cloud, key, target))
 
 
 def test_the_warm_libreoffice_gives_what_a_one_shot_one_gives(
@@ -322,13 +326,6 @@ def _slow_docx() -> bytes:
 
 def _soffices(imm: Any) -> set[int]:
     return {pid for pid, command in office_processes(imm.state_dir).items() if "soffice.bin" in command}
-
-
-def _start_pdf(client: Client, cloud: Cloud, key: str, target: str) -> str:
-    request = models.CreateOfficeConversionTaskRequest(
-        project_name=PROJECT, source_uri=cloud.uri(key), target_type="pdf", target_uri=cloud.uri(target)
-    )
-    return str(client.create_office_conversion_task(request).body.task_id)
 
 
 def test_documents_share_a_running_libreoffice_and_a_long_one_does_not_hold_the_others(
